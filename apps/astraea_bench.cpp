@@ -1,0 +1,66 @@
+// astraea-bench: the one command line of Astraea. Every error becomes one `error: ...` line and
+// an exit code: 2 for usage, 1 for failure.
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+
+#include "apps/commands.h"
+
+namespace {
+
+// LibTorch's own messages carry a C++ backtrace; users get the first line, --verbose the rest.
+std::string short_message(const c10::Error& e) {
+  std::string m = e.what_without_backtrace();
+  if (m.find("out of memory") != std::string::npos) {
+    return "out of GPU memory: " + m.substr(0, m.find('\n')) +
+           " (try fewer --frames or a smaller --height/--width)";
+  }
+  return m.substr(0, m.find('\n'));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+
+  CLI::App app{"astraea-bench: token-wise acceleration of video diffusion transformers"};
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("--verbose", verbose, "print full error details");
+  astraea::app::register_generate(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "error: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+
+  try {
+    astraea::app::run_selected(app);
+    return 0;
+  } catch (const astraea::app::UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << short_message(e) << "\n";
+    if (verbose) std::cerr << e.what() << "\n";
+    return 1;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,25 @@
+// The subcommands of astraea-bench, each registered from its own file.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <stdexcept>
+
+namespace astraea::app {
+
+/// A problem with the command line found after parsing: exit code 2.
+struct UsageError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+/// Adds `generate` to the app.
+void register_generate(CLI::App& app);
+
+/// Runs the subcommand that was parsed.
+void run_selected(CLI::App& app);
+
+/// Binds a subcommand to the function that runs it.
+void on_run(CLI::App* sub, std::function<void()> run);
+
+}  // namespace astraea::app

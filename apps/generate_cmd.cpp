@@ -1,0 +1,109 @@
+// astraea-bench generate: one text-to-video generation to an MP4 or safetensors file.
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "core/generate.h"
+#include "core/safetensors.h"
+#include "core/video_io.h"
+
+namespace astraea::app {
+namespace {
+
+struct GenerateFlags {
+  GenerateOptions o;
+  std::string out, attention = "auto";
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Checks --out before any work: a bad path should not cost a generation.
+void check_out_path(const std::string& out) {
+  if (!ends_with(out, ".mp4") && !ends_with(out, ".safetensors")) {
+    throw UsageError("--out '" + out + "' must end in .mp4 or .safetensors");
+  }
+  const auto parent = std::filesystem::absolute(out).parent_path();
+  if (!std::filesystem::is_directory(parent)) {
+    throw UsageError("--out '" + out + "': folder " + parent.string() + " does not exist");
+  }
+}
+
+void write_result(const GenerateResult& r, const GenerateFlags& f) {
+  if (ends_with(f.out, ".mp4")) {
+    if (!r.video.defined()) {
+      throw UsageError("--out " + f.out + ": " + r.config.name +
+                       " makes latents (no VAE decoder here); write .safetensors instead");
+    }
+    write_mp4(f.out, r.video.data_ptr<float>(), r.video.size(0), r.video.size(1), r.video.size(2), 16.0);
+    return;
+  }
+  const auto& t = r.video.defined() ? r.video : r.latents;
+  std::map<std::string, std::string> meta{
+      {"model", r.config.name},        {"prompt", f.o.prompt},
+      {"seed", std::to_string(f.o.seed)}, {"steps", std::to_string(r.steps)},
+      {"guidance", std::to_string(r.guidance)}, {"shift", std::to_string(r.shift)},
+      {"weights", r.weights_source},   {"text", r.text_source}};
+  write_safetensors(f.out, {{r.video.defined() ? "video" : "latents", DType::F32, t.sizes().vec(), t.data_ptr()}},
+                    meta);
+}
+
+void run(const GenerateFlags& f) {
+  check_out_path(f.out);
+  GenerateOptions o = f.o;
+  o.attention = parse_attention_backend(f.attention);
+  std::unique_ptr<Progress> progress;
+  o.on_step = [&](int64_t step, int64_t steps) {
+    if (!progress) progress = std::make_unique<Progress>("sampling", steps);
+    progress->update(step + 1);
+  };
+  const auto r = generate(o);
+  if (progress) progress->finish();
+  write_result(r, f);
+  std::printf("wrote %s: %s, %lldx%lldx%lld (%lld tokens), %lld steps, %lld model calls, %.2f s sampling (%.3f s/call), %.2f s loading\n",
+              f.out.c_str(), r.config.name.c_str(), static_cast<long long>(r.shape.frames),
+              static_cast<long long>(r.shape.height), static_cast<long long>(r.shape.width),
+              static_cast<long long>(r.shape.tokens()), static_cast<long long>(r.steps),
+              static_cast<long long>(r.model_calls), r.sample_seconds,
+              r.sample_seconds / static_cast<double>(std::max<int64_t>(1, r.model_calls)), r.load_seconds);
+  std::printf("  weights: %s\n  text: %s\n", r.weights_source.c_str(), r.text_source.c_str());
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto flags = std::make_shared<GenerateFlags>();
+  auto& o = flags->o;
+  auto* sub = app.add_subcommand("generate", "Generate one video from a prompt");
+  std::string presets;
+  for (const auto& p : model_presets()) presets += "\n    " + p.name + ": " + p.description;
+  sub->footer("Presets:" + presets +
+              "\n\ntiny sizes: CPU size 8x32x48 (768 tokens, the default); evaluation size "
+              "--frames 16 --height 64 --width 64 (4096 tokens).");
+  sub->add_option("--model", o.model, "model preset")->default_val("tiny");
+  sub->add_option("--weights", o.weights,
+                  "safetensors file with Wan 2.1 key names, or 'random' (default: the preset's shipped weights)");
+  sub->add_option("--weights-seed", o.weights_seed, "seed of --weights random")->default_val(0);
+  auto* prompt = sub->add_option("--prompt", o.prompt, "text prompt");
+  sub->add_option("--context", o.context_file,
+                  "safetensors with precomputed text-encoder output 'context' [L, text_dim] (Wan presets)")
+      ->excludes(prompt);
+  sub->add_option("--frames", o.frames, "video frames (default: the preset's)");
+  sub->add_option("--height", o.height, "video height in pixels");
+  sub->add_option("--width", o.width, "video width in pixels");
+  sub->add_option("--steps", o.steps, "sampling steps");
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance scale (1 = unguided)");
+  sub->add_option("--shift", o.shift, "flow-matching timestep shift");
+  sub->add_option("--seed", o.seed, "noise seed")->default_val(0);
+  sub->add_option("--device", o.device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--dtype", o.dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
+  sub->add_option("--attention", flags->attention, "auto, math, flash, cudnn or efficient")->default_val("auto");
+  sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
+  on_run(sub, [flags] { run(*flags); });
+}
+
+}  // namespace astraea::app

@@ -1,0 +1,150 @@
+// Dense forward of a Wan preset on the GPU: median time and rate of one model call, against the
+// card's measured bf16 GEMM rate and copy bandwidth, for each attention kernel and with the
+// fused elementwise kernels on and off. Prints a table; --json writes every number.
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "core/attention.h"
+#include "core/block_ops.h"
+#include "core/dit.h"
+#include "core/torch_compat.h"
+#include "core/weights.h"
+
+#if ASTRAEA_HAS_TORCH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#endif
+
+namespace {
+
+using astraea::AttentionBackend;
+
+struct Stats {
+  double median_ms, min_ms, max_ms;
+};
+
+#if ASTRAEA_HAS_TORCH_CUDA
+// Times fn with CUDA events after `warmup` untimed calls; median over `reps`.
+Stats time_ms(const std::function<void()>& fn, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    auto stream = at::cuda::getCurrentCUDAStream();
+    start.record(stream);
+    fn();
+    stop.record(stream);
+    stop.synchronize();
+    t.push_back(start.elapsed_time(stop));
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front(), t.back()};
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Dense forward benchmark of a Wan preset on one GPU"};
+  std::string model = "wan2.1-1.3b", json_path;
+  int64_t frames = 81, height = 480, width = 832, layers = 0;
+  int warmup = 2, reps = 10;
+  app.add_option("--model", model);
+  app.add_option("--frames", frames);
+  app.add_option("--height", height);
+  app.add_option("--width", width);
+  app.add_option("--layers", layers, "override the preset's layer count (0: keep)");
+  app.add_option("--warmup", warmup);
+  app.add_option("--reps", reps);
+  app.add_option("--json", json_path);
+  CLI11_PARSE(app, argc, argv);
+#if !ASTRAEA_HAS_TORCH_CUDA
+  std::fprintf(stderr, "astraea_forward_bench: this build has no CUDA LibTorch; nothing to measure\n");
+  return 0;
+#else
+  if (!astraea::compat::cuda_available()) {
+    std::fprintf(stderr, "astraea_forward_bench: no CUDA device\n");
+    return 0;
+  }
+  at::set_num_threads(16);
+  const at::Device gpu(at::kCUDA, 0);
+  const auto bf16 = at::TensorOptions().device(gpu).dtype(at::kBFloat16);
+  nlohmann::json j;
+  auto props = at::cuda::getCurrentDeviceProperties();
+  j["device"] = props->name;
+  j["torch"] = TORCH_VERSION;
+
+  // Ceilings measured on this card: bf16 GEMM and device-to-device copy.
+  {
+    auto a = at::randn({8192, 8192}, bf16), b = at::randn({8192, 8192}, bf16);
+    auto s = time_ms([&] { at::matmul(a, b); }, 3, 10);
+    j["gemm_tflops"] = 2.0 * 8192.0 * 8192.0 * 8192.0 / s.median_ms / 1e9;
+    auto src = at::randn({1 << 30}, bf16), dst = at::empty_like(src);
+    auto c = time_ms([&] { dst.copy_(src); }, 3, 10);
+    j["copy_tbps"] = 2.0 * src.nbytes() / c.median_ms / 1e9;
+  }
+
+  auto config = astraea::model_preset(model);
+  if (layers > 0) config.layers = layers;
+  const auto shape = astraea::video_shape(config, frames, height, width);
+  const int64_t n = shape.tokens(), d = config.dim, t = config.text_len;
+  j["model"] = model;
+  j["layers"] = config.layers;
+  j["tokens"] = n;
+
+  // Attention alone at this size, each fused kernel (with log-sum-exp).
+  const auto q = at::randn({n, config.heads, config.head_dim()}, bf16);
+  const auto k = at::randn_like(q), v = at::randn_like(q);
+  const double attn_flop = 4.0 * n * n * d;
+  for (auto b : {AttentionBackend::kFlash, AttentionBackend::kCudnn, AttentionBackend::kEfficient}) {
+    try {
+      auto s = time_ms([&] { astraea::attention(q, k, v, true, b); }, 2, 10);
+      j["attention_ms"][astraea::attention_backend_name(b)] = s.median_ms;
+      j["attention_tflops"][astraea::attention_backend_name(b)] = attn_flop / s.median_ms / 1e9;
+    } catch (const std::exception& e) {
+      j["attention_error"][astraea::attention_backend_name(b)] = std::string(e.what()).substr(0, 200);
+    }
+  }
+
+  // The model, as the PyTorch baseline counts its FLOPs (bench/pytorch_wan_step.py: flops_tok).
+  const double flop = (8.0 * d * d + 4.0 * n * d + 4.0 * d * d + 4.0 * t * d + 4.0 * d * config.ffn_dim) *
+                      n * config.layers;
+  j["forward_tflop"] = flop / 1e12;
+  astraea::WanDiT dit(config, astraea::random_weights(config, 0, gpu, at::kBFloat16), at::kBFloat16);
+  auto latents = at::randn({config.in_channels, shape.latent_f, shape.latent_h, shape.latent_w});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  auto ctx = dit.embed_context(at::randn({t, config.text_dim}, gen).to(gpu, at::kBFloat16));
+  auto x = latents.to(gpu);
+  struct Variant {
+    const char* name;
+    AttentionBackend attention;
+    bool fused;
+  };
+  std::printf("%-28s %10s %10s %10s %9s\n", "variant", "median ms", "min ms", "max ms", "TFLOP/s");
+  for (const Variant& var : {Variant{"fused + cudnn attention", AttentionBackend::kCudnn, true},
+                             Variant{"fused + flash attention", AttentionBackend::kFlash, true},
+                             Variant{"aten + cudnn attention", AttentionBackend::kCudnn, false}}) {
+    astraea::set_default_gpu_attention(var.attention);
+    astraea::set_fused_kernels_disabled(!var.fused);
+    try {
+      auto s = time_ms([&] { dit.forward(x, 500.0, ctx); }, warmup, reps);
+      std::printf("%-28s %10.1f %10.1f %10.1f %9.0f\n", var.name, s.median_ms, s.min_ms, s.max_ms,
+                  flop / s.median_ms / 1e9);
+      j["forward"][var.name] = {{"median_ms", s.median_ms}, {"min_ms", s.min_ms}, {"max_ms", s.max_ms},
+                                {"tflops", flop / s.median_ms / 1e9}};
+    } catch (const std::exception& e) {
+      std::printf("%-28s failed: %.150s\n", var.name, e.what());
+    }
+  }
+  astraea::set_fused_kernels_disabled(false);
+  std::printf("%s\n", j.dump(2).c_str());
+  if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
+  return 0;
+#endif
+}

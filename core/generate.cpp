@@ -1,0 +1,128 @@
+#include "core/generate.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+
+#include "core/dit.h"
+#include "core/sampler.h"
+#include "core/text_context.h"
+#include "core/torch_compat.h"
+#include "core/weights.h"
+
+namespace astraea {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The preset's shipped weights are looked up beside the working directory and the source tree.
+std::string find_shipped(const ModelConfig& c) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> roots{fs::current_path()};
+  if (const char* src = std::getenv("ASTRAEA_SOURCE_DIR")) roots.emplace_back(src);
+#ifdef ASTRAEA_SOURCE_DIR_DEFAULT
+  roots.emplace_back(ASTRAEA_SOURCE_DIR_DEFAULT);
+#endif
+  for (const auto& r : roots) {
+    if (fs::exists(r / c.shipped_weights)) return (r / c.shipped_weights).string();
+  }
+  return {};
+}
+
+}  // namespace
+
+at::Device parse_device(const std::string& name) {
+  if (name == "cpu") return at::kCPU;
+  if (name.rfind("cuda", 0) != 0) {
+    throw std::invalid_argument("--device '" + name + "' is not cpu, cuda or cuda:N");
+  }
+  int index = 0;
+  if (name.size() > 4) {
+    if (name[4] != ':' || name.size() == 5 || name.find_first_not_of("0123456789", 5) != std::string::npos) {
+      throw std::invalid_argument("--device '" + name + "' is not cpu, cuda or cuda:N");
+    }
+    index = std::stoi(name.substr(5));
+  }
+  if (!compat::cuda_available()) {
+    throw std::invalid_argument("--device " + name +
+                                ": no CUDA device (or this LibTorch has no CUDA); use --device cpu");
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+at::ScalarType parse_dtype(const std::string& name, const at::Device& device) {
+  if (name.empty()) return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (name == "fp32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  throw std::invalid_argument("--dtype '" + name + "' is not fp32 or bf16");
+}
+
+GenerateResult generate(const GenerateOptions& o) {
+  GenerateResult r;
+  r.config = model_preset(o.model);
+  const auto& c = r.config;
+  r.shape = video_shape(c, o.frames ? o.frames : c.default_frames,
+                        o.height ? o.height : c.default_height, o.width ? o.width : c.default_width);
+  r.steps = o.steps ? o.steps : c.default_steps;
+  r.guidance = o.guidance >= 0 ? o.guidance : c.default_guidance;
+  r.shift = o.shift > 0 ? o.shift : c.default_shift;
+  const auto sigmas = flow_sigmas(r.steps, r.shift);
+  const auto device = parse_device(o.device);
+  const auto dtype = parse_dtype(o.dtype, device);
+  set_default_gpu_attention(o.attention);
+
+  const auto t_load = std::chrono::steady_clock::now();
+  auto text = text_contexts(c, o.prompt, o.context_file);
+  r.text_source = text.source;
+  Weights weights;
+  if (o.weights == "random") {
+    weights = random_weights(c, o.weights_seed, device, dtype);
+    r.weights_source = "random (seed " + std::to_string(o.weights_seed) + ")";
+  } else {
+    std::string path = o.weights.empty() ? find_shipped(c) : o.weights;
+    if (path.empty()) {
+      throw std::runtime_error("--model " + c.name + " has no shipped weights in this checkout (" +
+                               (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
+                               "); pass --weights FILE or --weights random");
+    }
+    weights = load_weights(path, c, device, dtype);
+    r.weights_source = path;
+  }
+  const WanDiT model(c, std::move(weights), dtype);
+  const auto cond = model.embed_context(text.cond.to(device, dtype));
+  const auto uncond = model.embed_context(text.uncond.to(device, dtype));
+  r.load_seconds = seconds_since(t_load);
+
+  // Noise is drawn on the CPU so that a seed gives the same start on every device.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  auto noise = at::randn({c.in_channels, r.shape.latent_f, r.shape.latent_h, r.shape.latent_w}, gen);
+  const bool guided = r.guidance != 1.0;
+  const auto t_sample = std::chrono::steady_clock::now();
+  auto x = sample_euler(
+      noise.to(device), sigmas,
+      [&](const at::Tensor& xt, double sigma, int64_t) {
+        auto v = model.forward(xt, 1000.0 * sigma, cond);
+        ++r.model_calls;
+        if (!guided) return v;
+        ++r.model_calls;
+        return classifier_free_guidance(v, model.forward(xt, 1000.0 * sigma, uncond), r.guidance);
+      },
+      o.on_step);
+  compat::synchronize(device);
+  r.sample_seconds = seconds_since(t_sample);
+
+  x = x.to(at::kCPU);
+  if (c.pixel_space) {
+    // RGB in [-1, 1], [3, F, H, W] -> [F, H, W, 3] in [0, 1].
+    r.video = x.add(1.0).mul_(0.5).clamp_(0.0, 1.0).permute({1, 2, 3, 0}).contiguous();
+  } else {
+    r.latents = x.contiguous();
+  }
+  return r;
+}
+
+}  // namespace astraea

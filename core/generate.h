@@ -1,0 +1,51 @@
+// Text-to-video generation: model, text context, sampler, on one device.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/attention.h"
+#include "core/model_config.h"
+
+namespace astraea {
+
+/// Parses --device ("cpu", "cuda", "cuda:N"); throws std::invalid_argument when this build or
+/// machine cannot run it.
+at::Device parse_device(const std::string& name);
+/// Parses --dtype ("fp32", "bf16"; "" picks bf16 on CUDA, fp32 on the CPU).
+at::ScalarType parse_dtype(const std::string& name, const at::Device& device);
+
+/// Everything `astraea-bench generate` takes. Zero/empty fields take the preset's defaults.
+struct GenerateOptions {
+  std::string model = "tiny";
+  std::string weights;  ///< "" = the preset's shipped weights; "random"; or a safetensors path
+  uint64_t weights_seed = 0;
+  std::string prompt, context_file;
+  int64_t frames = 0, height = 0, width = 0, steps = 0;
+  double guidance = -1, shift = 0;
+  uint64_t seed = 0;
+  std::string device = "cpu", dtype;
+  AttentionBackend attention = AttentionBackend::kAuto;
+  std::function<void(int64_t step, int64_t steps)> on_step;
+};
+
+struct GenerateResult {
+  ModelConfig config;
+  VideoShape shape;
+  at::Tensor video;    ///< pixel-space models: [F, H, W, 3] float32 in [0, 1], on the CPU
+  at::Tensor latents;  ///< latent models: [C, F, H, W] float32, on the CPU
+  std::string text_source, weights_source;
+  int64_t steps = 0, model_calls = 0;
+  double guidance = 0, shift = 0;
+  double load_seconds = 0, sample_seconds = 0;
+};
+
+/// Runs one generation. Same options and seed, same output. Throws on bad input (the message
+/// names the flag, file or tensor).
+GenerateResult generate(const GenerateOptions& options);
+
+}  // namespace astraea

@@ -1,0 +1,250 @@
+// The DiT's parts against hand-computed references.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/attention.h"
+#include "core/block_ops.h"
+#include "core/dit.h"
+#include "core/torch_compat.h"
+#include "core/weights.h"
+#include "kernels/rms_norm_rope.cuh"
+
+namespace astraea {
+namespace {
+
+ModelConfig small_config() {
+  ModelConfig c = model_preset("tiny");
+  c.dim = 24;
+  c.ffn_dim = 40;
+  c.heads = 2;  // head_dim 12: rotary pairs split 2 / 2 / 2
+  c.layers = 2;
+  c.text_dim = 8;
+  c.text_len = 5;
+  c.freq_dim = 16;
+  return c;
+}
+
+TEST(Rope, InverseFrequenciesFollowWanAxisSplit) {
+  // head_dim 128: 64 pairs = 22 (time) + 21 (height) + 21 (width), each axis restarting at 1.
+  std::vector<float> f(64);
+  kernels::wan_rope_inv_freq(128, 10000.0, f.data());
+  EXPECT_FLOAT_EQ(f[0], 1.0f);
+  EXPECT_NEAR(f[1], std::pow(10000.0, -1.0 / 22), 1e-7);
+  EXPECT_FLOAT_EQ(f[22], 1.0f);
+  EXPECT_NEAR(f[23], std::pow(10000.0, -1.0 / 21), 1e-7);
+  EXPECT_FLOAT_EQ(f[43], 1.0f);
+  EXPECT_NEAR(f[63], std::pow(10000.0, -20.0 / 21), 1e-9);
+}
+
+TEST(Rope, RotatesEachAxisPairByItsGridPosition) {
+  // head_dim 6: one pair per axis, all with inverse frequency 1, so the angles are f, h and w.
+  // Token 5 of a 2x2x2 grid sits at f = 1, h = 0, w = 1. The input has RMS 1, so the norm keeps it.
+  RopeGrid g{2, 2, 2, at::ones({3})};
+  auto src = at::zeros({8, 6});
+  src[5] = at::tensor({1.f, 1.f, 1.f, -1.f, -1.f, 1.f});
+  auto out = rms_norm_rope(src, at::ones({6}), &g, 1, 0.0);
+  const double c = std::cos(1.0), s = std::sin(1.0);
+  const double expected[6] = {c - s, s + c, 1, -1, -c - s, -s + c};
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(out[5][i].item<float>(), expected[i], 1e-6) << i;
+}
+
+TEST(RmsNorm, NormalisesOverTheWholeRowThenScales) {
+  auto src = at::tensor({3.f, 4.f}).view({1, 2});  // mean square 12.5
+  auto out = rms_norm_rope(src, at::tensor({1.f, 2.f}), nullptr, 1, 0.0);
+  EXPECT_NEAR(out[0][0].item<float>(), 3 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(out[0][1].item<float>(), 2 * 4 / std::sqrt(12.5), 1e-6);
+}
+
+TEST(Modulation, LayerNormThenScaleAndShift) {
+  // Row [1, 2, 3, 4]: mean 2.5, biased variance 1.25.
+  auto x = at::tensor({1.f, 2.f, 3.f, 4.f}).view({1, 4});
+  auto scale = at::tensor({0.f, 1.f, -0.5f, 2.f}), shift = at::tensor({0.f, 0.5f, 1.f, -1.f});
+  auto out = residual_layer_norm(x, {}, {}, scale + 1.0, shift, at::kFloat, 0.0);
+  const double r = 1 / std::sqrt(1.25);
+  const double expected[4] = {-1.5 * r, -0.5 * r * 2 + 0.5, 0.5 * r * 0.5 + 1, 1.5 * r * 3 - 1};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[0][i].item<float>(), expected[i], 1e-6) << i;
+}
+
+TEST(Modulation, GatedResidualUpdatesInPlace) {
+  auto x = at::tensor({1.f, 2.f}).view({1, 2});
+  residual_layer_norm(x, at::tensor({10.f, 10.f}).view({1, 2}), at::tensor({0.5f, -1.f}), {}, {},
+                      at::kFloat, 1e-6, false);
+  EXPECT_FLOAT_EQ(x[0][0].item<float>(), 6.f);
+  EXPECT_FLOAT_EQ(x[0][1].item<float>(), -8.f);
+}
+
+TEST(Attention, MatchesHandComputedSoftmaxAndLogSumExp) {
+  // One query [1, 0] over keys [1, 0] and [0, 1], head_dim 2: scores 1/sqrt(2) and 0.
+  auto q = at::tensor({1.f, 0.f}).view({1, 1, 2});
+  auto k = at::tensor({1.f, 0.f, 0.f, 1.f}).view({2, 1, 2});
+  auto v = at::tensor({1.f, 2.f, 3.f, 4.f}).view({2, 1, 2});
+  auto r = attention(q, k, v, true);
+  const double e0 = std::exp(1 / std::sqrt(2.0)), p0 = e0 / (e0 + 1), p1 = 1 / (e0 + 1);
+  EXPECT_NEAR(r.out[0][0].item<float>(), p0 * 1 + p1 * 3, 1e-6);
+  EXPECT_NEAR(r.out[0][1].item<float>(), p0 * 2 + p1 * 4, 1e-6);
+  EXPECT_NEAR(r.lse[0][0].item<float>(), std::log(e0 + 1), 1e-6);
+}
+
+TEST(Attention, MathPathMatchesNaiveSoftmaxPerHead) {
+  at::manual_seed(7);
+  auto q = at::randn({37, 3, 8}), k = at::randn({53, 3, 8}), v = at::randn({53, 3, 8});
+  auto r = attention(q, k, v, true, AttentionBackend::kMath);
+  for (int64_t h = 0; h < 3; ++h) {
+    auto s = at::matmul(q.select(1, h), k.select(1, h).t()) / std::sqrt(8.0);
+    auto ref = at::matmul(at::softmax(s, -1), v.select(1, h));
+    EXPECT_TRUE(at::allclose(r.out.view({37, 3, 8}).select(1, h), ref, 1e-5, 1e-5));
+    EXPECT_TRUE(at::allclose(r.lse[h], at::logsumexp(s, -1), 1e-5, 1e-5));
+  }
+}
+
+TEST(TimestepEmbedding, CosineHalfThenSineHalf) {
+  auto e = WanDiT::timestep_embedding(4, 1.0);  // frequencies 10000^(-k/2): 1 and 0.01
+  EXPECT_NEAR(e[0].item<float>(), std::cos(1.0), 1e-7);
+  EXPECT_NEAR(e[1].item<float>(), std::cos(0.01), 1e-7);
+  EXPECT_NEAR(e[2].item<float>(), std::sin(1.0), 1e-7);
+  EXPECT_NEAR(e[3].item<float>(), std::sin(0.01), 1e-7);
+}
+
+TEST(WanDiT, UnpatchifyPutsEachHeadOutputAtItsPixel) {
+  // With a zero head weight the output is the head bias, laid out (pt, ph, pw, C) per token.
+  const auto c = small_config();
+  auto w = random_weights(c, 1, at::kCPU, at::kFloat);
+  w["head.head.weight"].zero_();
+  auto& bias = w["head.head.bias"];  // 1 * 4 * 4 * 3 = 48 values
+  bias.copy_(at::arange(48, at::kFloat));
+  WanDiT model(c, std::move(w), at::kFloat);
+  auto ctx = model.embed_context(at::randn({3, c.text_dim}));
+  auto out = model.forward(at::randn({3, 2, 8, 8}), 500.0, ctx);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{3, 2, 8, 8}));
+  for (int64_t ch = 0; ch < 3; ++ch)
+    for (int64_t y = 0; y < 8; ++y)
+      for (int64_t x = 0; x < 8; ++x)
+        ASSERT_FLOAT_EQ(out[ch][1][y][x].item<float>(), static_cast<float>(((y % 4) * 4 + x % 4) * 3 + ch));
+}
+
+TEST(WanDiT, DependsOnContextTimestepAndInput) {
+  const auto c = small_config();
+  WanDiT model(c, random_weights(c, 2, at::kCPU, at::kFloat), at::kFloat);
+  auto x = at::randn({3, 2, 8, 8});
+  auto ctx_a = model.embed_context(at::randn({3, c.text_dim}));
+  auto ctx_b = model.embed_context(at::randn({3, c.text_dim}));
+  auto base = model.forward(x, 500.0, ctx_a);
+  EXPECT_TRUE(base.isfinite().all().item<bool>());
+  EXPECT_TRUE(at::equal(base, model.forward(x, 500.0, ctx_a)));
+  EXPECT_GT((base - model.forward(x, 500.0, ctx_b)).abs().max().item<float>(), 1e-4);
+  EXPECT_GT((base - model.forward(x, 100.0, ctx_a)).abs().max().item<float>(), 1e-4);
+  EXPECT_GT((base - model.forward(x + 0.1, 500.0, ctx_a)).abs().max().item<float>(), 1e-4);
+}
+
+TEST(Weights, SaveLoadRoundTripGivesTheSameModel) {
+  const auto c = small_config();
+  const auto path = (std::filesystem::temp_directory_path() / "astraea_weights_rt.safetensors").string();
+  save_weights(path, random_weights(c, 3, at::kCPU, at::kFloat));
+  WanDiT a(c, random_weights(c, 3, at::kCPU, at::kFloat), at::kFloat);
+  WanDiT b(c, load_weights(path, c, at::kCPU, at::kFloat), at::kFloat);
+  auto x = at::randn({3, 2, 8, 8});
+  auto text = at::randn({2, c.text_dim});
+  EXPECT_TRUE(at::equal(a.forward(x, 10.0, a.embed_context(text)), b.forward(x, 10.0, b.embed_context(text))));
+  std::filesystem::remove(path);
+}
+
+TEST(Weights, LoadNamesMissingMisshapedAndUnexpectedTensors) {
+  const auto c = small_config();
+  const auto dir = std::filesystem::temp_directory_path();
+  auto expect_error = [&](Weights w, const std::string& what) {
+    const auto path = (dir / "astraea_weights_bad.safetensors").string();
+    save_weights(path, w);
+    try {
+      load_weights(path, c, at::kCPU, at::kFloat);
+      ADD_FAILURE() << "loaded a file with " << what;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+    std::filesystem::remove(path);
+  };
+  auto w = random_weights(c, 4, at::kCPU, at::kFloat);
+  auto missing = w;
+  missing.erase("blocks.1.ffn.2.bias");
+  expect_error(missing, "missing tensor 'blocks.1.ffn.2.bias'");
+  auto misshaped = w;
+  misshaped["blocks.0.self_attn.q.weight"] = at::zeros({24, 23});
+  expect_error(misshaped, "'blocks.0.self_attn.q.weight' has shape [24, 23]");
+  auto extra = w;
+  extra["blocks.9.ffn.0.weight"] = at::zeros({1});
+  expect_error(extra, "unexpected tensor 'blocks.9.ffn.0.weight'");
+}
+
+TEST(Weights, SpecsMatchPresetParameterCount) {
+  for (const auto& c : model_presets()) {
+    int64_t n = 0;
+    for (const auto& s : parameter_specs(c)) {
+      int64_t k = 1;
+      for (auto d : s.shape) k *= d;
+      n += k;
+    }
+    EXPECT_EQ(n, c.parameter_count()) << c.name;
+  }
+  // Wan2.1-1.3B's DiT has about 1.42 billion parameters.
+  EXPECT_NEAR(model_preset("wan2.1-1.3b").parameter_count() / 1e9, 1.42, 0.02);
+}
+
+TEST(VideoShape, MapsWanSizesToTheLatentGrid) {
+  const auto s = video_shape(model_preset("wan2.1-1.3b"), 81, 480, 832);
+  EXPECT_EQ(s.latent_f, 21);
+  EXPECT_EQ(s.grid_h, 30);
+  EXPECT_EQ(s.grid_w, 52);
+  EXPECT_EQ(s.tokens(), 32760);
+  EXPECT_THROW(video_shape(model_preset("wan2.1-1.3b"), 80, 480, 832), std::invalid_argument);
+  try {
+    video_shape(model_preset("tiny"), 8, 30, 48);
+    ADD_FAILURE();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--height 30"), std::string::npos) << e.what();
+  }
+}
+
+// On a GPU: the bf16 model with fused kernels against the float32 CPU model, and against the
+// same bf16 model on ATen operations.
+TEST(WanDiTGpu, FusedBf16MatchesCpuFloat32) {
+  if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto c = small_config();
+  c.dim = 256;
+  c.heads = 2;  // head_dim 128, as Wan
+  c.ffn_dim = 512;
+  const at::Device gpu(at::kCUDA, 0);
+  WanDiT cpu(c, random_weights(c, 5, at::kCPU, at::kFloat), at::kFloat);
+  WanDiT dev(c, random_weights(c, 5, gpu, at::kBFloat16), at::kBFloat16);
+  auto x = at::randn({3, 4, 16, 16});
+  auto text = at::randn({4, c.text_dim});
+  auto ref = cpu.forward(x, 700.0, cpu.embed_context(text));
+  auto fused = dev.forward(x, 700.0, dev.embed_context(text.to(gpu, at::kBFloat16))).cpu();
+  set_fused_kernels_disabled(true);
+  auto aten = dev.forward(x, 700.0, dev.embed_context(text.to(gpu, at::kBFloat16))).cpu();
+  set_fused_kernels_disabled(false);
+  auto rel = [](const at::Tensor& a, const at::Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); };
+  EXPECT_TRUE(fused.isfinite().all().item<bool>());
+  EXPECT_LT(rel(fused, ref), 3e-2);
+  EXPECT_LT(rel(fused, aten), 2e-2);
+  std::printf("bf16 fused vs fp32 cpu: %.2e, fused vs aten: %.2e, aten vs cpu: %.2e\n", rel(fused, ref),
+              rel(fused, aten), rel(aten, ref));
+}
+
+TEST(AttentionGpu, FusedKernelsMatchMathWithLogSumExp) {
+  if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device gpu(at::kCUDA, 0);
+  auto q = at::randn({300, 4, 128}), k = at::randn({420, 4, 128}), v = at::randn({420, 4, 128});
+  auto ref = attention(q, k, v, true, AttentionBackend::kMath);
+  for (auto b : {AttentionBackend::kFlash, AttentionBackend::kCudnn, AttentionBackend::kEfficient}) {
+    auto r = attention(q.to(gpu, at::kBFloat16), k.to(gpu, at::kBFloat16), v.to(gpu, at::kBFloat16), true, b);
+    auto out = r.out.cpu().to(at::kFloat);
+    EXPECT_LT(((out - ref.out).norm() / ref.out.norm()).item<double>(), 1e-2) << attention_backend_name(b);
+    EXPECT_LT((r.lse.cpu() - ref.lse).abs().max().item<double>(), 2e-2) << attention_backend_name(b);
+  }
+}
+
+}  // namespace
+}  // namespace astraea

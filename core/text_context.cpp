@@ -1,0 +1,97 @@
+#include "core/text_context.h"
+
+#include <ATen/ATen.h>
+
+#include <cctype>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/safetensors.h"
+
+namespace astraea {
+namespace {
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+at::Tensor read_context(const SafetensorsFile& file, const char* key, int64_t text_dim) {
+  const TensorView* t = file.find(key);
+  if (!t) return {};
+  if (t->shape.size() != 2 || t->shape[1] != text_dim) {
+    throw std::runtime_error(file.path() + ": tensor '" + key + "' must be [tokens, " +
+                             std::to_string(text_dim) + "]");
+  }
+  at::ScalarType st;
+  switch (t->dtype) {
+    case DType::F32: st = at::kFloat; break;
+    case DType::BF16: st = at::kBFloat16; break;
+    case DType::F16: st = at::kHalf; break;
+    default: throw std::runtime_error(file.path() + ": tensor '" + key + "' must be F32, BF16 or F16");
+  }
+  return at::from_blob(const_cast<std::byte*>(t->data), t->shape, at::TensorOptions().dtype(st))
+      .to(at::kFloat);  // copies out of the mapping
+}
+
+// PLACEHOLDER text encoder for `tiny`: each word maps to a fixed pseudo-random vector (seeded by
+// its hash) plus a position signal. Untrained; the [shapes] work replaces it with a learned one.
+at::Tensor placeholder_encode(const ModelConfig& c, const std::string& prompt) {
+  std::vector<std::string> words;
+  std::istringstream in(prompt);
+  for (std::string w; in >> w;) {
+    for (auto& ch : w) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    words.push_back(w);
+  }
+  if (static_cast<int64_t>(words.size()) > c.text_len) {
+    throw std::runtime_error("--prompt has " + std::to_string(words.size()) + " words; " + c.name +
+                             " reads at most " + std::to_string(c.text_len));
+  }
+  auto out = at::zeros({static_cast<int64_t>(words.size()), c.text_dim});
+  for (size_t i = 0; i < words.size(); ++i) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(fnv1a(words[i]));
+    auto pos = at::arange(c.text_dim, at::kFloat).mul_(0.1).add_(static_cast<double>(i)).sin_().mul_(0.1);
+    out[static_cast<int64_t>(i)] = at::randn({c.text_dim}, gen) + pos;
+  }
+  return out;
+}
+
+}  // namespace
+
+TextContexts text_contexts(const ModelConfig& config, const std::string& prompt,
+                           const std::string& context_file) {
+  TextContexts r;
+  if (config.text_source == TextSource::kTinyEncoder) {
+    if (!context_file.empty()) {
+      throw std::runtime_error("--context: " + config.name + " encodes its own prompts; pass --prompt");
+    }
+    r.cond = placeholder_encode(config, prompt);
+    r.uncond = at::zeros({0, config.text_dim});
+    r.source = "placeholder text encoder (hashed word vectors, untrained)";
+    return r;
+  }
+  if (!context_file.empty()) {
+    const auto file = SafetensorsFile::open(context_file);
+    r.cond = read_context(file, "context", config.text_dim);
+    if (!r.cond.defined()) throw std::runtime_error(context_file + ": no tensor 'context'");
+    r.uncond = read_context(file, "negative_context", config.text_dim);
+    if (!r.uncond.defined()) r.uncond = at::zeros({0, config.text_dim});
+    r.source = "precomputed text-encoder output from " + context_file;
+  } else {
+    // No text encoder here: a random context of Wan's typical prompt length, seeded by the prompt.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(fnv1a(prompt));
+    r.cond = at::randn({std::min<int64_t>(config.text_len, 128), config.text_dim}, gen) * 0.1;
+    r.uncond = at::randn({std::min<int64_t>(config.text_len, 16), config.text_dim}, gen) * 0.1;
+    r.source = "random text context (seeded by the prompt; no text encoder)";
+  }
+  for (const auto* t : {&r.cond, &r.uncond}) {
+    if (t->size(0) > config.text_len) {
+      throw std::runtime_error(context_file + ": context has " + std::to_string(t->size(0)) +
+                               " tokens, more than " + config.name + "'s " + std::to_string(config.text_len));
+    }
+  }
+  return r;
+}
+
+}  // namespace astraea

@@ -1,0 +1,93 @@
+// Every difference between LibTorch 1.13 (Debian, CPU) and 2.x (GPU host, CUDA) lives here.
+// Include only from .cpp files: it pulls in ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <optional>
+#include <tuple>
+
+#include "astraea/config.h"
+
+#define ASTRAEA_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+#if ASTRAEA_HAS_TORCH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+namespace astraea::compat {
+
+/// The fused GPU attention kernels that return each query's log-sum-exp.
+enum class FusedAttention { kFlash, kCudnn, kEfficient };
+
+/// Runs one fused attention kernel on [B, H, N, hd] tensors; returns (out [B, H, Nq, hd],
+/// lse [B, H, Nq] float32). Only on a CUDA build of LibTorch 2.x.
+inline std::tuple<at::Tensor, at::Tensor> fused_attention(FusedAttention kind, const at::Tensor& q,
+                                                          const at::Tensor& k, const at::Tensor& v,
+                                                          double scale) {
+#if ASTRAEA_HAS_TORCH_CUDA && ASTRAEA_TORCH_AT_LEAST(2, 5)
+  switch (kind) {
+    case FusedAttention::kFlash: {
+      auto r = at::_scaled_dot_product_flash_attention(q, k, v, 0.0, false, false, scale);
+      return {std::get<0>(r), std::get<1>(r)};
+    }
+    case FusedAttention::kCudnn: {
+      auto r = at::_scaled_dot_product_cudnn_attention(q, k, v, std::nullopt, true, 0.0, false,
+                                                       false, scale);
+      const auto& lse = std::get<1>(r);
+      return {std::get<0>(r), lse.reshape({q.size(0), q.size(1), q.size(2)})};
+    }
+    case FusedAttention::kEfficient: {
+      auto r = at::_scaled_dot_product_efficient_attention(q, k, v, std::nullopt, true, 0.0, false,
+                                                           scale);
+      // Its log-sum-exp is padded along the query axis to a multiple of 32.
+      return {std::get<0>(r), std::get<1>(r).narrow(2, 0, q.size(2))};
+    }
+  }
+#endif
+  (void)kind, (void)k, (void)v, (void)scale;
+  TORCH_CHECK(false, "fused attention needs a CUDA build of LibTorch 2.5 or newer (this one is ",
+              TORCH_VERSION, ")");
+  return {q, q};
+}
+
+/// gelu_tanh(x @ w^T + b), with the activation fused into the GEMM's epilogue where cuBLASLt can.
+inline at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (x.is_cuda() && x.dim() == 2) return at::_addmm_activation(b, x, w.t(), 1, 1, true);
+#endif
+  return at::gelu(at::linear(x, w, b), "tanh");
+}
+
+/// The raw stream the kernels/ entry points take, for the current stream of `device`.
+inline void* current_stream(const at::Device& device) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  return at::cuda::getCurrentCUDAStream(device.index()).stream();
+#else
+  (void)device;
+  return nullptr;
+#endif
+}
+
+/// True when this LibTorch can run on a CUDA device and one is present.
+inline bool cuda_available() {
+#if ASTRAEA_HAS_TORCH_CUDA
+  return at::hasCUDA() && at::cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+/// Blocks until all work queued on `device` has finished.
+inline void synchronize(const at::Device& device) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (device.is_cuda()) at::cuda::getCurrentCUDAStream(device.index()).synchronize();
+#else
+  (void)device;
+#endif
+}
+
+}  // namespace astraea::compat

@@ -1,0 +1,157 @@
+#include "core/weights.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "core/safetensors.h"
+
+namespace astraea {
+namespace {
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+at::ScalarType to_scalar_type(DType d) {
+  switch (d) {
+    case DType::F64: return at::kDouble;
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    default: throw std::invalid_argument("not a float dtype");
+  }
+}
+
+at::ScalarType device_dtype(ParamKind kind, at::ScalarType compute) {
+  return kind == ParamKind::kFloat ? at::kFloat : compute;
+}
+
+}  // namespace
+
+std::vector<ParamSpec> parameter_specs(const ModelConfig& c) {
+  const int64_t d = c.dim;
+  const int64_t patch_out = c.out_channels * c.patch[0] * c.patch[1] * c.patch[2];
+  std::vector<ParamSpec> s;
+  auto linear = [&](const std::string& name, int64_t out, int64_t in, ParamKind kind) {
+    s.push_back({name + ".weight", {out, in}, kind});
+    s.push_back({name + ".bias", {out}, kind});
+  };
+  s.push_back({"patch_embedding.weight", {d, c.in_channels, c.patch[0], c.patch[1], c.patch[2]},
+               ParamKind::kMatrix});
+  s.push_back({"patch_embedding.bias", {d}, ParamKind::kMatrix});
+  linear("text_embedding.0", d, c.text_dim, ParamKind::kMatrix);
+  linear("text_embedding.2", d, d, ParamKind::kMatrix);
+  linear("time_embedding.0", d, c.freq_dim, ParamKind::kFloat);
+  linear("time_embedding.2", d, d, ParamKind::kFloat);
+  linear("time_projection.1", 6 * d, d, ParamKind::kFloat);
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    for (const char* attn : {"self_attn", "cross_attn"}) {
+      for (const char* p : {"q", "k", "v", "o"}) linear(b + attn + "." + p, d, d, ParamKind::kMatrix);
+      s.push_back({b + attn + ".norm_q.weight", {d}, ParamKind::kFloat});
+      s.push_back({b + attn + ".norm_k.weight", {d}, ParamKind::kFloat});
+    }
+    s.push_back({b + "norm3.weight", {d}, ParamKind::kFloat});
+    s.push_back({b + "norm3.bias", {d}, ParamKind::kFloat});
+    linear(b + "ffn.0", c.ffn_dim, d, ParamKind::kMatrix);
+    linear(b + "ffn.2", d, c.ffn_dim, ParamKind::kMatrix);
+    s.push_back({b + "modulation", {1, 6, d}, ParamKind::kFloat});
+  }
+  linear("head.head", patch_out, d, ParamKind::kMatrix);
+  s.push_back({"head.modulation", {1, 2, d}, ParamKind::kFloat});
+  return s;
+}
+
+Weights load_weights(const std::string& path, const ModelConfig& config, const at::Device& device,
+                     at::ScalarType dtype) {
+  const auto file = SafetensorsFile::open(path);
+  Weights w;
+  std::set<std::string> expected;
+  for (const auto& spec : parameter_specs(config)) {
+    expected.insert(spec.name);
+    const TensorView* t = file.find(spec.name);
+    if (!t) {
+      throw std::runtime_error(path + ": missing tensor '" + spec.name + "' (preset " +
+                               config.name + " expects " + shape_str(spec.shape) + ")");
+    }
+    if (t->shape != spec.shape) {
+      throw std::runtime_error(path + ": tensor '" + spec.name + "' has shape " +
+                               shape_str(t->shape) + ", preset " + config.name + " expects " +
+                               shape_str(spec.shape));
+    }
+    at::ScalarType src;
+    try {
+      src = to_scalar_type(t->dtype);
+    } catch (const std::invalid_argument&) {
+      throw std::runtime_error(path + ": tensor '" + spec.name + "' has dtype " +
+                               std::string(dtype_name(t->dtype)) + ", expected a float dtype");
+    }
+    // from_blob over the mapped bytes; the copy to the device dtype owns its memory.
+    auto view = at::from_blob(const_cast<std::byte*>(t->data), t->shape,
+                              at::TensorOptions().dtype(src));
+    w[spec.name] = view.to(device, device_dtype(spec.kind, dtype), false, true);
+  }
+  for (const auto& t : file.tensors()) {
+    if (!expected.count(t.name)) {
+      throw std::runtime_error(path + ": unexpected tensor '" + t.name + "' for preset " +
+                               config.name + " (is this the right --model?)");
+    }
+  }
+  return w;
+}
+
+Weights random_weights(const ModelConfig& config, uint64_t seed, const at::Device& device,
+                       at::ScalarType dtype) {
+  // Drawn on the CPU from one generator in a fixed order, so a seed means the same weights anywhere.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Weights w;
+  for (const auto& spec : parameter_specs(config)) {
+    const auto& n = spec.name;
+    auto ends_with = [&](const std::string& suffix) {
+      return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    at::Tensor t;
+    if (ends_with("modulation")) {
+      t = at::randn(spec.shape, gen) / std::sqrt(static_cast<double>(config.dim));
+    } else if (ends_with("norm_q.weight") || ends_with("norm_k.weight") || ends_with("norm3.weight")) {
+      t = 1.0 + 0.05 * at::randn(spec.shape, gen);
+    } else if (ends_with(".bias")) {
+      t = 0.02 * at::randn(spec.shape, gen);
+    } else {
+      int64_t fan_in = 1;
+      for (size_t i = 1; i < spec.shape.size(); ++i) fan_in *= spec.shape[i];
+      t = at::randn(spec.shape, gen) / std::sqrt(static_cast<double>(fan_in));
+    }
+    w[n] = t.to(device, device_dtype(spec.kind, dtype));
+  }
+  return w;
+}
+
+void save_weights(const std::string& path, const Weights& weights,
+                  const std::map<std::string, std::string>& metadata) {
+  std::vector<at::Tensor> host;  // keeps the CPU copies alive until written
+  std::vector<TensorToWrite> out;
+  for (const auto& [name, t] : weights) {
+    auto c = t.to(at::kCPU).contiguous();
+    DType d;
+    switch (c.scalar_type()) {
+      case at::kFloat: d = DType::F32; break;
+      case at::kBFloat16: d = DType::BF16; break;
+      case at::kHalf: d = DType::F16; break;
+      case at::kDouble: d = DType::F64; break;
+      case at::kLong: d = DType::I64; break;
+      default: throw std::runtime_error(path + ": cannot save tensor '" + name + "' of dtype " +
+                                        std::string(c.dtype().name()));
+    }
+    out.push_back({name, d, c.sizes().vec(), c.data_ptr()});
+    host.push_back(std::move(c));
+  }
+  write_safetensors(path, out, metadata);
+}
+
+}  // namespace astraea

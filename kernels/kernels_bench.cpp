@@ -1,0 +1,154 @@
+// The kernels at Wan 2.1 sizes, timed with CUDA events, next to a device-to-device copy as the
+// bandwidth ceiling. GB/s counts the least traffic an op needs: each input read once, each output
+// written once. Without a CUDA device every benchmark reports a skip and the program exits 0.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdio>
+
+#include "astraea/config.h"
+#include "kernels/types.h"
+
+#if ASTRAEA_HAS_CUDA_KERNELS
+
+#include "kernels/cuda_check.h"
+#include "kernels/residual_layer_norm.cuh"
+#include "kernels/rms_norm_rope.cuh"
+
+#include <vector>
+
+namespace astraea::kernels {
+namespace {
+
+// Wan 2.1 1.3B at 480 x 832, 81 frames: 21 x 60 x 104 latents in 1 x 2 x 2 patches.
+constexpr int64_t kGridF = 21, kGridH = 30, kGridW = 52;
+constexpr int64_t kTokens = kGridF * kGridH * kGridW;  // 32760
+// Launches between two events: the first launch's queueing delay is shared by all of them.
+constexpr int kLaunchesPerIteration = 10;
+
+/// Device memory filled with 0x3F bytes: 0.747 as float32 and 0.746 as bf16, finite and non-zero,
+/// which is all a memory-bound kernel's timing depends on.
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(int64_t count) : bytes_(static_cast<size_t>(count) * sizeof(T)) {
+    ASTRAEA_CUDA_CHECK(cudaMalloc(&data_, bytes_));
+    ASTRAEA_CUDA_CHECK(cudaMemset(data_, 0x3F, bytes_));
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() { ASTRAEA_CUDA_CHECK_NOEXCEPT(cudaFree(data_)); }
+  T* get() const { return static_cast<T*>(data_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  size_t bytes_;
+  void* data_ = nullptr;
+};
+
+/// Times `launch(stream)` with CUDA events and reports bytes_per_launch as throughput.
+template <typename Launch>
+void time_launches(benchmark::State& state, double bytes_per_launch, Launch&& launch) {
+  cudaStream_t stream;
+  cudaEvent_t start, stop;
+  ASTRAEA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ASTRAEA_CUDA_CHECK(cudaEventCreate(&start));
+  ASTRAEA_CUDA_CHECK(cudaEventCreate(&stop));
+  launch(stream);  // warm-up: module load, first-touch
+  ASTRAEA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  double total_s = 0.0;
+  for (auto _ : state) {
+    ASTRAEA_CUDA_CHECK(cudaEventRecord(start, stream));
+    for (int i = 0; i < kLaunchesPerIteration; ++i) launch(stream);
+    ASTRAEA_CUDA_CHECK(cudaEventRecord(stop, stream));
+    ASTRAEA_CUDA_CHECK(cudaEventSynchronize(stop));
+    float elapsed_ms = 0.0f;
+    ASTRAEA_CUDA_CHECK(cudaEventElapsedTime(&elapsed_ms, start, stop));
+    const double launch_s = elapsed_ms * 1e-3 / kLaunchesPerIteration;
+    state.SetIterationTime(launch_s);
+    total_s += launch_s;
+  }
+  ASTRAEA_CUDA_CHECK(cudaEventDestroy(start));
+  ASTRAEA_CUDA_CHECK(cudaEventDestroy(stop));
+  ASTRAEA_CUDA_CHECK(cudaStreamDestroy(stream));
+  const double iterations = static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(bytes_per_launch * iterations));
+  // Computed here rather than as a kIsRate counter, whose rate may be taken over CPU time.
+  state.counters["GB/s"] = total_s > 0.0 ? bytes_per_launch * iterations / total_s * 1e-9 : 0.0;
+}
+
+bool skip_without_device(benchmark::State& state) {
+  if (cuda_device_available()) return false;
+  state.SkipWithError("no CUDA device");
+  return true;
+}
+
+enum class LayerNormMode { kResidual, kAdaLayerNorm, kFused };
+
+/// residual_layer_norm over kTokens rows of state.range(0) columns in one of its three uses.
+void layer_norm_bench(benchmark::State& state, LayerNormMode mode) {
+  if (skip_without_device(state)) return;
+  const int64_t dim = state.range(0), n = kTokens * dim;
+  const bool residual = mode != LayerNormMode::kAdaLayerNorm, norm = mode != LayerNormMode::kResidual;
+  DeviceArray<float> x(n), gate(dim), mul(dim), add(dim);
+  DeviceArray<bf16> y(residual ? n : 1), out(norm ? n : 1);
+  // x: read and written when updated, else read; y read; out written; per-channel vectors read once.
+  const double per_element = (residual ? 4 + 4 + 2 : 4) + (norm ? 2 : 0);
+  const double per_channel = (residual ? 4 : 0) + (norm ? 8 : 0);
+  time_launches(state, per_element * n + per_channel * dim, [&](cudaStream_t stream) {
+    residual_layer_norm(x.get(), residual ? y.get() : nullptr, residual ? gate.get() : nullptr,
+                        norm ? mul.get() : nullptr, norm ? add.get() : nullptr, norm ? out.get() : nullptr, kTokens,
+                        dim, 1e-6f, stream);
+  });
+}
+
+void BM_ResidualAdd(benchmark::State& state) { layer_norm_bench(state, LayerNormMode::kResidual); }
+void BM_AdaLayerNorm(benchmark::State& state) { layer_norm_bench(state, LayerNormMode::kAdaLayerNorm); }
+void BM_ResidualAdaLayerNorm(benchmark::State& state) { layer_norm_bench(state, LayerNormMode::kFused); }
+
+/// rms_norm_rope on q of a packed [tokens, 3 * dim] qkv projection, state.range(0) heads of 128.
+void BM_RmsNormRope(benchmark::State& state) {
+  if (skip_without_device(state)) return;
+  const int64_t heads = state.range(0), head_dim = 128, dim = heads * head_dim;
+  DeviceArray<bf16> qkv(kTokens * 3 * dim), out(kTokens * dim);
+  DeviceArray<float> weight(dim), inv_freq(head_dim / 2);
+  std::vector<float> inv_freq_host(head_dim / 2);
+  wan_rope_inv_freq(head_dim, 10000.0, inv_freq_host.data());
+  ASTRAEA_CUDA_CHECK(cudaMemcpy(inv_freq.get(), inv_freq_host.data(), inv_freq.bytes(), cudaMemcpyHostToDevice));
+  const double bytes = 4.0 * kTokens * dim + 4.0 * dim + 2.0 * head_dim;  // q read and out written as bf16
+  time_launches(state, bytes, [&](cudaStream_t stream) {
+    rms_norm_rope(qkv.get(), 3 * dim, weight.get(), inv_freq.get(), kGridF, kGridH, kGridW, heads, head_dim, 1e-6f,
+                  out.get(), kTokens, stream);
+  });
+}
+
+/// cudaMemcpyAsync of a float32 [kTokens, state.range(0)] array: what the hardware's copy reaches.
+void BM_MemcpyDeviceToDevice(benchmark::State& state) {
+  if (skip_without_device(state)) return;
+  const int64_t n = kTokens * state.range(0);
+  DeviceArray<float> src(n), dst(n);
+  time_launches(state, 2.0 * static_cast<double>(src.bytes()), [&](cudaStream_t stream) {
+    ASTRAEA_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), src.bytes(), cudaMemcpyDeviceToDevice, stream));
+  });
+}
+
+// Wan 2.1 1.3B: dim 1536 = 12 heads; 14B: 5120 = 40 heads.
+BENCHMARK(BM_MemcpyDeviceToDevice)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResidualAdd)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AdaLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResidualAdaLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RmsNormRope)->Arg(12)->Arg(40)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace astraea::kernels
+
+#else  // no CUDA kernels in this build
+
+namespace {
+void BM_Kernels(benchmark::State& state) { state.SkipWithError("no CUDA device (built without CUDA kernels)"); }
+BENCHMARK(BM_Kernels);
+}  // namespace
+
+#endif  // ASTRAEA_HAS_CUDA_KERNELS
+
+BENCHMARK_MAIN();

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds and checks Astraea on the offline GPU host (docs: ../shared/GPU-HOST.md), then runs
+# the GPU benchmarks. Needs .debs/ (Debian packages, see below) and, for the PyTorch baseline,
+# .gpu/pytorch_wan_step.py. Logs and numbers go to $OUT (or out/gpu).
+#   Here, once:  mkdir -p .debs && (cd .debs && apt-get download libsqlite3-dev libsqlite3-0 \
+#                  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 \
+#                  libbenchmark-dev libbenchmark1debian)
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [generate]   (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-out/gpu}
+mkdir -p "$out"
+steps=("$@")
+((${#steps[@]})) || steps=(build test bench baseline generate)
+want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
+log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv | tee "$out/gpu.txt"
+if want build; then
+  mkdir -p /opt/deps && for f in .debs/*.deb; do dpkg -x "$f" /opt/deps; done
+  torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  log "configure"
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DASTRAEA_BUILD_BENCH=ON \
+    -DCMAKE_PREFIX_PATH="/opt/deps/usr;$torch_cmake" -DCMAKE_CUDA_ARCHITECTURES=90a >"$out/configure.log" 2>&1 ||
+    { tail -30 "$out/configure.log"; exit 1; }
+  grep -- "-- astraea" "$out/configure.log"
+  log "build"
+  cmake --build build-gpu -j 16 >"$out/build.log" 2>&1 || { grep -B2 -A12 -m5 "error" "$out/build.log" | head -80; exit 1; }
+fi
+export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+if want test; then
+  log "ctest"
+  (cd build-gpu && ctest --output-on-failure --timeout 600 -LE full) >"$out/ctest.log" 2>&1
+  tail -25 "$out/ctest.log"
+  grep -h "bf16 fused vs" "$out/ctest.log" | head -3
+fi
+if want bench; then
+  log "kernels_bench"
+  build-gpu/kernels/kernels_bench --benchmark_min_time=0.2 >"$out/kernels_bench.txt" 2>&1; tail -12 "$out/kernels_bench.txt"
+  log "forward_bench"
+  build-gpu/bench/astraea_forward_bench --json "$out/forward.json" >"$out/forward_bench.txt" 2>&1
+  head -6 "$out/forward_bench.txt"
+fi
+if want baseline; then
+  log "pytorch baseline, eager"
+  PYTHONUNBUFFERED=1 python3 .gpu/pytorch_wan_step.py 30 >"$out/pytorch_eager.txt" 2>&1; cat "$out/pytorch_eager.txt"
+  log "pytorch baseline, torch.compile"
+  PYTHONUNBUFFERED=1 python3 .gpu/pytorch_wan_step.py 30 compile >"$out/pytorch_compile.txt" 2>&1; tail -7 "$out/pytorch_compile.txt"
+fi
+if want generate; then
+  log "generate wan2.1-1.3b 81x480x832, 2 steps"
+  build-gpu/apps/astraea-bench generate --model wan2.1-1.3b --weights random --frames 81 --height 480 \
+    --width 832 --steps 2 --device cuda --out "$out/wan_latents.safetensors" 2>&1 | tee "$out/generate.txt"
+  rm -f "$out/wan_latents.safetensors"
+fi
+log "done"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test. `--full` adds the slow checks (label "full").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+full=0
+for a in "$@"; do
+  case "$a" in
+    --full) full=1 ;;
+    *) echo "error: unknown argument '$a' (usage: scripts/test.sh [--full])" >&2; exit 2 ;;
+  esac
+done
+scripts/install-deps.sh
+scripts/build.sh
+labels=(-LE full)
+((full)) && labels=()
+# The CPU has 2 cores: run test binaries one at a time, each with all threads.
+cd "${ASTRAEA_BUILD_DIR:-build}"
+ctest --output-on-failure --timeout 900 "${labels[@]}"

@@ -1,0 +1,132 @@
+// astraea-bench as a user meets it: exit codes, one-line errors, and no partial outputs.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <sys/wait.h>
+
+#include "core/model_config.h"
+#include "core/safetensors.h"
+#include "core/weights.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+Run run(const std::string& args) {
+  const std::string cmd = std::string(ASTRAEA_BENCH_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("astraea_cli_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+const char* kSmall = "generate --model tiny --weights random --frames 2 --height 16 --width 16 --steps 2";
+
+TEST_F(Cli, HelpListsGenerateAndItsFlags) {
+  auto r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("generate"), std::string::npos);
+  r = run("generate --help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* flag : {"--model", "--weights", "--prompt", "--context", "--frames", "--steps",
+                           "--guidance", "--seed", "--device", "--dtype", "--out", "4096 tokens"}) {
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST_F(Cli, GeneratesSafetensorsWithTheVideoKey) {
+  const auto out = path("v.safetensors");
+  auto r = run(std::string(kSmall) + " --prompt 'a red circle' --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto f = astraea::SafetensorsFile::open(out);
+  const auto& v = f.at("video");
+  EXPECT_EQ(v.dtype, astraea::DType::F32);
+  EXPECT_EQ(v.shape, (std::vector<int64_t>{2, 16, 16, 3}));
+  EXPECT_EQ(f.metadata().at("prompt"), "a red circle");
+}
+
+TEST_F(Cli, SameSeedSameBytes) {
+  ASSERT_EQ(run(std::string(kSmall) + " --seed 4 --out " + path("a.safetensors")).code, 0);
+  ASSERT_EQ(run(std::string(kSmall) + " --seed 4 --out " + path("b.safetensors")).code, 0);
+  auto a = astraea::SafetensorsFile::open(path("a.safetensors"));
+  auto b = astraea::SafetensorsFile::open(path("b.safetensors"));
+  ASSERT_EQ(a.at("video").nbytes, b.at("video").nbytes);
+  EXPECT_EQ(0, std::memcmp(a.at("video").data, b.at("video").data, a.at("video").nbytes));
+}
+
+#if ASTRAEA_TEST_HAS_FFMPEG
+TEST_F(Cli, GeneratesMp4) {
+  auto r = run(std::string(kSmall) + " --out " + path("v.mp4"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_GT(fs::file_size(path("v.mp4")), 100u);
+}
+#endif
+
+void expect_error(const Run& r, int code, const std::string& needle) {
+  EXPECT_EQ(r.code, code) << r.out;
+  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(needle), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "not one line: " << r.out;
+}
+
+TEST_F(Cli, BadInputsGiveOneErrorLineAndNoOutput) {
+  const auto out = path("x.safetensors");
+  expect_error(run("generate --model nope --out " + out), 2, "unknown model preset 'nope'");
+  expect_error(run(std::string(kSmall) + " --out " + path("x.avi")), 2, "--out");
+  expect_error(run(std::string(kSmall) + " --out /nonexistent/dir/x.mp4"), 2, "/nonexistent/dir");
+  expect_error(run("generate --model tiny --weights random --height 30 --out " + out), 2, "--height 30");
+  expect_error(run(std::string(kSmall) + " --device cuda:7x --out " + out), 2, "--device");
+  expect_error(run(std::string(kSmall) + " --frames abc --out " + out), 2, "--frames");
+  expect_error(run("generate --model tiny --weights " + path("none.safetensors") + " --out " + out), 1,
+               "none.safetensors");
+  expect_error(run("generate --model tiny --out"), 2, "--out");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, CorruptOrMisshapedWeightsAreNamed) {
+  const auto out = path("x.safetensors");
+  // Truncated: a valid file cut in half.
+  const auto& tiny = astraea::model_preset("tiny");
+  astraea::save_weights(path("w.safetensors"), astraea::random_weights(tiny, 0, at::kCPU, at::kFloat));
+  fs::resize_file(path("w.safetensors"), fs::file_size(path("w.safetensors")) / 2);
+  expect_error(run("generate --model tiny --weights " + path("w.safetensors") + " --out " + out), 1,
+               "w.safetensors");
+  // Misshaped: a Wan-sized tensor name with the wrong shape.
+  auto w = astraea::random_weights(tiny, 0, at::kCPU, at::kFloat);
+  w["blocks.2.ffn.0.weight"] = at::zeros({3, 3});
+  astraea::save_weights(path("m.safetensors"), w);
+  expect_error(run("generate --model tiny --weights " + path("m.safetensors") + " --out " + out), 1,
+               "blocks.2.ffn.0.weight");
+  // Garbage bytes.
+  std::ofstream(path("g.safetensors")) << "not a safetensors file at all";
+  expect_error(run("generate --model tiny --weights " + path("g.safetensors") + " --out " + out), 1,
+               "g.safetensors");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+}  // namespace
