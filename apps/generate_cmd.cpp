@@ -56,13 +56,10 @@ void run(const GenerateFlags& f) {
   check_out_path(f.out);
   GenerateOptions o = f.o;
   o.attention = parse_attention_backend(f.attention);
-  std::unique_ptr<Progress> progress;
-  o.on_step = [&](int64_t step, int64_t steps) {
-    if (!progress) progress = std::make_unique<Progress>("sampling", steps);
-    progress->update(step + 1);
-  };
+  Progress progress("sampling", o.steps ? o.steps : model_preset(o.model).default_steps);
+  o.on_step = [&](int64_t step, int64_t) { progress.update(step + 1); };
   const auto r = generate(o);
-  if (progress) progress->finish();
+  progress.finish();
   write_result(r, f);
   std::printf("wrote %s: %s, %lldx%lldx%lld (%lld tokens), %lld steps, %lld model calls, %.2f s sampling (%.3f s/call), %.2f s loading\n",
               f.out.c_str(), r.config.name.c_str(), static_cast<long long>(r.shape.frames),

@@ -35,23 +35,21 @@ void log_cuda_error(cudaError_t code, const char* call, const char* file, int li
 }  // namespace astraea::kernels
 
 /// Throws astraea::kernels::CudaError when `call` does not return cudaSuccess.
-#define ASTRAEA_CUDA_CHECK(call)                                                     \
-  do {                                                                               \
-    const cudaError_t astraea_cuda_status_ = (call);                                 \
-    if (astraea_cuda_status_ != cudaSuccess) {                                       \
-      ::astraea::kernels::detail::throw_cuda_error(astraea_cuda_status_, #call,      \
-                                                   __FILE__, __LINE__);              \
-    }                                                                                \
+#define ASTRAEA_CUDA_CHECK(call)                                                                     \
+  do {                                                                                               \
+    const cudaError_t astraea_cuda_status_ = (call);                                                 \
+    if (astraea_cuda_status_ != cudaSuccess) {                                                       \
+      ::astraea::kernels::detail::throw_cuda_error(astraea_cuda_status_, #call, __FILE__, __LINE__); \
+    }                                                                                                \
   } while (0)
 
 /// Logs, never throws, when `call` does not return cudaSuccess.
-#define ASTRAEA_CUDA_CHECK_NOEXCEPT(call)                                            \
-  do {                                                                               \
-    const cudaError_t astraea_cuda_status_ = (call);                                 \
-    if (astraea_cuda_status_ != cudaSuccess) {                                       \
-      ::astraea::kernels::detail::log_cuda_error(astraea_cuda_status_, #call,        \
-                                                 __FILE__, __LINE__);                \
-    }                                                                                \
+#define ASTRAEA_CUDA_CHECK_NOEXCEPT(call)                                                          \
+  do {                                                                                             \
+    const cudaError_t astraea_cuda_status_ = (call);                                               \
+    if (astraea_cuda_status_ != cudaSuccess) {                                                     \
+      ::astraea::kernels::detail::log_cuda_error(astraea_cuda_status_, #call, __FILE__, __LINE__); \
+    }                                                                                              \
   } while (0)
 
 /// Put right after a <<<...>>> launch: reports a bad configuration at the launch site.

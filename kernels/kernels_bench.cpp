@@ -11,11 +11,11 @@
 
 #if ASTRAEA_HAS_CUDA_KERNELS
 
+#include <vector>
+
 #include "kernels/cuda_check.h"
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
-
-#include <vector>
 
 namespace astraea::kernels {
 namespace {

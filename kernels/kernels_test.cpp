@@ -76,8 +76,8 @@ TEST(Bf16, RoundsToNearestTiesToEven) {
   EXPECT_EQ(float_to_bf16(float_from_bits(0x3F808000u)).bits, 0x3F80);
   EXPECT_EQ(float_to_bf16(float_from_bits(0x3F818000u)).bits, 0x3F82);
   EXPECT_EQ(float_to_bf16(float_from_bits(0xBF818000u)).bits, 0xBF82);
-  EXPECT_EQ(float_to_bf16(float_from_bits(0x3F808001u)).bits, 0x3F81);  // just above the tie
-  EXPECT_EQ(float_to_bf16(float_from_bits(0x3F807FFFu)).bits, 0x3F80);  // just below it
+  EXPECT_EQ(float_to_bf16(float_from_bits(0x3F808001u)).bits, 0x3F81);       // just above the tie
+  EXPECT_EQ(float_to_bf16(float_from_bits(0x3F807FFFu)).bits, 0x3F80);       // just below it
   EXPECT_EQ(float_to_bf16(std::numeric_limits<float>::max()).bits, 0x7F80);  // rounds past the top: inf
 }
 
@@ -205,8 +205,8 @@ TEST(RmsNormRopeCpu, RejectsBadArguments) {
   std::vector<bf16> out(64);
   const auto call = [&](int64_t stride, const float* w, int64_t grid_w, int64_t heads, int64_t head_dim,
                         int64_t tokens) {
-    rms_norm_rope_cpu(src.data(), stride, w, inv_freq.data(), 1, 1, grid_w, heads, head_dim, 1e-6f, out.data(),
-                      tokens, nullptr);
+    rms_norm_rope_cpu(src.data(), stride, w, inv_freq.data(), 1, 1, grid_w, heads, head_dim, 1e-6f, out.data(), tokens,
+                      nullptr);
   };
   expect_invalid_argument([&] { call(12, weight.data(), 2, 2, 5, 2); }, "head_dim");
   expect_invalid_argument([&] { call(12, weight.data(), 3, 1, 12, 2); }, "tokens");
@@ -298,8 +298,8 @@ class DeviceBuffer {
 struct Comparison {
   std::string name;
   std::vector<float> reference, kernel;
-  double tolerance;                                   // on ||kernel - reference|| / ||reference||
-  std::function<std::string(size_t)> inputs_at;       // the inputs behind element i, for the dump
+  double tolerance;                              // on ||kernel - reference|| / ||reference||
+  std::function<std::string(size_t)> inputs_at;  // the inputs behind element i, for the dump
 };
 
 /// Inputs must be real data: finite and not all zero.
@@ -385,8 +385,8 @@ std::vector<Comparison> run_residual_layer_norm(const ResidualLayerNormCase& k, 
   mul_dev.upload(mul);
   add_dev.upload(add);
   residual_layer_norm(x_dev.get(), k.y ? y_dev.get() : nullptr, k.gate ? gate_dev.get() : nullptr,
-                      k.mul ? mul_dev.get() : nullptr, k.add ? add_dev.get() : nullptr,
-                      k.out ? out_dev.get() : nullptr, k.rows, k.dim, 1e-6f, nullptr);
+                      k.mul ? mul_dev.get() : nullptr, k.add ? add_dev.get() : nullptr, k.out ? out_dev.get() : nullptr,
+                      k.rows, k.dim, 1e-6f, nullptr);
   ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_TRUE(x_dev.guards_intact()) << "write outside x";
   EXPECT_TRUE(out_dev.guards_intact()) << "write outside out";
@@ -394,8 +394,8 @@ std::vector<Comparison> run_residual_layer_norm(const ResidualLayerNormCase& k, 
   std::vector<float> x_ref = x_in;
   std::vector<bf16> out_ref(n);
   residual_layer_norm_cpu(x_ref.data(), k.y ? y.data() : nullptr, k.gate ? gate.data() : nullptr,
-                          k.mul ? mul.data() : nullptr, k.add ? add.data() : nullptr,
-                          k.out ? out_ref.data() : nullptr, k.rows, k.dim, 1e-6f, nullptr);
+                          k.mul ? mul.data() : nullptr, k.add ? add.data() : nullptr, k.out ? out_ref.data() : nullptr,
+                          k.rows, k.dim, 1e-6f, nullptr);
 
   const auto inputs_at = [=](size_t i) {
     const size_t c = i % d;
@@ -418,7 +418,7 @@ struct RmsNormRopeCase {
   int64_t heads, head_dim, grid_f, grid_h, grid_w;
   int64_t stride_extra;  // src_row_stride = dim * stride_dims + stride_extra
   int64_t stride_dims;
-  int64_t column;        // where the normalised slice starts in each src row (k of packed qkv: dim)
+  int64_t column;  // where the normalised slice starts in each src row (k of packed qkv: dim)
   bool rope;
   size_t misalign = 0;
 };
@@ -440,8 +440,8 @@ std::vector<Comparison> run_rms_norm_rope(const RmsNormRopeCase& k, uint32_t see
   src_dev.upload(src);
   weight_dev.upload(weight);
   inv_freq_dev.upload(inv_freq);
-  rms_norm_rope(src_dev.get() + k.column, stride, weight_dev.get(), k.rope ? inv_freq_dev.get() : nullptr,
-                k.grid_f, k.grid_h, k.grid_w, k.heads, k.head_dim, 1e-6f, out_dev.get(), tokens, nullptr);
+  rms_norm_rope(src_dev.get() + k.column, stride, weight_dev.get(), k.rope ? inv_freq_dev.get() : nullptr, k.grid_f,
+                k.grid_h, k.grid_w, k.heads, k.head_dim, 1e-6f, out_dev.get(), tokens, nullptr);
   ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_TRUE(out_dev.guards_intact()) << "write outside out";
 
@@ -454,8 +454,8 @@ std::vector<Comparison> run_rms_norm_rope(const RmsNormRopeCase& k, uint32_t see
     const int64_t pair_start = c - c % 2;
     std::ostringstream s;
     s << "token " << t << " (f " << t / (k.grid_h * k.grid_w) << ", h " << (t / k.grid_w) % k.grid_h << ", w "
-      << t % k.grid_w << ") col " << c << ": pair x (" << bf16_to_float(src[t * stride + k.column + pair_start])
-      << ", " << bf16_to_float(src[t * stride + k.column + pair_start + 1]) << "), weight " << weight[c];
+      << t % k.grid_w << ") col " << c << ": pair x (" << bf16_to_float(src[t * stride + k.column + pair_start]) << ", "
+      << bf16_to_float(src[t * stride + k.column + pair_start + 1]) << "), weight " << weight[c];
     if (k.rope) s << ", inv_freq " << inv_freq[(c % k.head_dim) / 2];
     return s.str();
   };
@@ -506,7 +506,8 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
   };
   std::vector<Entry> table;
   for (const auto& c : layer_norm_cases)
-    table.push_back({std::string("residual_layer_norm: ") + c.name, [c](uint32_t s) { return run_residual_layer_norm(c, s); }});
+    table.push_back(
+        {std::string("residual_layer_norm: ") + c.name, [c](uint32_t s) { return run_residual_layer_norm(c, s); }});
   for (const auto& c : rope_cases)
     table.push_back({std::string("rms_norm_rope: ") + c.name, [c](uint32_t s) { return run_rms_norm_rope(c, s); }});
 

@@ -11,9 +11,7 @@ namespace detail {
 void validate_residual_layer_norm(const float* x, const bf16* y, const bf16* out, int64_t rows, int64_t dim,
                                   float eps) {
   constexpr int64_t kMaxIndex = std::numeric_limits<int32_t>::max();  // one CTA per row; int columns
-  const auto fail = [](const std::string& what) {
-    throw std::invalid_argument("residual_layer_norm: " + what);
-  };
+  const auto fail = [](const std::string& what) { throw std::invalid_argument("residual_layer_norm: " + what); };
   if (rows < 0 || rows > kMaxIndex) fail("rows must be in [0, 2^31 - 1], got " + std::to_string(rows));
   if (dim < 0 || dim > kMaxIndex) fail("dim must be in [0, 2^31 - 1], got " + std::to_string(dim));
   if (!(eps >= 0.0f) || !std::isfinite(eps)) fail("eps must be finite and >= 0, got " + std::to_string(eps));
@@ -21,8 +19,8 @@ void validate_residual_layer_norm(const float* x, const bf16* y, const bf16* out
 }
 }  // namespace detail
 
-void residual_layer_norm_cpu(float* x, const bf16* y, const float* gate, const float* mul, const float* add,
-                             bf16* out, int64_t rows, int64_t dim, float eps, Stream /*stream*/) {
+void residual_layer_norm_cpu(float* x, const bf16* y, const float* gate, const float* mul, const float* add, bf16* out,
+                             int64_t rows, int64_t dim, float eps, Stream /*stream*/) {
   detail::validate_residual_layer_norm(x, y, out, rows, dim, eps);
   for (int64_t r = 0; r < rows; ++r) {
     float* x_row = x + r * dim;

@@ -1,7 +1,6 @@
-#include "kernels/rms_norm_rope.cuh"
-
 #include "kernels/cuda_check.h"
 #include "kernels/detail/row_io.cuh"
+#include "kernels/rms_norm_rope.cuh"
 
 namespace astraea::kernels {
 
@@ -143,11 +142,11 @@ bool launch_resident(const RmsNormRopeArgs& a, int tokens, size_t smem_bytes, cu
 
 }  // namespace
 
-void rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq,
-                   int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
-                   bf16* out, int64_t tokens, Stream stream) {
-  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, grid_f, grid_h, grid_w, heads, head_dim,
-                                 eps, out, tokens);
+void rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq, int64_t grid_f,
+                   int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps, bf16* out,
+                   int64_t tokens, Stream stream) {
+  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, grid_f, grid_h, grid_w, heads, head_dim, eps,
+                                 out, tokens);
   const int64_t dim = heads * head_dim;
   if (tokens == 0 || dim == 0) return;
   const int pairs = static_cast<int>(head_dim / 2);

@@ -13,8 +13,8 @@ namespace {
 
 namespace detail {
 void validate_rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq,
-                            int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim,
-                            float eps, const bf16* out, int64_t tokens) {
+                            int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
+                            const bf16* out, int64_t tokens) {
   constexpr int64_t kMaxIndex = std::numeric_limits<int32_t>::max();  // one CTA per token; int columns
   constexpr int64_t kMaxHeadDim = 8192;  // the (cos, sin) table of one token lives in shared memory
   if (tokens < 0 || tokens > kMaxIndex) fail("tokens must be in [0, 2^31 - 1], got " + std::to_string(tokens));
@@ -25,17 +25,16 @@ void validate_rms_norm_rope(const bf16* src, int64_t src_row_stride, const float
   }
   const int64_t dim = heads * head_dim;
   if (src_row_stride < dim) {
-    fail("src_row_stride (" + std::to_string(src_row_stride) + ") must be >= heads * head_dim (" +
-         std::to_string(dim) + ")");
+    fail("src_row_stride (" + std::to_string(src_row_stride) + ") must be >= heads * head_dim (" + std::to_string(dim) +
+         ")");
   }
   if (!(eps >= 0.0f) || !std::isfinite(eps)) fail("eps must be finite and >= 0, got " + std::to_string(eps));
   if (inv_freq != nullptr) {
     if (grid_f < 1 || grid_h < 1 || grid_w < 1) fail("grid_f, grid_h and grid_w must be >= 1 with inv_freq");
     // Divide rather than multiply: the product of three int64 could overflow.
     if (tokens % grid_w != 0 || (tokens / grid_w) % grid_h != 0 || tokens / grid_w / grid_h != grid_f) {
-      fail("tokens (" + std::to_string(tokens) + ") must equal grid_f * grid_h * grid_w (" +
-           std::to_string(grid_f) + " x " + std::to_string(grid_h) + " x " + std::to_string(grid_w) +
-           ") when inv_freq is given");
+      fail("tokens (" + std::to_string(tokens) + ") must equal grid_f * grid_h * grid_w (" + std::to_string(grid_f) +
+           " x " + std::to_string(grid_h) + " x " + std::to_string(grid_w) + ") when inv_freq is given");
     }
   }
   if (tokens > 0 && dim > 0) {
@@ -48,12 +47,11 @@ void validate_rms_norm_rope(const bf16* src, int64_t src_row_stride, const float
 
 void wan_rope_inv_freq(int64_t head_dim, double theta, float* inv_freq_out) {
   if (head_dim <= 0 || head_dim % 2 != 0) {
-    throw std::invalid_argument("wan_rope_inv_freq: head_dim must be even and > 0, got " +
-                                std::to_string(head_dim));
+    throw std::invalid_argument("wan_rope_inv_freq: head_dim must be even and > 0, got " + std::to_string(head_dim));
   }
   const int64_t pairs = head_dim / 2;
-  const int64_t pairs_h = pairs / 3;                 // rows and columns get a third each,
-  const int64_t pairs_t = pairs - 2 * pairs_h;       // frames the rest
+  const int64_t pairs_h = pairs / 3;            // rows and columns get a third each,
+  const int64_t pairs_t = pairs - 2 * pairs_h;  // frames the rest
   const int64_t axis_start[3] = {0, pairs_t, pairs_t + pairs_h};
   const int64_t axis_pairs[3] = {pairs_t, pairs_h, pairs_h};
   for (int axis = 0; axis < 3; ++axis) {
@@ -66,10 +64,10 @@ void wan_rope_inv_freq(int64_t head_dim, double theta, float* inv_freq_out) {
 }
 
 void rms_norm_rope_cpu(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq,
-                       int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim,
-                       float eps, bf16* out, int64_t tokens, Stream /*stream*/) {
-  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, grid_f, grid_h, grid_w, heads, head_dim,
-                                 eps, out, tokens);
+                       int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
+                       bf16* out, int64_t tokens, Stream /*stream*/) {
+  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, grid_f, grid_h, grid_w, heads, head_dim, eps,
+                                 out, tokens);
   const int64_t dim = heads * head_dim;
   const int64_t pairs = head_dim / 2;
   const int64_t pairs_h = pairs / 3;

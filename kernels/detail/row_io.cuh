@@ -42,8 +42,8 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 template <int kVec>
 __device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[kVec]) {
   if constexpr (kVec == kVectorElems) {
-    *reinterpret_cast<uint4*>(p) = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]),
-                                              pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
+    *reinterpret_cast<uint4*>(p) =
+        make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
   } else {
 #pragma unroll
     for (int k = 0; k < kVec; ++k) p[k].bits = __bfloat16_as_ushort(__float2bfloat16_rn(v[k]));
