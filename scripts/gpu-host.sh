@@ -30,7 +30,7 @@ fi
 export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 if want test; then
   log "ctest"
-  (cd build-gpu && ctest --output-on-failure --timeout 600 -LE full) >"$out/ctest.log" 2>&1
+  (cd build-gpu && ctest -j 8 --output-on-failure --timeout 600 -LE full) >"$out/ctest.log" 2>&1
   tail -25 "$out/ctest.log"
   grep -h "bf16 fused vs" "$out/ctest.log" | head -3
 fi
