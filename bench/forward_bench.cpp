@@ -2,6 +2,7 @@
 // card's measured bf16 GEMM rate and copy bandwidth, for each attention kernel and with the
 // fused elementwise kernels on and off. Prints a table; --json writes every number.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
