@@ -1,6 +1,5 @@
 // astraea-bench: the one command line of Astraea. Every error becomes one `error: ...` line and
 // an exit code: 2 for usage, 1 for failure.
-#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
@@ -8,9 +7,9 @@
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
-#include <thread>
 
 #include "apps/commands.h"
+#include "core/cpu_threads.h"
 
 namespace {
 
@@ -27,13 +26,14 @@ std::string short_message(const c10::Error& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  astraea::configure_cpu_threads();
 
   CLI::App app{"astraea-bench: token-wise acceleration of video diffusion transformers"};
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("--verbose", verbose, "print full error details");
   astraea::app::register_generate(app);
+  astraea::app::register_train(app);
 
   try {
     app.parse(argc, argv);

@@ -15,6 +15,8 @@ struct UsageError : std::invalid_argument {
 
 /// Adds `generate` to the app.
 void register_generate(CLI::App& app);
+/// Adds `train` to the app.
+void register_train(CLI::App& app);
 
 /// Runs the subcommand that was parsed.
 void run_selected(CLI::App& app);

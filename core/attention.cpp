@@ -1,9 +1,12 @@
 #include "core/attention.h"
 
+#include <ATen/ATen.h>
+
 #include <atomic>
 #include <cmath>
 #include <stdexcept>
 
+#include "core/block_ops.h"
 #include "core/torch_compat.h"
 
 namespace astraea {
@@ -11,44 +14,51 @@ namespace {
 
 std::atomic<AttentionBackend> g_gpu_default{AttentionBackend::kCudnn};
 
-// The math path, in float32, in query chunks so that the score matrix stays under ~64 MB.
+// The math path on [B, N, H, hd], in float32, in query chunks so that the score matrix stays
+// under ~64 MB. Differentiable, so it also serves CPU training.
 AttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                bool want_lse) {
-  const int64_t nq = q.size(0), heads = q.size(1), hd = q.size(2), nk = k.size(0);
+  const int64_t b = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3), nk = k.size(1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  const auto qh = q.to(at::kFloat).permute({1, 0, 2});  // [H, Nq, hd]
-  const auto kt = k.to(at::kFloat).permute({1, 2, 0});  // [H, hd, Nk]
-  const auto vh = v.to(at::kFloat).permute({1, 0, 2});  // [H, Nk, hd]
-  auto out = at::empty({heads, nq, hd}, qh.options());
-  auto lse = at::empty({heads, nq}, qh.options());
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, heads * nk));
+  const auto qh = q.to(at::kFloat).permute({0, 2, 1, 3});  // [B, H, Nq, hd]
+  const auto kt = k.to(at::kFloat).permute({0, 2, 3, 1});  // [B, H, hd, Nk]
+  const auto vh = v.to(at::kFloat).permute({0, 2, 1, 3});  // [B, H, Nk, hd]
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, b * heads * nk));
+  std::vector<at::Tensor> outs, lses;
   for (int64_t s = 0; s < nq; s += chunk) {
     const int64_t n = std::min(chunk, nq - s);
-    auto scores = at::matmul(qh.narrow(1, s, n), kt).mul_(scale);  // [H, n, Nk]
+    auto scores = at::matmul(qh.narrow(2, s, n), kt) * scale;  // [B, H, n, Nk]
     auto l = at::logsumexp(scores, -1, true);
-    out.narrow(1, s, n).copy_(at::matmul(scores.sub_(l).exp_(), vh));
-    lse.narrow(1, s, n).copy_(l.squeeze(-1));
+    outs.push_back(at::matmul(at::exp(scores - l), vh));
+    lses.push_back(l.squeeze(-1));
   }
   AttentionResult r;
-  r.out = out.permute({1, 0, 2}).reshape({nq, heads * hd}).to(q.scalar_type());
-  if (want_lse) r.lse = lse;
+  r.out = at::cat(outs, 2).permute({0, 2, 1, 3}).reshape({b, nq, heads * hd}).to(q.scalar_type());
+  if (want_lse) r.lse = at::cat(lses, 2);
   return r;
 }
 
 AttentionResult fused_attention(AttentionBackend backend, const at::Tensor& q, const at::Tensor& k,
                                 const at::Tensor& v, bool want_lse) {
-  const int64_t nq = q.size(0), heads = q.size(1), hd = q.size(2);
+  const int64_t b = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3);
+  // [B, N, H, hd] -> [B, H, N, hd] as a strided view of a contiguous tensor, the layout every fused
+  // kernel accepts (v arrives as a column slice of the fused qkv GEMM output; copying it is ~1%).
+  auto as_bhnd = [](const at::Tensor& t) { return t.contiguous().transpose(1, 2); };
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  AttentionResult r;
+  if (records_grad({&q, &k, &v})) {
+    TORCH_CHECK(!want_lse, "attention: the log-sum-exp is not available while training");
+    r.out = compat::differentiable_attention(as_bhnd(q), as_bhnd(k), as_bhnd(v), scale)
+                .transpose(1, 2)
+                .reshape({b, nq, heads * hd});
+    return r;
+  }
   compat::FusedAttention kind = compat::FusedAttention::kCudnn;
   if (backend == AttentionBackend::kFlash) kind = compat::FusedAttention::kFlash;
   if (backend == AttentionBackend::kEfficient) kind = compat::FusedAttention::kEfficient;
-  // [N, H, hd] -> [1, H, N, hd] as a strided view of a contiguous tensor, the layout every fused
-  // kernel accepts (v arrives as a column slice of the fused qkv GEMM output; copying it is ~1%).
-  auto as_bhnd = [](const at::Tensor& t) { return t.contiguous().unsqueeze(0).transpose(1, 2); };
-  auto [out, lse] = compat::fused_attention(kind, as_bhnd(q), as_bhnd(k), as_bhnd(v),
-                                            1.0 / std::sqrt(static_cast<double>(hd)));
-  AttentionResult r;
-  r.out = out.transpose(1, 2).reshape({nq, heads * hd});
-  if (want_lse) r.lse = lse.reshape({heads, nq}).to(at::kFloat);
+  auto [out, lse] = compat::fused_attention(kind, as_bhnd(q), as_bhnd(k), as_bhnd(v), scale);
+  r.out = out.transpose(1, 2).reshape({b, nq, heads * hd});
+  if (want_lse) r.lse = lse.reshape({b, heads, nq}).to(at::kFloat);
   return r;
 }
 
@@ -80,19 +90,33 @@ void set_default_gpu_attention(AttentionBackend backend) {
 
 AttentionResult attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           bool want_lse, AttentionBackend backend) {
-  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "attention: q, k, v must be [N, H, hd]");
-  TORCH_CHECK(q.size(1) == k.size(1) && q.size(2) == k.size(2) && k.sizes() == v.sizes(),
+  TORCH_CHECK(q.dim() == k.dim() && k.dim() == v.dim() && (q.dim() == 3 || q.dim() == 4),
+              "attention: q, k, v must all be [N, H, hd] or all [B, N, H, hd]");
+  const bool batched = q.dim() == 4;
+  const auto q4 = batched ? q : q.unsqueeze(0), k4 = batched ? k : k.unsqueeze(0),
+             v4 = batched ? v : v.unsqueeze(0);
+  TORCH_CHECK(q4.size(0) == k4.size(0) && q4.size(2) == k4.size(2) && q4.size(3) == k4.size(3) &&
+                  k4.sizes() == v4.sizes(),
               "attention: q ", q.sizes(), ", k ", k.sizes(), " and v ", v.sizes(), " do not match");
   if (backend == AttentionBackend::kAuto) {
     // The fused kernels need half precision; float32 on the GPU takes the efficient kernel.
-    backend = !q.is_cuda()                        ? AttentionBackend::kMath
-              : q.scalar_type() == at::kFloat      ? AttentionBackend::kEfficient
-                                                   : g_gpu_default.load();
+    backend = !q.is_cuda()                   ? AttentionBackend::kMath
+              : q.scalar_type() == at::kFloat ? AttentionBackend::kEfficient
+                                              : g_gpu_default.load();
   }
-  if (backend == AttentionBackend::kMath) return math_attention(q, k, v, want_lse);
-  TORCH_CHECK(q.is_cuda(), "attention backend '", attention_backend_name(backend),
-              "' runs on CUDA tensors only");
-  return fused_attention(backend, q, k, v, want_lse);
+  AttentionResult r;
+  if (backend == AttentionBackend::kMath) {
+    r = math_attention(q4, k4, v4, want_lse);
+  } else {
+    TORCH_CHECK(q.is_cuda(), "attention backend '", attention_backend_name(backend),
+                "' runs on CUDA tensors only");
+    r = fused_attention(backend, q4, k4, v4, want_lse);
+  }
+  if (!batched) {
+    r.out = r.out.squeeze(0);
+    if (r.lse.defined()) r.lse = r.lse.squeeze(0);
+  }
+  return r;
 }
 
 }  // namespace astraea

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/block_ops.h"
+#include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "kernels/rms_norm_rope.cuh"
 
@@ -32,6 +33,7 @@ at::Tensor take(Weights& w, const std::string& key) {
 
 WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
     : config_(std::move(config)), dtype_(dtype) {
+  const int64_t d = config_.dim;
   for (int64_t i = 0; i < config_.layers; ++i) {
     const std::string p = "blocks." + std::to_string(i) + ".";
     auto t = [&](const std::string& k) { return take(weights, p + k); };
@@ -56,13 +58,21 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
     b.ffn1_b = t("ffn.0.bias");
     b.ffn2_w = t("ffn.2.weight");
     b.ffn2_b = t("ffn.2.bias");
-    b.modulation = t("modulation").reshape({6, config_.dim});
+    b.modulation = t("modulation").reshape({6, d}).clone();  // its own storage: a trainable leaf
     blocks_.push_back(std::move(b));
+  }
+  for (auto it = weights.begin(); it != weights.end();) {
+    if (it->first.rfind("text_encoder.", 0) == 0) {
+      encoder_.insert(*it);
+      it = weights.erase(it);
+    } else {
+      ++it;
+    }
   }
   embed_ = std::move(weights);
   // Conv3d with kernel == stride is a linear map of each flattened patch.
   auto& pw = embed_.at("patch_embedding.weight");
-  pw = pw.reshape({config_.dim, -1});
+  pw = pw.reshape({d, -1}).clone();
   std::vector<float> inv(config_.head_dim() / 2);
   kernels::wan_rope_inv_freq(config_.head_dim(), 10000.0, inv.data());
   inv_freq_ = at::tensor(inv).to(pw.device());
@@ -73,86 +83,183 @@ WanDiT::WanDiT(WanDiT&&) noexcept = default;
 
 at::Device WanDiT::device() const { return inv_freq_.device(); }
 
-at::Tensor WanDiT::timestep_embedding(int64_t freq_dim, double timestep) {
+at::Tensor WanDiT::mat(const at::Tensor& w) const {
+  return w.scalar_type() == dtype_ ? w : w.to(dtype_);
+}
+
+bool WanDiT::has_text_encoder() const { return !encoder_.empty(); }
+
+at::Tensor WanDiT::timestep_embedding(int64_t freq_dim, const at::Tensor& timesteps) {
   const int64_t half = freq_dim / 2;
-  auto k = at::arange(half, at::TensorOptions().dtype(at::kDouble));
-  auto arg = timestep * at::pow(10000.0, -k / static_cast<double>(half));
-  return at::cat({at::cos(arg), at::sin(arg)}).to(at::kFloat);
+  auto k = at::arange(half, timesteps.options().dtype(at::kDouble));
+  auto arg = timesteps.to(at::kDouble).reshape({-1, 1}) * at::pow(10000.0, -k / static_cast<double>(half));
+  return at::cat({at::cos(arg), at::sin(arg)}, 1).to(at::kFloat);
+}
+
+at::Tensor WanDiT::encode_prompt(const std::string& prompt) const {
+  TORCH_CHECK(has_text_encoder(), config_.name, " has no text encoder of its own");
+  const auto ids = shapes::tokenize(prompt);  // throws naming an unknown word
+  const int64_t n = static_cast<int64_t>(ids.size()), t = config_.text_dim;
+  if (n > config_.text_len) {
+    throw std::invalid_argument("--prompt has " + std::to_string(n) + " words; " + config_.name +
+                                " reads at most " + std::to_string(config_.text_len));
+  }
+  auto opts = at::TensorOptions().device(device()).dtype(at::kFloat);
+  if (n == 0) return at::zeros({0, t}, opts);
+  auto w = [&](const std::string& k) { return encoder_.at("text_encoder." + k); };
+  auto x = at::embedding(w("token_embedding.weight"), at::tensor(ids).to(device())) +
+           w("position_embedding.weight").narrow(0, 0, n);
+  // One pre-norm transformer layer, so that a colour word can bind to its shape and motion.
+  const int64_t heads = 2, hd = t / heads;
+  auto h = at::layer_norm(x, {t}, w("block.norm1.weight"), w("block.norm1.bias"), 1e-6);
+  auto qkv = at::linear(h, w("block.attn.qkv.weight"), w("block.attn.qkv.bias")).view({n, 3, heads, hd});
+  auto a = attention(qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2), false).out;
+  x = x + at::linear(a, w("block.attn.o.weight"), w("block.attn.o.bias"));
+  h = at::layer_norm(x, {t}, w("block.norm2.weight"), w("block.norm2.bias"), 1e-6);
+  x = x + at::linear(at::gelu(at::linear(h, w("block.ffn.0.weight"), w("block.ffn.0.bias")), "tanh"),
+                     w("block.ffn.2.weight"), w("block.ffn.2.bias"));
+  return at::layer_norm(x, {t}, w("norm.weight"), w("norm.bias"), 1e-6);
 }
 
 at::Tensor WanDiT::embed_context(const at::Tensor& text) const {
-  TORCH_CHECK(text.dim() == 2 && text.size(1) == config_.text_dim,
-              "text context must be [tokens, ", config_.text_dim, "], got ", text.sizes());
-  TORCH_CHECK(text.size(0) <= config_.text_len, "text context has ", text.size(0),
+  const bool batched = text.dim() == 3;
+  const auto t3 = batched ? text : text.unsqueeze(0);
+  TORCH_CHECK(t3.dim() == 3 && t3.size(2) == config_.text_dim, "text context must be [tokens, ",
+              config_.text_dim, "], got ", text.sizes());
+  TORCH_CHECK(t3.size(1) <= config_.text_len, "text context has ", t3.size(1),
               " tokens, more than the model's ", config_.text_len);
-  auto padded = at::zeros({config_.text_len, config_.text_dim},
+  auto padded = at::zeros({t3.size(0), config_.text_len - t3.size(1), config_.text_dim},
                           at::TensorOptions().dtype(dtype_).device(device()));
-  padded.narrow(0, 0, text.size(0)).copy_(text);
-  auto h = compat::linear_gelu_tanh(padded, embed_.at("text_embedding.0.weight"),
-                                    embed_.at("text_embedding.0.bias"));
-  return at::linear(h, embed_.at("text_embedding.2.weight"), embed_.at("text_embedding.2.bias"));
+  padded = at::cat({t3.to(device(), dtype_), padded}, 1);
+  auto h = compat::linear_gelu_tanh(padded, mat(embed_.at("text_embedding.0.weight")),
+                                    mat(embed_.at("text_embedding.0.bias")));
+  auto out = at::linear(h, mat(embed_.at("text_embedding.2.weight")), mat(embed_.at("text_embedding.2.bias")));
+  return batched ? out : out.squeeze(0);
 }
 
 at::Tensor WanDiT::forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const {
+  TORCH_CHECK(latents.dim() == 4, "latents must be [C, F, H, W], got ", latents.sizes());
+  auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
+  return forward_batch(latents.unsqueeze(0), t, context.unsqueeze(0)).squeeze(0);
+}
+
+at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
+                                 const at::Tensor& contexts) const {
   const auto& c = config_;
-  TORCH_CHECK(latents.dim() == 4 && latents.size(0) == c.in_channels,
-              "latents must be [", c.in_channels, ", F, H, W], got ", latents.sizes());
-  const int64_t pt = c.patch[0], ph = c.patch[1], pw = c.patch[2];
-  TORCH_CHECK(latents.size(1) % pt == 0 && latents.size(2) % ph == 0 && latents.size(3) % pw == 0,
+  TORCH_CHECK(latents.dim() == 5 && latents.size(1) == c.in_channels,
+              "latents must be [B, ", c.in_channels, ", F, H, W], got ", latents.sizes());
+  const int64_t pt = c.patch[0], ph = c.patch[1], pw = c.patch[2], bsz = latents.size(0);
+  TORCH_CHECK(latents.size(2) % pt == 0 && latents.size(3) % ph == 0 && latents.size(4) % pw == 0,
               "latents ", latents.sizes(), " do not divide into patches of ", pt, "x", ph, "x", pw);
-  const int64_t gf = latents.size(1) / pt, gh = latents.size(2) / ph, gw = latents.size(3) / pw;
+  TORCH_CHECK(timesteps.numel() == bsz && contexts.dim() == 3 && contexts.size(0) == bsz,
+              "forward_batch: ", bsz, " latents need as many timesteps and contexts");
+  const int64_t gf = latents.size(2) / pt, gh = latents.size(3) / ph, gw = latents.size(4) / pw;
   const int64_t n = gf * gh * gw, d = c.dim, heads = c.heads, hd = c.head_dim();
   const double eps = c.eps;
 
-  // Patchify: [C, F, H, W] -> [N, C * pt * ph * pw], the order of the Conv3d weight.
+  // Patchify: [B, C, F, H, W] -> [B, N, C * pt * ph * pw], the order of the Conv3d weight.
   auto patches = latents.to(device(), dtype_)
-                     .view({c.in_channels, gf, pt, gh, ph, gw, pw})
-                     .permute({1, 3, 5, 0, 2, 4, 6})
-                     .reshape({n, -1});
-  at::Tensor x = at::linear(patches, embed_.at("patch_embedding.weight"),
-                            embed_.at("patch_embedding.bias"))
+                     .view({bsz, c.in_channels, gf, pt, gh, ph, gw, pw})
+                     .permute({0, 2, 4, 6, 1, 3, 5, 7})
+                     .reshape({bsz, n, -1});
+  at::Tensor x = at::linear(patches, mat(embed_.at("patch_embedding.weight")),
+                            mat(embed_.at("patch_embedding.bias")))
                      .to(at::kFloat);
 
-  // Timestep -> e (for the head) and e0 (six modulation vectors per block), in float32.
-  auto t_emb = timestep_embedding(c.freq_dim, timestep).to(device());
+  // Timesteps -> e (for the head) and e0 (six modulation vectors per block), in float32.
+  auto t_emb = timestep_embedding(c.freq_dim, timesteps.to(device()));
   auto e = at::linear(at::silu(at::linear(t_emb, embed_.at("time_embedding.0.weight"),
                                           embed_.at("time_embedding.0.bias"))),
                       embed_.at("time_embedding.2.weight"), embed_.at("time_embedding.2.bias"));
-  auto e0 = at::linear(at::silu(e), embed_.at("time_projection.1.weight"),
-                       embed_.at("time_projection.1.bias"))
-                .view({6, d});
+  auto e0 = at::linear(at::silu(e), embed_.at("time_projection.1.weight"), embed_.at("time_projection.1.bias"))
+                .view({bsz, 6, d});
 
   RopeGrid rope{gf, gh, gw, inv_freq_};
-  auto heads_view = [&](const at::Tensor& t) { return t.view({t.size(0), heads, hd}); };
+  auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
   for (const auto& b : blocks_) {
-    auto mod = b.modulation + e0;  // shift, scale, gate (self-attn); shift, scale, gate (ffn)
-    auto xn = residual_layer_norm(x, {}, {}, mod[1] + 1.0, mod[0], dtype_, eps);
-    auto qkv = at::linear(xn, b.qkv_w, b.qkv_b);  // [N, 3D]
-    auto q = rms_norm_rope(qkv.narrow(1, 0, d), b.norm_q, &rope, heads, eps);
-    auto k = rms_norm_rope(qkv.narrow(1, d, d), b.norm_k, &rope, heads, eps);
-    auto v = qkv.narrow(1, 2 * d, d);
-    auto y = at::linear(attention(heads_view(q), heads_view(k), heads_view(v), false).out, b.o_w, b.o_b);
+    // shift, scale, gate (self-attention); shift, scale, gate (feed-forward): each [B, 1, D].
+    auto mod = (b.modulation + e0).unsqueeze(2);
+    auto m = [&](int64_t i) { return mod.select(1, i); };
+    auto xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));  // [B, N, 3D]
+    auto q = rms_norm_rope(qkv.narrow(2, 0, d), b.norm_q, &rope, heads, eps);
+    auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
+    auto v = qkv.narrow(2, 2 * d, d);
+    auto y = at::linear(attention(heads_view(q), heads_view(k), heads_view(v), false).out, mat(b.o_w),
+                        mat(b.o_b));
 
-    auto xc = residual_layer_norm(x, y, mod[2], b.norm3_w, b.norm3_b, dtype_, eps);
-    auto cq = rms_norm_rope(at::linear(xc, b.cq_w, b.cq_b), b.cnorm_q, nullptr, heads, eps);
-    auto ckv = at::linear(context, b.ckv_w, b.ckv_b);
-    auto ck = rms_norm_rope(ckv.narrow(1, 0, d), b.cnorm_k, nullptr, heads, eps);
-    auto cv = ckv.narrow(1, d, d);
-    auto cy = at::linear(attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out,
-                         b.co_w, b.co_b);
+    auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+    auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
+    auto ckv = at::linear(contexts, mat(b.ckv_w), mat(b.ckv_b));
+    auto ck = rms_norm_rope(ckv.narrow(2, 0, d), b.cnorm_k, nullptr, heads, eps);
+    auto cv = ckv.narrow(2, d, d);
+    auto cy = at::linear(attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out, mat(b.co_w),
+                         mat(b.co_b));
 
-    auto xf = residual_layer_norm(x, cy, {}, mod[4] + 1.0, mod[3], dtype_, eps);
-    auto f = at::linear(compat::linear_gelu_tanh(xf, b.ffn1_w, b.ffn1_b), b.ffn2_w, b.ffn2_b);
-    residual_layer_norm(x, f, mod[5], {}, {}, dtype_, eps, false);
+    auto xf = residual_layer_norm(x, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
+    auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+    residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
   }
 
-  auto head_mod = embed_.at("head.modulation").view({2, d}) + e;  // shift, scale
-  auto xh = residual_layer_norm(x, {}, {}, head_mod[1] + 1.0, head_mod[0], dtype_, eps);
-  auto out = at::linear(xh, embed_.at("head.head.weight"), embed_.at("head.head.bias")).to(at::kFloat);
-  // Unpatchify (Wan: einsum 'fhwpqrc->cfphqwr').
-  return out.view({gf, gh, gw, pt, ph, pw, c.out_channels})
-      .permute({6, 0, 3, 1, 4, 2, 5})
-      .reshape({c.out_channels, gf * pt, gh * ph, gw * pw});
+  auto head_mod = embed_.at("head.modulation").view({1, 2, d}) + e.unsqueeze(1);  // shift, scale
+  auto xh = residual_layer_norm(x, {}, {}, head_mod.narrow(1, 1, 1) + 1.0, head_mod.narrow(1, 0, 1), dtype_, eps);
+  auto out = at::linear(xh, mat(embed_.at("head.head.weight")), mat(embed_.at("head.head.bias"))).to(at::kFloat);
+  // Unpatchify (Wan: einsum 'fhwpqrc->cfphqwr'), per batch element.
+  return out.view({bsz, gf, gh, gw, pt, ph, pw, c.out_channels})
+      .permute({0, 7, 1, 4, 2, 5, 3, 6})
+      .reshape({bsz, c.out_channels, gf * pt, gh * ph, gw * pw});
+}
+
+Weights WanDiT::state_dict() const {
+  const int64_t d = config_.dim;
+  Weights w = embed_;
+  w.insert(encoder_.begin(), encoder_.end());
+  w["patch_embedding.weight"] =
+      embed_.at("patch_embedding.weight").view({d, config_.in_channels, config_.patch[0], config_.patch[1], config_.patch[2]});
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const auto& b = blocks_[i];
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    const char* qkv[] = {"q", "k", "v"};
+    for (int j = 0; j < 3; ++j) {
+      w[p + "self_attn." + qkv[j] + ".weight"] = b.qkv_w.narrow(0, j * d, d);
+      w[p + "self_attn." + qkv[j] + ".bias"] = b.qkv_b.narrow(0, j * d, d);
+    }
+    for (int j = 0; j < 2; ++j) {
+      w[p + "cross_attn." + qkv[j + 1] + ".weight"] = b.ckv_w.narrow(0, j * d, d);
+      w[p + "cross_attn." + qkv[j + 1] + ".bias"] = b.ckv_b.narrow(0, j * d, d);
+    }
+    w[p + "self_attn.o.weight"] = b.o_w;
+    w[p + "self_attn.o.bias"] = b.o_b;
+    w[p + "self_attn.norm_q.weight"] = b.norm_q;
+    w[p + "self_attn.norm_k.weight"] = b.norm_k;
+    w[p + "norm3.weight"] = b.norm3_w;
+    w[p + "norm3.bias"] = b.norm3_b;
+    w[p + "cross_attn.q.weight"] = b.cq_w;
+    w[p + "cross_attn.q.bias"] = b.cq_b;
+    w[p + "cross_attn.o.weight"] = b.co_w;
+    w[p + "cross_attn.o.bias"] = b.co_b;
+    w[p + "cross_attn.norm_q.weight"] = b.cnorm_q;
+    w[p + "cross_attn.norm_k.weight"] = b.cnorm_k;
+    w[p + "ffn.0.weight"] = b.ffn1_w;
+    w[p + "ffn.0.bias"] = b.ffn1_b;
+    w[p + "ffn.2.weight"] = b.ffn2_w;
+    w[p + "ffn.2.bias"] = b.ffn2_b;
+    w[p + "modulation"] = b.modulation.view({1, 6, d});
+  }
+  return w;
+}
+
+std::vector<at::Tensor> WanDiT::parameters() const {
+  std::vector<at::Tensor> p;
+  for (const auto* m : {&embed_, &encoder_})
+    for (const auto& kv : *m) p.push_back(kv.second);
+  for (const auto& b : blocks_) {
+    for (const auto* t : {&b.qkv_w, &b.qkv_b, &b.o_w, &b.o_b, &b.norm_q, &b.norm_k, &b.norm3_w, &b.norm3_b,
+                          &b.cq_w, &b.cq_b, &b.ckv_w, &b.ckv_b, &b.co_w, &b.co_b, &b.cnorm_q, &b.cnorm_k,
+                          &b.ffn1_w, &b.ffn1_b, &b.ffn2_w, &b.ffn2_b, &b.modulation})
+      p.push_back(*t);
+  }
+  return p;
 }
 
 }  // namespace astraea

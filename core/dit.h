@@ -1,9 +1,11 @@
-// The diffusion transformer of Wan 2.1 (wan/modules/model.py: WanModel), one sequence at a time.
+// The diffusion transformer of Wan 2.1 (wan/modules/model.py: WanModel), and for presets that
+// bring one, their own small text encoder.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
-#include <memory>
+#include <string>
+#include <vector>
 
 #include "core/attention.h"
 #include "core/model_config.h"
@@ -11,8 +13,9 @@
 
 namespace astraea {
 
-/// A DiT on one device: activations in `dtype` (bf16 on the GPU, float32 on the CPU), the
-/// residual stream, norms, modulation and timestep embedding in float32, as Wan computes them.
+/// A DiT on one device. Matrix products run in `dtype` (bf16 on the GPU, float32 on the CPU);
+/// the residual stream, norms, modulation and timestep embedding in float32, as Wan computes
+/// them. Weights stored wider than `dtype` are cast on the fly (mixed-precision training).
 class WanDiT {
  public:
   /// Takes the weights (the self- and cross-attention projections are fused and the originals dropped).
@@ -20,26 +23,41 @@ class WanDiT {
   ~WanDiT();
   WanDiT(WanDiT&&) noexcept;
 
-  /// Text context [L <= text_len, text_dim] -> embedded context [text_len, dim] (zero-padded,
-  /// as Wan pads to 512 tokens before its text MLP). Constant over a generation: embed once.
+  /// Raw text context for presets with their own encoder (tiny): [tokens, text_dim] float32;
+  /// the empty prompt gives [0, text_dim]. Throws std::invalid_argument naming an unknown word.
+  at::Tensor encode_prompt(const std::string& prompt) const;
+  bool has_text_encoder() const;
+
+  /// Text context [L <= text_len, text_dim] (or [B, L, text_dim]) -> embedded context
+  /// [text_len, dim] (or [B, ...]), zero-padded as Wan pads to 512 tokens before its text MLP.
   at::Tensor embed_context(const at::Tensor& text) const;
 
   /// One model call: velocity for `latents` [C, F, H, W] at `timestep` (0..1000), given an
-  /// embedded context. Returns float32 [C, F, H, W].
+  /// embedded context [text_len, dim]. Returns float32 [C, F, H, W].
   at::Tensor forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const;
+  /// The same for a batch: latents [B, C, F, H, W], timesteps [B], contexts [B, text_len, dim].
+  at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
+                           const at::Tensor& contexts) const;
+
+  /// The weights under Wan 2.1's key names (views of the model's tensors).
+  Weights state_dict() const;
+  /// Every trainable tensor, once.
+  std::vector<at::Tensor> parameters() const;
 
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const;
 
-  /// Sinusoidal timestep embedding of Wan (cos half, then sin half), float32 [freq_dim].
-  static at::Tensor timestep_embedding(int64_t freq_dim, double timestep);
+  /// Sinusoidal timestep embedding of Wan (cos half, then sin half), float32 [B, freq_dim].
+  static at::Tensor timestep_embedding(int64_t freq_dim, const at::Tensor& timesteps);
 
  private:
   struct Block;
+  at::Tensor mat(const at::Tensor& w) const;  // w in the compute dtype
   ModelConfig config_;
   at::ScalarType dtype_;
-  Weights embed_;  // patch, text, time and head parameters, by key
+  Weights embed_;    // patch, text, time and head parameters, by Wan key
+  Weights encoder_;  // the preset's own text encoder, by key (empty for Wan presets)
   std::vector<Block> blocks_;
   at::Tensor inv_freq_;
 };

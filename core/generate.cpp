@@ -76,8 +76,6 @@ GenerateResult generate(const GenerateOptions& o) {
   set_default_gpu_attention(o.attention);
 
   const auto t_load = std::chrono::steady_clock::now();
-  auto text = text_contexts(c, o.prompt, o.context_file);
-  r.text_source = text.source;
   Weights weights;
   if (o.weights == "random") {
     weights = random_weights(c, o.weights_seed, device, dtype);
@@ -93,6 +91,8 @@ GenerateResult generate(const GenerateOptions& o) {
     r.weights_source = path;
   }
   const WanDiT model(c, std::move(weights), dtype);
+  auto text = text_contexts(model, o.prompt, o.context_file);
+  r.text_source = text.source;
   const auto cond = model.embed_context(text.cond.to(device, dtype));
   const auto uncond = model.embed_context(text.uncond.to(device, dtype));
   r.load_seconds = seconds_since(t_load);

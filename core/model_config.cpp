@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "core/shapes_world.h"
+
 namespace astraea {
 namespace {
 
@@ -21,15 +23,16 @@ ModelConfig wan(std::string name, int64_t dim, int64_t ffn, int64_t heads, int64
 ModelConfig tiny() {
   ModelConfig c;
   c.name = "tiny";
-  c.dim = 256;
-  c.ffn_dim = 1024;
-  c.heads = 4;
+  c.dim = 192;
+  c.ffn_dim = 768;
+  c.heads = 3;  // head_dim 64
   c.layers = 6;
   c.in_channels = c.out_channels = 3;
   c.patch = {1, 4, 4};
   c.freq_dim = 128;
   c.text_dim = 128;
   c.text_len = 24;
+  c.text_vocab = static_cast<int64_t>(shapes::vocabulary().size()) + 1;  // id 0 is padding
   c.pixel_space = true;
   c.vae_time_stride = 1;
   c.vae_space_stride = 1;
@@ -62,7 +65,11 @@ int64_t ModelConfig::parameter_count() const {
                         d * d + d + d * 6 * d + 6 * d;
   const int64_t head = d * out_channels * patch[0] * patch[1] * patch[2] +
                        out_channels * patch[0] * patch[1] * patch[2] + 2 * d;
-  return embed + layers * block + head;
+  const int64_t t = text_dim;  // the tiny text encoder: embeddings, one transformer layer, final norm
+  const int64_t encoder = text_vocab == 0 ? 0
+                          : text_vocab * t + text_len * t + 2 * t + (3 * t * t + 3 * t) + (t * t + t) +
+                                2 * t + (4 * t * t + 4 * t) + (4 * t * t + t) + 2 * t;
+  return embed + layers * block + head + encoder;
 }
 
 const std::vector<ModelConfig>& model_presets() {

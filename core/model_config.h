@@ -26,6 +26,7 @@ struct ModelConfig {
   int64_t freq_dim = 256;                 ///< sinusoidal timestep embedding width
   int64_t text_dim = 4096;                ///< width of the text encoder's output
   int64_t text_len = 512;                 ///< context tokens (zero-padded)
+  int64_t text_vocab = 0;                 ///< word ids of the preset's own text encoder (0: none)
   double eps = 1e-6;
   bool pixel_space = false;  ///< true: channels are RGB in [-1, 1]; false: VAE latents
   /// Wan's video VAE compresses time 4x and space 8x; pixel-space models compress nothing.

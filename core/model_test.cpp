@@ -101,7 +101,7 @@ TEST(Attention, MathPathMatchesNaiveSoftmaxPerHead) {
 }
 
 TEST(TimestepEmbedding, CosineHalfThenSineHalf) {
-  auto e = WanDiT::timestep_embedding(4, 1.0);  // frequencies 10000^(-k/2): 1 and 0.01
+  auto e = WanDiT::timestep_embedding(4, at::ones({1}))[0];  // frequencies 10000^(-k/2): 1 and 0.01
   EXPECT_NEAR(e[0].item<float>(), std::cos(1.0), 1e-7);
   EXPECT_NEAR(e[1].item<float>(), std::cos(0.01), 1e-7);
   EXPECT_NEAR(e[2].item<float>(), std::sin(1.0), 1e-7);

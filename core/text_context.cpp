@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <cctype>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/safetensors.h"
@@ -35,40 +33,19 @@ at::Tensor read_context(const SafetensorsFile& file, const char* key, int64_t te
       .to(at::kFloat);  // copies out of the mapping
 }
 
-// PLACEHOLDER text encoder for `tiny`: each word maps to a fixed pseudo-random vector (seeded by
-// its hash) plus a position signal. Untrained; the [shapes] work replaces it with a learned one.
-at::Tensor placeholder_encode(const ModelConfig& c, const std::string& prompt) {
-  std::vector<std::string> words;
-  std::istringstream in(prompt);
-  for (std::string w; in >> w;) {
-    for (auto& ch : w) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    words.push_back(w);
-  }
-  if (static_cast<int64_t>(words.size()) > c.text_len) {
-    throw std::runtime_error("--prompt has " + std::to_string(words.size()) + " words; " + c.name +
-                             " reads at most " + std::to_string(c.text_len));
-  }
-  auto out = at::zeros({static_cast<int64_t>(words.size()), c.text_dim});
-  for (size_t i = 0; i < words.size(); ++i) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(fnv1a(words[i]));
-    auto pos = at::arange(c.text_dim, at::kFloat).mul_(0.1).add_(static_cast<double>(i)).sin_().mul_(0.1);
-    out[static_cast<int64_t>(i)] = at::randn({c.text_dim}, gen) + pos;
-  }
-  return out;
-}
-
 }  // namespace
 
-TextContexts text_contexts(const ModelConfig& config, const std::string& prompt,
-                           const std::string& context_file) {
+TextContexts text_contexts(const WanDiT& model, const std::string& prompt, const std::string& context_file) {
+  const auto& config = model.config();
   TextContexts r;
-  if (config.text_source == TextSource::kTinyEncoder) {
+  if (model.has_text_encoder()) {
     if (!context_file.empty()) {
-      throw std::runtime_error("--context: " + config.name + " encodes its own prompts; pass --prompt");
+      throw std::invalid_argument("--context: " + config.name + " encodes its own prompts; pass --prompt");
     }
-    r.cond = placeholder_encode(config, prompt);
-    r.uncond = at::zeros({0, config.text_dim});
-    r.source = "placeholder text encoder (hashed word vectors, untrained)";
+    at::NoGradGuard no_grad;
+    r.cond = model.encode_prompt(prompt).cpu();
+    r.uncond = model.encode_prompt("").cpu();
+    r.source = config.name + "'s own text encoder";
     return r;
   }
   if (!context_file.empty()) {

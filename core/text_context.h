@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "core/model_config.h"
+#include "core/dit.h"
 
 namespace astraea {
 
@@ -17,11 +17,10 @@ struct TextContexts {
 };
 
 /// Contexts for `prompt`:
+/// - presets with their own text encoder (tiny): the prompt and the empty prompt, encoded;
 /// - Wan presets: from `context_file` (safetensors: `context` [L, text_dim], optional
-///   `negative_context`, else zeros), or random, seeded by the prompt, when no file is given;
-/// - tiny: its own text encoder (until the [shapes] work trains one, a labelled placeholder).
-/// Throws std::runtime_error naming the file or word at fault.
-TextContexts text_contexts(const ModelConfig& config, const std::string& prompt,
-                           const std::string& context_file);
+///   `negative_context`, else zeros), or random, seeded by the prompt, when no file is given.
+/// Throws std::runtime_error naming the file, or std::invalid_argument naming the word, at fault.
+TextContexts text_contexts(const WanDiT& model, const std::string& prompt, const std::string& context_file);
 
 }  // namespace astraea

@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include <optional>
+#include <string>
 #include <tuple>
 
 #include "astraea/config.h"
@@ -54,10 +55,25 @@ inline std::tuple<at::Tensor, at::Tensor> fused_attention(FusedAttention kind, c
   return {q, q};
 }
 
+/// softmax(q k^T * scale) v on [B, H, N, hd] through LibTorch's differentiable attention (training).
+inline at::Tensor differentiable_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           double scale) {
+#if ASTRAEA_TORCH_AT_LEAST(2, 1)
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
+#else
+  auto s = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-2, -1)) * scale;
+  return at::matmul(at::softmax(s, -1), v.to(at::kFloat)).to(q.scalar_type());
+#endif
+}
+
 /// gelu_tanh(x @ w^T + b), with the activation fused into the GEMM's epilogue where cuBLASLt can.
 inline at::Tensor linear_gelu_tanh(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
 #if ASTRAEA_HAS_TORCH_CUDA
-  if (x.is_cuda() && x.dim() == 2) return at::_addmm_activation(b, x, w.t(), 1, 1, true);
+  if (x.is_cuda() && !(at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad()))) {
+    auto shape = x.sizes().vec();
+    shape.back() = w.size(0);
+    return at::_addmm_activation(b, x.reshape({-1, x.size(-1)}), w.t(), 1, 1, true).view(shape);
+  }
 #endif
   return at::gelu(at::linear(x, w, b), "tanh");
 }
@@ -79,6 +95,17 @@ inline bool cuda_available() {
 #else
   return false;
 #endif
+}
+
+/// Lets float32 matrix products use TF32 on the GPU.
+inline void allow_tf32(bool on) { at::globalContext().setAllowTF32CuBLAS(on); }
+
+/// The device's marketing name ("NVIDIA H100 80GB HBM3"), or "cpu".
+inline std::string device_name(const at::Device& device) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index())->name;
+#endif
+  return device.is_cuda() ? "cuda" : "cpu";
 }
 
 /// Blocks until all work queued on `device` has finished.

@@ -64,6 +64,21 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c) {
   }
   linear("head.head", patch_out, d, ParamKind::kMatrix);
   s.push_back({"head.modulation", {1, 2, d}, ParamKind::kFloat});
+  if (c.text_vocab > 0) {
+    // The preset's own text encoder (not part of Wan's checkpoints): float32, it is small.
+    const int64_t t = c.text_dim;
+    const std::string e = "text_encoder.";
+    s.push_back({e + "token_embedding.weight", {c.text_vocab, t}, ParamKind::kFloat});
+    s.push_back({e + "position_embedding.weight", {c.text_len, t}, ParamKind::kFloat});
+    for (const char* norm : {"block.norm1", "block.norm2", "norm"}) {
+      s.push_back({e + norm + ".weight", {t}, ParamKind::kFloat});
+      s.push_back({e + norm + ".bias", {t}, ParamKind::kFloat});
+    }
+    linear(e + "block.attn.qkv", 3 * t, t, ParamKind::kFloat);
+    linear(e + "block.attn.o", t, t, ParamKind::kFloat);
+    linear(e + "block.ffn.0", 4 * t, t, ParamKind::kFloat);
+    linear(e + "block.ffn.2", t, 4 * t, ParamKind::kFloat);
+  }
   return s;
 }
 
@@ -118,8 +133,11 @@ Weights random_weights(const ModelConfig& config, uint64_t seed, const at::Devic
     at::Tensor t;
     if (ends_with("modulation")) {
       t = at::randn(spec.shape, gen) / std::sqrt(static_cast<double>(config.dim));
-    } else if (ends_with("norm_q.weight") || ends_with("norm_k.weight") || ends_with("norm3.weight")) {
+    } else if (ends_with("norm_q.weight") || ends_with("norm_k.weight") || ends_with("norm3.weight") ||
+               ends_with("norm1.weight") || ends_with("norm2.weight") || ends_with("norm.weight")) {
       t = 1.0 + 0.05 * at::randn(spec.shape, gen);
+    } else if (ends_with("embedding.weight") && n.rfind("text_encoder.", 0) == 0) {
+      t = at::randn(spec.shape, gen);  // unit-variance word and position vectors
     } else if (ends_with(".bias")) {
       t = 0.02 * at::randn(spec.shape, gen);
     } else {

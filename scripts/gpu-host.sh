@@ -5,7 +5,8 @@
 #   Here, once:  mkdir -p .debs && (cd .debs && apt-get download libsqlite3-dev libsqlite3-0 \
 #                  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 \
 #                  libbenchmark-dev libbenchmark1debian)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [generate]   (default: all)
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [generate] [train]
+#        (default: all but train; TRAIN_MINUTES sets the training time, default 6)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out/gpu}
@@ -28,6 +29,12 @@ if want build; then
   cmake --build build-gpu -j 16 >"$out/build.log" 2>&1 || { grep -B2 -A12 -m5 "error" "$out/build.log" | head -80; exit 1; }
 fi
 export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+if want train; then
+  log "train tiny for ${TRAIN_MINUTES:-6} minutes"
+  build-gpu/apps/astraea-bench train --device cuda --minutes "${TRAIN_MINUTES:-6}" --steps 40000 \
+    --sizes "${TRAIN_SIZES:-8x32x48:32,16x64x64:12,16x64x64:12}" \
+    --checkpoint-dir /tmp/tiny.checkpoint --checkpoint-every 2000 --out "$out/tiny.safetensors" 2>&1 | tee "$out/train.txt"
+fi
 if want test; then
   log "ctest"
   (cd build-gpu && ctest -j 8 --output-on-failure --timeout 600 -LE full) >"$out/ctest.log" 2>&1

@@ -1,0 +1,130 @@
+// astraea-bench train: trains a preset on the shapes world, writes its weights and a JSON record
+// of the run, then measures prompt adherence on fresh prompts.
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "core/train.h"
+#include "quality/prompt_adherence.h"
+
+namespace astraea::app {
+namespace {
+
+struct TrainFlags {
+  TrainOptions o;
+  std::string out = "assets/tiny.safetensors", sizes = "8x32x48:32,16x64x64:8";
+  double minutes = 0;
+  int64_t eval_prompts = 32;
+};
+
+std::string json_path_for(const std::string& weights) {
+  const std::string ext = ".safetensors";
+  const bool has_ext = weights.size() > ext.size() && weights.compare(weights.size() - ext.size(), ext.size(), ext) == 0;
+  return (has_ext ? weights.substr(0, weights.size() - ext.size()) : weights) + ".json";
+}
+
+nlohmann::json agreement_json(const quality::Agreement& a) {
+  return {{"clips", a.clips}, {"objects", a.objects}, {"colour", a.colour}, {"shape", a.shape},
+          {"motion", a.motion}, {"background", a.background}};
+}
+
+void run(TrainFlags f) {
+  if (f.out.size() < 12 || f.out.substr(f.out.size() - 12) != ".safetensors") {
+    throw UsageError("--out '" + f.out + "' must end in .safetensors");
+  }
+  const auto parent = std::filesystem::absolute(f.out).parent_path();
+  if (!std::filesystem::is_directory(parent)) {
+    throw UsageError("--out '" + f.out + "': folder " + parent.string() + " does not exist");
+  }
+  f.o.sizes = parse_train_sizes(f.sizes, "--sizes");
+  f.o.time_limit_s = f.minutes * 60.0;
+  if (f.o.checkpoint_dir.empty()) f.o.checkpoint_dir = f.out + ".checkpoint";
+
+  Progress progress("training", 1000);
+  auto r = train(f.o, [&](const TrainProgress& p) {
+    char extra[160];
+    std::snprintf(extra, sizeof extra, "step %lld  loss %.4f  lr %.2e", static_cast<long long>(p.step), p.loss, p.lr);
+    progress.update(static_cast<int64_t>(p.fraction * 1000), extra);
+  });
+  progress.finish();
+
+  Weights out;
+  for (const auto& [k, v] : r.weights) out[k] = v.to(at::kBFloat16);
+  nlohmann::json record{{"model", f.o.model},          {"steps", r.steps},
+                        {"resumed_at_step", r.resumed_at}, {"wall_s", r.wall_s},
+                        {"card", r.device_name},        {"seed", f.o.seed},
+                        {"data_seed", f.o.data_seed},   {"sizes", f.sizes},
+                        {"lr", f.o.lr},                 {"warmup", f.o.warmup},
+                        {"ema", f.o.ema},               {"null_prompt_prob", f.o.null_prompt_prob},
+                        {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
+  // The loss curve, thinned to at most 20 points, plus its ends.
+  auto& curve = record["loss_curve"];
+  const size_t stride = std::max<size_t>(1, r.loss_curve.size() / 20);
+  for (size_t i = 0; i < r.loss_curve.size(); i += stride) curve.push_back(r.loss_curve[i]);
+  if (!r.loss_curve.empty()) {
+    record["loss_first"] = r.loss_curve.front().second;
+    record["loss_last"] = r.loss_curve.back().second;
+  }
+  save_weights(f.out, out, {{"astraea_training", record.dump()}});
+  std::printf("wrote %s (%lld steps, %.0f s on %s, final loss %.4f)\n", f.out.c_str(),
+              static_cast<long long>(r.steps), r.wall_s, r.device_name.c_str(),
+              r.loss_curve.empty() ? 0.0 : r.loss_curve.back().second);
+
+  if (f.eval_prompts > 0) {
+    quality::AdherenceOptions a;
+    a.model = f.o.model;
+    a.weights = f.out;
+    a.prompts = f.eval_prompts;
+    a.device = f.o.device;
+    Progress eval("adherence", a.prompts);
+    const auto agreement = quality::prompt_adherence(a, [&](int64_t i, const std::string&, const quality::ClipVerdict&) {
+      eval.update(i + 1);
+    });
+    eval.finish();
+    record["adherence"] = agreement_json(agreement);
+    record["adherence"]["size"] = "16x64x64";
+    record["adherence"]["seed"] = a.seed;
+    std::printf("prompt adherence on %lld fresh prompts at 16x64x64: colour %.1f%%, motion %.1f%%, shape %.1f%%, "
+                "background %.1f%%\n",
+                static_cast<long long>(a.prompts), 100 * agreement.colour, 100 * agreement.motion,
+                100 * agreement.shape, 100 * agreement.background);
+  }
+  const std::string json = json_path_for(f.out);
+  std::ofstream(json + ".tmp") << record.dump(2) << "\n";
+  std::filesystem::rename(json + ".tmp", json);
+  std::printf("wrote %s\n", json.c_str());
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto f = std::make_shared<TrainFlags>();
+  auto* sub = app.add_subcommand("train", "Train a preset (tiny) on the shapes world");
+  sub->add_option("--model", f->o.model, "preset to train")->default_val("tiny");
+  sub->add_option("--out", f->out, "final weights (bf16 safetensors); a .json record goes beside them")
+      ->default_val(f->out);
+  sub->add_option("--checkpoint-dir", f->o.checkpoint_dir,
+                  "checkpoints, and resume from the last one found here (default: OUT.checkpoint)");
+  sub->add_option("--checkpoint-every", f->o.checkpoint_every, "steps between checkpoints")->default_val(500);
+  sub->add_option("--steps", f->o.steps, "schedule length in steps")->default_val(2000);
+  sub->add_option("--minutes", f->minutes, "also stop after this much training time; the schedule follows time")
+      ->default_val(0);
+  sub->add_option("--sizes", f->sizes, "clip sizes and batch sizes, cycled per step")->default_val(f->sizes);
+  sub->add_option("--lr", f->o.lr, "peak learning rate (AdamW)")->default_val(f->o.lr);
+  sub->add_option("--warmup", f->o.warmup, "warm-up steps")->default_val(f->o.warmup);
+  sub->add_option("--weight-decay", f->o.weight_decay)->default_val(f->o.weight_decay);
+  sub->add_option("--ema", f->o.ema, "EMA decay of the weights (0: off)")->default_val(f->o.ema);
+  sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
+  sub->add_option("--data-seed", f->o.data_seed, "training clips")->default_val(1);
+  sub->add_option("--device", f->o.device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--eval-prompts", f->eval_prompts, "fresh prompts for the adherence check (0: skip)")
+      ->default_val(32);
+  on_run(sub, [f] { run(*f); });
+}
+
+}  // namespace astraea::app

@@ -1,0 +1,243 @@
+#include "core/train.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
+
+#include "core/dit.h"
+#include "core/generate.h"
+#include "core/shapes_world.h"
+#include "core/torch_compat.h"
+
+namespace astraea {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+uint64_t mix(uint64_t a, uint64_t b) {  // splitmix64 of a combination: independent streams per (seed, step, item)
+  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+struct Batch {
+  at::Tensor x0;  // [B, 3, F, H, W] in [-1, 1], CPU
+  std::vector<std::string> prompts;
+};
+
+// The clips of one step: a function of (data seed, step) alone, so a resumed run sees the same data.
+Batch make_batch(const TrainSize& size, uint64_t data_seed, int64_t step, double null_prompt_prob) {
+  Batch b;
+  b.x0 = at::empty({size.batch, 3, size.frames, size.height, size.width});
+  b.prompts.resize(static_cast<size_t>(size.batch));
+  at::parallel_for(0, size.batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      std::mt19937_64 rng(mix(mix(data_seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(i)));
+      const auto prompt = shapes::random_prompt(rng);
+      const auto clip = shapes::layout_clip(prompt, rng(), static_cast<int>(size.frames),
+                                            static_cast<int>(size.height), static_cast<int>(size.width));
+      auto rgb = shapes::render_clip(clip);
+      auto t = at::from_blob(rgb.data(), {size.frames, size.height, size.width, 3});
+      b.x0[i].copy_(t.permute({3, 0, 1, 2}).mul(2.0).sub(1.0));
+      const bool drop = std::uniform_real_distribution<double>(0, 1)(rng) < null_prompt_prob;
+      b.prompts[static_cast<size_t>(i)] = drop ? "" : shapes::to_text(prompt);
+    }
+  });
+  return b;
+}
+
+void write_json_atomically(const fs::path& path, const nlohmann::json& j) {
+  const fs::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp) << j.dump(2) << "\n";
+  fs::rename(tmp, path);
+}
+
+// Weights under Wan keys with `values` (one per parameter, in parameters() order) swapped in.
+Weights state_with(WanDiT& model, const std::vector<at::Tensor>& values) {
+  at::NoGradGuard no_grad;
+  auto params = model.parameters();
+  std::vector<at::Tensor> saved;
+  for (size_t i = 0; i < params.size(); ++i) {
+    saved.push_back(params[i].clone());
+    params[i].copy_(values[i]);
+  }
+  Weights out;
+  for (const auto& [k, v] : model.state_dict()) out[k] = v.detach().to(at::kCPU, at::kFloat).clone();
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
+  return out;
+}
+
+}  // namespace
+
+std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::string& flag) {
+  std::vector<TrainSize> sizes;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    TrainSize s;
+    long long f, h, w, b;
+    char tail;
+    if (std::sscanf(item.c_str(), "%lldx%lldx%lld:%lld%c", &f, &h, &w, &b, &tail) != 4 || f < 1 || h < 1 ||
+        w < 1 || b < 1) {
+      throw std::invalid_argument(flag + " '" + item + "' is not FRAMESxHEIGHTxWIDTH:BATCH (e.g. 8x32x48:32)");
+    }
+    s.frames = f;
+    s.height = h;
+    s.width = w;
+    s.batch = b;
+    sizes.push_back(s);
+    start = end + 1;
+  }
+  return sizes;
+}
+
+TrainResult train(const TrainOptions& o, const std::function<void(const TrainProgress&)>& on_progress,
+                  int64_t log_every) {
+  const auto& config = model_preset(o.model);
+  if (config.text_vocab == 0) {
+    throw std::invalid_argument("--model " + o.model + " has no text encoder of its own to train on the shapes world");
+  }
+  if (o.steps < 1) throw std::invalid_argument("--steps must be at least 1");
+  if (o.sizes.empty()) throw std::invalid_argument("--sizes must name at least one clip size");
+  for (const auto& s : o.sizes) video_shape(config, s.frames, s.height, s.width);  // throws naming the misfit
+  const auto device = parse_device(o.device);
+  const auto compute = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (device.is_cuda()) compat::allow_tf32(true);
+
+  TrainResult result;
+  result.device_name = compat::device_name(device);
+  const fs::path dir = o.checkpoint_dir;
+  const bool resume = !o.checkpoint_dir.empty() && fs::exists(dir / "state.json");
+  nlohmann::json state;
+  if (resume) state = nlohmann::json::parse(std::ifstream(dir / "state.json"));
+
+  // Master weights in float32 on the device; matrix products run in `compute`.
+  WanDiT model(config,
+               resume ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
+                      : random_weights(config, o.seed, device, at::kFloat),
+               compute);
+  auto params = model.parameters();
+  for (auto& p : params) p.requires_grad_(true);
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.99}));
+  std::vector<at::Tensor> ema;
+  {
+    at::NoGradGuard no_grad;
+    if (o.ema > 0 && resume && fs::exists(dir / "ema.safetensors")) {
+      WanDiT ema_model(config, load_weights((dir / "ema.safetensors").string(), config, device, at::kFloat), compute);
+      ema = ema_model.parameters();
+    } else if (o.ema > 0) {
+      for (const auto& p : params) ema.push_back(p.detach().clone());
+    }
+  }
+  int64_t step = 0;
+  double elapsed_before = 0;
+  if (resume) {
+    torch::load(optimizer, (dir / "optimizer.pt").string());
+    step = state.at("step").get<int64_t>();
+    elapsed_before = state.at("elapsed_s").get<double>();
+    for (const auto& p : state.at("loss_curve")) result.loss_curve.emplace_back(p[0].get<int64_t>(), p[1].get<double>());
+    result.resumed_at = step;
+  }
+
+  auto save_checkpoint = [&](double elapsed) {
+    if (o.checkpoint_dir.empty()) return;
+    fs::create_directories(dir);
+    {
+      at::NoGradGuard no_grad;
+      Weights raw;
+      for (const auto& [k, v] : model.state_dict()) raw[k] = v.detach();
+      save_weights((dir / "weights.safetensors").string(), raw);
+      if (!ema.empty()) save_weights((dir / "ema.safetensors").string(), state_with(model, ema));
+    }
+    torch::save(optimizer, (dir / "optimizer.pt.tmp").string());
+    fs::rename(dir / "optimizer.pt.tmp", dir / "optimizer.pt");
+    nlohmann::json s{{"step", step}, {"elapsed_s", elapsed}, {"loss_curve", result.loss_curve},
+                     {"model", o.model}, {"seed", o.seed}, {"data_seed", o.data_seed}, {"steps", o.steps}};
+    write_json_atomically(dir / "state.json", s);  // written last: it marks the checkpoint complete
+  };
+
+  auto batch_for = [&](int64_t s) {
+    const auto& size = o.sizes[static_cast<size_t>(s) % o.sizes.size()];
+    return std::async(std::launch::async, make_batch, size, o.data_seed, s, o.null_prompt_prob);
+  };
+  const auto t0 = Clock::now();
+  auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(Clock::now() - t0).count(); };
+  auto fraction = [&](int64_t s) {
+    const double by_steps = static_cast<double>(s) / static_cast<double>(o.steps);
+    return o.time_limit_s > 0 ? std::max(by_steps, elapsed() / o.time_limit_s) : by_steps;
+  };
+  auto next = batch_for(step);
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device));
+  int64_t loss_count = 0;
+  const int64_t stop_at = o.stop_after > 0 ? step + o.stop_after : -1;
+  while (fraction(step) < 1.0 && step != stop_at) {
+    const double f = fraction(step);
+    const double warm = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.warmup)));
+    const double lr = o.lr * warm * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * f)));
+    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+
+    Batch batch = next.get();
+    next = batch_for(step + 1);
+    const int64_t bsz = batch.x0.size(0);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(o.seed, static_cast<uint64_t>(step)));
+    auto sigma = at::sigmoid(at::randn({bsz}, gen)).to(device);  // logit-normal noise levels
+    auto noise = at::randn(batch.x0.sizes(), gen).to(device);
+    auto x0 = batch.x0.to(device);
+    auto s5 = sigma.view({bsz, 1, 1, 1, 1});
+    auto xt = (1 - s5) * x0 + s5 * noise;
+
+    std::vector<at::Tensor> texts;
+    for (const auto& p : batch.prompts) {
+      auto e = model.encode_prompt(p);
+      texts.push_back(at::constant_pad_nd(e, {0, 0, 0, config.text_len - e.size(0)}));
+    }
+    auto contexts = model.embed_context(at::stack(texts));
+    auto pred = model.forward_batch(xt, sigma * 1000.0, contexts);
+    auto loss = at::mse_loss(pred, noise - x0);
+    optimizer.zero_grad();
+    loss.backward();
+    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
+    optimizer.step();
+    if (!ema.empty()) {
+      at::NoGradGuard no_grad;
+      const double d = std::min(o.ema, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+      for (size_t i = 0; i < ema.size(); ++i) ema[i].mul_(d).add_(params[i].detach(), 1 - d);
+    }
+    loss_sum += loss.detach();
+    ++loss_count;
+    ++step;
+
+    const bool done = fraction(step) >= 1.0 || step == stop_at;
+    if (step % log_every == 0 || done) {
+      const double mean = loss_sum.item<double>() / static_cast<double>(loss_count);
+      result.loss_curve.emplace_back(step, mean);
+      loss_sum.zero_();
+      loss_count = 0;
+      if (on_progress) on_progress({step, o.steps, fraction(step), mean, lr, elapsed()});
+    }
+    if (step % o.checkpoint_every == 0 || done) save_checkpoint(elapsed());
+  }
+  next.wait();
+  result.steps = step;
+  result.wall_s = elapsed();
+  result.weights = ema.empty() ? state_with(model, params) : state_with(model, ema);
+  return result;
+}
+
+}  // namespace astraea

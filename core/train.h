@@ -1,0 +1,58 @@
+// Training a preset from scratch on the shapes world: flow matching, AdamW with warm-up and a
+// cosine schedule, an EMA of the weights, checkpoints that resume where they stopped.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/weights.h"
+
+namespace astraea {
+
+/// One clip size of the training mix, with its batch size.
+struct TrainSize {
+  int64_t frames = 8, height = 32, width = 48, batch = 16;
+};
+
+/// Parses "FxHxW:B[,FxHxW:B...]"; throws std::invalid_argument naming `flag`.
+std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::string& flag);
+
+struct TrainOptions {
+  std::string model = "tiny";
+  uint64_t seed = 0;       ///< initial weights and noise
+  uint64_t data_seed = 1;  ///< the clips: step s always sees the same batch
+  int64_t steps = 2000;    ///< schedule length
+  double time_limit_s = 0; ///< also ends training, decaying the schedule by elapsed time (0: none)
+  std::vector<TrainSize> sizes{TrainSize{}};  ///< cycled step by step
+  double lr = 5e-4, min_lr_ratio = 0.05, weight_decay = 0.01, grad_clip = 1.0;
+  int64_t warmup = 100;
+  double ema = 0.999;            ///< EMA decay (0: no EMA)
+  double null_prompt_prob = 0.1; ///< prompt dropout, for classifier-free guidance
+  std::string device = "cpu";
+  std::string checkpoint_dir;    ///< checkpoints here, and resume from here if one exists
+  int64_t checkpoint_every = 500;
+  int64_t stop_after = 0;        ///< end this run after this many steps, checkpointed (0: run to the end)
+};
+
+struct TrainProgress {
+  int64_t step = 0, steps = 0;  ///< steps done, schedule length
+  double fraction = 0;          ///< of the schedule (by steps or by time, whichever is further)
+  double loss = 0, lr = 0, elapsed_s = 0;
+};
+
+struct TrainResult {
+  int64_t steps = 0, resumed_at = 0;
+  double wall_s = 0;
+  std::vector<std::pair<int64_t, double>> loss_curve;  ///< mean loss over each interval, by step
+  Weights weights;                                     ///< final (EMA if on) weights, float32, CPU
+  std::string device_name;
+};
+
+/// Trains `options.model` and returns its weights. Calls `on_progress` every `log_every` steps.
+TrainResult train(const TrainOptions& options, const std::function<void(const TrainProgress&)>& on_progress,
+                  int64_t log_every = 20);
+
+}  // namespace astraea

@@ -1,0 +1,38 @@
+#include "quality/prompt_adherence.h"
+
+#include <ATen/ATen.h>
+
+#include <random>
+
+#include "core/generate.h"
+#include "core/shapes_world.h"
+
+namespace astraea::quality {
+
+Agreement prompt_adherence(const AdherenceOptions& o,
+                           const std::function<void(int64_t, const std::string&, const ClipVerdict&)>& on_clip) {
+  Agreement agreement;
+  std::mt19937_64 rng(o.seed);
+  for (int64_t i = 0; i < o.prompts; ++i) {
+    const auto prompt = shapes::random_prompt(rng);
+    GenerateOptions g;
+    g.model = o.model;
+    g.weights = o.weights;
+    g.prompt = shapes::to_text(prompt);
+    g.frames = o.frames;
+    g.height = o.height;
+    g.width = o.width;
+    g.steps = o.steps;
+    g.guidance = o.guidance;
+    g.seed = rng();
+    g.device = o.device;
+    const auto r = generate(g);
+    const auto verdict = check_clip(r.video.data_ptr<float>(), static_cast<int>(r.video.size(0)),
+                                    static_cast<int>(r.video.size(1)), static_cast<int>(r.video.size(2)), prompt);
+    agreement.add(verdict);
+    if (on_clip) on_clip(i, g.prompt, verdict);
+  }
+  return agreement;
+}
+
+}  // namespace astraea::quality
