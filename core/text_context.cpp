@@ -1,6 +1,7 @@
 #include "core/text_context.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <stdexcept>
 

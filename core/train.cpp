@@ -1,6 +1,7 @@
 #include "core/train.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 #include <torch/nn/utils/clip_grad.h>
