@@ -17,7 +17,7 @@ namespace {
 
 struct TrainFlags {
   TrainOptions o;
-  std::string out = "assets/tiny.safetensors", sizes = "8x32x48:32,16x64x64:8";
+  std::string out = "assets/tiny.safetensors", sizes = "8x32x48:32,16x64x64:12,16x64x64:12";
   double minutes = 0;
   int64_t eval_prompts = 32;
 };
@@ -58,7 +58,7 @@ void run(TrainFlags f) {
   nlohmann::json record{{"model", f.o.model},          {"steps", r.steps},
                         {"resumed_at_step", r.resumed_at}, {"wall_s", r.wall_s},
                         {"card", r.device_name},        {"seed", f.o.seed},
-                        {"data_seed", f.o.data_seed},   {"sizes", f.sizes},
+                        {"data_seed", f.o.data_seed},   {"sizes", f.sizes}, {"init", f.o.init.empty() ? "random" : f.o.init},
                         {"lr", f.o.lr},                 {"warmup", f.o.warmup},
                         {"ema", f.o.ema},               {"null_prompt_prob", f.o.null_prompt_prob},
                         {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
@@ -120,6 +120,7 @@ void register_train(CLI::App& app) {
   sub->add_option("--weight-decay", f->o.weight_decay)->default_val(f->o.weight_decay);
   sub->add_option("--ema", f->o.ema, "EMA decay of the weights (0: off)")->default_val(f->o.ema);
   sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
+  sub->add_option("--init", f->o.init, "start from these weights (e.g. the shipped ones) instead of random ones");
   sub->add_option("--data-seed", f->o.data_seed, "training clips")->default_val(1);
   sub->add_option("--device", f->o.device, "cpu, cuda or cuda:N")->default_val("cpu");
   sub->add_option("--eval-prompts", f->eval_prompts, "fresh prompts for the adherence check (0: skip)")

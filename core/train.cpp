@@ -130,8 +130,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
 
   // Master weights in float32 on the device; matrix products run in `compute`.
   WanDiT model(config,
-               resume ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
-                      : random_weights(config, o.seed, device, at::kFloat),
+               resume             ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
+               : o.init.empty() ? random_weights(config, o.seed, device, at::kFloat)
+                                  : load_weights(o.init, config, device, at::kFloat),
                compute);
   auto params = model.parameters();
   for (auto& p : params) p.requires_grad_(true);

@@ -23,6 +23,7 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
 struct TrainOptions {
   std::string model = "tiny";
   uint64_t seed = 0;       ///< initial weights and noise
+  std::string init;        ///< start from these weights instead of random ones (ignored when resuming)
   uint64_t data_seed = 1;  ///< the clips: step s always sees the same batch
   int64_t steps = 2000;    ///< schedule length
   double time_limit_s = 0; ///< also ends training, decaying the schedule by elapsed time (0: none)

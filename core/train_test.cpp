@@ -63,6 +63,25 @@ TEST_F(Train, StopAndResumeEndsWhereAnUninterruptedRunEnds) {
   EXPECT_EQ(rest.loss_curve.back().first, 12);
 }
 
+TEST_F(Train, InitStartsFromGivenWeights) {
+  // Zero steps of training change nothing: the result is the initial weights themselves.
+  auto o = toy((dir_ / "init").string());
+  o.steps = 1;
+  o.lr = 0;
+  o.ema = 0;
+  auto first = train(o, {});
+  const auto path = (dir_ / "first.safetensors").string();
+  save_weights(path, first.weights);
+  auto again = toy((dir_ / "init2").string());
+  again.steps = 1;
+  again.lr = 0;
+  again.ema = 0;
+  again.seed = 99;  // would give other random weights
+  again.init = path;
+  auto second = train(again, {});
+  for (const auto& [k, v] : first.weights) EXPECT_TRUE(at::equal(v, second.weights.at(k))) << k;
+}
+
 TEST(TrainSizes, ParsesAndNamesTheFlag) {
   auto s = parse_train_sizes("8x32x48:32,16x64x64:8", "--sizes");
   ASSERT_EQ(s.size(), 2u);
