@@ -1,5 +1,6 @@
 #include "apps/commands.h"
 
+#include <filesystem>
 #include <map>
 
 namespace astraea::app {
@@ -9,6 +10,20 @@ std::map<const CLI::App*, std::function<void()>>& runners() {
   return r;
 }
 }  // namespace
+
+void check_output_path(const std::string& flag, const std::string& path, const std::vector<std::string>& extensions) {
+  bool known = false;
+  std::string list;
+  for (const auto& ext : extensions) {
+    known |= path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+    list += (list.empty() ? "" : " or ") + ext;
+  }
+  if (!known) throw UsageError(flag + " '" + path + "' must end in " + list);
+  const auto parent = std::filesystem::absolute(path).parent_path();
+  if (!std::filesystem::is_directory(parent)) {
+    throw UsageError(flag + " '" + path + "': folder " + parent.string() + " does not exist");
+  }
+}
 
 void on_run(CLI::App* sub, std::function<void()> run) { runners()[sub] = std::move(run); }
 

@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+#include <vector>
 #include <stdexcept>
 
 namespace astraea::app {
@@ -12,6 +14,9 @@ namespace astraea::app {
 struct UsageError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
+
+/// Throws UsageError unless `path` ends in one of `extensions` and its folder exists.
+void check_output_path(const std::string& flag, const std::string& path, const std::vector<std::string>& extensions);
 
 /// Adds `generate` to the app.
 void register_generate(CLI::App& app);

@@ -2,7 +2,6 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
-#include <filesystem>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
@@ -20,17 +19,6 @@ struct GenerateFlags {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// Checks --out before any work: a bad path should not cost a generation.
-void check_out_path(const std::string& out) {
-  if (!ends_with(out, ".mp4") && !ends_with(out, ".safetensors")) {
-    throw UsageError("--out '" + out + "' must end in .mp4 or .safetensors");
-  }
-  const auto parent = std::filesystem::absolute(out).parent_path();
-  if (!std::filesystem::is_directory(parent)) {
-    throw UsageError("--out '" + out + "': folder " + parent.string() + " does not exist");
-  }
 }
 
 void write_result(const GenerateResult& r, const GenerateFlags& f) {
@@ -53,7 +41,7 @@ void write_result(const GenerateResult& r, const GenerateFlags& f) {
 }
 
 void run(const GenerateFlags& f) {
-  check_out_path(f.out);
+  check_output_path("--out", f.out, {".mp4", ".safetensors"});  // before any work
   GenerateOptions o = f.o;
   o.attention = parse_attention_backend(f.attention);
   Progress progress("sampling", o.steps ? o.steps : model_preset(o.model).default_steps);

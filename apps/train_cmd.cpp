@@ -34,13 +34,7 @@ nlohmann::json agreement_json(const quality::Agreement& a) {
 }
 
 void run(TrainFlags f) {
-  if (f.out.size() < 12 || f.out.substr(f.out.size() - 12) != ".safetensors") {
-    throw UsageError("--out '" + f.out + "' must end in .safetensors");
-  }
-  const auto parent = std::filesystem::absolute(f.out).parent_path();
-  if (!std::filesystem::is_directory(parent)) {
-    throw UsageError("--out '" + f.out + "': folder " + parent.string() + " does not exist");
-  }
+  check_output_path("--out", f.out, {".safetensors"});
   f.o.sizes = parse_train_sizes(f.sizes, "--sizes");
   f.o.time_limit_s = f.minutes * 60.0;
   if (f.o.checkpoint_dir.empty()) f.o.checkpoint_dir = f.out + ".checkpoint";

@@ -97,28 +97,41 @@ at::Tensor WanDiT::timestep_embedding(int64_t freq_dim, const at::Tensor& timest
 }
 
 at::Tensor WanDiT::encode_prompt(const std::string& prompt) const {
+  const int64_t words = static_cast<int64_t>(shapes::tokenize(prompt).size());
+  return encode_prompts({prompt})[0].narrow(0, 0, std::min(words, config_.text_len));
+}
+
+at::Tensor WanDiT::encode_prompts(const std::vector<std::string>& prompts) const {
   TORCH_CHECK(has_text_encoder(), config_.name, " has no text encoder of its own");
-  const auto ids = shapes::tokenize(prompt);  // throws naming an unknown word
-  const int64_t n = static_cast<int64_t>(ids.size()), t = config_.text_dim;
-  if (n > config_.text_len) {
-    throw std::invalid_argument("--prompt has " + std::to_string(n) + " words; " + config_.name +
-                                " reads at most " + std::to_string(config_.text_len));
+  const int64_t b = static_cast<int64_t>(prompts.size()), len = config_.text_len, t = config_.text_dim;
+  // Word ids, padded with 0, and which positions hold words.
+  std::vector<int64_t> ids(static_cast<size_t>(b * len), 0);
+  for (int64_t i = 0; i < b; ++i) {
+    const auto words = shapes::tokenize(prompts[static_cast<size_t>(i)]);  // throws naming an unknown word
+    if (static_cast<int64_t>(words.size()) > len) {
+      throw std::invalid_argument("--prompt has " + std::to_string(words.size()) + " words; " + config_.name +
+                                  " reads at most " + std::to_string(len));
+    }
+    std::copy(words.begin(), words.end(), ids.begin() + i * len);
   }
-  auto opts = at::TensorOptions().device(device()).dtype(at::kFloat);
-  if (n == 0) return at::zeros({0, t}, opts);
+  const auto id = at::tensor(ids).view({b, len}).to(device());
+  const auto valid = (id != 0).to(at::kFloat).unsqueeze(-1);  // [B, L, 1]
   auto w = [&](const std::string& k) { return encoder_.at("text_encoder." + k); };
-  auto x = at::embedding(w("token_embedding.weight"), at::tensor(ids).to(device())) +
-           w("position_embedding.weight").narrow(0, 0, n);
+  auto x = at::embedding(w("token_embedding.weight"), id) + w("position_embedding.weight");
   // One pre-norm transformer layer, so that a colour word can bind to its shape and motion.
+  // Padding keys get a large negative score (not -inf: an empty prompt must stay finite).
   const int64_t heads = 2, hd = t / heads;
   auto h = at::layer_norm(x, {t}, w("block.norm1.weight"), w("block.norm1.bias"), 1e-6);
-  auto qkv = at::linear(h, w("block.attn.qkv.weight"), w("block.attn.qkv.bias")).view({n, 3, heads, hd});
-  auto a = attention(qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2), false).out;
+  auto qkv = at::linear(h, w("block.attn.qkv.weight"), w("block.attn.qkv.bias")).view({b, len, 3, heads, hd});
+  auto q = qkv.select(2, 0).transpose(1, 2), k = qkv.select(2, 1).transpose(1, 2), v = qkv.select(2, 2).transpose(1, 2);
+  auto scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));  // [B, H, L, L]
+  scores = scores.masked_fill((id == 0).view({b, 1, 1, len}), -1e9);
+  auto a = at::matmul(at::softmax(scores, -1), v).transpose(1, 2).reshape({b, len, t});
   x = x + at::linear(a, w("block.attn.o.weight"), w("block.attn.o.bias"));
   h = at::layer_norm(x, {t}, w("block.norm2.weight"), w("block.norm2.bias"), 1e-6);
   x = x + at::linear(at::gelu(at::linear(h, w("block.ffn.0.weight"), w("block.ffn.0.bias")), "tanh"),
                      w("block.ffn.2.weight"), w("block.ffn.2.bias"));
-  return at::layer_norm(x, {t}, w("norm.weight"), w("norm.bias"), 1e-6);
+  return at::layer_norm(x, {t}, w("norm.weight"), w("norm.bias"), 1e-6) * valid;
 }
 
 at::Tensor WanDiT::embed_context(const at::Tensor& text) const {

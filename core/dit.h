@@ -26,6 +26,8 @@ class WanDiT {
   /// Raw text context for presets with their own encoder (tiny): [tokens, text_dim] float32;
   /// the empty prompt gives [0, text_dim]. Throws std::invalid_argument naming an unknown word.
   at::Tensor encode_prompt(const std::string& prompt) const;
+  /// The same for a batch, in one pass: [B, text_len, text_dim], each prompt's rows then zeros.
+  at::Tensor encode_prompts(const std::vector<std::string>& prompts) const;
   bool has_text_encoder() const;
 
   /// Text context [L <= text_len, text_dim] (or [B, L, text_dim]) -> embedded context

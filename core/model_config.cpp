@@ -36,7 +36,6 @@ ModelConfig tiny() {
   c.pixel_space = true;
   c.vae_time_stride = 1;
   c.vae_space_stride = 1;
-  c.text_source = TextSource::kTinyEncoder;
   // CPU size: 8 x 32 x 48 pixels = 8 x 8 x 12 = 768 tokens. Evaluation size: 16 x 64 x 64 = 4096.
   c.default_frames = 8;
   c.default_height = 32;

@@ -8,12 +8,6 @@
 
 namespace astraea {
 
-/// How a preset turns a prompt into the text context the DiT cross-attends to.
-enum class TextSource {
-  kPrecomputed,  ///< umT5 output from a safetensors file, or random (Wan presets)
-  kTinyEncoder,  ///< the tiny model's own word-level encoder
-};
-
 /// The architecture of one DiT, in Wan 2.1's terms (wan/modules/model.py).
 struct ModelConfig {
   std::string name;
@@ -26,12 +20,11 @@ struct ModelConfig {
   int64_t freq_dim = 256;                 ///< sinusoidal timestep embedding width
   int64_t text_dim = 4096;                ///< width of the text encoder's output
   int64_t text_len = 512;                 ///< context tokens (zero-padded)
-  int64_t text_vocab = 0;                 ///< word ids of the preset's own text encoder (0: none)
+  int64_t text_vocab = 0;  ///< word ids of the preset's own text encoder (0: none; Wan reads umT5 output)
   double eps = 1e-6;
   bool pixel_space = false;  ///< true: channels are RGB in [-1, 1]; false: VAE latents
   /// Wan's video VAE compresses time 4x and space 8x; pixel-space models compress nothing.
   int64_t vae_time_stride = 4, vae_space_stride = 8;
-  TextSource text_source = TextSource::kPrecomputed;
 
   // Sampling defaults (flags override them).
   int64_t default_frames = 81, default_height = 480, default_width = 832;

@@ -8,6 +8,7 @@
 #include "core/attention.h"
 #include "core/block_ops.h"
 #include "core/dit.h"
+#include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
 #include "kernels/rms_norm_rope.cuh"
@@ -137,6 +138,27 @@ TEST(WanDiT, DependsOnContextTimestepAndInput) {
   EXPECT_GT((base - model.forward(x, 500.0, ctx_b)).abs().max().item<float>(), 1e-4);
   EXPECT_GT((base - model.forward(x, 100.0, ctx_a)).abs().max().item<float>(), 1e-4);
   EXPECT_GT((base - model.forward(x + 0.1, 500.0, ctx_a)).abs().max().item<float>(), 1e-4);
+}
+
+TEST(TextEncoder, BatchedPromptsMatchOneByOneAndPadWithZeros) {
+  const auto& c = model_preset("tiny");
+  WanDiT model(c, random_weights(c, 6, at::kCPU, at::kFloat), at::kFloat);
+  const std::vector<std::string> prompts{"a red circle moving left on a gray background", "",
+                                         "a blue square moving up and a yellow triangle standing still on a black background"};
+  auto batch = model.encode_prompts(prompts);
+  ASSERT_EQ(batch.sizes(), (std::vector<int64_t>{3, c.text_len, c.text_dim}));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto one = model.encode_prompt(prompts[i]);
+    const int64_t n = one.size(0);
+    EXPECT_EQ(n, static_cast<int64_t>(shapes::tokenize(prompts[i]).size()));
+    EXPECT_TRUE(at::allclose(batch[static_cast<int64_t>(i)].narrow(0, 0, n), one, 1e-5, 1e-6)) << i;
+    EXPECT_EQ(batch[static_cast<int64_t>(i)].narrow(0, n, c.text_len - n).abs().max().item<float>(), 0.f) << i;
+    if (n > 0) EXPECT_GT(one.abs().max().item<float>(), 0.1f);
+  }
+  // The words bind to each other: the same colour word reads differently beside another shape.
+  auto a = model.encode_prompt("a red circle"), b = model.encode_prompt("a red square");
+  EXPECT_GT((a[1] - b[1]).abs().max().item<float>(), 1e-3);
+  EXPECT_THROW(model.encode_prompt("a red dodecahedron"), std::invalid_argument);
 }
 
 TEST(Weights, SaveLoadRoundTripGivesTheSameModel) {

@@ -204,12 +204,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     auto s5 = sigma.view({bsz, 1, 1, 1, 1});
     auto xt = (1 - s5) * x0 + s5 * noise;
 
-    std::vector<at::Tensor> texts;
-    for (const auto& p : batch.prompts) {
-      auto e = model.encode_prompt(p);
-      texts.push_back(at::constant_pad_nd(e, {0, 0, 0, config.text_len - e.size(0)}));
-    }
-    auto contexts = model.embed_context(at::stack(texts));
+    auto contexts = model.embed_context(model.encode_prompts(batch.prompts));
     auto pred = model.forward_batch(xt, sigma * 1000.0, contexts);
     auto loss = at::mse_loss(pred, noise - x0);
     optimizer.zero_grad();
