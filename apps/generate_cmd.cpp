@@ -1,12 +1,14 @@
 // astraea-bench generate: one text-to-video generation to an MP4 or safetensors file.
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "core/generate.h"
 #include "core/safetensors.h"
+#include "core/schedule.h"
 #include "core/video_io.h"
 
 namespace astraea::app {
@@ -14,7 +16,9 @@ namespace {
 
 struct GenerateFlags {
   GenerateOptions o;
-  std::string out, attention = "auto";
+  std::string out, attention = "auto", schedule;
+  double budget = std::nan("");  // unset
+  int64_t dense_steps = 2;
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -44,7 +48,11 @@ void run(const GenerateFlags& f) {
   check_output_path("--out", f.out, {".mp4", ".safetensors"});  // before any work
   GenerateOptions o = f.o;
   o.attention = parse_attention_backend(f.attention);
-  Progress progress("sampling", o.steps ? o.steps : model_preset(o.model).default_steps);
+  const auto& preset = model_preset(o.model);
+  const int64_t steps = o.steps ? o.steps : preset.default_steps;
+  if (!f.schedule.empty()) o.schedule = read_schedule(f.schedule, preset.name, steps);
+  if (!std::isnan(f.budget)) o.schedule = uniform_schedule(preset.name, steps, f.budget, f.dense_steps);
+  Progress progress("sampling", steps);
   o.on_step = [&](int64_t step, int64_t) { progress.update(step + 1); };
   const auto r = generate(o);
   progress.finish();
@@ -56,6 +64,10 @@ void run(const GenerateFlags& f) {
               static_cast<long long>(r.model_calls), r.sample_seconds,
               r.sample_seconds / static_cast<double>(std::max<int64_t>(1, r.model_calls)), r.load_seconds);
   std::printf("  weights: %s\n  text: %s\n", r.weights_source.c_str(), r.text_source.c_str());
+  if (o.schedule) {
+    std::printf("  token-wise: %.1f%% of a dense run's block-token computations, %lld skipped steps, caches %.1f MB\n",
+                100 * r.token_share, static_cast<long long>(r.skipped_steps), r.cache_bytes / 1e6);
+  }
 }
 
 }  // namespace
@@ -87,6 +99,11 @@ void register_generate(CLI::App& app) {
   sub->add_option("--device", o.device, "cpu, cuda or cuda:N")->default_val("cpu");
   sub->add_option("--dtype", o.dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--attention", flags->attention, "auto, math, flash, cudnn or efficient")->default_val("auto");
+  auto* schedule = sub->add_option("--schedule", flags->schedule,
+                                   "token-budget schedule (JSON, docs/schedule.md): one budget per step");
+  sub->add_option("--budget", flags->budget, "the same token budget in [0, 1] at every step after --dense-steps")
+      ->excludes(schedule);
+  sub->add_option("--dense-steps", flags->dense_steps, "dense steps before --budget applies")->default_val(2);
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });
 }

@@ -18,7 +18,7 @@ std::atomic<bool> g_fused_disabled{false};
 at::Tensor apply_rope(const at::Tensor& v, const RopeGrid& g, int64_t heads) {
   const int64_t n = v.size(-2), c = g.inv_freq.size(0);
   const int64_t ct = c - 2 * (c / 3), ch = c / 3;
-  auto t = at::arange(n, v.options().dtype(at::kLong));
+  auto t = g.positions.defined() ? g.positions.to(v.device()) : at::arange(n, v.options().dtype(at::kLong));
   auto f = t.div(g.height * g.width, "floor"), h = t.div(g.width, "floor").remainder(g.height),
        w = t.remainder(g.width);
   // pos[n, j]: the frame index for the first ct pairs, then the row, then the column.
@@ -105,7 +105,9 @@ at::Tensor rms_norm_rope(const at::Tensor& src, const at::Tensor& weight, const 
   TORCH_CHECK(src.stride(-1) == 1, "rms_norm_rope: src rows must be contiguous");
   const int64_t dim = src.size(-1);
 #if ASTRAEA_HAS_TORCH_CUDA
-  if (!records_grad({&src, &weight}) && uses_fused_kernels(src) && src.scalar_type() == at::kBFloat16) {
+  // The fused kernel derives positions from row indices; gathered rows take the ATen path for now.
+  const bool gathered = rope && rope->positions.defined();
+  if (!gathered && !records_grad({&src, &weight}) && uses_fused_kernels(src) && src.scalar_type() == at::kBFloat16) {
     const auto rows = src.dim() == 3 ? src.select(0, 0) : src;  // [N, D], row stride kept
     const int64_t n = rows.size(0);
     auto out = at::empty(src.sizes(), src.options());

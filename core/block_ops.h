@@ -14,6 +14,7 @@ namespace astraea {
 struct RopeGrid {
   int64_t frames = 0, height = 0, width = 0;
   at::Tensor inv_freq;  ///< [head_dim / 2] float32, on the model's device
+  at::Tensor positions; ///< [n] long: the token index of each row (gathered rows); undefined: row i is token i
 };
 
 /// x (float32 [..., N, D]) += y * gate; then returns LN(x) * mul + add in `out_dtype`. Undefined y

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/block_ops.h"
@@ -76,6 +77,9 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
   std::vector<float> inv(config_.head_dim() / 2);
   kernels::wan_rope_inv_freq(config_.head_dim(), 10000.0, inv.data());
   inv_freq_ = at::tensor(inv).to(pw.device());
+  // A fixed Gaussian projection: distances between sketches estimate distances between inputs.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0x5eed);
+  sketch_proj_ = (at::randn({d, kSketchDim}, gen) / std::sqrt(static_cast<double>(kSketchDim))).to(pw.device());
 }
 
 WanDiT::~WanDiT() = default;
@@ -156,71 +160,185 @@ at::Tensor WanDiT::forward(const at::Tensor& latents, double timestep, const at:
   return forward_batch(latents.unsqueeze(0), t, context.unsqueeze(0)).squeeze(0);
 }
 
-at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
-                                 const at::Tensor& contexts) const {
+// The inputs of the blocks: patch tokens in the float32 residual stream, the timestep vectors,
+// and the token grid.
+struct WanDiT::Embedded {
+  at::Tensor x;   // [B, N, D] float32
+  at::Tensor e;   // [B, D] float32, for the head
+  at::Tensor e0;  // [B, 6, D] float32, modulation of every block
+  int64_t gf = 0, gh = 0, gw = 0;
+};
+
+WanDiT::Embedded WanDiT::embed_inputs(const at::Tensor& latents, const at::Tensor& timesteps) const {
   const auto& c = config_;
   TORCH_CHECK(latents.dim() == 5 && latents.size(1) == c.in_channels,
               "latents must be [B, ", c.in_channels, ", F, H, W], got ", latents.sizes());
   const int64_t pt = c.patch[0], ph = c.patch[1], pw = c.patch[2], bsz = latents.size(0);
   TORCH_CHECK(latents.size(2) % pt == 0 && latents.size(3) % ph == 0 && latents.size(4) % pw == 0,
               "latents ", latents.sizes(), " do not divide into patches of ", pt, "x", ph, "x", pw);
-  TORCH_CHECK(timesteps.numel() == bsz && contexts.dim() == 3 && contexts.size(0) == bsz,
-              "forward_batch: ", bsz, " latents need as many timesteps and contexts");
-  const int64_t gf = latents.size(2) / pt, gh = latents.size(3) / ph, gw = latents.size(4) / pw;
-  const int64_t n = gf * gh * gw, d = c.dim, heads = c.heads, hd = c.head_dim();
-  const double eps = c.eps;
-
+  TORCH_CHECK(timesteps.numel() == bsz, "forward: ", bsz, " latents need as many timesteps");
+  Embedded in;
+  in.gf = latents.size(2) / pt;
+  in.gh = latents.size(3) / ph;
+  in.gw = latents.size(4) / pw;
   // Patchify: [B, C, F, H, W] -> [B, N, C * pt * ph * pw], the order of the Conv3d weight.
   auto patches = latents.to(device(), dtype_)
-                     .view({bsz, c.in_channels, gf, pt, gh, ph, gw, pw})
+                     .view({bsz, c.in_channels, in.gf, pt, in.gh, ph, in.gw, pw})
                      .permute({0, 2, 4, 6, 1, 3, 5, 7})
-                     .reshape({bsz, n, -1});
-  at::Tensor x = at::linear(patches, mat(embed_.at("patch_embedding.weight")),
-                            mat(embed_.at("patch_embedding.bias")))
-                     .to(at::kFloat);
-
+                     .reshape({bsz, in.gf * in.gh * in.gw, -1});
+  in.x = at::linear(patches, mat(embed_.at("patch_embedding.weight")), mat(embed_.at("patch_embedding.bias")))
+             .to(at::kFloat);
   // Timesteps -> e (for the head) and e0 (six modulation vectors per block), in float32.
   auto t_emb = timestep_embedding(c.freq_dim, timesteps.to(device()));
-  auto e = at::linear(at::silu(at::linear(t_emb, embed_.at("time_embedding.0.weight"),
-                                          embed_.at("time_embedding.0.bias"))),
-                      embed_.at("time_embedding.2.weight"), embed_.at("time_embedding.2.bias"));
-  auto e0 = at::linear(at::silu(e), embed_.at("time_projection.1.weight"), embed_.at("time_projection.1.bias"))
-                .view({bsz, 6, d});
+  in.e = at::linear(at::silu(at::linear(t_emb, embed_.at("time_embedding.0.weight"), embed_.at("time_embedding.0.bias"))),
+                    embed_.at("time_embedding.2.weight"), embed_.at("time_embedding.2.bias"));
+  in.e0 = at::linear(at::silu(in.e), embed_.at("time_projection.1.weight"), embed_.at("time_projection.1.bias"))
+              .view({bsz, 6, c.dim});
+  return in;
+}
 
-  RopeGrid rope{gf, gh, gw, inv_freq_};
-  auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
-  for (const auto& b : blocks_) {
-    // shift, scale, gate (self-attention); shift, scale, gate (feed-forward): each [B, 1, D].
-    auto mod = (b.modulation + e0).unsqueeze(2);
-    auto m = [&](int64_t i) { return mod.select(1, i); };
-    auto xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
-    auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));  // [B, N, 3D]
-    auto q = rms_norm_rope(qkv.narrow(2, 0, d), b.norm_q, &rope, heads, eps);
-    auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
-    auto v = qkv.narrow(2, 2 * d, d);
-    auto y = at::linear(attention(heads_view(q), heads_view(k), heads_view(v), false).out, mat(b.o_w),
-                        mat(b.o_b));
-
-    auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
-    auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
-    auto ckv = at::linear(contexts, mat(b.ckv_w), mat(b.ckv_b));
-    auto ck = rms_norm_rope(ckv.narrow(2, 0, d), b.cnorm_k, nullptr, heads, eps);
-    auto cv = ckv.narrow(2, d, d);
-    auto cy = at::linear(attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out, mat(b.co_w),
-                         mat(b.co_b));
-
-    auto xf = residual_layer_norm(x, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
-    auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
-    residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
-  }
-
-  auto head_mod = embed_.at("head.modulation").view({1, 2, d}) + e.unsqueeze(1);  // shift, scale
-  auto xh = residual_layer_norm(x, {}, {}, head_mod.narrow(1, 1, 1) + 1.0, head_mod.narrow(1, 0, 1), dtype_, eps);
+at::Tensor WanDiT::run_head(at::Tensor& x, const Embedded& in) const {
+  const auto& c = config_;
+  const int64_t pt = c.patch[0], ph = c.patch[1], pw = c.patch[2], bsz = x.size(0);
+  auto head_mod = embed_.at("head.modulation").view({1, 2, c.dim}) + in.e.unsqueeze(1);  // shift, scale
+  auto xh = residual_layer_norm(x, {}, {}, head_mod.narrow(1, 1, 1) + 1.0, head_mod.narrow(1, 0, 1), dtype_, c.eps);
   auto out = at::linear(xh, mat(embed_.at("head.head.weight")), mat(embed_.at("head.head.bias"))).to(at::kFloat);
   // Unpatchify (Wan: einsum 'fhwpqrc->cfphqwr'), per batch element.
-  return out.view({bsz, gf, gh, gw, pt, ph, pw, c.out_channels})
+  return out.view({bsz, in.gf, in.gh, in.gw, pt, ph, pw, c.out_channels})
       .permute({0, 7, 1, 4, 2, 5, 3, 6})
-      .reshape({bsz, c.out_channels, gf * pt, gh * ph, gw * pw});
+      .reshape({bsz, c.out_channels, in.gf * pt, in.gh * ph, in.gw * pw});
+}
+
+void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
+                         const RopeGrid& rope, BlockTokenCache* record) const {
+  const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
+  const double eps = config_.eps;
+  auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
+  if (record) record->sketch = at::matmul(x[0], sketch_proj_);  // the input, before x is updated
+  // shift, scale, gate (self-attention); shift, scale, gate (feed-forward): each [B, 1, D].
+  auto mod = (b.modulation + e0).unsqueeze(2);
+  auto m = [&](int64_t i) { return mod.select(1, i); };
+  auto xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+  auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));  // [B, N, 3D]
+  auto q = rms_norm_rope(qkv.narrow(2, 0, d), b.norm_q, &rope, heads, eps);
+  auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
+  auto v = qkv.narrow(2, 2 * d, d);
+  auto attn = attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr);
+  auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
+
+  auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+  auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
+  auto ckv = at::linear(contexts, mat(b.ckv_w), mat(b.ckv_b));
+  auto ck = rms_norm_rope(ckv.narrow(2, 0, d), b.cnorm_k, nullptr, heads, eps);
+  auto cv = ckv.narrow(2, d, d);
+  auto cy = at::linear(attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out, mat(b.co_w), mat(b.co_b));
+
+  auto xf = residual_layer_norm(x, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
+  auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
+  if (record) {
+    record->out = x[0].to(dtype_).clone();
+    record->lse = attn.lse[0].mean(0);
+    record->stale = at::zeros({x.size(1)}, x.options());
+  }
+}
+
+void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
+                          const RopeGrid& rope, double budget, const SelectionParams& sel, BlockTokenCache& cache,
+                          int64_t& computed) const {
+  const int64_t n = x.size(1), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
+  const double eps = config_.eps;
+  at::Tensor in = x[0];  // [N, D] float32
+  // Score: attention log-sum-exp times how far the input moved, plus a staleness term (paper's Eq.).
+  auto sketch = at::matmul(in, sketch_proj_);
+  auto delta = (sketch - cache.sketch).norm(2, {1});
+  auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
+  const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
+  auto idx = std::get<0>(std::get<1>(at::topk(score, k, 0, true, false)).sort());  // ascending: gathers stay local
+  computed += k;
+
+  auto mod = (b.modulation + e0).select(0, 0);  // [6, D]
+  auto m = [&](int64_t i) { return mod.select(0, i); };
+  // Keys and values for every token; queries and everything after them for the selected ones.
+  auto xn = residual_layer_norm(in, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+  auto kv = at::linear(xn, mat(b.qkv_w.narrow(0, d, 2 * d)), mat(b.qkv_b.narrow(0, d, 2 * d)));
+  auto k_all = rms_norm_rope(kv.narrow(1, 0, d), b.norm_k, &rope, heads, eps);
+  auto v_all = kv.narrow(1, d, d);
+  RopeGrid gathered = rope;
+  gathered.positions = idx;
+  auto q = rms_norm_rope(at::linear(xn.index_select(0, idx), mat(b.qkv_w.narrow(0, 0, d)), mat(b.qkv_b.narrow(0, 0, d))),
+                         b.norm_q, &gathered, heads, eps);
+  auto attn = attention(q.view({k, heads, hd}), k_all.view({n, heads, hd}), v_all.view({n, heads, hd}), true);
+  auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
+
+  auto h = in.index_select(0, idx);  // the selected tokens' residual stream
+  auto xc = residual_layer_norm(h, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+  auto ctx = contexts[0];
+  auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
+  auto ckv = at::linear(ctx, mat(b.ckv_w), mat(b.ckv_b));
+  auto ck = rms_norm_rope(ckv.narrow(1, 0, d), b.cnorm_k, nullptr, heads, eps);
+  auto cv = ckv.narrow(1, d, d);
+  auto cy = at::linear(attention(cq.view({k, heads, hd}), ck.view({-1, heads, hd}), cv.view({-1, heads, hd}), false).out,
+                       mat(b.co_w), mat(b.co_b));
+  auto xf = residual_layer_norm(h, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
+  auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  residual_layer_norm(h, f, m(5), {}, {}, dtype_, eps, false);
+
+  // Scatter into the cache; unselected tokens keep their cached outputs.
+  cache.out.index_copy_(0, idx, h.to(cache.out.scalar_type()));
+  cache.lse.index_copy_(0, idx, attn.lse.mean(0));
+  cache.sketch.index_copy_(0, idx, sketch.index_select(0, idx));
+  cache.stale.add_(1.0).index_fill_(0, idx, 0.0);
+  x = cache.out.to(at::kFloat).unsqueeze(0);
+}
+
+at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
+                                 const at::Tensor& contexts) const {
+  TORCH_CHECK(contexts.dim() == 3 && contexts.size(0) == latents.size(0),
+              "forward_batch: ", latents.size(0), " latents need as many contexts");
+  auto in = embed_inputs(latents, timesteps);
+  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
+  at::Tensor x = in.x;
+  for (const auto& b : blocks_) dense_block(b, x, in.e0, contexts, rope, nullptr);
+  return run_head(x, in);
+}
+
+at::Tensor WanDiT::forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context,
+                                     double budget, const SelectionParams& selection, TokenEngineState& state) const {
+  TORCH_CHECK(budget >= 0.0 && budget <= 1.0, "token budget ", budget, " is not in [0, 1]");
+  if (budget == 0.0) {
+    TORCH_CHECK(state.last_output.defined(), "a budget-0 step needs an earlier output to reuse");
+    return state.last_output;
+  }
+  TORCH_CHECK(latents.dim() == 4, "latents must be [C, F, H, W], got ", latents.sizes());
+  auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
+  auto in = embed_inputs(latents.unsqueeze(0), t);
+  const auto contexts = context.unsqueeze(0);
+  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
+  const int64_t n = in.x.size(1);
+  const bool dense = budget == 1.0 || state.blocks.size() != blocks_.size() ||
+                     state.blocks.front().out.size(0) != n;  // first call, or a new size: compute everything
+  if (dense) state.blocks.assign(blocks_.size(), BlockTokenCache{});
+  at::Tensor x = in.x;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (dense) {
+      dense_block(blocks_[i], x, in.e0, contexts, rope, &state.blocks[i]);
+      state.computed_tokens += n;
+    } else {
+      sparse_block(blocks_[i], x, in.e0, contexts, rope, budget, selection, state.blocks[i], state.computed_tokens);
+    }
+    state.total_tokens += n;
+  }
+  state.last_output = run_head(x, in).squeeze(0);
+  return state.last_output;
+}
+
+int64_t TokenEngineState::bytes() const {
+  int64_t total = 0;
+  for (const auto& b : blocks) {
+    for (const auto* t : {&b.out, &b.lse, &b.sketch, &b.stale}) total += t->defined() ? static_cast<int64_t>(t->nbytes()) : 0;
+  }
+  return total;
 }
 
 Weights WanDiT::state_dict() const {

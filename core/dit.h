@@ -9,9 +9,13 @@
 
 #include "core/attention.h"
 #include "core/model_config.h"
+#include "core/schedule.h"
+#include "core/token_cache.h"
 #include "core/weights.h"
 
 namespace astraea {
+
+struct RopeGrid;
 
 /// A DiT on one device. Matrix products run in `dtype` (bf16 on the GPU, float32 on the CPU);
 /// the residual stream, norms, modulation and timestep embedding in float32, as Wan computes
@@ -41,6 +45,12 @@ class WanDiT {
   at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                            const at::Tensor& contexts) const;
 
+  /// One model call with token-wise acceleration (one sequence): budget 1 computes every token
+  /// and refreshes `state`; 0 returns the last output; between, each block computes the top
+  /// ceil(budget * N) tokens by `selection`'s score and the rest keep their cached outputs.
+  at::Tensor forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context, double budget,
+                               const SelectionParams& selection, TokenEngineState& state) const;
+
   /// The weights under Wan 2.1's key names (views of the model's tensors).
   Weights state_dict() const;
   /// Every trainable tensor, once.
@@ -55,13 +65,24 @@ class WanDiT {
 
  private:
   struct Block;
+  struct Embedded;
   at::Tensor mat(const at::Tensor& w) const;  // w in the compute dtype
+  Embedded embed_inputs(const at::Tensor& latents, const at::Tensor& timesteps) const;
+  at::Tensor run_head(at::Tensor& x, const Embedded& in) const;
+  // One block on all tokens; with `record`, also fills that block's token cache.
+  void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
+                   const RopeGrid& rope, BlockTokenCache* record) const;
+  // One block on the selected tokens of one sequence; the rest keep `cache.out`.
+  void sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
+                    const RopeGrid& rope, double budget, const SelectionParams& selection,
+                    BlockTokenCache& cache, int64_t& computed) const;
   ModelConfig config_;
   at::ScalarType dtype_;
   Weights embed_;    // patch, text, time and head parameters, by Wan key
   Weights encoder_;  // the preset's own text encoder, by key (empty for Wan presets)
   std::vector<Block> blocks_;
   at::Tensor inv_freq_;
+  at::Tensor sketch_proj_;  // [dim, kSketchDim] float, fixed
 };
 
 }  // namespace astraea

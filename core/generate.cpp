@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/dit.h"
+#include "core/schedule.h"
 #include "core/sampler.h"
 #include "core/text_context.h"
 #include "core/torch_compat.h"
@@ -102,17 +103,35 @@ GenerateResult generate(const GenerateOptions& o) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   auto noise = at::randn({c.in_channels, r.shape.latent_f, r.shape.latent_h, r.shape.latent_w}, gen);
   const bool guided = r.guidance != 1.0;
+  if (o.schedule) validate_schedule(*o.schedule, "--schedule", c.name, r.steps);
+  TokenEngineState cond_state, uncond_state;  // one cache per guidance branch
+  at::Tensor last_velocity;
+  auto call = [&](const at::Tensor& xt, double t, const at::Tensor& ctx, TokenEngineState& state, double budget) {
+    ++r.model_calls;
+    return o.schedule ? model.forward_tokenwise(xt, t, ctx, budget, o.schedule->selection, state)
+                      : model.forward(xt, t, ctx);
+  };
   const auto t_sample = std::chrono::steady_clock::now();
   auto x = sample_euler(
       noise.to(device), sigmas,
-      [&](const at::Tensor& xt, double sigma, int64_t) {
-        auto v = model.forward(xt, 1000.0 * sigma, cond);
-        ++r.model_calls;
-        if (!guided) return v;
-        ++r.model_calls;
-        return classifier_free_guidance(v, model.forward(xt, 1000.0 * sigma, uncond), r.guidance);
+      [&](const at::Tensor& xt, double sigma, int64_t step) {
+        const double budget = o.schedule ? o.schedule->budgets[static_cast<size_t>(step)] : 1.0;
+        if (budget == 0.0) {  // skip the step: reuse the last (guided) model output
+          ++r.skipped_steps;
+          return last_velocity;
+        }
+        auto v = call(xt, 1000.0 * sigma, cond, cond_state, budget);
+        if (guided) v = classifier_free_guidance(v, call(xt, 1000.0 * sigma, uncond, uncond_state, budget), r.guidance);
+        last_velocity = v;
+        return v;
       },
       o.on_step);
+  if (o.schedule) {
+    // Against a dense run of every step (skipped steps count as computing nothing).
+    const double dense = static_cast<double>(r.steps * (guided ? 2 : 1) * c.layers * r.shape.tokens());
+    r.token_share = static_cast<double>(cond_state.computed_tokens + uncond_state.computed_tokens) / dense;
+    r.cache_bytes = cond_state.bytes() + uncond_state.bytes();
+  }
   compat::synchronize(device);
   r.sample_seconds = seconds_since(t_sample);
 

@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/attention.h"
 #include "core/model_config.h"
+#include "core/schedule.h"
 
 namespace astraea {
 
@@ -30,6 +32,7 @@ struct GenerateOptions {
   uint64_t seed = 0;
   std::string device = "cpu", dtype;
   AttentionBackend attention = AttentionBackend::kAuto;
+  std::optional<TokenBudgetSchedule> schedule;  ///< token-wise acceleration; none: every step dense
   std::function<void(int64_t step, int64_t steps)> on_step;
 };
 
@@ -42,6 +45,9 @@ struct GenerateResult {
   int64_t steps = 0, model_calls = 0;
   double guidance = 0, shift = 0;
   double load_seconds = 0, sample_seconds = 0;
+  double token_share = 1;     ///< block-token computations done, over a dense run's
+  int64_t cache_bytes = 0;    ///< the token-wise engine's caches (both guidance branches)
+  int64_t skipped_steps = 0;  ///< budget-0 steps
 };
 
 /// Runs one generation. Same options and seed, same output. Throws on bad input (the message

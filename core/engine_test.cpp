@@ -1,0 +1,127 @@
+// The token-wise engine on the CPU: budget 1 is the dense model, budget 0 reuses the last output,
+// budgets between compute that share of tokens and leave the rest at their cached outputs.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/dit.h"
+#include "core/generate.h"
+
+namespace astraea {
+namespace {
+
+struct Fixture {
+  ModelConfig c = model_preset("tiny");
+  WanDiT model{c, random_weights(c, 11, at::kCPU, at::kFloat), at::kFloat};
+  at::Tensor x = at::randn({3, 4, 16, 16});  // 4 x 4 x 4 = 64 tokens
+  at::Tensor ctx = model.embed_context(model.encode_prompt("a red circle moving left on a gray background"));
+};
+
+TEST(TokenEngine, BudgetOneIsTheDenseModel) {
+  Fixture f;
+  TokenEngineState state;
+  auto sparse = f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  EXPECT_TRUE(at::equal(sparse, f.model.forward(f.x, 700.0, f.ctx)));
+  EXPECT_EQ(state.computed_tokens, state.total_tokens);
+  ASSERT_EQ(state.blocks.size(), static_cast<size_t>(f.c.layers));
+  // Memory: one token tensor per block plus lse, stale and an 8-float sketch per token.
+  const int64_t n = 64;
+  EXPECT_EQ(state.bytes(), f.c.layers * (n * f.c.dim * 4 + n * (1 + 1 + kSketchDim) * 4));
+}
+
+TEST(TokenEngine, BudgetZeroReusesTheLastOutputExactly) {
+  Fixture f;
+  TokenEngineState state;
+  auto first = f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  auto again = f.model.forward_tokenwise(f.x + 1.0, 500.0, f.ctx, 0.0, {}, state);
+  EXPECT_TRUE(at::equal(first, again));
+  TokenEngineState empty;
+  EXPECT_THROW(f.model.forward_tokenwise(f.x, 700.0, f.ctx, 0.0, {}, empty), c10::Error);
+}
+
+TEST(TokenEngine, PartialBudgetComputesItsShareAndKeepsTheRestCached) {
+  Fixture f;
+  TokenEngineState state;
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  const auto before = state.blocks[0].out.clone();
+  const auto x2 = f.x + 0.05 * at::randn_like(f.x);
+  auto out = f.model.forward_tokenwise(x2, 650.0, f.ctx, 0.25, {}, state);
+  const int64_t n = 64, k = 16;  // ceil(0.25 * 64)
+  EXPECT_EQ(state.computed_tokens, f.c.layers * n + f.c.layers * k);
+  // Block 0: exactly k tokens were recomputed (stale reset to 0), the others kept their outputs.
+  const auto& b0 = state.blocks[0];
+  auto fresh = b0.stale.eq(0);
+  EXPECT_EQ(fresh.sum().item<int64_t>(), k);
+  auto kept = fresh.logical_not();
+  EXPECT_TRUE(at::equal(b0.out.index({kept}), before.index({kept})));
+  EXPECT_FALSE(at::equal(b0.out.index({fresh}), before.index({fresh})));
+  EXPECT_EQ(b0.stale.max().item<float>(), 1.f);
+  // The result is a perturbation of the dense result at the new input, not something else.
+  auto dense = f.model.forward(x2, 650.0, f.ctx);
+  EXPECT_TRUE(out.isfinite().all().item<bool>());
+  const double rel = ((out - dense).norm() / dense.norm()).item<double>();
+  EXPECT_GT(rel, 0.0);
+  EXPECT_LT(rel, 0.5);
+}
+
+TEST(TokenEngine, SelectionFollowsTheScore) {
+  Fixture f;
+  TokenEngineState state;
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  // Only staleness counts: make tokens 5 and 9 of every block the stalest; a budget of 2/64 picks them.
+  for (auto& b : state.blocks) {
+    b.stale.zero_();
+    b.stale[5] = 3.0;
+    b.stale[9] = 2.0;
+  }
+  f.model.forward_tokenwise(f.x, 650.0, f.ctx, 2.0 / 64, SelectionParams{0.0, 1.0}, state);
+  auto picked = state.blocks[0].stale.eq(0).nonzero().flatten();
+  ASSERT_EQ(picked.numel(), 2);
+  EXPECT_EQ(picked[0].item<int64_t>(), 5);
+  EXPECT_EQ(picked[1].item<int64_t>(), 9);
+}
+
+GenerateOptions tiny_run() {
+  GenerateOptions o;
+  o.weights = "random";
+  o.prompt = "a blue square moving up on a black background";
+  o.frames = 4;
+  o.height = 16;
+  o.width = 16;
+  o.steps = 6;
+  o.seed = 3;
+  return o;
+}
+
+TEST(TokenEngine, AllDenseScheduleEqualsTheDenseRun) {
+  auto o = tiny_run();
+  const auto dense = generate(o);
+  o.schedule = uniform_schedule("tiny", 6, 1.0, 0);
+  const auto r = generate(o);
+  EXPECT_TRUE(at::equal(dense.video, r.video));
+  EXPECT_DOUBLE_EQ(r.token_share, 1.0);
+}
+
+TEST(TokenEngine, MixedScheduleRunsEndToEnd) {
+  auto o = tiny_run();
+  const auto dense = generate(o);
+  TokenBudgetSchedule s;
+  s.model = "tiny";
+  s.budgets = {1, 1, 0.5, 0, 0.3, 1};
+  o.schedule = s;
+  const auto a = generate(o), b = generate(o);
+  EXPECT_TRUE(at::equal(a.video, b.video));  // deterministic
+  EXPECT_EQ(a.skipped_steps, 1);
+  EXPECT_EQ(a.model_calls, 10);  // 5 computed steps, guided
+  // Token share of a dense run: 0.5 of 64 tokens is 32, 0.3 rounds up to ceil(19.2) = 20.
+  EXPECT_NEAR(a.token_share, (1 + 1 + 32.0 / 64 + 0 + 20.0 / 64 + 1) / 6, 1e-12);
+  EXPECT_GT(a.cache_bytes, 0);
+  EXPECT_FALSE(at::equal(a.video, dense.video));
+  EXPECT_LT((a.video - dense.video).abs().mean().item<float>(), 0.25f);
+  o.schedule->budgets = {1, 1, 1};
+  EXPECT_THROW(generate(o), std::runtime_error);  // wrong step count
+}
+
+}  // namespace
+}  // namespace astraea

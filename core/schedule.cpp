@@ -1,0 +1,148 @@
+#include "core/schedule.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <stdexcept>
+
+namespace astraea {
+namespace {
+
+using nlohmann::json;
+constexpr const char* kFormat = "astraea-schedule";
+constexpr int kVersion = 1;
+
+[[noreturn]] void fail(const std::string& where, const std::string& what) {
+  throw std::runtime_error(where + ": " + what);
+}
+
+void only_fields(const json& j, const std::vector<std::string>& known, const std::string& where,
+                 const std::string& object) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+      fail(where, "unknown field '" + object + it.key() + "' in version " + std::to_string(kVersion));
+    }
+  }
+}
+
+}  // namespace
+
+double TokenBudgetSchedule::compute_share() const {
+  return budgets.empty() ? 0.0 : std::accumulate(budgets.begin(), budgets.end(), 0.0) / static_cast<double>(budgets.size());
+}
+
+TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget, int64_t dense_steps) {
+  if (!(budget >= 0.0 && budget <= 1.0)) {
+    throw std::invalid_argument("--budget " + std::to_string(budget) + " is not in [0, 1]");
+  }
+  if (dense_steps < 0 || dense_steps > steps) {
+    throw std::invalid_argument("--dense-steps " + std::to_string(dense_steps) + " is not in [0, " +
+                                std::to_string(steps) + "]");
+  }
+  TokenBudgetSchedule s;
+  s.model = model;
+  s.budgets.assign(static_cast<size_t>(steps), budget);
+  std::fill(s.budgets.begin(), s.budgets.begin() + dense_steps, 1.0);
+  s.provenance["source"] = "uniform budget " + std::to_string(budget) + " after " + std::to_string(dense_steps) +
+                           " dense steps";
+  return s;
+}
+
+void validate_schedule(const TokenBudgetSchedule& s, const std::string& where, const std::string& model,
+                       int64_t steps) {
+  if (s.budgets.empty()) fail(where, "'budgets' is empty");
+  for (size_t i = 0; i < s.budgets.size(); ++i) {
+    const double b = s.budgets[i];
+    if (!(b >= 0.0 && b <= 1.0)) {  // also rejects NaN
+      fail(where, "budgets[" + std::to_string(i) + "] = " + std::to_string(b) + " is not in [0, 1]");
+    }
+  }
+  if (s.budgets.front() == 0.0) fail(where, "budgets[0] is 0, but the first step has no earlier output to reuse");
+  if (!model.empty() && s.model != model) {
+    fail(where, "schedule is for model '" + s.model + "', not '" + model + "'");
+  }
+  if (steps > 0 && s.steps() != steps) {
+    fail(where, "schedule has " + std::to_string(s.steps()) + " steps, the run has " + std::to_string(steps));
+  }
+  if (!(s.selection.w_lse >= 0) || !(s.selection.w_stale >= 0)) fail(where, "selection weights must be >= 0");
+}
+
+TokenBudgetSchedule read_schedule(const std::string& path, const std::string& model, int64_t steps) {
+  std::ifstream in(path);
+  if (!in) fail(path, "cannot open the schedule file");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    std::string text = e.what();
+    fail(path, "not valid JSON (" + text.substr(text.find("] ") + 2) + ")");
+  }
+  if (!j.is_object()) fail(path, "not a JSON object");
+  only_fields(j, {"format", "version", "model", "steps", "budgets", "selection", "provenance"}, path, "");
+  if (j.value("format", "") != kFormat) fail(path, "'format' must be \"" + std::string(kFormat) + "\"");
+  if (!j.contains("version") || !j["version"].is_number_integer()) fail(path, "'version' must be an integer");
+  if (j["version"].get<int>() != kVersion) {
+    fail(path, "'version' " + j["version"].dump() + " is not supported (this build reads version " +
+                   std::to_string(kVersion) + ")");
+  }
+  TokenBudgetSchedule s;
+  if (!j.contains("model") || !j["model"].is_string()) fail(path, "'model' must be a string");
+  s.model = j["model"].get<std::string>();
+  if (!j.contains("budgets") || !j["budgets"].is_array()) fail(path, "'budgets' must be an array of numbers");
+  for (size_t i = 0; i < j["budgets"].size(); ++i) {
+    const auto& b = j["budgets"][i];
+    // JSON has no NaN: a writer that emitted one produced null, which is caught here.
+    if (!b.is_number()) fail(path, "budgets[" + std::to_string(i) + "] = " + b.dump() + " is not a number");
+    s.budgets.push_back(b.get<double>());
+  }
+  if (!j.contains("steps") || !j["steps"].is_number_integer()) fail(path, "'steps' must be an integer");
+  if (j["steps"].get<int64_t>() != s.steps()) {
+    fail(path, "'steps' is " + j["steps"].dump() + " but 'budgets' has " + std::to_string(s.steps()) + " entries");
+  }
+  if (j.contains("selection")) {
+    const auto& sel = j["selection"];
+    if (!sel.is_object()) fail(path, "'selection' must be an object");
+    only_fields(sel, {"w_lse", "w_stale"}, path, "selection.");
+    for (const char* k : {"w_lse", "w_stale"}) {
+      if (sel.contains(k) && !sel[k].is_number()) fail(path, std::string("'selection.") + k + "' must be a number");
+    }
+    s.selection.w_lse = sel.value("w_lse", s.selection.w_lse);
+    s.selection.w_stale = sel.value("w_stale", s.selection.w_stale);
+  }
+  if (j.contains("provenance")) {
+    if (!j["provenance"].is_object()) fail(path, "'provenance' must be an object");
+    for (auto it = j["provenance"].begin(); it != j["provenance"].end(); ++it) {
+      s.provenance[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+    }
+  }
+  validate_schedule(s, path, model, steps);
+  return s;
+}
+
+void write_schedule(const std::string& path, const TokenBudgetSchedule& s) {
+  validate_schedule(s, path);
+  json j{{"format", kFormat},
+         {"version", kVersion},
+         {"model", s.model},
+         {"steps", s.steps()},
+         {"budgets", s.budgets},
+         {"selection", {{"w_lse", s.selection.w_lse}, {"w_stale", s.selection.w_stale}}},
+         {"provenance", s.provenance}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) fail(path, "cannot write (does the folder exist?)");
+    out << j.dump(2) << "\n";
+    if (!out) {
+      std::remove(tmp.c_str());
+      fail(path, "write failed");
+    }
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace astraea

@@ -1,0 +1,47 @@
+// Per-step token budgets and the selection parameters: what the engine runs and the tuner exports.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace astraea {
+
+/// How each block picks its tokens (docs/schedule.md): score_i = w_lse * lse_i * delta_i
+/// + w_stale * exp(stale_i), top ceil(budget * N).
+struct SelectionParams {
+  double w_lse = 1.0;    ///< weight of attention log-sum-exp times input change
+  double w_stale = 0.1;  ///< weight of the staleness term
+  bool operator==(const SelectionParams& o) const { return w_lse == o.w_lse && w_stale == o.w_stale; }
+};
+
+/// One budget in [0, 1] per sampling step: 1 computes every token, 0 skips the step (the last
+/// model output is reused), anything between computes that share of tokens in every block.
+struct TokenBudgetSchedule {
+  std::string model;             ///< preset it was made for
+  std::vector<double> budgets;   ///< one per step
+  SelectionParams selection;
+  std::map<std::string, std::string> provenance;  ///< free-form: study, trial, card, ...
+
+  int64_t steps() const { return static_cast<int64_t>(budgets.size()); }
+  /// Share of a dense run's token computations (the mean budget).
+  double compute_share() const;
+};
+
+/// `budget` at every step after `dense_steps` dense ones (--budget B, --dense-steps K).
+TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget, int64_t dense_steps);
+
+/// Reads a schedule file (format "astraea-schedule", version 1). Throws std::runtime_error
+/// naming the file and field: malformed JSON, wrong format or version, a budget outside [0, 1]
+/// or NaN, unknown fields. When `model` / `steps` are given (non-empty / > 0), they must match.
+TokenBudgetSchedule read_schedule(const std::string& path, const std::string& model = "", int64_t steps = 0);
+
+/// Writes `schedule` as JSON, to a temporary name then renamed.
+void write_schedule(const std::string& path, const TokenBudgetSchedule& schedule);
+
+/// Checks a schedule in memory (same rules as read_schedule); `where` prefixes the message.
+void validate_schedule(const TokenBudgetSchedule& schedule, const std::string& where, const std::string& model = "",
+                       int64_t steps = 0);
+
+}  // namespace astraea
