@@ -108,6 +108,25 @@ TEST_F(Cli, BadInputsGiveOneErrorLineAndNoOutput) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+TEST_F(Cli, TokenBudgetsRunAndBadSchedulesDoNot) {
+  auto r = run(std::string(kSmall) + " --budget 0.5 --dense-steps 1 --out " + path("b.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("token-wise: 75.0%"), std::string::npos) << r.out;  // (1 + 0.5) / 2 steps
+  std::ofstream(path("s.json")) << R"({"format": "astraea-schedule", "version": 1, "model": "tiny", "steps": 2,
+                                        "budgets": [1, 0]})";
+  r = run(std::string(kSmall) + " --schedule " + path("s.json") + " --out " + path("s.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("1 skipped steps"), std::string::npos) << r.out;
+  const auto out = path("x.safetensors");
+  std::ofstream(path("bad.json")) << R"({"format": "astraea-schedule", "version": 1, "model": "tiny", "steps": 3,
+                                          "budgets": [1, 1, 1]})";
+  expect_error(run(std::string(kSmall) + " --schedule " + path("bad.json") + " --out " + out), 1, "the run has 2");
+  expect_error(run(std::string(kSmall) + " --budget 1.5 --out " + out), 2, "--budget");
+  expect_error(run(std::string(kSmall) + " --budget 0.5 --schedule " + path("s.json") + " --out " + out), 2,
+               "--budget");
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST_F(Cli, CorruptOrMisshapedWeightsAreNamed) {
   const auto out = path("x.safetensors");
   // Truncated: a valid file cut in half.
