@@ -105,15 +105,16 @@ at::Tensor rms_norm_rope(const at::Tensor& src, const at::Tensor& weight, const 
   TORCH_CHECK(src.stride(-1) == 1, "rms_norm_rope: src rows must be contiguous");
   const int64_t dim = src.size(-1);
 #if ASTRAEA_HAS_TORCH_CUDA
-  // The fused kernel derives positions from row indices; gathered rows take the ATen path for now.
-  const bool gathered = rope && rope->positions.defined();
-  if (!gathered && !records_grad({&src, &weight}) && uses_fused_kernels(src) && src.scalar_type() == at::kBFloat16) {
+  if (!records_grad({&src, &weight}) && uses_fused_kernels(src) && src.scalar_type() == at::kBFloat16) {
     const auto rows = src.dim() == 3 ? src.select(0, 0) : src;  // [N, D], row stride kept
     const int64_t n = rows.size(0);
     auto out = at::empty(src.sizes(), src.options());
     auto w = weight.to(at::kFloat).contiguous();
+    // Gathered rows (the token-wise engine) name their grid tokens.
+    const auto positions = rope && rope->positions.defined() ? rope->positions.to(at::kLong).contiguous() : at::Tensor();
     kernels::rms_norm_rope(reinterpret_cast<const kernels::bf16*>(rows.data_ptr()), rows.stride(0),
                            w.data_ptr<float>(), rope ? rope->inv_freq.data_ptr<float>() : nullptr,
+                           positions.defined() ? positions.data_ptr<int64_t>() : nullptr,
                            rope ? rope->frames : 0, rope ? rope->height : 0, rope ? rope->width : 0, heads,
                            dim / heads, static_cast<float>(eps), reinterpret_cast<kernels::bf16*>(out.data_ptr()),
                            n, static_cast<kernels::Stream>(compat::current_stream(src.device())));

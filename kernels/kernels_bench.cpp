@@ -117,7 +117,7 @@ void BM_RmsNormRope(benchmark::State& state) {
   ASTRAEA_CUDA_CHECK(cudaMemcpy(inv_freq.get(), inv_freq_host.data(), inv_freq.bytes(), cudaMemcpyHostToDevice));
   const double bytes = 4.0 * kTokens * dim + 4.0 * dim + 2.0 * head_dim;  // q read and out written as bf16
   time_launches(state, bytes, [&](cudaStream_t stream) {
-    rms_norm_rope(qkv.get(), 3 * dim, weight.get(), inv_freq.get(), kGridF, kGridH, kGridW, heads, head_dim, 1e-6f,
+    rms_norm_rope(qkv.get(), 3 * dim, weight.get(), inv_freq.get(), nullptr, kGridF, kGridH, kGridW, heads, head_dim, 1e-6f,
                   out.get(), kTokens, stream);
   });
 }

@@ -2,11 +2,13 @@
 // reference on random inputs (one table-driven test; skips without a CUDA device).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -174,7 +176,7 @@ TEST(RmsNormRopeCpu, MatchesHandComputationOnGrid) {
   const int position[kTokens][3] = {{0, 0, 0}, {0, 0, 1}, {0, 1, 0}, {0, 1, 1},
                                     {1, 0, 0}, {1, 0, 1}, {1, 1, 0}, {1, 1, 1}};
   std::vector<bf16> out(kTokens * kDim);
-  rms_norm_rope_cpu(src.data(), kStride, weight, inv_freq, 2, 2, 2, 1, kDim, eps, out.data(), kTokens, nullptr);
+  rms_norm_rope_cpu(src.data(), kStride, weight, inv_freq, nullptr, 2, 2, 2, 1, kDim, eps, out.data(), kTokens, nullptr);
   for (int64_t t = 0; t < kTokens; ++t) {
     const double rstd = 1.0 / std::sqrt((t + 1) * (t + 1) * 10.0 / 6.0 + eps);
     for (int j = 0; j < 3; ++j) {  // pair j rotates with axis j here: one pair per axis
@@ -195,7 +197,7 @@ TEST(RmsNormRopeCpu, NoRotationWithoutInvFreq) {
   const std::vector<bf16> src = to_bf16({3, 4, 0, 0});
   const float weight[4] = {1, 0.5f, 1, 1};
   std::vector<bf16> out(4);
-  rms_norm_rope_cpu(src.data(), 4, weight, nullptr, 0, 0, 0, 2, 2, 0.0f, out.data(), 1, nullptr);
+  rms_norm_rope_cpu(src.data(), 4, weight, nullptr, nullptr, 0, 0, 0, 2, 2, 0.0f, out.data(), 1, nullptr);
   EXPECT_EQ(to_float(out), (std::vector<float>{1.203125f, 0.80078125f, 0.0f, 0.0f}));
 }
 
@@ -205,7 +207,7 @@ TEST(RmsNormRopeCpu, RejectsBadArguments) {
   std::vector<bf16> out(64);
   const auto call = [&](int64_t stride, const float* w, int64_t grid_w, int64_t heads, int64_t head_dim,
                         int64_t tokens) {
-    rms_norm_rope_cpu(src.data(), stride, w, inv_freq.data(), 1, 1, grid_w, heads, head_dim, 1e-6f, out.data(), tokens,
+    rms_norm_rope_cpu(src.data(), stride, w, inv_freq.data(), nullptr, 1, 1, grid_w, heads, head_dim, 1e-6f, out.data(), tokens,
                       nullptr);
   };
   expect_invalid_argument([&] { call(12, weight.data(), 2, 2, 5, 2); }, "head_dim");
@@ -213,6 +215,34 @@ TEST(RmsNormRopeCpu, RejectsBadArguments) {
   expect_invalid_argument([&] { call(8, weight.data(), 2, 1, 12, 2); }, "src_row_stride");
   expect_invalid_argument([&] { call(12, nullptr, 2, 1, 12, 2); }, "weight");
   expect_invalid_argument([&] { call(12, weight.data(), 0, 1, 12, 0); }, "grid");
+}
+
+TEST(RmsNormRopeCpu, GatheredRowsRotateByTheirGridPositions) {
+  // Rows 7 and 2 of a 2 x 2 x 3 grid, gathered, give what rows 7 and 2 of the full grid give.
+  constexpr int64_t kHeadDim = 12, kTokens = 12;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<bf16> src(kTokens * kHeadDim);
+  for (auto& v : src) v = float_to_bf16(normal(rng));
+  std::vector<float> weight(kHeadDim, 1.0f), inv_freq(kHeadDim / 2);
+  wan_rope_inv_freq(kHeadDim, 10000.0, inv_freq.data());
+  std::vector<bf16> full(kTokens * kHeadDim);
+  rms_norm_rope_cpu(src.data(), kHeadDim, weight.data(), inv_freq.data(), nullptr, 2, 2, 3, 1, kHeadDim, 1e-6f,
+                    full.data(), kTokens, nullptr);
+  const std::vector<int64_t> positions{7, 2};
+  std::vector<bf16> rows(2 * kHeadDim), out(2 * kHeadDim);
+  std::copy_n(src.begin() + 7 * kHeadDim, kHeadDim, rows.begin());
+  std::copy_n(src.begin() + 2 * kHeadDim, kHeadDim, rows.begin() + kHeadDim);
+  rms_norm_rope_cpu(rows.data(), kHeadDim, weight.data(), inv_freq.data(), positions.data(), 2, 2, 3, 1, kHeadDim,
+                    1e-6f, out.data(), 2, nullptr);
+  for (int64_t c = 0; c < kHeadDim; ++c) {
+    EXPECT_EQ(out[c].bits, full[7 * kHeadDim + c].bits) << c;
+    EXPECT_EQ(out[kHeadDim + c].bits, full[2 * kHeadDim + c].bits) << c;
+  }
+  const std::vector<int64_t> outside{12, 0};
+  EXPECT_THROW(rms_norm_rope_cpu(rows.data(), kHeadDim, weight.data(), inv_freq.data(), outside.data(), 2, 2, 3, 1,
+                                 kHeadDim, 1e-6f, out.data(), 2, nullptr),
+               std::invalid_argument);
 }
 
 TEST(WanRopeInvFreq, FollowsRopeParamsPerAxis) {
@@ -421,11 +451,21 @@ struct RmsNormRopeCase {
   int64_t column;  // where the normalised slice starts in each src row (k of packed qkv: dim)
   bool rope;
   size_t misalign = 0;
+  bool gathered = false;  // rows are a random third of the grid's tokens, named by `positions`
 };
 
 std::vector<Comparison> run_rms_norm_rope(const RmsNormRopeCase& k, uint32_t seed) {
   std::mt19937 rng(seed);
-  const int64_t dim = k.heads * k.head_dim, tokens = k.grid_f * k.grid_h * k.grid_w;
+  const int64_t dim = k.heads * k.head_dim, grid_tokens = k.grid_f * k.grid_h * k.grid_w;
+  // Gathered rows: a sorted random third of the grid's tokens, as the token-wise engine selects them.
+  std::vector<int64_t> positions(static_cast<size_t>(grid_tokens));
+  std::iota(positions.begin(), positions.end(), int64_t{0});
+  if (k.gathered) {
+    std::shuffle(positions.begin(), positions.end(), rng);
+    positions.resize(static_cast<size_t>(std::max<int64_t>(1, grid_tokens / 3)));
+    std::sort(positions.begin(), positions.end());
+  }
+  const int64_t tokens = static_cast<int64_t>(positions.size());
   const int64_t stride = dim * k.stride_dims + k.stride_extra;
   const std::vector<bf16> src = to_bf16(offset_rows(rng, tokens, stride));
   const std::vector<float> weight = normal_values(rng, static_cast<size_t>(dim), 1.0f, 0.3f);
@@ -437,16 +477,20 @@ std::vector<Comparison> run_rms_norm_rope(const RmsNormRopeCase& k, uint32_t see
   const size_t n_out = static_cast<size_t>(tokens * dim);
   DeviceBuffer<bf16> src_dev(src.size(), k.misalign), out_dev(n_out, k.misalign);
   DeviceBuffer<float> weight_dev(weight.size(), k.misalign), inv_freq_dev(inv_freq.size(), k.misalign);
+  DeviceBuffer<int64_t> positions_dev(positions.size());
+  positions_dev.upload(positions);
   src_dev.upload(src);
   weight_dev.upload(weight);
   inv_freq_dev.upload(inv_freq);
-  rms_norm_rope(src_dev.get() + k.column, stride, weight_dev.get(), k.rope ? inv_freq_dev.get() : nullptr, k.grid_f,
+  rms_norm_rope(src_dev.get() + k.column, stride, weight_dev.get(), k.rope ? inv_freq_dev.get() : nullptr,
+                k.gathered ? positions_dev.get() : nullptr, k.grid_f,
                 k.grid_h, k.grid_w, k.heads, k.head_dim, 1e-6f, out_dev.get(), tokens, nullptr);
   ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_TRUE(out_dev.guards_intact()) << "write outside out";
 
   std::vector<bf16> out_ref(n_out);
-  rms_norm_rope_cpu(src.data() + k.column, stride, weight.data(), k.rope ? inv_freq.data() : nullptr, k.grid_f,
+  rms_norm_rope_cpu(src.data() + k.column, stride, weight.data(), k.rope ? inv_freq.data() : nullptr,
+                    k.gathered ? positions.data() : nullptr, k.grid_f,
                     k.grid_h, k.grid_w, k.heads, k.head_dim, 1e-6f, out_ref.data(), tokens, nullptr);
 
   const auto inputs_at = [=](size_t i) {
@@ -498,6 +542,8 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"66 x 126 (pairwise, 8 items/thread)",    66, 126, 1,  1,    3,  0, 1,    0,    true},
       {"160 x 128 (8 items/thread)",            160, 128, 1,  1,    3,  0, 1,    0,    true},
       {"257 x 128 (streaming)",                 257, 128, 1,  1,    3,  0, 1,    0,    true},
+      {"gathered q, Wan 1.3B",                   12, 128, 2, 10,   15,  0, 3,    0,    true,  0, true},
+      {"gathered, head_dim 6 (pairwise)",         1,   6, 2,  3,    4,  0, 1,    0,    true,  0, true},
   };
   // clang-format on
   struct Entry {

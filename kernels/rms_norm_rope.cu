@@ -13,7 +13,8 @@ struct RmsNormRopeArgs {
   const bf16* src;
   int64_t src_row_stride;
   const float* weight;
-  const float* inv_freq;  // null: no rotation
+  const float* inv_freq;      // null: no rotation
+  const int64_t* positions;  // null: row t is token t
   int grid_h;
   int grid_w;
   int pairs;    // rotary pairs per head, head_dim / 2
@@ -32,9 +33,10 @@ constexpr float kInvPi = 0.318309886183790671538f;
 /// (cos, sin) of every rotary pair for token t. The angles depend on the pair and the token only, so
 /// one table per token serves all heads: head_dim / 2 sincosf per token instead of dim / 2.
 __device__ void fill_rotation_table(const RmsNormRopeArgs& a, int t, float2* table) {
-  const float pos_f = static_cast<float>(t / (a.grid_h * a.grid_w));
-  const float pos_h = static_cast<float>((t / a.grid_w) % a.grid_h);
-  const float pos_w = static_cast<float>(t % a.grid_w);
+  const int token = a.positions != nullptr ? static_cast<int>(__ldg(a.positions + t)) : t;
+  const float pos_f = static_cast<float>(token / (a.grid_h * a.grid_w));
+  const float pos_h = static_cast<float>((token / a.grid_w) % a.grid_h);
+  const float pos_w = static_cast<float>(token % a.grid_w);
   for (int j = threadIdx.x; j < a.pairs; j += blockDim.x) {
     const float pos = j < a.pairs_t ? pos_f : (j < a.pairs_t + a.pairs_h ? pos_h : pos_w);
     // Angles reach ~1e3 rad, where __sincosf is far off. sincosf would be accurate but keeps a stack
@@ -142,10 +144,11 @@ bool launch_resident(const RmsNormRopeArgs& a, int tokens, size_t smem_bytes, cu
 
 }  // namespace
 
-void rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq, int64_t grid_f,
+void rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq,
+                   const int64_t* positions, int64_t grid_f,
                    int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps, bf16* out,
                    int64_t tokens, Stream stream) {
-  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, grid_f, grid_h, grid_w, heads, head_dim, eps,
+  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, positions, grid_f, grid_h, grid_w, heads, head_dim, eps,
                                  out, tokens);
   const int64_t dim = heads * head_dim;
   if (tokens == 0 || dim == 0) return;
@@ -155,6 +158,7 @@ void rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight,
   a.src_row_stride = src_row_stride;
   a.weight = weight;
   a.inv_freq = inv_freq;
+  a.positions = inv_freq != nullptr ? positions : nullptr;
   // Validation bounds the grid by tokens < 2^31; without rotation the grid is unused.
   a.grid_h = inv_freq != nullptr ? static_cast<int>(grid_h) : 1;
   a.grid_w = inv_freq != nullptr ? static_cast<int>(grid_w) : 1;

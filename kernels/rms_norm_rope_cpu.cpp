@@ -13,7 +13,7 @@ namespace {
 
 namespace detail {
 void validate_rms_norm_rope(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq,
-                            int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
+                            const int64_t* positions, int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
                             const bf16* out, int64_t tokens) {
   constexpr int64_t kMaxIndex = std::numeric_limits<int32_t>::max();  // one CTA per token; int columns
   constexpr int64_t kMaxHeadDim = 8192;  // the (cos, sin) table of one token lives in shared memory
@@ -31,8 +31,12 @@ void validate_rms_norm_rope(const bf16* src, int64_t src_row_stride, const float
   if (!(eps >= 0.0f) || !std::isfinite(eps)) fail("eps must be finite and >= 0, got " + std::to_string(eps));
   if (inv_freq != nullptr) {
     if (grid_f < 1 || grid_h < 1 || grid_w < 1) fail("grid_f, grid_h and grid_w must be >= 1 with inv_freq");
-    // Divide rather than multiply: the product of three int64 could overflow.
-    if (tokens % grid_w != 0 || (tokens / grid_w) % grid_h != 0 || tokens / grid_w / grid_h != grid_f) {
+    if (positions != nullptr) {
+      // Gathered rows: any number of them, each naming a token of a grid that int indices can address.
+      if (grid_h > kMaxIndex / grid_w || grid_f > kMaxIndex / (grid_h * grid_w)) {
+        fail("the grid must have fewer than 2^31 tokens with positions");
+      }
+    } else if (tokens % grid_w != 0 || (tokens / grid_w) % grid_h != 0 || tokens / grid_w / grid_h != grid_f) {
       fail("tokens (" + std::to_string(tokens) + ") must equal grid_f * grid_h * grid_w (" + std::to_string(grid_f) +
            " x " + std::to_string(grid_h) + " x " + std::to_string(grid_w) + ") when inv_freq is given");
     }
@@ -64,9 +68,9 @@ void wan_rope_inv_freq(int64_t head_dim, double theta, float* inv_freq_out) {
 }
 
 void rms_norm_rope_cpu(const bf16* src, int64_t src_row_stride, const float* weight, const float* inv_freq,
-                       int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
+                       const int64_t* positions, int64_t grid_f, int64_t grid_h, int64_t grid_w, int64_t heads, int64_t head_dim, float eps,
                        bf16* out, int64_t tokens, Stream /*stream*/) {
-  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, grid_f, grid_h, grid_w, heads, head_dim, eps,
+  detail::validate_rms_norm_rope(src, src_row_stride, weight, inv_freq, positions, grid_f, grid_h, grid_w, heads, head_dim, eps,
                                  out, tokens);
   const int64_t dim = heads * head_dim;
   const int64_t pairs = head_dim / 2;
@@ -79,9 +83,14 @@ void rms_norm_rope_cpu(const bf16* src, int64_t src_row_stride, const float* wei
     const double rstd = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
     double position[3] = {0.0, 0.0, 0.0};  // frame, row, column on the latent grid
     if (inv_freq != nullptr) {
-      position[0] = static_cast<double>(t / (grid_h * grid_w));
-      position[1] = static_cast<double>((t / grid_w) % grid_h);
-      position[2] = static_cast<double>(t % grid_w);
+      const int64_t token = positions != nullptr ? positions[t] : t;
+      if (token < 0 || token >= grid_f * grid_h * grid_w) {
+        throw std::invalid_argument("rms_norm_rope: positions[" + std::to_string(t) + "] = " + std::to_string(token) +
+                                    " is outside the grid");
+      }
+      position[0] = static_cast<double>(token / (grid_h * grid_w));
+      position[1] = static_cast<double>((token / grid_w) % grid_h);
+      position[2] = static_cast<double>(token % grid_w);
     }
     for (int64_t c = 0; c < dim; c += 2) {
       double v0 = bf16_to_float(row[c]) * rstd * weight[c];
