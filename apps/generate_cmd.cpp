@@ -19,6 +19,7 @@ struct GenerateFlags {
   std::string out, attention = "auto", schedule;
   double budget = std::nan("");  // unset
   int64_t dense_steps = 2;
+  SelectionParams selection;
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -51,7 +52,10 @@ void run(const GenerateFlags& f) {
   const auto& preset = model_preset(o.model);
   const int64_t steps = o.steps ? o.steps : preset.default_steps;
   if (!f.schedule.empty()) o.schedule = read_schedule(f.schedule, preset.name, steps);
-  if (!std::isnan(f.budget)) o.schedule = uniform_schedule(preset.name, steps, f.budget, f.dense_steps);
+  if (!std::isnan(f.budget)) {
+    o.schedule = uniform_schedule(preset.name, steps, f.budget, f.dense_steps);
+    o.schedule->selection = f.selection;
+  }
   Progress progress("sampling", steps);
   o.on_step = [&](int64_t step, int64_t) { progress.update(step + 1); };
   const auto r = generate(o);
@@ -104,6 +108,10 @@ void register_generate(CLI::App& app) {
   sub->add_option("--budget", flags->budget, "the same token budget in [0, 1] at every step after --dense-steps")
       ->excludes(schedule);
   sub->add_option("--dense-steps", flags->dense_steps, "dense steps before --budget applies")->default_val(2);
+  sub->add_option("--tile", flags->selection.tile, "with --budget: select runs of this many tokens")->default_val(1);
+  sub->add_option("--min-frame-share", flags->selection.min_frame_share,
+                  "with --budget: every frame keeps at least this share of its tokens fresh")
+      ->default_val(0);
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });
 }

@@ -30,6 +30,35 @@ at::Tensor take(Weights& w, const std::string& key) {
   return t;
 }
 
+// The tokens a block computes: the top ceil(budget * N) by score, in runs of `tile` consecutive
+// tokens when tiled (a tile scores as its best token), with at least `min_frame_share` of every frame's
+// tokens among them. Ascending indices, so gathers read memory in order.
+at::Tensor select_tokens(const at::Tensor& score, double budget, const SelectionParams& sel, const RopeGrid& grid) {
+  const int64_t n = score.size(0);
+  const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
+  at::Tensor s = score;
+  if (sel.min_frame_share > 0 && grid.frames * grid.height * grid.width == n) {
+    // Each frame's best tokens jump the queue: a bonus above every score.
+    const int64_t per_frame = grid.height * grid.width;
+    const int64_t m = std::min<int64_t>(per_frame, static_cast<int64_t>(std::ceil(sel.min_frame_share * static_cast<double>(per_frame))));
+    auto frame_top = std::get<1>(score.view({grid.frames, per_frame}).topk(m, 1));
+    auto base = at::arange(grid.frames, frame_top.options()).mul_(per_frame).unsqueeze(1);
+    s = score.clone();
+    s.index_add_(0, (frame_top + base).flatten(), at::full({grid.frames * m}, 2.0 * (score.abs().max().item<double>() + 1.0), score.options()));
+  }
+  if (sel.tile > 1) {
+    const int64_t tiles = (n + sel.tile - 1) / sel.tile;
+    auto padded = at::constant_pad_nd(s, {0, tiles * sel.tile - n}, -1e30);
+    auto tile_score = padded.view({tiles, sel.tile}).amax(1);
+    const int64_t kt = std::min<int64_t>(tiles, (k + sel.tile - 1) / sel.tile);
+    auto chosen = std::get<1>(tile_score.topk(kt, 0, true, false));
+    auto idx = (chosen.unsqueeze(1) * sel.tile + at::arange(sel.tile, chosen.options()).unsqueeze(0)).flatten();
+    idx = idx.masked_select(idx < n);
+    return std::get<0>(idx.sort());
+  }
+  return std::get<0>(std::get<1>(at::topk(s, k, 0, true, false)).sort());
+}
+
 }  // namespace
 
 WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
@@ -253,8 +282,8 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   auto sketch = at::matmul(in, sketch_proj_);
   auto delta = (sketch - cache.sketch).norm(2, {1});
   auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
-  const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
-  auto idx = std::get<0>(std::get<1>(at::topk(score, k, 0, true, false)).sort());  // ascending: gathers stay local
+  auto idx = select_tokens(score, budget, sel, rope);
+  const int64_t k = idx.size(0);
   computed += k;
 
   auto mod = (b.modulation + e0).select(0, 0);  // [6, D]

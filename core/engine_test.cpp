@@ -82,6 +82,34 @@ TEST(TokenEngine, SelectionFollowsTheScore) {
   EXPECT_EQ(picked[1].item<int64_t>(), 9);
 }
 
+TEST(TokenEngine, TilesSelectWholeRunsOfTokens) {
+  Fixture f;
+  TokenEngineState state;
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  SelectionParams sel;
+  sel.tile = 8;
+  f.model.forward_tokenwise(f.x + 0.05 * at::randn_like(f.x), 650.0, f.ctx, 0.3, sel, state);  // 20 tokens -> 3 tiles
+  for (const auto& b : state.blocks) {
+    auto fresh = b.stale.eq(0).view({8, 8});  // 64 tokens as 8 tiles of 8
+    auto per_tile = fresh.sum(1);
+    EXPECT_EQ(per_tile.eq(8).sum().item<int64_t>(), 3);
+    EXPECT_EQ(per_tile.eq(0).sum().item<int64_t>(), 5);
+  }
+}
+
+TEST(TokenEngine, EveryFrameKeepsItsMinimumShare) {
+  Fixture f;
+  TokenEngineState state;
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  // Make frame 0 the stalest by far: without a floor it would take the whole budget.
+  for (auto& b : state.blocks) b.stale.narrow(0, 0, 16).fill_(5.0);
+  SelectionParams sel{0.0, 1.0};
+  sel.min_frame_share = 0.25;  // 4 of each frame's 16 tokens
+  f.model.forward_tokenwise(f.x, 650.0, f.ctx, 0.25, sel, state);  // 16 tokens in all
+  auto fresh = state.blocks[0].stale.eq(0).view({4, 16}).sum(1);
+  for (int64_t fr = 0; fr < 4; ++fr) EXPECT_EQ(fresh[fr].item<int64_t>(), 4) << "frame " << fr;
+}
+
 GenerateOptions tiny_run() {
   GenerateOptions o;
   o.weights = "random";

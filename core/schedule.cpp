@@ -69,6 +69,10 @@ void validate_schedule(const TokenBudgetSchedule& s, const std::string& where, c
     fail(where, "schedule has " + std::to_string(s.steps()) + " steps, the run has " + std::to_string(steps));
   }
   if (!(s.selection.w_lse >= 0) || !(s.selection.w_stale >= 0)) fail(where, "selection weights must be >= 0");
+  if (s.selection.tile < 1) fail(where, "'selection.tile' must be >= 1");
+  if (!(s.selection.min_frame_share >= 0 && s.selection.min_frame_share <= 1)) {
+    fail(where, "'selection.min_frame_share' must be in [0, 1]");
+  }
 }
 
 TokenBudgetSchedule read_schedule(const std::string& path, const std::string& model, int64_t steps) {
@@ -106,12 +110,15 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   if (j.contains("selection")) {
     const auto& sel = j["selection"];
     if (!sel.is_object()) fail(path, "'selection' must be an object");
-    only_fields(sel, {"w_lse", "w_stale"}, path, "selection.");
-    for (const char* k : {"w_lse", "w_stale"}) {
+    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share"}, path, "selection.");
+    for (const char* k : {"w_lse", "w_stale", "min_frame_share"}) {
       if (sel.contains(k) && !sel[k].is_number()) fail(path, std::string("'selection.") + k + "' must be a number");
     }
+    if (sel.contains("tile") && !sel["tile"].is_number_integer()) fail(path, "'selection.tile' must be an integer");
     s.selection.w_lse = sel.value("w_lse", s.selection.w_lse);
     s.selection.w_stale = sel.value("w_stale", s.selection.w_stale);
+    s.selection.tile = sel.value("tile", s.selection.tile);
+    s.selection.min_frame_share = sel.value("min_frame_share", s.selection.min_frame_share);
   }
   if (j.contains("provenance")) {
     if (!j["provenance"].is_object()) fail(path, "'provenance' must be an object");
@@ -130,7 +137,11 @@ void write_schedule(const std::string& path, const TokenBudgetSchedule& s) {
          {"model", s.model},
          {"steps", s.steps()},
          {"budgets", s.budgets},
-         {"selection", {{"w_lse", s.selection.w_lse}, {"w_stale", s.selection.w_stale}}},
+         {"selection",
+          {{"w_lse", s.selection.w_lse},
+           {"w_stale", s.selection.w_stale},
+           {"tile", s.selection.tile},
+           {"min_frame_share", s.selection.min_frame_share}}},
          {"provenance", s.provenance}};
   const std::string tmp = path + ".tmp";
   {

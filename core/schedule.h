@@ -11,9 +11,13 @@ namespace astraea {
 /// How each block picks its tokens (docs/schedule.md): score_i = w_lse * lse_i * delta_i
 /// + w_stale * exp(stale_i), top ceil(budget * N).
 struct SelectionParams {
-  double w_lse = 1.0;    ///< weight of attention log-sum-exp times input change
-  double w_stale = 0.1;  ///< weight of the staleness term
-  bool operator==(const SelectionParams& o) const { return w_lse == o.w_lse && w_stale == o.w_stale; }
+  double w_lse = 1.0;           ///< weight of attention log-sum-exp times input change
+  double w_stale = 0.1;         ///< weight of the staleness term
+  int64_t tile = 1;             ///< select runs of this many consecutive tokens (1: single tokens)
+  double min_frame_share = 0;   ///< every frame keeps at least this share of its tokens fresh
+  bool operator==(const SelectionParams& o) const {
+    return w_lse == o.w_lse && w_stale == o.w_stale && tile == o.tile && min_frame_share == o.min_frame_share;
+  }
 };
 
 /// One budget in [0, 1] per sampling step: 1 computes every token, 0 skips the step (the last

@@ -22,7 +22,7 @@ TEST(Schedule, RoundTripsThroughItsFile) {
   TokenBudgetSchedule s;
   s.model = "tiny";
   s.budgets = {1, 1, 0.5, 0, 0.3};
-  s.selection = {2.0, 0.25};
+  s.selection = {2.0, 0.25, 16, 0.1};
   s.provenance = {{"study", "demo"}, {"trial", "7"}};
   const auto path = (fs::temp_directory_path() / "astraea_schedule_rt.json").string();
   write_schedule(path, s);
@@ -82,6 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"first_zero", kHead + R"("steps": 3, "budgets": [0, 1, 1]})", "budgets[0] is 0"},
         Bad{"wrong_model", R"({"format": "astraea-schedule", "version": 1, "model": "wan2.1-1.3b", "steps": 3, "budgets": [1, 1, 1]})",
             "for model 'wan2.1-1.3b'"},
+        Bad{"tile", kHead + R"("steps": 3, "budgets": [1, 1, 1], "selection": {"tile": 0}})", "'selection.tile'"},
         Bad{"selection_field", kHead + R"("steps": 3, "budgets": [1, 1, 1], "selection": {"w_x": 1}})",
             "unknown field 'selection.w_x'"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
