@@ -112,6 +112,8 @@ void register_generate(CLI::App& app) {
   sub->add_option("--min-frame-share", flags->selection.min_frame_share,
                   "with --budget: every frame keeps at least this share of its tokens fresh")
       ->default_val(0);
+  sub->add_flag("--reuse-kv", flags->selection.reuse_kv,
+                "with --budget: unselected tokens keep cached keys and values (more memory, fewer FLOPs)");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });
 }

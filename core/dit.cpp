@@ -239,7 +239,7 @@ at::Tensor WanDiT::run_head(at::Tensor& x, const Embedded& in) const {
 }
 
 void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
-                         const RopeGrid& rope, BlockTokenCache* record) const {
+                         const RopeGrid& rope, BlockTokenCache* record, bool record_kv) const {
   const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
@@ -269,6 +269,10 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
     record->out = x[0].to(dtype_).clone();
     record->lse = attn.lse[0].mean(0);
     record->stale = at::zeros({x.size(1)}, x.options());
+    if (record_kv) {
+      record->k = k[0].clone();
+      record->v = v[0].clone();
+    }
   }
 }
 
@@ -288,15 +292,28 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
 
   auto mod = (b.modulation + e0).select(0, 0);  // [6, D]
   auto m = [&](int64_t i) { return mod.select(0, i); };
-  // Keys and values for every token; queries and everything after them for the selected ones.
-  auto xn = residual_layer_norm(in, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
-  auto kv = at::linear(xn, mat(b.qkv_w.narrow(0, d, 2 * d)), mat(b.qkv_b.narrow(0, d, 2 * d)));
-  auto k_all = rms_norm_rope(kv.narrow(1, 0, d), b.norm_k, &rope, heads, eps);
-  auto v_all = kv.narrow(1, d, d);
   RopeGrid gathered = rope;
   gathered.positions = idx;
-  auto q = rms_norm_rope(at::linear(xn.index_select(0, idx), mat(b.qkv_w.narrow(0, 0, d)), mat(b.qkv_b.narrow(0, 0, d))),
-                         b.norm_q, &gathered, heads, eps);
+  at::Tensor q, k_all, v_all;
+  if (sel.reuse_kv && cache.k.defined()) {
+    // Everything for the selected tokens only; the others attend with their cached keys and values.
+    auto xs = in.index_select(0, idx);
+    auto xn = residual_layer_norm(xs, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));
+    q = rms_norm_rope(qkv.narrow(1, 0, d), b.norm_q, &gathered, heads, eps);
+    cache.k.index_copy_(0, idx, rms_norm_rope(qkv.narrow(1, d, d), b.norm_k, &gathered, heads, eps));
+    cache.v.index_copy_(0, idx, qkv.narrow(1, 2 * d, d));
+    k_all = cache.k;
+    v_all = cache.v;
+  } else {
+    // Keys and values for every token; queries and everything after them for the selected ones.
+    auto xn = residual_layer_norm(in, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    auto kv = at::linear(xn, mat(b.qkv_w.narrow(0, d, 2 * d)), mat(b.qkv_b.narrow(0, d, 2 * d)));
+    k_all = rms_norm_rope(kv.narrow(1, 0, d), b.norm_k, &rope, heads, eps);
+    v_all = kv.narrow(1, d, d);
+    q = rms_norm_rope(at::linear(xn.index_select(0, idx), mat(b.qkv_w.narrow(0, 0, d)), mat(b.qkv_b.narrow(0, 0, d))),
+                      b.norm_q, &gathered, heads, eps);
+  }
   auto attn = attention(q.view({k, heads, hd}), k_all.view({n, heads, hd}), v_all.view({n, heads, hd}), true);
   auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 
@@ -351,7 +368,7 @@ at::Tensor WanDiT::forward_tokenwise(const at::Tensor& latents, double timestep,
   at::Tensor x = in.x;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (dense) {
-      dense_block(blocks_[i], x, in.e0, contexts, rope, &state.blocks[i]);
+      dense_block(blocks_[i], x, in.e0, contexts, rope, &state.blocks[i], selection.reuse_kv);
       state.computed_tokens += n;
     } else {
       sparse_block(blocks_[i], x, in.e0, contexts, rope, budget, selection, state.blocks[i], state.computed_tokens);
@@ -365,7 +382,7 @@ at::Tensor WanDiT::forward_tokenwise(const at::Tensor& latents, double timestep,
 int64_t TokenEngineState::bytes() const {
   int64_t total = 0;
   for (const auto& b : blocks) {
-    for (const auto* t : {&b.out, &b.lse, &b.sketch, &b.stale}) total += t->defined() ? static_cast<int64_t>(t->nbytes()) : 0;
+    for (const auto* t : {&b.out, &b.lse, &b.sketch, &b.stale, &b.k, &b.v}) total += t->defined() ? static_cast<int64_t>(t->nbytes()) : 0;
   }
   return total;
 }

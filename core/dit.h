@@ -71,7 +71,7 @@ class WanDiT {
   at::Tensor run_head(at::Tensor& x, const Embedded& in) const;
   // One block on all tokens; with `record`, also fills that block's token cache.
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
-                   const RopeGrid& rope, BlockTokenCache* record) const;
+                   const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false) const;
   // One block on the selected tokens of one sequence; the rest keep `cache.out`.
   void sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                     const RopeGrid& rope, double budget, const SelectionParams& selection,

@@ -110,6 +110,26 @@ TEST(TokenEngine, EveryFrameKeepsItsMinimumShare) {
   for (int64_t fr = 0; fr < 4; ++fr) EXPECT_EQ(fresh[fr].item<int64_t>(), 4) << "frame " << fr;
 }
 
+TEST(TokenEngine, ReusedKeysAndValuesMatchRecomputedOnesWhenAllTokensAreSelected) {
+  Fixture f;
+  const auto x2 = f.x + 0.05 * at::randn_like(f.x);
+  SelectionParams reuse;
+  reuse.reuse_kv = true;
+  TokenEngineState plain_state, reuse_state;
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, plain_state);
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, reuse, reuse_state);
+  EXPECT_EQ(reuse_state.bytes() - plain_state.bytes(), f.c.layers * 2 * 64 * f.c.dim * 4);  // k and v per block
+  // 0.999 of 64 tokens rounds up to all of them: the sparse path with fresh keys and values everywhere.
+  auto plain = f.model.forward_tokenwise(x2, 650.0, f.ctx, 0.999, {}, plain_state);
+  auto reused = f.model.forward_tokenwise(x2, 650.0, f.ctx, 0.999, reuse, reuse_state);
+  EXPECT_TRUE(at::allclose(plain, reused, 1e-4, 1e-5)) << (plain - reused).abs().max().item<float>();
+  // With part of the tokens, stale keys and values make a (slightly) different result.
+  auto part_plain = f.model.forward_tokenwise(x2 + 0.05, 600.0, f.ctx, 0.5, {}, plain_state);
+  auto part_reused = f.model.forward_tokenwise(x2 + 0.05, 600.0, f.ctx, 0.5, reuse, reuse_state);
+  EXPECT_TRUE(part_reused.isfinite().all().item<bool>());
+  EXPECT_FALSE(at::allclose(part_plain, part_reused, 1e-4, 1e-5));
+}
+
 GenerateOptions tiny_run() {
   GenerateOptions o;
   o.weights = "random";

@@ -110,7 +110,9 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   if (j.contains("selection")) {
     const auto& sel = j["selection"];
     if (!sel.is_object()) fail(path, "'selection' must be an object");
-    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share"}, path, "selection.");
+    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share", "reuse_kv"}, path, "selection.");
+    if (sel.contains("reuse_kv") && !sel["reuse_kv"].is_boolean()) fail(path, "'selection.reuse_kv' must be true or false");
+    s.selection.reuse_kv = sel.value("reuse_kv", false);
     for (const char* k : {"w_lse", "w_stale", "min_frame_share"}) {
       if (sel.contains(k) && !sel[k].is_number()) fail(path, std::string("'selection.") + k + "' must be a number");
     }
@@ -141,7 +143,8 @@ void write_schedule(const std::string& path, const TokenBudgetSchedule& s) {
           {{"w_lse", s.selection.w_lse},
            {"w_stale", s.selection.w_stale},
            {"tile", s.selection.tile},
-           {"min_frame_share", s.selection.min_frame_share}}},
+           {"min_frame_share", s.selection.min_frame_share},
+           {"reuse_kv", s.selection.reuse_kv}}},
          {"provenance", s.provenance}};
   const std::string tmp = path + ".tmp";
   {

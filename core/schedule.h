@@ -15,8 +15,10 @@ struct SelectionParams {
   double w_stale = 0.1;         ///< weight of the staleness term
   int64_t tile = 1;             ///< select runs of this many consecutive tokens (1: single tokens)
   double min_frame_share = 0;   ///< every frame keeps at least this share of its tokens fresh
+  bool reuse_kv = false;        ///< unselected tokens keep cached keys and values too (two more token tensors)
   bool operator==(const SelectionParams& o) const {
-    return w_lse == o.w_lse && w_stale == o.w_stale && tile == o.tile && min_frame_share == o.min_frame_share;
+    return w_lse == o.w_lse && w_stale == o.w_stale && tile == o.tile && min_frame_share == o.min_frame_share &&
+           reuse_kv == o.reuse_kv;
   }
 };
 

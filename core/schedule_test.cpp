@@ -22,7 +22,7 @@ TEST(Schedule, RoundTripsThroughItsFile) {
   TokenBudgetSchedule s;
   s.model = "tiny";
   s.budgets = {1, 1, 0.5, 0, 0.3};
-  s.selection = {2.0, 0.25, 16, 0.1};
+  s.selection = {2.0, 0.25, 16, 0.1, true};
   s.provenance = {{"study", "demo"}, {"trial", "7"}};
   const auto path = (fs::temp_directory_path() / "astraea_schedule_rt.json").string();
   write_schedule(path, s);

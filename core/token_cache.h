@@ -16,6 +16,7 @@ struct BlockTokenCache {
   at::Tensor lse;     ///< [N] float: the token's attention log-sum-exp then, mean over heads
   at::Tensor sketch;  ///< [N, kSketchDim] float: a fixed random projection of the block input then
   at::Tensor stale;   ///< [N] float: consecutive steps the token has not been computed
+  at::Tensor k, v;    ///< [N, D] keys (normed, rotated) and values, only with SelectionParams::reuse_kv
 };
 
 /// Width of the input sketch that measures how much a token's block input changed.
