@@ -9,6 +9,8 @@
 #include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "kernels/rms_norm_rope.cuh"
+#include "kernels/token_scatter.cuh"
+#include "kernels/token_select.cuh"
 
 namespace astraea {
 
@@ -283,10 +285,30 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   const double eps = config_.eps;
   at::Tensor in = x[0];  // [N, D] float32
   // Score: attention log-sum-exp times how far the input moved, plus a staleness term (paper's Eq.).
-  auto sketch = at::matmul(in, sketch_proj_);
-  auto delta = (sketch - cache.sketch).norm(2, {1});
-  auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
-  auto idx = select_tokens(score, budget, sel, rope);
+  auto sketch = at::matmul(in, sketch_proj_).contiguous();
+  // The fused kernels cover single-token selection into a bf16 cache; tiles and frame floors use ATen.
+  const bool fused = uses_fused_kernels(in) && cache.out.scalar_type() == at::kBFloat16 && sel.tile == 1 &&
+                     sel.min_frame_share == 0;
+  at::Tensor idx;
+#if ASTRAEA_HAS_TORCH_CUDA
+  const auto stream = static_cast<kernels::Stream>(compat::current_stream(in.device()));
+  if (fused) {
+    const int64_t want = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
+    auto score = at::empty({n}, in.options());
+    idx = at::empty({want}, in.options().dtype(at::kLong));
+    const size_t ws_bytes = kernels::select_tokens_workspace_bytes(n);
+    auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, in.options().dtype(at::kByte));
+    kernels::select_tokens(cache.lse.data_ptr<float>(), sketch.data_ptr<float>(), cache.sketch.data_ptr<float>(),
+                           kSketchDim, cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse),
+                           static_cast<float>(sel.w_stale), n, want, score.data_ptr<float>(), idx.data_ptr<int64_t>(),
+                           ws.data_ptr(), ws_bytes, stream);
+  }
+#endif
+  if (!fused) {
+    auto delta = (sketch - cache.sketch).norm(2, {1});
+    auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
+    idx = select_tokens(score, budget, sel, rope);
+  }
   const int64_t k = idx.size(0);
   computed += k;
 
@@ -331,6 +353,19 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   residual_layer_norm(h, f, m(5), {}, {}, dtype_, eps, false);
 
   // Scatter into the cache; unselected tokens keep their cached outputs.
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (fused) {
+    auto lse = attn.lse.contiguous();
+    auto next = at::empty({n, d}, in.options());
+    kernels::scatter_tokens(h.contiguous().data_ptr<float>(), idx.data_ptr<int64_t>(), k, lse.data_ptr<float>(), heads,
+                            sketch.data_ptr<float>(), kSketchDim,
+                            reinterpret_cast<kernels::bf16*>(cache.out.data_ptr()), cache.lse.data_ptr<float>(),
+                            cache.sketch.data_ptr<float>(), cache.stale.data_ptr<float>(), next.data_ptr<float>(), n, d,
+                            stream);
+    x = next.unsqueeze(0);
+    return;
+  }
+#endif
   cache.out.index_copy_(0, idx, h.to(cache.out.scalar_type()));
   cache.lse.index_copy_(0, idx, attn.lse.mean(0));
   cache.sketch.index_copy_(0, idx, sketch.index_select(0, idx));

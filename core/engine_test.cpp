@@ -5,8 +5,10 @@
 
 #include <cmath>
 
+#include "core/block_ops.h"
 #include "core/dit.h"
 #include "core/generate.h"
+#include "core/torch_compat.h"
 
 namespace astraea {
 namespace {
@@ -128,6 +130,34 @@ TEST(TokenEngine, ReusedKeysAndValuesMatchRecomputedOnesWhenAllTokensAreSelected
   auto part_reused = f.model.forward_tokenwise(x2 + 0.05, 600.0, f.ctx, 0.5, reuse, reuse_state);
   EXPECT_TRUE(part_reused.isfinite().all().item<bool>());
   EXPECT_FALSE(at::allclose(part_plain, part_reused, 1e-4, 1e-5));
+}
+
+// On a GPU: budget 1 is the dense bf16 model there too, and a sparse step on the fused kernels
+// (gathered queries rotated inside rms_norm_rope) agrees with the same step on ATen operations.
+TEST(TokenEngineGpu, DenseEqualityAndFusedSparseStep) {
+  if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device gpu(at::kCUDA, 0);
+  auto c = model_preset("tiny");
+  WanDiT model(c, random_weights(c, 12, gpu, at::kBFloat16), at::kBFloat16);
+  auto x = at::randn({3, 8, 32, 32});  // 8 x 8 x 8 = 512 tokens
+  auto ctx = model.embed_context(model.encode_prompt("a cyan triangle moving up on a navy background"));
+  TokenEngineState state, aten_state;
+  auto dense = model.forward_tokenwise(x, 700.0, ctx, 1.0, {}, state);
+  EXPECT_TRUE(at::equal(dense, model.forward(x, 700.0, ctx)));
+  // Distinct staleness and a staleness-only score: both paths pick the same tokens, whatever rounding does.
+  for (auto& b : state.blocks) b.stale = at::randperm(512, at::kFloat).mul_(0.01).to(gpu);
+  aten_state = state;  // same caches, deep-copied
+  for (auto& b : aten_state.blocks) {
+    b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
+  }
+  const auto x2 = x + 0.05 * at::randn_like(x);
+  const SelectionParams by_staleness{0.0, 1.0};
+  auto fused = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, state).cpu();
+  set_fused_kernels_disabled(true);
+  auto aten = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, aten_state).cpu();
+  set_fused_kernels_disabled(false);
+  EXPECT_TRUE(fused.isfinite().all().item<bool>());
+  EXPECT_LT(((fused - aten).norm() / aten.norm()).item<double>(), 2e-2);
 }
 
 GenerateOptions tiny_run() {

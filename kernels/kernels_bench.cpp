@@ -11,11 +11,16 @@
 
 #if ASTRAEA_HAS_CUDA_KERNELS
 
+#include <algorithm>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "kernels/cuda_check.h"
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
+#include "kernels/token_scatter.cuh"
+#include "kernels/token_select.cuh"
 
 namespace astraea::kernels {
 namespace {
@@ -122,6 +127,67 @@ void BM_RmsNormRope(benchmark::State& state) {
   });
 }
 
+/// The token-wise engine's sketch width (core/token_cache.h: kSketchDim) and heads of Wan 2.1 1.3B.
+constexpr int64_t kSketchDim = 8;
+constexpr int64_t kHeads = 12;
+
+template <typename T>
+void upload(const DeviceArray<T>& array, const std::vector<T>& host) {
+  ASTRAEA_CUDA_CHECK(cudaMemcpy(array.get(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+/// select_tokens over state.range(0) tokens, k = n / 2. Random inputs: the selection's work depends
+/// on how the scores spread over the key digits, which constant memory would make degenerate.
+void BM_SelectTokens(benchmark::State& state) {
+  if (skip_without_device(state)) return;
+  const int64_t n = state.range(0), k = n / 2;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> stale_count(0, 5);
+  std::vector<float> lse(n), sketch_old(n * kSketchDim), sketch_new(n * kSketchDim), stale(n);
+  for (float& v : lse) v = 5.0f + normal(rng);
+  for (float& v : sketch_old) v = normal(rng);
+  for (size_t j = 0; j < sketch_new.size(); ++j) sketch_new[j] = sketch_old[j] + 0.3f * normal(rng);
+  for (float& v : stale) v = static_cast<float>(stale_count(rng));
+  DeviceArray<float> lse_dev(n), old_dev(n * kSketchDim), new_dev(n * kSketchDim), stale_dev(n), score(n);
+  DeviceArray<int64_t> idx(k);
+  DeviceArray<unsigned char> workspace(static_cast<int64_t>(select_tokens_workspace_bytes(n)));
+  upload(lse_dev, lse);
+  upload(old_dev, sketch_old);
+  upload(new_dev, sketch_new);
+  upload(stale_dev, stale);
+  // lse, stale and both sketches read; scores and indices written.
+  const double bytes = (4.0 + 4.0 + 8.0 * kSketchDim + 4.0) * n + 8.0 * k;
+  time_launches(state, bytes, [&](cudaStream_t stream) {
+    select_tokens(lse_dev.get(), new_dev.get(), old_dev.get(), kSketchDim, stale_dev.get(), 1.0f, 1.0f, n, k,
+                  score.get(), idx.get(), workspace.get(), workspace.bytes(), stream);
+  });
+}
+
+/// scatter_tokens of k = kTokens / 2 rows of state.range(0) columns into a cache of kTokens rows.
+void BM_ScatterTokens(benchmark::State& state) {
+  if (skip_without_device(state)) return;
+  const int64_t dim = state.range(0), n = kTokens, k = n / 2;
+  std::vector<int64_t> selected(n);
+  std::iota(selected.begin(), selected.end(), int64_t{0});
+  std::shuffle(selected.begin(), selected.end(), std::mt19937(7));
+  selected.resize(k);
+  std::sort(selected.begin(), selected.end());
+  DeviceArray<float> h(k * dim), lse_sel(kHeads * k), sketch_new(n * kSketchDim), cache_lse(n),
+      cache_sketch(n * kSketchDim), stale(n), x_next(n * dim);
+  DeviceArray<bf16> cache(n * dim);
+  DeviceArray<int64_t> idx(k);
+  upload(idx, selected);
+  // h read, the other rows' cache read; the selected rows' cache written, every row of x_next written;
+  // idx and lse_sel read; a sketch row read and written and an lse written per selected token; stale updated.
+  const double bytes = 4.0 * k * dim + 2.0 * (n - k) * dim + 2.0 * k * dim + 4.0 * n * dim +
+                       (8.0 + 4.0 * kHeads + 8.0 * kSketchDim + 4.0) * k + 8.0 * n;
+  time_launches(state, bytes, [&](cudaStream_t stream) {
+    scatter_tokens(h.get(), idx.get(), k, lse_sel.get(), kHeads, sketch_new.get(), kSketchDim, cache.get(),
+                   cache_lse.get(), cache_sketch.get(), stale.get(), x_next.get(), n, dim, stream);
+  });
+}
+
 /// cudaMemcpyAsync of a float32 [kTokens, state.range(0)] array: what the hardware's copy reaches.
 void BM_MemcpyDeviceToDevice(benchmark::State& state) {
   if (skip_without_device(state)) return;
@@ -138,6 +204,9 @@ BENCHMARK(BM_ResidualAdd)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark
 BENCHMARK(BM_AdaLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ResidualAdaLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RmsNormRope)->Arg(12)->Arg(40)->UseManualTime()->Unit(benchmark::kMicrosecond);
+// Wan 1.3B at 480p: 32760 tokens; 14B at 720p: 75600.
+BENCHMARK(BM_SelectTokens)->Arg(32760)->Arg(75600)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ScatterTokens)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace astraea::kernels

@@ -18,6 +18,8 @@
 #include "astraea/config.h"
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
+#include "kernels/token_scatter.cuh"
+#include "kernels/token_select.cuh"
 #include "kernels/types.h"
 
 #if ASTRAEA_HAS_CUDA_KERNELS
@@ -260,6 +262,143 @@ TEST(WanRopeInvFreq, FollowsRopeParamsPerAxis) {
   wan_rope_inv_freq(6, 10000.0, tiny.data());
   EXPECT_EQ(tiny, (std::vector<float>{1, 1, 1}));
   expect_invalid_argument([&] { wan_rope_inv_freq(7, 10000.0, tiny.data()); }, "head_dim");
+}
+
+// ------------------------------------------------------------------------------------------------
+// select_tokens_cpu and select_top_scores_cpu
+
+TEST(SelectTokensCpu, MatchesHandComputationWithTieAtThreshold) {
+  // Two sketch columns; new - old per token: (3,4) (0,0) (0,1) (6,8) (0,0) (0,2.5) -> norms 5 0 1 10 0 2.5.
+  // w_lse 1, w_stale 1: score = lse * norm + exp(stale)
+  //   t0: 1 * 5 + e^0 = 6   t1: 0 + e^2 = 7.389   t2: 2 * 1 + 1 = 3
+  //   t3: 0.5 * 10 + 1 = 6  t4: 0 + 1 = 1         t5: 2 * 2.5 + 1 = 6
+  // k = 3: t1, then two of the three tied at 6: the lower indices t0 and t3 -> [0 1 3].
+  const float lse[6] = {1, 3, 2, 0.5f, 4, 2};
+  const float sketch_old[12] = {1, -2, 5, 5, 0, 0, -1, 1, 2, 2, 0.5f, 0};
+  const float sketch_new[12] = {4, 2, 5, 5, 0, 1, 5, 9, 2, 2, 0.5f, 2.5f};
+  const float stale[6] = {0, 2, 0, 0, 0, 0};
+  float score[6];
+  int64_t idx[6];
+  select_tokens_cpu(lse, sketch_new, sketch_old, 2, stale, 1.0f, 1.0f, 6, 3, score, idx, nullptr, 0, nullptr);
+  EXPECT_EQ(std::vector<float>(score, score + 6),
+            (std::vector<float>{6, static_cast<float>(std::exp(2.0)), 3, 6, 1, 6}));
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 3), (std::vector<int64_t>{0, 1, 3}));
+  // k = 1: the single best; k = 5: everything but the lowest (t4); k = n: every token.
+  select_tokens_cpu(lse, sketch_new, sketch_old, 2, stale, 1.0f, 1.0f, 6, 1, score, idx, nullptr, 0, nullptr);
+  EXPECT_EQ(idx[0], 1);
+  select_tokens_cpu(lse, sketch_new, sketch_old, 2, stale, 1.0f, 1.0f, 6, 5, score, idx, nullptr, 0, nullptr);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 5), (std::vector<int64_t>{0, 1, 2, 3, 5}));
+  select_tokens_cpu(lse, sketch_new, sketch_old, 2, stale, 1.0f, 1.0f, 6, 6, score, idx, nullptr, 0, nullptr);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 6), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  // Weights: w_lse 0 leaves staleness alone (t1 first, then the rest tied at 1: t0, t2);
+  // w_stale -1 subtracts it: 5 - 1, 0 - e^2, 2 - 1, 5 - 1, 0 - 1, 5 - 1 -> t0 t3 t5.
+  select_tokens_cpu(lse, sketch_new, sketch_old, 2, stale, 0.0f, 1.0f, 6, 3, score, idx, nullptr, 0, nullptr);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 3), (std::vector<int64_t>{0, 1, 2}));
+  select_tokens_cpu(lse, sketch_new, sketch_old, 2, stale, 1.0f, -1.0f, 6, 3, score, idx, nullptr, 0,
+                    nullptr);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 3), (std::vector<int64_t>{0, 3, 5}));
+  EXPECT_EQ(score[1], static_cast<float>(-std::exp(2.0)));
+  // sketch_dim 0: no change term (sketches may be null).
+  select_tokens_cpu(lse, nullptr, nullptr, 0, stale, 1.0f, 1.0f, 6, 2, score, idx, nullptr, 0, nullptr);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 2), (std::vector<int64_t>{0, 1}));
+}
+
+TEST(SelectTokensCpu, TopScoresTieRuleAndSignedZero) {
+  const float score[6] = {1, 3, 3, -0.0f, 0.0f, 3};
+  int64_t idx[6];
+  select_top_scores_cpu(score, 6, 2, idx);  // three tied at 3: the first two
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 2), (std::vector<int64_t>{1, 2}));
+  select_top_scores_cpu(score, 6, 4, idx);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 4), (std::vector<int64_t>{0, 1, 2, 5}));
+  select_top_scores_cpu(score, 6, 5, idx);  // -0 ties with +0: the lower index, t3
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 5), (std::vector<int64_t>{0, 1, 2, 3, 5}));
+  const float with_nan[3] = {1, NAN, 2};
+  expect_invalid_argument([&] { select_top_scores_cpu(with_nan, 3, 1, idx); }, "NaN");
+}
+
+TEST(SelectTokensCpu, RejectsBadArguments) {
+  const float lse[4] = {1, 2, 3, 4}, stale[4] = {}, sketch[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  float score[4];
+  int64_t idx[4];
+  const auto call = [&](const float* l, const float* sk, int64_t sketch_dim, float w_lse, int64_t n,
+                        int64_t k, float* s, int64_t* i) {
+    select_tokens_cpu(l, sk, sk, sketch_dim, stale, w_lse, 1.0f, n, k, s, i, nullptr, 0, nullptr);
+  };
+  expect_invalid_argument([&] { call(lse, sketch, 2, 1.0f, 4, 0, score, idx); }, "k must be");
+  expect_invalid_argument([&] { call(lse, sketch, 2, 1.0f, 4, 5, score, idx); }, "k must be");
+  expect_invalid_argument([&] { call(lse, sketch, 2, 1.0f, 0, 1, score, idx); }, "n must be");
+  expect_invalid_argument([&] { call(lse, sketch, -1, 1.0f, 4, 2, score, idx); }, "sketch_dim");
+  expect_invalid_argument([&] { call(lse, nullptr, 2, 1.0f, 4, 2, score, idx); }, "sketch_new");
+  expect_invalid_argument([&] { call(nullptr, sketch, 2, 1.0f, 4, 2, score, idx); }, "lse");
+  expect_invalid_argument([&] { call(lse, sketch, 2, 1.0f, 4, 2, nullptr, idx); }, "score_out");
+  expect_invalid_argument([&] { call(lse, sketch, 2, 1.0f, 4, 2, score, nullptr); }, "idx_out");
+  expect_invalid_argument([&] { call(lse, sketch, 2, INFINITY, 4, 2, score, idx); }, "w_lse");
+  const float nan_lse[4] = {1, NAN, 3, 4};  // a NaN score is an error in the reference
+  expect_invalid_argument([&] { call(nan_lse, sketch, 2, 1.0f, 4, 2, score, idx); }, "NaN");
+}
+
+// ------------------------------------------------------------------------------------------------
+// scatter_tokens_cpu
+
+TEST(ScatterTokensCpu, MatchesHandComputation) {
+  // n 4, dim 4, tokens 1 and 3 selected; 2 heads; 2 sketch columns.
+  constexpr int64_t kN = 4, kDim = 4, kK = 2, kHeads = 2, kSketch = 2;
+  // h rounds to bf16 as: 1 -> 3F80; 1 + 2^-8 (3F808000, a tie) -> 3F80 (even); -2.5 -> C020;
+  // 3.14159265 -> 4049; 0.1 (3DCCCCCD) -> 3DCD; 1 + 3 * 2^-8 (3F818000, a tie) -> 3F82 (even);
+  // -0 -> 8000; 65504 (477FE000) -> 4780, which is 65536.
+  const float h[kK * kDim] = {1.0f, 1.00390625f, -2.5f, 3.14159265f, 0.1f, 1.01171875f, -0.0f, 65504.0f};
+  const int64_t idx[kK] = {1, 3};
+  const float lse_sel[kHeads * kK] = {1, 2, 3, 5};  // [heads, k]: means (1 + 3) / 2 = 2 and (2 + 5) / 2 = 3.5
+  const float sketch_new[kN * kSketch] = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::vector<bf16> cache = to_bf16({0.5f, -1, 2, 0.25f, 99, 99, 99, 99, 7, 8, 9, 10, 99, 99, 99, 99});
+  std::vector<float> cache_lse = {10, 10, 10, 10}, cache_sketch(kN * kSketch, -1.0f), stale = {0, 4, 2, 0};
+  std::vector<float> x_next(kN * kDim, NAN);
+  scatter_tokens_cpu(h, idx, kK, lse_sel, kHeads, sketch_new, kSketch, cache.data(), cache_lse.data(),
+                     cache_sketch.data(), stale.data(), x_next.data(), kN, kDim, nullptr);
+  const uint16_t expected_bits[kN * kDim] = {0x3F00, 0xBF80, 0x4000, 0x3E80, 0x3F80, 0x3F80, 0xC020, 0x4049,
+                                             0x40E0, 0x4100, 0x4110, 0x4120, 0x3DCD, 0x3F82, 0x8000, 0x4780};
+  for (int64_t i = 0; i < kN * kDim; ++i)
+    EXPECT_EQ(cache[i].bits, expected_bits[i]) << "cache_out[" << i << "]";
+  EXPECT_EQ(x_next, (std::vector<float>{0.5f, -1, 2, 0.25f, 1, 1, -2.5f, 3.140625f, 7, 8, 9, 10,
+                                        0.10009765625f, 1.015625f, -0.0f, 65536.0f}));
+  EXPECT_TRUE(std::signbit(x_next[14]));
+  EXPECT_EQ(cache_lse, (std::vector<float>{10, 2, 10, 3.5f}));
+  EXPECT_EQ(cache_sketch, (std::vector<float>{-1, -1, 2, 3, -1, -1, 6, 7}));
+  EXPECT_EQ(stale, (std::vector<float>{1, 0, 3, 0}));
+}
+
+TEST(ScatterTokensCpu, NoSelectedTokensOnlyAges) {
+  std::vector<bf16> cache = to_bf16({1, 2, 3, 4});
+  std::vector<float> stale = {0, 5}, x_next(4);
+  scatter_tokens_cpu(nullptr, nullptr, 0, nullptr, 0, nullptr, 8, cache.data(), nullptr, nullptr,
+                     stale.data(), x_next.data(), 2, 2, nullptr);
+  EXPECT_EQ(x_next, (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(stale, (std::vector<float>{1, 6}));
+}
+
+TEST(ScatterTokensCpu, RejectsBadArguments) {
+  const float h[8] = {}, lse_sel[2] = {}, sketch_new[8] = {};
+  std::vector<bf16> cache(16);
+  float cache_lse[4], cache_sketch[8], stale[4], x_next[16];
+  const auto call = [&](const int64_t* idx, int64_t k, int64_t heads, int64_t n, int64_t dim,
+                        const float* hh) {
+    scatter_tokens_cpu(hh, idx, k, lse_sel, heads, sketch_new, 2, cache.data(), cache_lse, cache_sketch,
+                       stale, x_next, n, dim, nullptr);
+  };
+  const int64_t sorted[2] = {1, 3}, unsorted[2] = {3, 1}, duplicate[2] = {1, 1}, outside[2] = {1, 4},
+                negative[2] = {-1, 2};
+  expect_invalid_argument([&] { call(sorted, 5, 1, 4, 4, h); }, "k must be");
+  expect_invalid_argument([&] { call(sorted, -1, 1, 4, 4, h); }, "k must be");
+  expect_invalid_argument([&] { call(sorted, 2, 0, 4, 4, h); }, "heads");
+  expect_invalid_argument([&] { call(sorted, 2, 1, -4, 4, h); }, "n must be");
+  expect_invalid_argument([&] { call(sorted, 2, 1, 4, -4, h); }, "dim");
+  expect_invalid_argument([&] { call(sorted, 2, 1, 4, 4, nullptr); }, "h must");
+  expect_invalid_argument([&] { call(nullptr, 2, 1, 4, 4, h); }, "idx must not");
+  // The kernel takes these on trust (the caller's contract); the reference checks them.
+  expect_invalid_argument([&] { call(unsorted, 2, 1, 4, 4, h); }, "ascending");
+  expect_invalid_argument([&] { call(duplicate, 2, 1, 4, 4, h); }, "ascending");
+  expect_invalid_argument([&] { call(outside, 2, 1, 4, 4, h); }, "ascending");
+  expect_invalid_argument([&] { call(negative, 2, 1, 4, 4, h); }, "ascending");
 }
 
 #if ASTRAEA_HAS_CUDA_KERNELS
@@ -506,6 +645,184 @@ std::vector<Comparison> run_rms_norm_rope(const RmsNormRopeCase& k, uint32_t see
   return {{"out", to_float(out_ref), to_float(out_dev.download()), 1e-2, inputs_at}};
 }
 
+struct SelectTokensCase {
+  const char* name;
+  int64_t n, k, sketch_dim;
+  float w_lse, w_stale;
+};
+
+/// Random inputs as the engine's: lse around 5, sketches that moved a little (a third not at all:
+/// those tie on their staleness term), integer staleness 0..5.
+std::vector<Comparison> run_select_tokens(const SelectTokensCase& k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t n = static_cast<size_t>(k.n), sketch_size = static_cast<size_t>(k.n * k.sketch_dim);
+  const std::vector<float> lse = normal_values(rng, n, 5.0f, 1.0f);
+  const std::vector<float> sketch_old = normal_values(rng, sketch_size, 0.0f, 1.0f);
+  std::vector<float> sketch_new = normal_values(rng, sketch_size, 0.0f, 0.3f);
+  for (size_t j = 0; j < sketch_size; ++j) {
+    sketch_new[j] =
+        (j / static_cast<size_t>(k.sketch_dim)) % 3 == 0 ? sketch_old[j] : sketch_old[j] + sketch_new[j];
+  }
+  std::uniform_int_distribution<int> stale_count(0, 5);
+  std::vector<float> stale(n);
+  for (float& v : stale) v = static_cast<float>(stale_count(rng));
+  expect_real_input(lse, "lse");
+  expect_real_input(sketch_old, "sketch_old");
+  expect_real_input(sketch_new, "sketch_new");
+  expect_real_input(stale, "stale");
+
+  DeviceBuffer<float> lse_dev(n), old_dev(sketch_size), new_dev(sketch_size), stale_dev(n), score_dev(n);
+  DeviceBuffer<int64_t> idx_dev(static_cast<size_t>(k.k));
+  const size_t workspace_bytes = select_tokens_workspace_bytes(k.n);
+  DeviceBuffer<unsigned char> workspace_dev(workspace_bytes);
+  lse_dev.upload(lse);
+  old_dev.upload(sketch_old);
+  new_dev.upload(sketch_new);
+  stale_dev.upload(stale);
+  select_tokens(lse_dev.get(), new_dev.get(), old_dev.get(), k.sketch_dim, stale_dev.get(), k.w_lse,
+                k.w_stale, k.n, k.k, score_dev.get(), idx_dev.get(), workspace_dev.get(), workspace_bytes,
+                nullptr);
+  ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(score_dev.guards_intact()) << "write outside score_out";
+  EXPECT_TRUE(idx_dev.guards_intact()) << "write outside idx_out";
+  EXPECT_TRUE(workspace_dev.guards_intact()) << "write outside the workspace";
+
+  std::vector<float> score_ref(n);
+  std::vector<int64_t> idx_ref(static_cast<size_t>(k.k));
+  select_tokens_cpu(lse.data(), sketch_new.data(), sketch_old.data(), k.sketch_dim, stale.data(), k.w_lse,
+                    k.w_stale, k.n, k.k, score_ref.data(), idx_ref.data(), nullptr, 0, nullptr);
+  const std::vector<float> score = score_dev.download();
+  const auto inputs_at = [=](size_t i) {
+    double squares = 0.0;
+    for (int64_t c = 0; c < k.sketch_dim; ++c) {
+      const size_t j = i * static_cast<size_t>(k.sketch_dim) + static_cast<size_t>(c);
+      squares += static_cast<double>(sketch_new[j] - sketch_old[j]) * (sketch_new[j] - sketch_old[j]);
+    }
+    std::ostringstream s;
+    s << "token " << i << ": lse " << lse[i] << ", |sketch change| " << std::sqrt(squares) << ", stale "
+      << stale[i];
+    return s.str();
+  };
+
+  // Scores differ from the reference's by rounding, which may reorder near-equal ones: the indices
+  // must be exactly what the reference's selection makes of the kernel's own scores.
+  const bool scores_written =
+      std::all_of(score.begin(), score.end(), [](float v) { return std::isfinite(v); });
+  EXPECT_TRUE(scores_written) << "score_out not finite (unwritten if NaN)";
+  if (scores_written) {
+    std::vector<int64_t> expected(static_cast<size_t>(k.k));
+    select_top_scores_cpu(score.data(), k.n, k.k, expected.data());
+    const std::vector<int64_t> idx = idx_dev.download();
+    for (size_t r = 0; r < idx.size(); ++r) {
+      if (idx[r] == expected[r]) continue;
+      const auto score_of = [&](int64_t i) {
+        return i >= 0 && i < k.n ? score[static_cast<size_t>(i)] : NAN;
+      };
+      ADD_FAILURE() << "idx_out[" << r << "] = " << idx[r] << " (score " << score_of(idx[r]) << "), expected "
+                    << expected[r] << " (score " << score_of(expected[r]) << ", " << inputs_at(expected[r])
+                    << "); threshold score " << score[static_cast<size_t>(expected.back())];
+      break;
+    }
+  }
+  return {{"score", score_ref, score, 1e-5, inputs_at}};
+}
+
+struct ScatterTokensCase {
+  const char* name;
+  int64_t n, dim, k, heads, sketch_dim;
+  size_t misalign = 0;  // elements in front of every array; 1 rules out 16-byte accesses
+};
+
+std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t n = static_cast<size_t>(k.n), rows = static_cast<size_t>(k.n * k.dim);
+  const size_t selected_rows = static_cast<size_t>(k.k * k.dim),
+               sketch_size = static_cast<size_t>(k.n * k.sketch_dim);
+  // A sorted random k-subset, as select_tokens makes them.
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  std::shuffle(idx.begin(), idx.end(), rng);
+  idx.resize(static_cast<size_t>(k.k));
+  std::sort(idx.begin(), idx.end());
+  const std::vector<float> h = offset_rows(rng, k.k, k.dim);
+  const std::vector<float> lse_sel = normal_values(rng, static_cast<size_t>(k.heads * k.k), 5.0f, 1.0f);
+  const std::vector<float> sketch_new = normal_values(rng, sketch_size, 0.0f, 1.0f);
+  const std::vector<bf16> cache_in = to_bf16(offset_rows(rng, k.n, k.dim));
+  const std::vector<float> cache_lse_in = normal_values(rng, n, 5.0f, 1.0f);
+  const std::vector<float> cache_sketch_in = normal_values(rng, sketch_size, 0.0f, 1.0f);
+  std::uniform_int_distribution<int> stale_count(0, 5);
+  std::vector<float> stale_in(n);
+  for (float& v : stale_in) v = static_cast<float>(stale_count(rng));
+  if (k.k > 0) {
+    expect_real_input(h, "h");
+    expect_real_input(lse_sel, "lse_sel");
+  }
+  expect_real_input(sketch_new, "sketch_new");
+  expect_real_input(to_float(cache_in), "cache_out");
+
+  DeviceBuffer<float> h_dev(selected_rows, k.misalign), lse_sel_dev(lse_sel.size(), k.misalign);
+  DeviceBuffer<float> sketch_new_dev(sketch_size, k.misalign), cache_lse_dev(n, k.misalign);
+  DeviceBuffer<float> cache_sketch_dev(sketch_size, k.misalign), stale_dev(n, k.misalign),
+      x_next_dev(rows, k.misalign);
+  DeviceBuffer<bf16> cache_dev(rows, k.misalign);
+  DeviceBuffer<int64_t> idx_dev(idx.size());
+  h_dev.upload(h);
+  lse_sel_dev.upload(lse_sel);
+  sketch_new_dev.upload(sketch_new);
+  cache_lse_dev.upload(cache_lse_in);
+  cache_sketch_dev.upload(cache_sketch_in);
+  stale_dev.upload(stale_in);
+  cache_dev.upload(cache_in);
+  idx_dev.upload(idx);
+  scatter_tokens(h_dev.get(), idx_dev.get(), k.k, lse_sel_dev.get(), k.heads, sketch_new_dev.get(),
+                 k.sketch_dim, cache_dev.get(), cache_lse_dev.get(), cache_sketch_dev.get(), stale_dev.get(),
+                 x_next_dev.get(), k.n, k.dim, nullptr);
+  ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(cache_dev.guards_intact()) << "write outside cache_out";
+  EXPECT_TRUE(x_next_dev.guards_intact()) << "write outside x_next";
+  EXPECT_TRUE(cache_lse_dev.guards_intact()) << "write outside cache_lse";
+  EXPECT_TRUE(cache_sketch_dev.guards_intact()) << "write outside cache_sketch";
+  EXPECT_TRUE(stale_dev.guards_intact()) << "write outside stale";
+
+  std::vector<bf16> cache_ref = cache_in;
+  std::vector<float> cache_lse_ref = cache_lse_in, cache_sketch_ref = cache_sketch_in, stale_ref = stale_in;
+  std::vector<float> x_next_ref(rows);
+  scatter_tokens_cpu(h.data(), idx.data(), k.k, lse_sel.data(), k.heads, sketch_new.data(), k.sketch_dim,
+                     cache_ref.data(), cache_lse_ref.data(), cache_sketch_ref.data(), stale_ref.data(),
+                     x_next_ref.data(), k.n, k.dim, nullptr);
+
+  // Token i's row r in h, or -1.
+  std::vector<int64_t> row_of(n, -1);
+  for (size_t r = 0; r < idx.size(); ++r) row_of[static_cast<size_t>(idx[r])] = static_cast<int64_t>(r);
+  const auto token_inputs = [=](size_t i) {
+    std::ostringstream s;
+    s << "token " << i
+      << (row_of[i] >= 0 ? " (selected, row " + std::to_string(row_of[i]) + ")" : " (cached)");
+    return s.str();
+  };
+  const auto element_inputs = [=](size_t e) {
+    const size_t i = e / static_cast<size_t>(k.dim), c = e % static_cast<size_t>(k.dim);
+    std::ostringstream s;
+    s << token_inputs(i) << " col " << c << ": cached " << bf16_to_float(cache_in[e]);
+    if (row_of[i] >= 0) s << ", h " << h[static_cast<size_t>(row_of[i]) * static_cast<size_t>(k.dim) + c];
+    return s.str();
+  };
+  // Rounding to bf16 and copying are exact: only the lse mean (float sums vs double) may differ.
+  std::vector<Comparison> result;
+  result.push_back({"cache_out", to_float(cache_ref), to_float(cache_dev.download()), 0.0, element_inputs});
+  result.push_back({"x_next", x_next_ref, x_next_dev.download(), 0.0, element_inputs});
+  result.push_back({"cache_lse", cache_lse_ref, cache_lse_dev.download(), 1e-6, token_inputs});
+  result.push_back({"cache_sketch", cache_sketch_ref, cache_sketch_dev.download(), 0.0,
+                    [=](size_t j) { return token_inputs(j / static_cast<size_t>(k.sketch_dim)); }});
+  const std::vector<float> stale = stale_dev.download();
+  if (k.k < k.n) {
+    result.push_back({"stale", stale_ref, stale, 0.0, token_inputs});
+  } else {  // every token selected: all zero, which expect_matches would take for unwritten output
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(stale[i], 0.0f) << "stale[" << i << "]";
+  }
+  return result;
+}
+
 TEST(KernelsMatchReference, AllOpsAllSizes) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   // clang-format off
@@ -545,6 +862,35 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"gathered q, Wan 1.3B",                   12, 128, 2, 10,   15,  0, 3,    0,    true,  0, true},
       {"gathered, head_dim 6 (pairwise)",         1,   6, 2,  3,    4,  0, 1,    0,    true,  0, true},
   };
+  const SelectTokensCase select_cases[] = {
+      // name                                    n      k      sketch w_lse  w_stale
+      {"n 37, k 1",                              37,     1,     8,   1.0f,  1.0f},
+      {"n 37, k n/3",                            37,    12,     8,   1.0f,  1.0f},
+      {"n 37, k n",                              37,    37,     8,   1.0f,  1.0f},
+      {"n 4096, k 1",                          4096,     1,     8,   1.0f,  1.0f},
+      {"n 4096, k n/3",                        4096,  1365,     8,   1.0f,  1.0f},
+      {"n 4096, k n",                          4096,  4096,     8,   1.0f,  1.0f},
+      {"Wan 1.3B 480p, k 1",                  32760,     1,     8,   1.0f,  1.0f},
+      {"Wan 1.3B 480p, k n/3",                32760, 10920,     8,   1.0f,  1.0f},
+      {"Wan 1.3B 480p, k n",                  32760, 32760,     8,   1.0f,  1.0f},
+      {"Wan 14B 720p, k 1",                   75600,     1,     8,   1.0f,  1.0f},
+      {"Wan 14B 720p, k n/3",                 75600, 25200,     8,   1.0f,  1.0f},
+      {"Wan 14B 720p, k n",                   75600, 75600,     8,   1.0f,  1.0f},
+      {"staleness only: 6 distinct scores",   32760, 10920,     8,   0.0f,  1.0f},
+      {"staleness only, n 37",                   37,    12,     8,   0.0f,  1.0f},
+      {"negative scores (w_stale -1)",         4096,  2048,     8,   1.0f, -1.0f},
+      {"sketch_dim 1, odd n",                  1001,   500,     1,   1.0f,  1.0f},
+  };
+  const ScatterTokensCase scatter_cases[] = {
+      // name                                   n     dim     k      heads sketch misalign
+      {"Wan 1.3B 480p, half",                 32760,  1536, 16380,   12,    8},
+      {"Wan 14B, half (rows loop)",            1000,  5120,   500,   40,    8},
+      {"dim 100 (scalar), odd sizes",            37,   100,    13,    3,    8},
+      {"dim 5, k 1",                              7,     5,     1,    1,    3},
+      {"every token selected",                   33,    24,    33,    2,    8},
+      {"no token selected",                      20,    16,     0,    2,    8},
+      {"misaligned 1536 (scalar)",               64,  1536,    21,   12,    8,  1},
+  };
   // clang-format on
   struct Entry {
     std::string name;
@@ -556,6 +902,12 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
         {std::string("residual_layer_norm: ") + c.name, [c](uint32_t s) { return run_residual_layer_norm(c, s); }});
   for (const auto& c : rope_cases)
     table.push_back({std::string("rms_norm_rope: ") + c.name, [c](uint32_t s) { return run_rms_norm_rope(c, s); }});
+  for (const auto& c : select_cases)
+    table.push_back(
+        {std::string("select_tokens: ") + c.name, [c](uint32_t s) { return run_select_tokens(c, s); }});
+  for (const auto& c : scatter_cases)
+    table.push_back(
+        {std::string("scatter_tokens: ") + c.name, [c](uint32_t s) { return run_scatter_tokens(c, s); }});
 
   for (size_t i = 0; i < table.size(); ++i) {
     SCOPED_TRACE(table[i].name);
