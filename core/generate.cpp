@@ -73,6 +73,7 @@ GenerateResult generate(const GenerateOptions& o) {
   r.guidance = o.guidance >= 0 ? o.guidance : c.default_guidance;
   r.shift = o.shift > 0 ? o.shift : c.default_shift;
   const auto sigmas = flow_sigmas(r.steps, r.shift);
+  if (o.schedule) validate_schedule(*o.schedule, "--schedule", c.name, r.steps);  // before any loading
   const auto device = parse_device(o.device);
   const auto dtype = parse_dtype(o.dtype, device);
   set_default_gpu_attention(o.attention);
@@ -103,7 +104,6 @@ GenerateResult generate(const GenerateOptions& o) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   auto noise = at::randn({c.in_channels, r.shape.latent_f, r.shape.latent_h, r.shape.latent_w}, gen);
   const bool guided = r.guidance != 1.0;
-  if (o.schedule) validate_schedule(*o.schedule, "--schedule", c.name, r.steps);
   TokenEngineState cond_state, uncond_state;  // one cache per guidance branch
   at::Tensor last_velocity;
   auto call = [&](const at::Tensor& xt, double t, const at::Tensor& ctx, TokenEngineState& state, double budget) {
