@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   app.add_flag("--verbose", verbose, "print full error details");
   astraea::app::register_generate(app);
   astraea::app::register_train(app);
+  astraea::app::register_query(app);
 
   try {
     app.parse(argc, argv);

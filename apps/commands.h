@@ -22,6 +22,8 @@ void check_output_path(const std::string& flag, const std::string& path, const s
 void register_generate(CLI::App& app);
 /// Adds `train` to the app.
 void register_train(CLI::App& app);
+/// Adds `query` to the app.
+void register_query(CLI::App& app);
 
 /// Runs the subcommand that was parsed.
 void run_selected(CLI::App& app);

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "core/model_config.h"
+#include "db/store.h"
 #include "core/safetensors.h"
 #include "core/weights.h"
 
@@ -125,6 +126,41 @@ TEST_F(Cli, TokenBudgetsRunAndBadSchedulesDoNot) {
   expect_error(run(std::string(kSmall) + " --budget 0.5 --schedule " + path("s.json") + " --out " + out), 2,
                "--budget");
   EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Cli, QueryReadsTheStoreInEveryFormatAndNeverWrites) {
+  const auto db = path("q.db");
+  {
+    auto store = astraea::db::Store::open(db);
+    astraea::db::RunRecord run;
+    run.kind = "generate";
+    run.config_json = R"({"model": "tiny"})";
+    run.versions_json = "{}";
+    run.device = "cpu, \"2 cores\"";  // a comma and quotes, for CSV quoting
+    run.seed = 7;
+    run.measurements = {{"latency", "ms", 12.5, 0, std::nullopt, "", "wall clock"},
+                        {"psnr", "dB", 31.25, std::nullopt, std::nullopt, "", "quality"}};
+    store.add_run(run);
+  }
+  auto r = run("query runs --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("generate"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(1 row)"), std::string::npos) << r.out;
+  r = run("query runs --format csv --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("id,kind,created_at,device,seed,status,git_revision,measurements\r\n", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("\"cpu, \"\"2 cores\"\"\""), std::string::npos) << r.out;
+  r = run("query \"SELECT name, unit, value FROM measurements ORDER BY id\" --format json --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"value\": 12.5"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"unit\": \"dB\""), std::string::npos) << r.out;
+  expect_error(run("query \"DELETE FROM runs\" --db " + db), 1, "q.db");
+  expect_error(run("query runs --format xml --db " + db), 2, "--format 'xml'");
+  expect_error(run("query trials --db " + db), 2, "--study");
+  expect_error(run("query runs --db " + path("none.db")), 2, "none.db does not exist");
+  EXPECT_FALSE(fs::exists(path("none.db")));
+  r = run("query \"SELECT count(*) AS n FROM runs\" --format csv --db " + db);
+  EXPECT_NE(r.out.find("n\r\n1\r\n"), std::string::npos) << r.out;  // the DELETE did nothing
 }
 
 TEST_F(Cli, CorruptOrMisshapedWeightsAreNamed) {
