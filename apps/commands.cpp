@@ -11,11 +11,15 @@ std::map<const CLI::App*, std::function<void()>>& runners() {
 }
 }  // namespace
 
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 void check_output_path(const std::string& flag, const std::string& path, const std::vector<std::string>& extensions) {
   bool known = false;
   std::string list;
   for (const auto& ext : extensions) {
-    known |= path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+    known |= path.size() > ext.size() && ends_with(path, ext);
     list += (list.empty() ? "" : " or ") + ext;
   }
   if (!known) throw UsageError(flag + " '" + path + "' must end in " + list);

@@ -15,6 +15,9 @@ struct UsageError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// Whether `text` ends with `suffix` (file extensions of --out paths).
+bool ends_with(const std::string& text, const std::string& suffix);
+
 /// Throws UsageError unless `path` ends in one of `extensions` and its folder exists.
 void check_output_path(const std::string& flag, const std::string& path, const std::vector<std::string>& extensions);
 

@@ -22,10 +22,6 @@ struct GenerateFlags {
   SelectionParams selection;
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 void write_result(const GenerateResult& r, const GenerateFlags& f) {
   if (ends_with(f.out, ".mp4")) {
     if (!r.video.defined()) {

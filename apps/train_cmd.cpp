@@ -24,7 +24,7 @@ struct TrainFlags {
 
 std::string json_path_for(const std::string& weights) {
   const std::string ext = ".safetensors";
-  const bool has_ext = weights.size() > ext.size() && weights.compare(weights.size() - ext.size(), ext.size(), ext) == 0;
+  const bool has_ext = weights.size() > ext.size() && ends_with(weights, ext);
   return (has_ext ? weights.substr(0, weights.size() - ext.size()) : weights) + ".json";
 }
 

@@ -35,9 +35,14 @@ at::Tensor take(Weights& w, const std::string& key) {
 // The tokens a block computes: the top ceil(budget * N) by score, in runs of `tile` consecutive
 // tokens when tiled (a tile scores as its best token), with at least `min_frame_share` of every frame's
 // tokens among them. Ascending indices, so gathers read memory in order.
+// How many of n tokens a budget computes: ceil(budget * n), at least one.
+int64_t budget_tokens(double budget, int64_t n) {
+  return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
+}
+
 at::Tensor select_tokens(const at::Tensor& score, double budget, const SelectionParams& sel, const RopeGrid& grid) {
   const int64_t n = score.size(0);
-  const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
+  const int64_t k = budget_tokens(budget, n);
   at::Tensor s = score;
   if (sel.min_frame_share > 0 && grid.frames * grid.height * grid.width == n) {
     // Each frame's best tokens jump the queue: a bonus above every score.
@@ -293,7 +298,7 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
 #if ASTRAEA_HAS_TORCH_CUDA
   const auto stream = static_cast<kernels::Stream>(compat::current_stream(in.device()));
   if (fused) {
-    const int64_t want = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
+    const int64_t want = budget_tokens(budget, n);
     auto score = at::empty({n}, in.options());
     idx = at::empty({want}, in.options().dtype(at::kLong));
     const size_t ws_bytes = kernels::select_tokens_workspace_bytes(n);
