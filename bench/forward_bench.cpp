@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -160,6 +161,48 @@ int main(int argc, char** argv) {
       j["tokenwise"][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms}, {"min_ms", s.min_ms},
                                                          {"max_ms", s.max_ms}, {"of_dense", ratio},
                                                          {"cache_bytes", state.bytes()}};
+    }
+    // Where a sparse block's time goes: each of its operations alone, with the engine's shapes, at
+    // budget 0.5 and at 1 (dense). Their sum against the measured forward shows the overhead that no
+    // single operation accounts for (launches, allocation).
+    {
+      const int64_t ffn = config.ffn_dim;
+      auto xf = at::randn({n, d}, at::TensorOptions().device(gpu));
+      auto wkv = at::randn({2 * d, d}, bf16), wq = at::randn({d, d}, bf16), wf1 = at::randn({ffn, d}, bf16),
+           wf2 = at::randn({d, ffn}, bf16), nw = at::ones({d}, at::TensorOptions().device(gpu));
+      auto ctx_kv = at::randn({t, d}, bf16), bias = at::zeros({ffn}, bf16);
+      auto ones = at::ones({d}, at::TensorOptions().device(gpu)), zeros = at::zeros({d}, at::TensorOptions().device(gpu));
+      auto inv = at::rand({config.head_dim() / 2}, at::TensorOptions().device(gpu));
+      for (double b : {0.5, 1.0}) {
+        const int64_t kk = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(b * n)));
+        auto idx = std::get<0>(at::randperm(n, at::TensorOptions().device(gpu).dtype(at::kLong)).narrow(0, 0, kk).sort());
+        astraea::RopeGrid grid{shape.grid_f, shape.grid_h, shape.grid_w, inv, {}};
+        auto xn = at::randn({n, d}, bf16), xs = at::randn({kk, d}, bf16), hs = at::randn({kk, ffn}, bf16);
+        auto qs = at::randn({kk, config.heads, config.head_dim()}, bf16);
+        auto kv = at::randn({n, 2 * d}, bf16);
+        std::vector<std::pair<const char*, std::function<void()>>> ops = {
+            {"layer norm, all tokens", [&] { astraea::residual_layer_norm(xf, {}, {}, ones, zeros, at::kBFloat16, 1e-6); }},
+            {"k|v projection, all", [&] { at::linear(xn, wkv); }},
+            {"k rms+rope, all", [&] { astraea::rms_norm_rope(kv.narrow(1, 0, d), nw, &grid, config.heads, 1e-6); }},
+            {"gather rows", [&] { xf.index_select(0, idx); }},
+            {"q projection", [&] { at::linear(xs, wq); }},
+            {"self-attention", [&] { astraea::attention(qs, q, k, true); }},
+            {"o projection", [&] { at::linear(xs, wq); }},
+            {"cross q + o projections", [&] { at::linear(xs, wq); at::linear(xs, wq); }},
+            {"cross-attention", [&] { astraea::attention(qs, ctx_kv.view({t, config.heads, -1}), ctx_kv.view({t, config.heads, -1}), false); }},
+            {"ffn up + gelu", [&] { astraea::compat::linear_gelu_tanh(xs, wf1, bias); }},
+            {"ffn down", [&] { at::linear(hs, wf2); }},
+        };
+        double sum = 0;
+        const std::string key = b == 1.0 ? "dense" : "budget_0.5";
+        for (auto& [name, fn] : ops) {
+          auto st = time_ms(fn, 3, 20);
+          sum += st.median_ms;
+          j["block_ops_ms"][key][name] = st.median_ms;
+        }
+        j["block_ops_ms"][key]["sum"] = sum;
+        std::printf("block operations at budget %.1f: sum %.3f ms a block, %.1f ms a forward\n", b, sum, sum * config.layers);
+      }
     }
     // Selection alone: top-k of N scores and the index sort, as each block does.
     auto scores = at::rand({n}, at::TensorOptions().device(gpu));

@@ -154,7 +154,11 @@ at::Tensor WanDiT::encode_prompts(const std::vector<std::string>& prompts) const
     }
     std::copy(words.begin(), words.end(), ids.begin() + i * len);
   }
-  const auto id = at::tensor(ids).view({b, len}).to(device());
+  auto host_ids = at::tensor(ids).view({b, len});
+  // From page-locked memory the copy is asynchronous; from pageable memory it would wait for the
+  // device to drain (a stall per training step).
+  if (device().is_cuda()) host_ids = host_ids.pin_memory();
+  const auto id = host_ids.to(device(), /*non_blocking=*/true);
   const auto valid = (id != 0).to(at::kFloat).unsqueeze(-1);  // [B, L, 1]
   auto w = [&](const std::string& k) { return encoder_.at("text_encoder." + k); };
   auto x = at::embedding(w("token_embedding.weight"), id) + w("position_embedding.weight");

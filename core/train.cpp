@@ -4,7 +4,6 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
 #include <torch/types.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
@@ -37,17 +36,29 @@ uint64_t mix(uint64_t a, uint64_t b) {  // splitmix64 of a combination: independ
 }
 
 struct Batch {
-  at::Tensor x0;  // [B, 3, F, H, W] in [-1, 1], CPU
+  at::Tensor x0;     // [B, 3, F, H, W] in [-1, 1], CPU
+  at::Tensor noise;  // like x0, standard normal
+  at::Tensor sigma;  // [B] noise levels, logit-normal
   std::vector<std::string> prompts;
 };
 
-// The clips of one step: a function of (data seed, step) alone, so a resumed run sees the same data.
-Batch make_batch(const TrainSize& size, uint64_t data_seed, int64_t step, double null_prompt_prob) {
+// The clips and noise of one step: a function of (seeds, step) alone, so a resumed run sees the
+// same data. Built on a worker thread while the device trains on the previous batch; the noise is
+// drawn here too, clip by clip in parallel (drawing it in one call on the training thread cost
+// about as much as the step itself). `pinned` page-locks the tensors for asynchronous copies.
+Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed, int64_t step, double null_prompt_prob,
+                 bool pinned) {
   Batch b;
-  b.x0 = at::empty({size.batch, 3, size.frames, size.height, size.width});
+  const auto options = at::TensorOptions().pinned_memory(pinned);
+  b.x0 = at::empty({size.batch, 3, size.frames, size.height, size.width}, options);
+  b.noise = at::empty(b.x0.sizes(), options);
+  b.sigma = at::empty({size.batch}, options);
   b.prompts.resize(static_cast<size_t>(size.batch));
   at::parallel_for(0, size.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(mix(noise_seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(i)));
+      b.noise[i].normal_(0.0, 1.0, gen);
+      b.sigma[i].copy_(at::sigmoid(at::randn({}, gen)));
       std::mt19937_64 rng(mix(mix(data_seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(i)));
       const auto prompt = shapes::random_prompt(rng);
       const auto clip = shapes::layout_clip(prompt, rng(), static_cast<int>(size.frames),
@@ -60,6 +71,20 @@ Batch make_batch(const TrainSize& size, uint64_t data_seed, int64_t step, double
     }
   });
   return b;
+}
+
+// Scales the gradients to a total L2 norm of at most MAX_NORM. Unlike torch's clip_grad_norm_, it
+// never reads the norm back, so the host does not wait for the device every step.
+void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  std::vector<at::Tensor> norms;
+  for (const auto& p : params) {
+    if (p.grad().defined()) norms.push_back(p.grad().norm());
+  }
+  if (norms.empty()) return;
+  const auto coef = at::clamp_max(max_norm / (at::stack(norms).norm() + 1e-6), 1.0);
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.mutable_grad().mul_(coef);
+  }
 }
 
 void write_json_atomically(const fs::path& path, const nlohmann::json& j) {
@@ -176,7 +201,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
 
   auto batch_for = [&](int64_t s) {
     const auto& size = o.sizes[static_cast<size_t>(s) % o.sizes.size()];
-    return std::async(std::launch::async, make_batch, size, o.data_seed, s, o.null_prompt_prob);
+    return std::async(std::launch::async, make_batch, size, o.data_seed, o.seed, s, o.null_prompt_prob,
+                      device.is_cuda());
   };
   const auto t0 = Clock::now();
   auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(Clock::now() - t0).count(); };
@@ -197,10 +223,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     Batch batch = next.get();
     next = batch_for(step + 1);
     const int64_t bsz = batch.x0.size(0);
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(o.seed, static_cast<uint64_t>(step)));
-    auto sigma = at::sigmoid(at::randn({bsz}, gen)).to(device);  // logit-normal noise levels
-    auto noise = at::randn(batch.x0.sizes(), gen).to(device);
-    auto x0 = batch.x0.to(device);
+    auto sigma = batch.sigma.to(device, /*non_blocking=*/true);
+    auto noise = batch.noise.to(device, /*non_blocking=*/true);
+    auto x0 = batch.x0.to(device, /*non_blocking=*/true);
     auto s5 = sigma.view({bsz, 1, 1, 1, 1});
     auto xt = (1 - s5) * x0 + s5 * noise;
 
@@ -209,7 +234,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     auto loss = at::mse_loss(pred, noise - x0);
     optimizer.zero_grad();
     loss.backward();
-    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
+    if (o.grad_clip > 0) clip_grad_norm(params, o.grad_clip);
     optimizer.step();
     if (!ema.empty()) {
       at::NoGradGuard no_grad;

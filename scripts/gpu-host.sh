@@ -6,7 +6,8 @@
 #                  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 \
 #                  libbenchmark-dev libbenchmark1debian)
 # Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [generate] [train]
-#        (default: all but train; TRAIN_MINUTES sets the training time, default 6)
+#        (default: all but train; TRAIN_MINUTES sets the training time, default 6; BUILD_TARGET
+#        builds one target only)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out/gpu}
@@ -26,7 +27,7 @@ if want build; then
     { tail -30 "$out/configure.log"; exit 1; }
   grep -- "-- astraea" "$out/configure.log"
   log "build"
-  cmake --build build-gpu -j 16 >"$out/build.log" 2>&1 || { grep -B2 -A12 -m5 "error" "$out/build.log" | head -80; exit 1; }
+  cmake --build build-gpu -j 16 ${BUILD_TARGET:+--target $BUILD_TARGET} >"$out/build.log" 2>&1 || { grep -B2 -A12 -m5 "error" "$out/build.log" | head -80; exit 1; }
 fi
 export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 if want train; then
