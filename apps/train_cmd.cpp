@@ -55,6 +55,7 @@ void run(TrainFlags f) {
                         {"data_seed", f.o.data_seed},   {"sizes", f.sizes}, {"init", f.o.init.empty() ? "random" : f.o.init},
                         {"lr", f.o.lr},                 {"warmup", f.o.warmup},
                         {"ema", f.o.ema},               {"null_prompt_prob", f.o.null_prompt_prob},
+                        {"noise_shift", f.o.noise_shift > 0 ? f.o.noise_shift : model_preset(f.o.model).default_shift},
                         {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
   // The loss curve, thinned to at most 20 points, plus its ends.
   auto& curve = record["loss_curve"];
@@ -112,6 +113,10 @@ void register_train(CLI::App& app) {
   sub->add_option("--lr", f->o.lr, "peak learning rate (AdamW)")->default_val(f->o.lr);
   sub->add_option("--warmup", f->o.warmup, "warm-up steps")->default_val(f->o.warmup);
   sub->add_option("--weight-decay", f->o.weight_decay)->default_val(f->o.weight_decay);
+  sub->add_option("--noise-shift", f->o.noise_shift,
+                  "shift of the logit-normal noise levels (0: the preset's sampling shift, 1: unshifted)")
+      ->default_val(f->o.noise_shift)
+      ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--ema", f->o.ema, "EMA decay of the weights (0: off)")->default_val(f->o.ema);
   sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
   sub->add_option("--init", f->o.init, "start from these weights (e.g. the shipped ones) instead of random ones");

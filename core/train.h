@@ -32,6 +32,7 @@ struct TrainOptions {
   int64_t warmup = 100;
   double ema = 0.999;            ///< EMA decay (0: no EMA)
   double null_prompt_prob = 0.1; ///< prompt dropout, for classifier-free guidance
+  double noise_shift = 0;        ///< shift of the logit-normal noise levels (0: the preset's sampling shift; 1: none)
   std::string device = "cpu";
   std::string checkpoint_dir;    ///< checkpoints here, and resume from here if one exists
   int64_t checkpoint_every = 500;

@@ -9,7 +9,7 @@
 # and benchmarks. Training runs a copy of the binary, so rebuilding meanwhile is safe.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-run=/tmp/astraea-train
+run=${RUN_DIR:-/tmp/astraea-train}
 out=${OUT:-out/gpu}
 mkdir -p "$run" "$out"
 case "${1:-}" in
