@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/block_ops.h"
+#include "core/ranges.h"
 #include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "kernels/rms_norm_rope.cuh"
@@ -254,28 +255,42 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
+  OpSequence op(Op::kSelection);  // the sketch is the next sparse step's input to selection
   if (record) record->sketch = at::matmul(x[0], sketch_proj_);  // the input, before x is updated
   // shift, scale, gate (self-attention); shift, scale, gate (feed-forward): each [B, 1, D].
+  op.next(Op::kNorm);
   auto mod = (b.modulation + e0).unsqueeze(2);
   auto m = [&](int64_t i) { return mod.select(1, i); };
   auto xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+  op.next(Op::kProjections);
   auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));  // [B, N, 3D]
   auto q = rms_norm_rope(qkv.narrow(2, 0, d), b.norm_q, &rope, heads, eps);
   auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
   auto v = qkv.narrow(2, 2 * d, d);
+  op.next(Op::kAttention);
   auto attn = attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr);
+  op.next(Op::kProjections);
   auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 
+  op.next(Op::kNorm);
   auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+  op.next(Op::kProjections);
   auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
   auto ckv = at::linear(contexts, mat(b.ckv_w), mat(b.ckv_b));
   auto ck = rms_norm_rope(ckv.narrow(2, 0, d), b.cnorm_k, nullptr, heads, eps);
   auto cv = ckv.narrow(2, d, d);
-  auto cy = at::linear(attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out, mat(b.co_w), mat(b.co_b));
+  op.next(Op::kAttention);
+  auto cattn = attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out;
+  op.next(Op::kProjections);
+  auto cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
 
+  op.next(Op::kNorm);
   auto xf = residual_layer_norm(x, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
+  op.next(Op::kFeedForward);
   auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  op.next(Op::kNorm);
   residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
+  op.next(Op::kScatter);  // filling the caches
   if (record) {
     record->out = x[0].to(dtype_).clone();
     record->lse = attn.lse[0].mean(0);
@@ -293,6 +308,7 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   const int64_t n = x.size(1), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   at::Tensor in = x[0];  // [N, D] float32
+  OpSequence op(Op::kSelection);
   // Score: attention log-sum-exp times how far the input moved, plus a staleness term (paper's Eq.).
   auto sketch = at::matmul(in, sketch_proj_).contiguous();
   // The fused kernels cover single-token selection into a bf16 cache; tiles and frame floors use ATen.
@@ -320,6 +336,7 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   }
   const int64_t k = idx.size(0);
   computed += k;
+  op.next(Op::kOther);
 
   auto mod = (b.modulation + e0).select(0, 0);  // [6, D]
   auto m = [&](int64_t i) { return mod.select(0, i); };
@@ -328,8 +345,11 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   at::Tensor q, k_all, v_all;
   if (sel.reuse_kv && cache.k.defined()) {
     // Everything for the selected tokens only; the others attend with their cached keys and values.
+    op.next(Op::kGather);
     auto xs = in.index_select(0, idx);
+    op.next(Op::kNorm);
     auto xn = residual_layer_norm(xs, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    op.next(Op::kProjections);
     auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));
     q = rms_norm_rope(qkv.narrow(1, 0, d), b.norm_q, &gathered, heads, eps);
     cache.k.index_copy_(0, idx, rms_norm_rope(qkv.narrow(1, d, d), b.norm_k, &gathered, heads, eps));
@@ -338,30 +358,46 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
     v_all = cache.v;
   } else {
     // Keys and values for every token; queries and everything after them for the selected ones.
+    op.next(Op::kNorm);
     auto xn = residual_layer_norm(in, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    op.next(Op::kProjections);
     auto kv = at::linear(xn, mat(b.qkv_w.narrow(0, d, 2 * d)), mat(b.qkv_b.narrow(0, d, 2 * d)));
     k_all = rms_norm_rope(kv.narrow(1, 0, d), b.norm_k, &rope, heads, eps);
     v_all = kv.narrow(1, d, d);
-    q = rms_norm_rope(at::linear(xn.index_select(0, idx), mat(b.qkv_w.narrow(0, 0, d)), mat(b.qkv_b.narrow(0, 0, d))),
-                      b.norm_q, &gathered, heads, eps);
+    op.next(Op::kGather);
+    auto xs = xn.index_select(0, idx);
+    op.next(Op::kProjections);
+    q = rms_norm_rope(at::linear(xs, mat(b.qkv_w.narrow(0, 0, d)), mat(b.qkv_b.narrow(0, 0, d))), b.norm_q, &gathered,
+                      heads, eps);
   }
+  op.next(Op::kAttention);
   auto attn = attention(q.view({k, heads, hd}), k_all.view({n, heads, hd}), v_all.view({n, heads, hd}), true);
+  op.next(Op::kProjections);
   auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 
+  op.next(Op::kGather);
   auto h = in.index_select(0, idx);  // the selected tokens' residual stream
+  op.next(Op::kNorm);
   auto xc = residual_layer_norm(h, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+  op.next(Op::kProjections);
   auto ctx = contexts[0];
   auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
   auto ckv = at::linear(ctx, mat(b.ckv_w), mat(b.ckv_b));
   auto ck = rms_norm_rope(ckv.narrow(1, 0, d), b.cnorm_k, nullptr, heads, eps);
   auto cv = ckv.narrow(1, d, d);
-  auto cy = at::linear(attention(cq.view({k, heads, hd}), ck.view({-1, heads, hd}), cv.view({-1, heads, hd}), false).out,
-                       mat(b.co_w), mat(b.co_b));
+  op.next(Op::kAttention);
+  auto cattn = attention(cq.view({k, heads, hd}), ck.view({-1, heads, hd}), cv.view({-1, heads, hd}), false).out;
+  op.next(Op::kProjections);
+  auto cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
+  op.next(Op::kNorm);
   auto xf = residual_layer_norm(h, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
+  op.next(Op::kFeedForward);
   auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  op.next(Op::kNorm);
   residual_layer_norm(h, f, m(5), {}, {}, dtype_, eps, false);
 
   // Scatter into the cache; unselected tokens keep their cached outputs.
+  op.next(Op::kScatter);
 #if ASTRAEA_HAS_TORCH_CUDA
   if (fused) {
     auto lse = attn.lse.contiguous();
@@ -389,7 +425,10 @@ at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& ti
   auto in = embed_inputs(latents, timesteps);
   RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
   at::Tensor x = in.x;
-  for (const auto& b : blocks_) dense_block(b, x, in.e0, contexts, rope, nullptr);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const auto range = ScopedRange::block(static_cast<int64_t>(i));
+    dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr);
+  }
   return run_head(x, in);
 }
 
@@ -411,6 +450,7 @@ at::Tensor WanDiT::forward_tokenwise(const at::Tensor& latents, double timestep,
   if (dense) state.blocks.assign(blocks_.size(), BlockTokenCache{});
   at::Tensor x = in.x;
   for (size_t i = 0; i < blocks_.size(); ++i) {
+    const auto range = ScopedRange::block(static_cast<int64_t>(i));
     if (dense) {
       dense_block(blocks_[i], x, in.e0, contexts, rope, &state.blocks[i], selection.reuse_kv);
       state.computed_tokens += n;

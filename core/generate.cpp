@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/dit.h"
+#include "core/ranges.h"
 #include "core/schedule.h"
 #include "core/sampler.h"
 #include "core/text_context.h"
@@ -115,6 +116,7 @@ GenerateResult generate(const GenerateOptions& o) {
   auto x = sample_euler(
       noise.to(device), sigmas,
       [&](const at::Tensor& xt, double sigma, int64_t step) {
+        const auto range = ScopedRange::step(step);
         const double budget = o.schedule ? o.schedule->budgets[static_cast<size_t>(step)] : 1.0;
         if (budget == 0.0) {  // skip the step: reuse the last (guided) model output
           ++r.skipped_steps;

@@ -71,6 +71,12 @@ CREATE TABLE exported_schedules (
 );
 CREATE INDEX measurements_by_name ON measurements(name, run_id);
 )sql",
+      // v3: sweep cells. A cell's key (its canonical configuration) is unique among runs, so an
+      // interrupted sweep resumes without repeating a cell, even with several writers.
+      R"sql(
+ALTER TABLE runs ADD COLUMN cell_key TEXT;
+CREATE UNIQUE INDEX runs_by_cell ON runs(cell_key) WHERE cell_key IS NOT NULL;
+)sql",
   };
   return scripts;
 }
@@ -183,15 +189,16 @@ int Store::schema_version() const { return read_user_version(db_); }
 int64_t Store::add_run(const RunRecord& run) {
   Transaction transaction(db_);
   Statement insert_run = db_.prepare(
-      "INSERT INTO runs (kind, config_json, git_revision, seed, device, versions_json, status) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?)");
+      "INSERT INTO runs (kind, config_json, git_revision, seed, device, versions_json, status, cell_key) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   insert_run.bind_text(1, run.kind)
       .bind_text(2, run.config_json)
       .bind_text(3, run.git_revision)
       .bind_int64(4, static_cast<int64_t>(run.seed))
       .bind_text(5, run.device)
       .bind_text(6, run.versions_json)
-      .bind_text(7, run.status);
+      .bind_text(7, run.status)
+      .bind_text_or_null(8, run.cell_key);
   insert_run.run();
   const int64_t run_id = db_.last_insert_rowid();
 
@@ -213,6 +220,13 @@ int64_t Store::add_run(const RunRecord& run) {
   if (options_.before_run_commit_for_test) options_.before_run_commit_for_test();
   transaction.commit();
   return run_id;
+}
+
+std::optional<int64_t> Store::find_cell(const std::string& cell_key) const {
+  Statement select = db_.prepare("SELECT id FROM runs WHERE cell_key = ?");
+  select.bind_text(1, cell_key);
+  if (!select.step()) return std::nullopt;
+  return select.column_int64(0);
 }
 
 std::vector<MeasurementRecord> Store::measurements(int64_t run_id) const {

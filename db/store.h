@@ -35,6 +35,7 @@ struct RunRecord {
   std::string device;
   std::string versions_json = "{}";
   std::string status = "complete";  ///< "running", "complete" or "failed".
+  std::string cell_key;  ///< A sweep cell's canonical configuration, unique in the store; "" for none.
   std::vector<MeasurementRecord> measurements;
 };
 
@@ -98,6 +99,8 @@ class Store {
   int64_t add_run(const RunRecord& run);
   /// The measurements of run RUN_ID, in insertion order.
   std::vector<MeasurementRecord> measurements(int64_t run_id) const;
+  /// The run that holds sweep cell CELL_KEY, if one does.
+  std::optional<int64_t> find_cell(const std::string& cell_key) const;
 
   /// Runs one SELECT through a separate read-only connection. SQL that could write (INSERT,
   /// UPDATE, DELETE, DROP, PRAGMA assignments, ...) is refused with a StoreError.

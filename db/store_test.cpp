@@ -111,7 +111,7 @@ TEST_F(StoreTest, MigratesAVersion1FileAndKeepsItsRows) {
     v1.exec("INSERT INTO runs (kind, seed) VALUES ('profile', 7)");
   }
   Store store = Store::open(path_);
-  EXPECT_EQ(store.schema_version(), 2);
+  EXPECT_EQ(store.schema_version(), 3);
   QueryResult runs = store.query("SELECT kind, seed FROM runs");
   ASSERT_EQ(runs.rows.size(), 1u);
   EXPECT_EQ(*runs.rows[0][0], "profile");
@@ -122,6 +122,15 @@ TEST_F(StoreTest, MigratesAVersion1FileAndKeepsItsRows) {
   const int64_t study = store.create_or_get_study("migrated", "{}");
   const TrialClaim claim = store.claim_trial(study, R"({"k": 1})", "w");
   EXPECT_GT(store.add_exported_schedule(study, claim.trial.id, "/tmp/s.json", R"({"blocks": []})"), 0);
+  // v3: the old run has no cell; a new cell run is found by its key and cannot be stored twice.
+  EXPECT_FALSE(store.find_cell("anything").has_value());
+  RunRecord cell;
+  cell.kind = "sweep-cell";
+  cell.cell_key = R"({"budget":0.5,"seed":1})";
+  const int64_t id = store.add_run(cell);
+  EXPECT_EQ(store.find_cell(cell.cell_key), id);
+  EXPECT_THROW(store.add_run(cell), StoreError);
+  EXPECT_EQ(store.query("SELECT COUNT(*) FROM runs").rows[0][0], "2");
 }
 
 TEST_F(StoreTest, RefusesAFileWithANewerSchema) {
@@ -134,7 +143,7 @@ TEST_F(StoreTest, RefusesAFileWithANewerSchema) {
     FAIL() << "a newer schema was accepted";
   } catch (const StoreError& error) {
     EXPECT_EQ(std::string(error.what()),
-              path_ + ": schema version 7 is newer than this build's 2; upgrade astraea-bench");
+              path_ + ": schema version 7 is newer than this build's " + std::to_string(Store::latest_schema_version()) + "; upgrade astraea-bench");
   }
 }
 
@@ -238,7 +247,7 @@ TEST_F(StoreTest, QueryReturnsRowsAndRefusesWrites) {
   }
   EXPECT_THROW(store.query("SELECT 1; DELETE FROM runs"), StoreError);
   EXPECT_EQ(count("SELECT COUNT(*) FROM measurements"), 3);
-  EXPECT_EQ(store.schema_version(), 2);
+  EXPECT_EQ(store.schema_version(), Store::latest_schema_version());
 }
 
 TEST_F(StoreTest, CorruptFileAndMissingFolderGiveErrorsNamingThePath) {
