@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   app.add_flag("--verbose", verbose, "print full error details");
   astraea::app::register_generate(app);
   astraea::app::register_train(app);
+  astraea::app::register_profile(app);
+  astraea::app::register_sweep(app);
   astraea::app::register_query(app);
 
   try {

@@ -27,6 +27,10 @@ void register_generate(CLI::App& app);
 void register_train(CLI::App& app);
 /// Adds `query` to the app.
 void register_query(CLI::App& app);
+/// Adds `profile` to the app.
+void register_profile(CLI::App& app);
+/// Adds `sweep` to the app.
+void register_sweep(CLI::App& app);
 
 /// Runs the subcommand that was parsed.
 void run_selected(CLI::App& app);

@@ -26,12 +26,42 @@ std::string view_sql(const QueryFlags& f) {
            "(SELECT max(t.fitness) FROM trials t WHERE t.study_id = s.id AND t.state = 'complete') AS best_fitness "
            "FROM studies s ORDER BY s.id";
   }
-  if (f.what == "trials") {
-    if (f.study.empty()) throw UsageError("query trials needs --study NAME");
+  if (f.what == "latency") {
+    // The latency model: the newest profile of each (model, size, card, budget).
+    return "SELECT json_extract(r.config_json, '$.model') AS model, "
+           "json_extract(r.config_json, '$.frames') || 'x' || json_extract(r.config_json, '$.height') || 'x' || "
+           "json_extract(r.config_json, '$.width') AS size, r.device, "
+           "json_extract(r.config_json, '$.budget') AS budget, m.value AS step_ms, "
+           "m.value / d.value AS of_dense, n.value AS noise, r.created_at "
+           "FROM runs r JOIN measurements m ON m.run_id = r.id AND m.name = 'step_ms' "
+           "LEFT JOIN measurements d ON d.run_id = r.id AND d.name = 'dense_step_ms' "
+           "LEFT JOIN measurements n ON n.run_id = r.id AND n.name = 'step_noise' "
+           "WHERE r.kind = 'profile' AND r.id = (SELECT max(r2.id) FROM runs r2 WHERE r2.kind = 'profile' "
+           "AND r2.device = r.device AND json_extract(r2.config_json, '$.model') = json_extract(r.config_json, '$.model') "
+           "AND json_extract(r2.config_json, '$.tokens') = json_extract(r.config_json, '$.tokens') "
+           "AND json_extract(r2.config_json, '$.budget') = json_extract(r.config_json, '$.budget')) "
+           "ORDER BY model, size, r.device, budget DESC";
+  }
+  if (f.what == "trials" || f.what == "best" || f.what == "pareto") {
+    if (f.study.empty()) throw UsageError("query " + f.what + " needs --study NAME");
     std::string quoted;
     for (char c : f.study) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-    return "SELECT t.number, t.state, t.fitness, t.predicted_cost, t.wall_s, t.device, t.genome_json "
-           "FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name = '" + quoted + "' ORDER BY t.number";
+    const std::string trials = "FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name = '" + quoted + "'";
+    if (f.what == "trials") {
+      return "SELECT t.number, t.state, t.fitness, t.predicted_cost, t.wall_s, t.device, t.genome_json " + trials +
+             " ORDER BY t.number";
+    }
+    if (f.what == "best") {
+      return "SELECT t.number, t.fitness, t.predicted_cost, t.wall_s, t.device, t.genome_json " + trials +
+             " AND t.state = 'complete' ORDER BY t.fitness DESC, t.predicted_cost ASC, t.number LIMIT 1";
+    }
+    // Pareto front over (predicted cost: lower is better, fitness: higher is better): the complete
+    // trials that no other complete trial beats on one and matches or beats on the other.
+    return "WITH c AS (SELECT t.* " + trials + " AND t.state = 'complete') "
+           "SELECT a.number, a.predicted_cost, a.fitness, a.genome_json FROM c a WHERE NOT EXISTS ("
+           "SELECT 1 FROM c b WHERE b.predicted_cost <= a.predicted_cost AND b.fitness >= a.fitness "
+           "AND (b.predicted_cost < a.predicted_cost OR b.fitness > a.fitness)) "
+           "ORDER BY a.predicted_cost, a.number";
   }
   return f.what;
 }
@@ -49,11 +79,15 @@ void run(const QueryFlags& f) {
 
 void register_query(CLI::App& app) {
   auto f = std::make_shared<QueryFlags>();
-  auto* sub = app.add_subcommand("query", "Read the store: canned views (runs, studies, trials) or a SELECT");
-  sub->add_option("what", f->what, "runs | studies | trials | \"SELECT ...\"")->default_val("runs");
+  auto* sub = app.add_subcommand(
+      "query", "Read the store: canned views (runs, latency, studies, trials, best, pareto) or a SELECT");
+  sub->add_option("what", f->what,
+                  "runs | latency (the newest profile per model, size, card and budget) | studies | "
+                  "trials, best, pareto (of --study) | \"SELECT ...\"")
+      ->default_val("runs");
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_option("--format", f->format, "table, csv or json")->default_val("table");
-  sub->add_option("--study", f->study, "the study, for 'trials'");
+  sub->add_option("--study", f->study, "the study, for trials, best and pareto");
   on_run(sub, [f] { run(*f); });
 }
 

@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <csignal>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/model_config.h"
 #include "db/store.h"
@@ -185,3 +187,131 @@ TEST_F(Cli, CorruptOrMisshapedWeightsAreNamed) {
 }
 
 }  // namespace
+
+// --- profile, sweep and the store's views --------------------------------------------------------
+
+int64_t count_rows(const std::string& db, const std::string& sql) {
+  auto store = astraea::db::Store::open(db);
+  return std::stoll(*store.query(sql).rows.at(0).at(0));
+}
+
+TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
+  const auto db = path("p.db"), trace = path("trace.json");
+  const std::string small =
+      "profile --model tiny --frames 2 --height 16 --width 16 --warmup 1 --min-reps 2 --max-reps 4 --max-seconds 1";
+  auto r = run(small + " --budgets 1,0.5 --db " + db + " --trace " + trace);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("budget"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.50"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("timed with wall"), std::string::npos) << "a CPU run says its clock: " << r.out;
+  EXPECT_EQ(r.out.find("warning"), std::string::npos) << "no device to trace on the CPU is not a warning: " << r.out;
+  // The latency model: one row per budget, with its dense reference and per-operation times.
+  r = run("query latency --format csv --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  EXPECT_NE(r.out.find("tiny,2x16x16,cpu,0.5,"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'op_ms' AND op = 'attention'"), 2);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'op_ms' AND op = 'selection' "
+                           "AND run_id IN (SELECT id FROM runs WHERE json_extract(config_json, '$.budget') = 0.5)"),
+            1);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE git_revision = ''"), 0);
+  // The trace opens as Chrome trace JSON with the engine's operations in it.
+  std::ifstream in(trace);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.rfind("{\"displayTimeUnit\"", 0), 0u) << text.substr(0, 80);
+  for (const char* op : {"\"attention\"", "\"scatter\"", "\"step 1\"", "\"block 5\""}) {
+    EXPECT_NE(text.find(op), std::string::npos) << op;
+  }
+  // A second profile supersedes the first in the view.
+  ASSERT_EQ(run(small + " --budgets 0.5 --db " + db).code, 0);
+  r = run("query latency --format csv --db " + db);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE kind = 'profile'"), 3);
+
+  expect_error(run(small + " --budgets 1,2 --db " + db), 2, "--budgets item '2'");
+  expect_error(run(small + " --budgets 0 --db " + db), 2, "--budgets");
+  expect_error(run(small + " --trace /nonexistent/t.json --db " + db), 2, "/nonexistent");
+  expect_error(run("profile --model tiny --frames 2 --height 16 --width 16 --min-reps 5 --max-reps 2 --db " + db), 2,
+               "--max-reps");
+}
+
+TEST_F(Cli, SweepResumesAfterAKillWithNoLostOrDuplicatedCell) {
+  const auto db = path("s.db");
+  std::ofstream(path("prompts.txt")) << "# two prompts\na red circle moving left on a gray background\n"
+                                        "a blue square standing still on a black background\n";
+  const std::string sweep = std::string(ASTRAEA_BENCH_BIN) + " sweep --model tiny --weights random --steps 3 "
+                            "--budgets 1,0.5 --seeds 0,1 --prompts-file " + path("prompts.txt") + " --db " + db;
+  // 8 cells; kill -9 once two are stored.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    execl("/bin/sh", "sh", "-c", (sweep + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int64_t stored = 0;
+  for (int i = 0; i < 600 && stored < 2; ++i) {
+    usleep(100 * 1000);
+    if (fs::exists(db)) stored = count_rows(db, "SELECT count(*) FROM runs");
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  // sh -c may have exec'd the sweep or forked it: make sure no sweep survives.
+  std::system(("pkill -9 -f -- '--db " + db + "' >/dev/null 2>&1").c_str());
+  ASSERT_GE(stored, 2);
+  const int64_t before = count_rows(db, "SELECT count(*) FROM runs");
+  ASSERT_LT(before, 8) << "the sweep finished before it was killed; the test needs slower cells";
+  auto r = run(sweep.substr(sweep.find(" sweep") + 1));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("8 cells, " + std::to_string(8 - before) + " run, " + std::to_string(before) + " already"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs"), 8);
+  EXPECT_EQ(count_rows(db, "SELECT count(DISTINCT cell_key) FROM runs"), 8);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs r WHERE NOT EXISTS "
+                           "(SELECT 1 FROM measurements m WHERE m.run_id = r.id AND m.name = 'sample_s')"),
+            0)
+      << "every stored cell is whole";
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE json_extract(config_json, '$.method.budget') = 0.5"), 4);
+}
+
+TEST_F(Cli, SweepRefusesBadGridsBeforeAnyWork) {
+  const auto db = path("bad.db");
+  const std::string sweep = "sweep --model tiny --steps 2 --db " + db;
+  std::ofstream(path("grid.json")) << R"({"prompts": ["a red circle moving left on a gray background"], "budget": [1]})";
+  expect_error(run(sweep + " --grid " + path("grid.json")), 2, "unknown field 'budget'");
+  std::ofstream(path("grid2.json")) << "{\"prompts\": ";
+  expect_error(run(sweep + " --grid " + path("grid2.json")), 2, "is not JSON");
+  expect_error(run(sweep + " --prompts-file " + path("none.txt")), 2, "none.txt");
+  expect_error(run(sweep + " --prompt 'a red blob moving left on a gray background'"), 2, "blob");
+  expect_error(run(sweep + " --prompt 'a red circle moving left on a gray background' --budgets 0.5,x"), 2,
+               "--budgets item 'x'");
+  expect_error(run(sweep + " --prompt 'a red circle moving left on a gray background' --sizes 8x32"), 2, "--sizes");
+  expect_error(run(sweep + " --model wan2.1-1.3b --prompt 'a red circle moving left on a gray background'"), 2,
+               "own text encoder");
+  EXPECT_FALSE(fs::exists(db)) << "nothing was stored, not even an empty store";
+}
+
+TEST_F(Cli, QueryBestAndParetoOfAStudy) {
+  const auto db = path("t.db");
+  {
+    auto store = astraea::db::Store::open(db);
+    const int64_t study = store.create_or_get_study("s1", "{}");
+    // (cost, fitness): (3, 0.8) is dominated by (2, 0.9); (2.5, 0.9) by (2, 0.9).
+    const std::vector<std::pair<double, double>> trials = {{1, 0.5}, {2, 0.9}, {3, 0.8}, {0.5, 0.1}, {2.5, 0.9}};
+    for (size_t i = 0; i < trials.size(); ++i) {
+      const auto claim = store.claim_trial(study, "{\"g\":" + std::to_string(i) + "}", "w");
+      store.complete_trial(claim.trial.id, trials[i].second, trials[i].first, 1.0, "cpu");
+    }
+    const auto pending = store.claim_trial(study, "{\"g\":99}", "w");  // running: in no view
+    (void)pending;
+  }
+  auto r = run("query pareto --study s1 --format csv --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "number,predicted_cost,fitness,genome_json\r\n3,0.5,0.1,\"{\"\"g\"\":3}\"\r\n"
+                   "0,1.0,0.5,\"{\"\"g\"\":0}\"\r\n1,2.0,0.9,\"{\"\"g\"\":1}\"\r\n");
+  r = run("query best --study s1 --format csv --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\r\n1,0.9,2.0,"), std::string::npos) << r.out;
+  expect_error(run("query pareto --db " + db), 2, "--study");
+}

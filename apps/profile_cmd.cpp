@@ -1,0 +1,225 @@
+// astraea-bench profile: the latency of one sampling step at each token budget, timed under the
+// nvbench-style protocol, then traced in a separate pass to attribute the step's device time (or,
+// on the CPU, wall-clock time) to operations. Stored as the latency model of (model, size, card)
+// that the tuner reads, and printed as a table.
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "apps/provenance.h"
+#include "core/dit.h"
+#include "core/generate.h"
+#include "core/ranges.h"
+#include "core/token_cache.h"
+#include "core/torch_compat.h"
+#include "core/weights.h"
+#include "db/store.h"
+#include "profiler/profiler.h"
+#include "profiler/timing.h"
+
+namespace astraea::app {
+namespace {
+
+struct ProfileFlags {
+  std::string model = "tiny", weights = "random", budgets = "1,0.7,0.5,0.4,0.3", device = "cpu", dtype, db = "astraea.db",
+              trace, format = "table";
+  int64_t frames = 0, height = 0, width = 0;
+  double guidance = -1;
+  bool no_store = false;
+  profiler::TimingOptions timing;
+};
+
+struct Row {
+  double budget = 1;  // NaN: the plain dense forward (no caches)
+  profiler::TimingStats stats;
+  profiler::Attribution traced;
+  std::string traced_clock;
+};
+
+void run(const ProfileFlags& f) {
+  const auto budgets = parse_number_list("--budgets", f.budgets, 0.0, 1.0);
+  for (double b : budgets) {
+    if (b == 0.0) throw UsageError("--budgets: 0 skips the step and costs nothing; profile budgets in (0, 1]");
+  }
+  if (!f.trace.empty()) check_output_path("--trace", f.trace, {".json"});
+  if (f.timing.max_reps < f.timing.min_reps) throw UsageError("--max-reps must be at least --min-reps");
+  const auto& config = model_preset(f.model);
+  const auto shape = video_shape(config, f.frames ? f.frames : config.default_frames,
+                                 f.height ? f.height : config.default_height, f.width ? f.width : config.default_width);
+  const auto device = parse_device(f.device);
+  const auto dtype = parse_dtype(f.dtype, device);
+  const double guidance = f.guidance >= 0 ? f.guidance : config.default_guidance;
+  const int calls = guidance != 1.0 ? 2 : 1;
+  std::optional<db::Store> store;
+  if (!f.no_store) store.emplace(db::Store::open(f.db));  // before the slow part: a bad --db fails now
+
+  at::NoGradGuard no_grad;
+  const WanDiT model(config,
+                     f.weights == "random" ? random_weights(config, 0, device, dtype) : load_weights(f.weights, config, device, dtype),
+                     dtype);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  const auto ctx = model.has_text_encoder()
+                       ? model.embed_context(model.encode_prompt(""))
+                       : model.embed_context(at::randn({config.text_len, config.text_dim}, gen).to(device, dtype));
+  const auto x = at::randn({config.in_channels, shape.latent_f, shape.latent_h, shape.latent_w}, gen).to(device);
+  auto timer = profiler::make_timer(device);
+  const auto env = profiler::environment(device);
+
+  // One step: a model call per guidance branch, each with its own caches, as generate runs them.
+  std::vector<Row> rows;
+  Progress progress("profile", static_cast<int64_t>(budgets.size()) + 1);
+  {
+    Row dense;
+    dense.budget = std::nan("");
+    dense.stats = profiler::measure([&] { for (int c = 0; c < calls; ++c) model.forward(x, 500.0, ctx); }, *timer, f.timing);
+    rows.push_back(dense);
+    progress.update(1, "dense " + std::to_string(dense.stats.median_ms) + " ms");
+  }
+  for (double b : budgets) {
+    std::vector<TokenEngineState> states(static_cast<size_t>(calls));
+    for (auto& s : states) model.forward_tokenwise(x, 999.0, ctx, 1.0, {}, s);  // prime the caches
+    auto step = [&] {
+      for (auto& s : states) model.forward_tokenwise(x, 500.0, ctx, b, {}, s);
+    };
+    Row row;
+    row.budget = b;
+    row.stats = profiler::measure(step, *timer, f.timing);
+    rows.push_back(row);
+    progress.update(static_cast<int64_t>(rows.size()));
+  }
+  progress.finish();
+
+  // The traced pass, apart from the timed one: one step per budget, step i = budgets[i].
+  // On the CPU there is no device to trace: the pass times its ranges by the wall clock, labelled so.
+  profiler::Profiler prof(device.is_cuda() ? profiler::make_cupti_source() : nullptr, [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); });
+  {
+    std::vector<std::vector<TokenEngineState>> states(budgets.size(), std::vector<TokenEngineState>(static_cast<size_t>(calls)));
+    for (auto& per_budget : states)
+      for (auto& s : per_budget) model.forward_tokenwise(x, 999.0, ctx, 1.0, {}, s);
+    compat::synchronize(device);
+    prof.start();
+    for (size_t i = 0; i < budgets.size(); ++i) {
+      const auto range = ScopedRange::step(static_cast<int64_t>(i));
+      for (auto& s : states[i]) model.forward_tokenwise(x, 500.0, ctx, budgets[i], {}, s);
+      compat::synchronize(device);
+    }
+  }
+  const auto profile = prof.stop();
+  if (!f.trace.empty()) profiler::write_chrome_trace(profile, f.trace);
+
+  const double dense_ms = rows[0].stats.median_ms;
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    nlohmann::json j{{"budget", std::isnan(r.budget) ? nlohmann::json("dense") : nlohmann::json(r.budget)},
+                     {"step_ms", r.stats.median_ms}, {"min_ms", r.stats.min_ms}, {"max_ms", r.stats.max_ms},
+                     {"noise", r.stats.noise}, {"reps", r.stats.reps}, {"converged", r.stats.converged},
+                     {"of_dense", r.stats.median_ms / dense_ms}, {"clock", r.stats.clock}};
+    if (i > 0) {
+      const auto it = profile.attribution.step_ns.find(static_cast<int64_t>(i - 1));
+      if (it != profile.attribution.step_ns.end()) {
+        j["traced_ms"] = static_cast<double>(it->second) / 1e6;
+        j["traced_clock"] = profile.clock;
+      }
+    }
+    out.push_back(j);
+  }
+
+  if (store) {
+    for (size_t i = 1; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      db::RunRecord run;
+      run.kind = "profile";
+      run.config_json = nlohmann::json{{"model", config.name}, {"frames", shape.frames}, {"height", shape.height},
+                                       {"width", shape.width}, {"tokens", shape.tokens()}, {"budget", r.budget},
+                                       {"guidance", guidance}, {"calls_per_step", calls},
+                                       {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"weights", f.weights}}
+                            .dump();
+      run.git_revision = git_revision();
+      run.device = env.value("device", f.device);
+      run.versions_json = env.dump();
+      const std::string clock = r.stats.clock;
+      auto add = [&](const std::string& name, const std::string& unit, double v, std::string op = "",
+                     std::optional<int64_t> block = std::nullopt, const std::string& source = "") {
+        run.measurements.push_back({name, unit, v, std::nullopt, block, std::move(op), source.empty() ? clock : source});
+      };
+      add("step_ms", "ms", r.stats.median_ms);
+      add("step_ms_min", "ms", r.stats.min_ms);
+      add("step_ms_max", "ms", r.stats.max_ms);
+      add("step_noise", "", r.stats.noise);
+      add("reps", "", r.stats.reps);
+      add("dense_step_ms", "ms", dense_ms);
+      // Per operation, summed over blocks, from the traced pass.
+      std::map<std::string, double> per_op;
+      for (const auto& t : profile.attribution.ops) {
+        if (t.where.step != static_cast<int64_t>(i - 1)) continue;
+        per_op[t.where.op == Op::kNone ? "outside operations" : op_name(t.where.op)] += static_cast<double>(t.total_ns) / 1e6;
+      }
+      for (const auto& [op, ms] : per_op) add("op_ms", "ms", ms, op, std::nullopt, profile.clock);
+      if (out[i].contains("traced_ms")) add("traced_step_ms", "ms", out[i]["traced_ms"].get<double>(), "", std::nullopt, profile.clock);
+      store->add_run(run);
+    }
+  }
+
+  if (f.format == "json") {
+    std::cout << nlohmann::json{{"model", config.name}, {"tokens", shape.tokens()}, {"device", env.value("device", "")},
+                                {"calls_per_step", calls}, {"rows", out}, {"environment", env}}
+                     .dump(2)
+              << "\n";
+    return;
+  }
+  std::printf("%s, %lldx%lldx%lld (%lld tokens), %d model call%s a step, %s\n", config.name.c_str(),
+              static_cast<long long>(shape.frames), static_cast<long long>(shape.height),
+              static_cast<long long>(shape.width), static_cast<long long>(shape.tokens()), calls, calls > 1 ? "s" : "",
+              env.value("device", "").c_str());
+  std::printf("%-8s %10s %9s %10s %10s %7s %5s %11s\n", "budget", "step ms", "of dense", "min ms", "max ms", "noise",
+              "reps", "traced ms");
+  for (const auto& j : out) {
+    const std::string b = j["budget"].is_string() ? "dense" : std::to_string(j["budget"].get<double>()).substr(0, 4);
+    std::printf("%-8s %10.3f %9.3f %10.3f %10.3f %6.1f%% %5d", b.c_str(), j["step_ms"].get<double>(),
+                j["of_dense"].get<double>(), j["min_ms"].get<double>(), j["max_ms"].get<double>(),
+                100 * j["noise"].get<double>(), j["reps"].get<int>());
+    if (j.contains("traced_ms")) std::printf(" %11.3f", j["traced_ms"].get<double>());
+    std::printf("\n");
+  }
+  std::printf("timed with %s; traced ms: %s, one step per budget in a separate pass%s\n", rows[0].stats.clock.c_str(),
+              profile.clock == "cupti" ? "device kernel time attributed by CUPTI" : "wall clock (no device trace)",
+              f.no_store ? "" : ("; stored in " + f.db).c_str());
+}
+
+}  // namespace
+
+void register_profile(CLI::App& app) {
+  auto f = std::make_shared<ProfileFlags>();
+  auto* sub = app.add_subcommand("profile", "Per-step latency at each token budget: the latency model the tuner reads");
+  sub->add_option("--model", f->model, "model preset")->default_val("tiny");
+  sub->add_option("--weights", f->weights, "safetensors file, or 'random' (latency does not depend on the values)")
+      ->default_val("random");
+  sub->add_option("--frames", f->frames, "video frames (default: the preset's)");
+  sub->add_option("--height", f->height, "video height in pixels");
+  sub->add_option("--width", f->width, "video width in pixels");
+  sub->add_option("--budgets", f->budgets, "token budgets in (0, 1], comma-separated")->default_val(f->budgets);
+  sub->add_option("--guidance", f->guidance, "guidance scale: 1 makes a step one model call, anything else two");
+  sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--dtype", f->dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
+  sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
+  sub->add_flag("--no-store", f->no_store, "print only");
+  sub->add_option("--trace", f->trace, "also write the traced pass as Chrome/Perfetto JSON");
+  sub->add_option("--format", f->format, "table or json")->default_val("table")->check(CLI::IsMember({"table", "json"}));
+  sub->add_option("--warmup", f->timing.warmup, "untimed steps first")->default_val(f->timing.warmup)->check(CLI::NonNegativeNumber);
+  sub->add_option("--min-reps", f->timing.min_reps)->default_val(f->timing.min_reps)->check(CLI::PositiveNumber);
+  sub->add_option("--max-reps", f->timing.max_reps)->default_val(f->timing.max_reps)->check(CLI::PositiveNumber);
+  sub->add_option("--max-seconds", f->timing.max_seconds, "time limit per budget")->default_val(f->timing.max_seconds);
+  sub->add_option("--noise", f->timing.noise, "stop repeating once the relative noise is under this")
+      ->default_val(f->timing.noise);
+  on_run(sub, [f] { run(*f); });
+}
+
+}  // namespace astraea::app

@@ -1,0 +1,63 @@
+#include "apps/provenance.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "apps/commands.h"
+
+namespace astraea::app {
+namespace {
+
+std::string run_git(const std::string& args) {
+  const std::string cmd = "git -C '" + std::string(ASTRAEA_SOURCE_DIR) + "' " + args + " 2>/dev/null";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  if (!pipe) return "";
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, pipe.get())) out += buf;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+std::string git_revision() {
+  static const std::string revision = [] {
+    std::string rev = run_git("rev-parse --short=12 HEAD");
+    if (rev.empty()) return std::string("unknown");
+    if (!run_git("status --porcelain --untracked-files=no").empty()) rev += "-dirty";
+    return rev;
+  }();
+  return revision;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    if (end > start) items.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
+
+std::vector<double> parse_number_list(const std::string& flag, const std::string& text, double lo, double hi) {
+  std::vector<double> values;
+  for (const auto& item : split_list(text)) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    if (end == item.c_str() || *end != '\0' || !std::isfinite(v) || v < lo || v > hi) {
+      char range[64];
+      std::snprintf(range, sizeof range, "a number in [%g, %g]", lo, hi);
+      throw UsageError(flag + " item '" + item + "' is not " + range);
+    }
+    values.push_back(v);
+  }
+  if (values.empty()) throw UsageError(flag + " is empty");
+  return values;
+}
+
+}  // namespace astraea::app

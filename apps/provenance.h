@@ -1,0 +1,20 @@
+// What every stored run carries besides its numbers, and the list flags that several commands share.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace astraea::app {
+
+/// The source tree's git revision (with "-dirty" when it has uncommitted changes), or "unknown"
+/// when the binary runs away from its checkout.
+std::string git_revision();
+
+/// Parses a comma-separated list of numbers for FLAG ("1,0.7,0.5"); throws UsageError naming the
+/// flag and the bad item. Values must lie in [lo, hi].
+std::vector<double> parse_number_list(const std::string& flag, const std::string& text, double lo, double hi);
+
+/// Splits a comma-separated list, dropping empty items.
+std::vector<std::string> split_list(const std::string& text);
+
+}  // namespace astraea::app

@@ -1,0 +1,269 @@
+// astraea-bench sweep: generate every cell of a grid (models x sizes x methods x prompts x seeds)
+// and store each as one run. A cell's key is its canonical configuration, unique in the store, so
+// an interrupted sweep, or several processes sharing one, never repeats or loses a cell.
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "apps/provenance.h"
+#include "core/generate.h"
+#include "core/safetensors.h"
+#include "core/schedule.h"
+#include "core/shapes_world.h"
+#include "astraea/config.h"
+#include "db/store.h"
+
+namespace astraea::app {
+namespace {
+
+struct SweepFlags {
+  std::vector<std::string> models, prompts;
+  std::string weights, sizes, budgets, schedules, seeds = "0", prompts_file, grid, device = "cpu", db = "astraea.db", videos;
+  int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
+  double guidance = -1;
+};
+
+struct Size {
+  int64_t frames = 0, height = 0, width = 0;  // 0: the preset's
+};
+
+struct Method {
+  double budget = 1;                          // 1 without a schedule: the dense reference
+  std::optional<std::string> schedule_file;
+};
+
+std::vector<std::string> read_prompts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("--prompts-file " + path + " cannot be read");
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line[0] != '#') prompts.push_back(line);
+  }
+  if (prompts.empty()) throw UsageError("--prompts-file " + path + " has no prompts");
+  return prompts;
+}
+
+std::vector<Size> parse_sizes(const std::string& text) {
+  std::vector<Size> sizes;
+  for (const auto& item : split_list(text)) {
+    Size s;
+    long long f, h, w;
+    char tail;
+    if (std::sscanf(item.c_str(), "%lldx%lldx%lld%c", &f, &h, &w, &tail) != 3 || f < 1 || h < 1 || w < 1) {
+      throw UsageError("--sizes item '" + item + "' is not FRAMESxHEIGHTxWIDTH (e.g. 16x64x64)");
+    }
+    s.frames = f;
+    s.height = h;
+    s.width = w;
+    sizes.push_back(s);
+  }
+  return sizes;
+}
+
+// Merges a --grid JSON file into the flags; flags given on the command line win.
+void merge_grid(SweepFlags& f) {
+  if (f.grid.empty()) return;
+  std::ifstream in(f.grid);
+  if (!in) throw UsageError("--grid " + f.grid + " cannot be read");
+  nlohmann::json g;
+  try {
+    g = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError("--grid " + f.grid + " is not JSON: " + std::string(e.what()).substr(0, 120));
+  }
+  static const std::set<std::string> known = {"models", "sizes", "prompts", "budgets", "schedules", "seeds", "steps"};
+  auto join = [](const nlohmann::json& a) {
+    std::string s;
+    for (const auto& v : a) s += (s.empty() ? "" : ",") + (v.is_string() ? v.get<std::string>() : v.dump());
+    return s;
+  };
+  try {
+    for (const auto& [key, value] : g.items()) {
+      if (!known.count(key)) throw UsageError("--grid " + f.grid + ": unknown field '" + key + "'");
+      if (key == "steps") {
+        if (!f.steps) f.steps = value.get<int64_t>();
+        continue;
+      }
+      if (!value.is_array()) throw UsageError("--grid " + f.grid + ": field '" + key + "' must be a list");
+      if (key == "models" && f.models.empty()) f.models = value.get<std::vector<std::string>>();
+      if (key == "prompts" && f.prompts.empty()) f.prompts = value.get<std::vector<std::string>>();
+      if (key == "sizes" && f.sizes.empty()) f.sizes = join(value);
+      if (key == "budgets" && f.budgets.empty()) f.budgets = join(value);
+      if (key == "schedules" && f.schedules.empty()) f.schedules = join(value);
+      if (key == "seeds" && f.seeds == "0") f.seeds = join(value);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError("--grid " + f.grid + ": " + std::string(e.what()).substr(0, 120));
+  }
+}
+
+void run(SweepFlags f) {
+  merge_grid(f);
+  if (f.models.empty()) f.models = {"tiny"};
+  if (!f.prompts_file.empty()) {
+    for (auto& p : read_prompts(f.prompts_file)) f.prompts.push_back(std::move(p));
+  }
+  if (f.prompts.empty()) throw UsageError("sweep needs --prompt TEXT (repeatable) or --prompts-file FILE");
+  std::vector<Size> sizes = f.sizes.empty() ? std::vector<Size>{{f.frames, f.height, f.width}} : parse_sizes(f.sizes);
+  std::vector<Method> methods;
+  if (!f.budgets.empty()) {
+    for (double b : parse_number_list("--budgets", f.budgets, 0.0, 1.0)) methods.push_back({b, std::nullopt});
+  }
+  for (const auto& s : split_list(f.schedules)) methods.push_back({1, s});
+  if (methods.empty()) methods.push_back({1, std::nullopt});
+  std::vector<uint64_t> seeds;
+  for (double s : parse_number_list("--seeds", f.seeds, 0, 9.0e15)) {
+    if (s != std::floor(s)) throw UsageError("--seeds item '" + std::to_string(s) + "' is not an integer");
+    seeds.push_back(static_cast<uint64_t>(s));
+  }
+  if (!f.videos.empty() && !std::filesystem::is_directory(f.videos)) {
+    throw UsageError("--videos " + f.videos + " is not a folder");
+  }
+
+  // Every cell, checked before any work: presets, sizes, schedules.
+  struct Cell {
+    GenerateOptions o;
+    nlohmann::json key;
+  };
+  std::vector<Cell> cells;
+  for (const auto& model : f.models) {
+    const auto& preset = model_preset(model);  // throws naming an unknown preset
+    if (preset.text_vocab == 0) {
+      throw UsageError("--model " + model + ": sweep generates from prompts, which needs a model with its own text "
+                       "encoder (tiny)");
+    }
+    const int64_t steps = f.steps ? f.steps : preset.default_steps;
+    for (const auto& size : sizes) {
+      const auto shape = video_shape(preset, size.frames ? size.frames : preset.default_frames,
+                                     size.height ? size.height : preset.default_height,
+                                     size.width ? size.width : preset.default_width);
+      for (const auto& m : methods) {
+        std::optional<TokenBudgetSchedule> schedule;
+        nlohmann::json method;
+        if (m.schedule_file) {
+          schedule = read_schedule(*m.schedule_file, preset.name, steps);
+          const auto& sel = schedule->selection;
+          method = {{"schedule", schedule->budgets},
+                    {"selection", {{"w_lse", sel.w_lse}, {"w_stale", sel.w_stale}, {"tile", sel.tile},
+                                   {"min_frame_share", sel.min_frame_share}, {"reuse_kv", sel.reuse_kv}}}};
+        } else if (m.budget < 1.0) {
+          schedule = uniform_schedule(preset.name, steps, m.budget, f.dense_steps);
+          method = {{"budget", m.budget}, {"dense_steps", f.dense_steps}};
+        } else {
+          method = {{"budget", 1.0}};
+        }
+        for (const auto& prompt : f.prompts) {
+          shapes::parse_prompt(prompt);  // throws naming the bad word
+          for (uint64_t seed : seeds) {
+            Cell c;
+            c.o.model = preset.name;
+            c.o.weights = f.weights;
+            c.o.prompt = prompt;
+            c.o.frames = shape.frames;
+            c.o.height = shape.height;
+            c.o.width = shape.width;
+            c.o.steps = steps;
+            c.o.guidance = f.guidance;
+            c.o.seed = seed;
+            c.o.device = f.device;
+            c.o.schedule = schedule;
+            c.key = {{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
+                     {"width", shape.width},  {"steps", steps},        {"guidance", f.guidance},
+                     {"method", method},      {"prompt", prompt},      {"seed", seed},
+                     {"device", f.device},    {"weights", f.weights.empty() ? "shipped" : f.weights}};
+            cells.push_back(std::move(c));
+          }
+        }
+      }
+    }
+  }
+
+  auto store = db::Store::open(f.db);
+  Progress progress("sweep", static_cast<int64_t>(cells.size()));
+  int64_t ran = 0, skipped = 0;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const auto& c = cells[i];
+    const std::string key = c.key.dump();
+    if (store.find_cell(key)) {
+      ++skipped;
+      progress.update(static_cast<int64_t>(i + 1), "skipped " + std::to_string(skipped) + " already stored");
+      continue;
+    }
+    const auto r = generate(c.o);
+    db::RunRecord run;
+    run.kind = "sweep-cell";
+    run.cell_key = key;
+    auto config = c.key;
+    if (!f.videos.empty()) {
+      const auto path = (std::filesystem::path(f.videos) / ("cell-" + std::to_string(std::hash<std::string>{}(key)) +
+                                                            ".safetensors")).string();
+      write_safetensors(path, {{"video", DType::F32, r.video.sizes().vec(), r.video.data_ptr()}},
+                        {{"model", r.config.name}, {"prompt", c.o.prompt}, {"seed", std::to_string(c.o.seed)}});
+      config["video"] = path;
+    }
+    run.config_json = config.dump();
+    run.git_revision = git_revision();
+    run.seed = c.o.seed;
+    run.device = f.device;
+    run.versions_json = nlohmann::json{{"astraea", ASTRAEA_VERSION}}.dump();
+    auto add = [&](const std::string& name, const std::string& unit, double v) {
+      run.measurements.push_back({name, unit, v, std::nullopt, std::nullopt, "", "timer"});
+    };
+    add("sample_s", "s", r.sample_seconds);
+    add("s_per_call", "s", r.sample_seconds / static_cast<double>(std::max<int64_t>(1, r.model_calls)));
+    add("model_calls", "", static_cast<double>(r.model_calls));
+    add("token_share", "", r.token_share);
+    add("cache_bytes", "B", static_cast<double>(r.cache_bytes));
+    add("skipped_steps", "", static_cast<double>(r.skipped_steps));
+    try {
+      store.add_run(run);
+      ++ran;
+    } catch (const db::StoreError&) {
+      if (!store.find_cell(key)) throw;  // not a cell another worker stored meanwhile
+      ++skipped;
+    }
+    char extra[96];
+    std::snprintf(extra, sizeof extra, "ran %lld, skipped %lld, last %.2f s", static_cast<long long>(ran),
+                  static_cast<long long>(skipped), r.sample_seconds);
+    progress.update(static_cast<int64_t>(i + 1), extra);
+  }
+  progress.finish();
+  std::printf("sweep: %zu cells, %lld run, %lld already in %s\n", cells.size(), static_cast<long long>(ran),
+              static_cast<long long>(skipped), f.db.c_str());
+}
+
+}  // namespace
+
+void register_sweep(CLI::App& app) {
+  auto f = std::make_shared<SweepFlags>();
+  auto* sub = app.add_subcommand("sweep", "Generate a grid of cells into the store, resuming where it stopped");
+  sub->add_option("--model", f->models, "model preset (repeatable; default tiny)");
+  sub->add_option("--weights", f->weights, "safetensors file or 'random' (default: the preset's shipped weights)");
+  sub->add_option("--prompt", f->prompts, "prompt (repeatable)");
+  sub->add_option("--prompts-file", f->prompts_file, "prompts, one per line ('#' starts a comment)");
+  sub->add_option("--budgets", f->budgets, "uniform token budgets in [0, 1], comma-separated (1: dense)");
+  sub->add_option("--schedules", f->schedules, "schedule files, comma-separated (docs/schedule.md)");
+  sub->add_option("--dense-steps", f->dense_steps, "with --budgets: dense steps first")->default_val(2);
+  sub->add_option("--seeds", f->seeds, "noise seeds, comma-separated")->default_val("0");
+  sub->add_option("--steps", f->steps, "sampling steps (default: the preset's)");
+  sub->add_option("--guidance", f->guidance, "classifier-free guidance scale (default: the preset's)");
+  sub->add_option("--frames", f->frames, "video frames (default: the preset's)");
+  sub->add_option("--height", f->height, "video height in pixels");
+  sub->add_option("--width", f->width, "video width in pixels");
+  sub->add_option("--sizes", f->sizes, "several sizes instead: FxHxW,... (e.g. 8x32x48,16x64x64)");
+  sub->add_option("--grid", f->grid, "JSON file with any of models, sizes, prompts, budgets, schedules, seeds, steps");
+  sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
+  sub->add_option("--videos", f->videos, "also keep each cell's video (safetensors) in this folder");
+  on_run(sub, [f] { run(*f); });
+}
+
+}  // namespace astraea::app
