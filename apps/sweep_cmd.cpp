@@ -19,6 +19,7 @@
 #include "core/shapes_world.h"
 #include "astraea/config.h"
 #include "db/store.h"
+#include "profiler/timing.h"
 
 namespace astraea::app {
 namespace {
@@ -187,6 +188,7 @@ void run(SweepFlags f) {
   }
 
   auto store = db::Store::open(f.db);
+  const auto env = profiler::environment(parse_device(f.device));
   Progress progress("sweep", static_cast<int64_t>(cells.size()));
   int64_t ran = 0, skipped = 0;
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -212,8 +214,10 @@ void run(SweepFlags f) {
     run.config_json = config.dump();
     run.git_revision = git_revision();
     run.seed = c.o.seed;
-    run.device = f.device;
-    run.versions_json = nlohmann::json{{"astraea", ASTRAEA_VERSION}}.dump();
+    run.device = env.value("device", f.device);
+    auto versions = env;
+    versions["astraea"] = ASTRAEA_VERSION;
+    run.versions_json = versions.dump();
     auto add = [&](const std::string& name, const std::string& unit, double v) {
       run.measurements.push_back({name, unit, v, std::nullopt, std::nullopt, "", "timer"});
     };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the shipped tiny model, end to end on the CPU. Grows with the project: today it
-# generates a video densely and with token-wise acceleration at budget 0.5, as MP4 and safetensors.
+# generates a video densely and with token-wise acceleration at budget 0.5, profiles the latency
+# of each budget, and sweeps two prompts over three budgets into the store (out/demo/astraea.db).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -17,6 +18,17 @@ echo "== generate: tiny preset at its CPU size (8 frames, 32x48, 768 tokens), 30
 "$bin" generate --model tiny "${weights[@]}" --prompt "$prompt" --seed 0 --out "$out/tiny.safetensors"
 echo "== generate: the same with token-wise acceleration, budget 0.5 after 2 dense steps"
 "$bin" generate --model tiny "${weights[@]}" --prompt "$prompt" --seed 0 --budget 0.5 --out "$out/tiny_budget0.5.mp4"
+db="$out/astraea.db"
+echo "== profile: one step's latency at each budget, stored as the latency model, with a trace"
+"$bin" profile --model tiny --budgets 1,0.7,0.5,0.3 --max-seconds 5 --db "$db" --trace "$out/profile_trace.json"
+echo "== sweep: 2 prompts x budgets 1, 0.7, 0.5 x seed 0 (cells already in the store are skipped)"
+"$bin" sweep --model tiny "${weights[@]}" --prompt "$prompt" \
+  --prompt "a yellow square moving up and a blue triangle standing still on a black background" \
+  --budgets 1,0.7,0.5 --seeds 0 --db "$db"
+"$bin" query latency --db "$db"
+"$bin" query "SELECT json_extract(r.config_json, '$.method.budget') AS budget, avg(m.value) AS sample_s
+              FROM runs r JOIN measurements m ON m.run_id = r.id AND m.name = 'sample_s'
+              WHERE r.kind = 'sweep-cell' GROUP BY budget ORDER BY budget DESC" --db "$db"
 echo
 echo "demo outputs in $(cd "$out" && pwd):"
 ls -l "$out"
