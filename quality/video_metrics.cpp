@@ -1,0 +1,263 @@
+#include "quality/video_metrics.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+#include <stdexcept>
+
+#include "astraea/config.h"
+#include "quality/shapes_checker.h"
+#if ASTRAEA_HAS_OPENCV
+#include <opencv2/imgproc.hpp>
+#include <opencv2/video/tracking.hpp>
+#endif
+
+namespace astraea::quality {
+namespace {
+
+void check_video(const at::Tensor& v, const char* what) {
+  if (!v.defined() || v.dim() != 4 || v.size(3) != 3 || v.size(0) < 1) {
+    throw std::invalid_argument(std::string(what) + " must be [frames, height, width, 3], got " +
+                                (v.defined() ? c10::str(v.sizes()) : std::string("nothing")));
+  }
+}
+
+// Python's round(): halves to even, which std::nearbyint does in the default rounding mode.
+int py_round(double x) { return static_cast<int>(std::nearbyint(x)); }
+
+// Mean of the largest SHARE of VALUES (at least one), as VBench's get_score.
+double top_share_mean(std::vector<float> values, double share) {
+  const size_t k = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(values.size()) * share));
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k - 1), values.end(), std::greater<>());
+  return std::accumulate(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), 0.0) / static_cast<double>(k);
+}
+
+// 8-bit frames, as VBench reads them from a video file.
+struct Frames8 {
+  int frames = 0, height = 0, width = 0;
+  std::vector<std::vector<uint8_t>> rgb, gray;
+};
+
+Frames8 to_8bit(const at::Tensor& video) {
+  const auto u8 = video.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte).contiguous();
+  Frames8 f;
+  f.frames = static_cast<int>(u8.size(0));
+  f.height = static_cast<int>(u8.size(1));
+  f.width = static_cast<int>(u8.size(2));
+  const size_t n = static_cast<size_t>(f.height) * static_cast<size_t>(f.width);
+  const uint8_t* p = u8.data_ptr<uint8_t>();
+  for (int i = 0; i < f.frames; ++i) {
+    std::vector<uint8_t> rgb(p + i * n * 3, p + (i + 1) * n * 3), gray(n);
+    for (size_t j = 0; j < n; ++j) {  // ITU-R BT.601 luma, as cv::COLOR_RGB2GRAY
+      gray[j] = static_cast<uint8_t>(std::lround(0.299 * rgb[3 * j] + 0.587 * rgb[3 * j + 1] + 0.114 * rgb[3 * j + 2]));
+    }
+    f.rgb.push_back(std::move(rgb));
+    f.gray.push_back(std::move(gray));
+  }
+  return f;
+}
+
+std::vector<float> magnitudes(const std::vector<float>& flow) {
+  std::vector<float> m(flow.size() / 2);
+  for (size_t i = 0; i < m.size(); ++i) m[i] = std::hypot(flow[2 * i], flow[2 * i + 1]);
+  return m;
+}
+
+double mean_abs_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += std::abs(static_cast<int>(a[i]) - static_cast<int>(b[i]));
+  return s / static_cast<double>(a.size());
+}
+
+#if ASTRAEA_HAS_OPENCV
+// The middle frame between A and B (RGB), from the flow A -> B: each side is sampled half-way
+// along the flow and the two are averaged (the flow at a pixel stands in for the flow through it).
+std::vector<uint8_t> interpolate_middle(const Frames8& f, int a, int b) {
+  const int h = f.height, w = f.width;
+  const auto flow = optical_flow(f.gray[static_cast<size_t>(a)], f.gray[static_cast<size_t>(b)], h, w);
+  cv::Mat map_a(h, w, CV_32FC2), map_b(h, w, CV_32FC2);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      const float u = flow[(static_cast<size_t>(y) * w + x) * 2], v = flow[(static_cast<size_t>(y) * w + x) * 2 + 1];
+      map_a.at<cv::Vec2f>(y, x) = {x - 0.5f * u, y - 0.5f * v};
+      map_b.at<cv::Vec2f>(y, x) = {x + 0.5f * u, y + 0.5f * v};
+    }
+  }
+  cv::Mat img_a(h, w, CV_8UC3, const_cast<uint8_t*>(f.rgb[static_cast<size_t>(a)].data()));
+  cv::Mat img_b(h, w, CV_8UC3, const_cast<uint8_t*>(f.rgb[static_cast<size_t>(b)].data()));
+  cv::Mat warped_a, warped_b, mid;
+  cv::remap(img_a, warped_a, map_a, cv::noArray(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
+  cv::remap(img_b, warped_b, map_b, cv::noArray(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
+  cv::addWeighted(warped_a, 0.5, warped_b, 0.5, 0.0, mid);
+  return std::vector<uint8_t>(mid.data, mid.data + static_cast<size_t>(h) * w * 3);
+}
+#endif
+
+// VBench's min-max normalisation, and its dimension weights (dynamic degree counts half).
+double normalise(double x, double lo, double hi) { return (x - lo) / (hi - lo); }
+
+}  // namespace
+
+Fidelity fidelity(const at::Tensor& video, const at::Tensor& reference) {
+  check_video(video, "video");
+  check_video(reference, "reference");
+  if (video.sizes() != reference.sizes()) {
+    throw std::invalid_argument("video " + c10::str(video.sizes()) + " and reference " + c10::str(reference.sizes()) +
+                                " differ in shape");
+  }
+  if (video.size(1) < 11 || video.size(2) < 11) {
+    throw std::invalid_argument("SSIM needs frames of at least 11x11 pixels, got " + std::to_string(video.size(1)) +
+                                "x" + std::to_string(video.size(2)));
+  }
+  const auto x = video.to(at::kDouble), y = reference.to(video.device(), at::kDouble);
+  const auto sq = (x - y).pow(2);
+  const auto mse_f = sq.mean({1, 2, 3});
+  const auto psnr_f = at::log10(1.0 / mse_f) * 10.0;  // 1 / 0 = inf: identical frames give +inf
+
+  // SSIM on [F, 3, H, W], a separable Gaussian window applied as one depthwise convolution.
+  const auto g1 = at::arange(11, x.options()).sub(5).pow(2).div(-2.0 * 1.5 * 1.5).exp();
+  const auto g = (g1 / g1.sum()).unsqueeze(1).mm((g1 / g1.sum()).unsqueeze(0));
+  const auto window = g.expand({3, 1, 11, 11}).contiguous();
+  const auto a = x.permute({0, 3, 1, 2}).contiguous(), b = y.permute({0, 3, 1, 2}).contiguous();
+  const std::vector<int64_t> ones{1, 1}, zeros{0, 0};  // stride and dilation 1, no padding: the valid region
+  auto blur = [&](const at::Tensor& t) { return at::conv2d(t, window, c10::nullopt, ones, zeros, ones, 3); };
+  const auto mu_a = blur(a), mu_b = blur(b);
+  const auto var_a = blur(a * a) - mu_a * mu_a, var_b = blur(b * b) - mu_b * mu_b, cov = blur(a * b) - mu_a * mu_b;
+  const double c1 = 0.01 * 0.01, c2 = 0.03 * 0.03;
+  const auto map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2));
+  const auto ssim_f = map.mean({1, 2, 3});
+
+  auto to_vec = [](const at::Tensor& t) {
+    const auto c = t.to(at::kCPU).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  Fidelity r;
+  r.mse_per_frame = to_vec(mse_f);
+  r.psnr_per_frame = to_vec(psnr_f);
+  r.ssim_per_frame = to_vec(ssim_f);
+  r.mse = sq.mean().item<double>();
+  r.psnr_video = r.mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(1.0 / r.mse);
+  r.psnr = std::accumulate(r.psnr_per_frame.begin(), r.psnr_per_frame.end(), 0.0) / static_cast<double>(r.psnr_per_frame.size());
+  r.ssim = std::accumulate(r.ssim_per_frame.begin(), r.ssim_per_frame.end(), 0.0) / static_cast<double>(r.ssim_per_frame.size());
+  return r;
+}
+
+bool has_optical_flow() { return ASTRAEA_HAS_OPENCV != 0; }
+
+std::vector<float> optical_flow(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int height, int width) {
+#if ASTRAEA_HAS_OPENCV
+  cv::Mat ma(height, width, CV_8UC1, const_cast<uint8_t*>(a.data())), mb(height, width, CV_8UC1, const_cast<uint8_t*>(b.data()));
+  cv::Mat flow;
+  // Pyramid levels as deep as the frame allows; a 15-pixel window suits frames down to 32 pixels.
+  const int levels = std::max(1, static_cast<int>(std::log2(std::min(height, width) / 8.0)));
+  cv::calcOpticalFlowFarneback(ma, mb, flow, 0.5, levels, std::min(15, std::min(height, width) / 2 | 1), 3, 5, 1.1, 0);
+  return std::vector<float>(reinterpret_cast<const float*>(flow.data),
+                            reinterpret_cast<const float*>(flow.data) + static_cast<size_t>(height) * width * 2);
+#else
+  (void)a;
+  (void)b;
+  (void)height;
+  (void)width;
+  throw std::runtime_error("this build has no OpenCV: optical flow (dynamic degree, motion smoothness) is unavailable");
+#endif
+}
+
+VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prompt* prompt) {
+  check_video(video, "video");
+  if (video.size(0) < 3 || video.size(1) < 16 || video.size(2) < 16) {
+    throw std::invalid_argument("VBench-proxy needs at least 3 frames of 16x16 pixels, got " + c10::str(video.sizes()));
+  }
+  if (!(fps > 0)) throw std::invalid_argument("fps must be positive");
+  const Frames8 f = to_8bit(video);
+  VBenchProxy r;
+  const double scale = std::min(f.height, f.width) / 256.0;
+  auto flow_score = [&](int a, int b, double share) {
+    return top_share_mean(magnitudes(optical_flow(f.gray[static_cast<size_t>(a)], f.gray[static_cast<size_t>(b)], f.height, f.width)), share);
+  };
+
+  // Temporal flickering: consecutive frames' mean absolute difference, on 0-255 values.
+  double mae = 0;
+  for (int i = 0; i + 1 < f.frames; ++i) mae += mean_abs_diff(f.rgb[static_cast<size_t>(i)], f.rgb[static_cast<size_t>(i + 1)]);
+  r.temporal_flickering = (255.0 - mae / (f.frames - 1)) / 255.0;
+
+  // VBench's static filter: top 2% flow magnitudes of consecutive pairs, then first->last and back.
+  {
+    const double thres = 3.0 * scale;
+    const int count_num = py_round(2.0 * f.frames / 16.0);
+    std::vector<double> s;
+    for (int i = 0; i + 1 < f.frames; ++i) s.push_back(flow_score(i, i + 1, 0.02));
+    s.push_back(flow_score(0, f.frames - 1, 0.02));
+    s.push_back(flow_score(f.frames - 1, 0, 0.02));
+    bool is_static = true;
+    int count = 0;
+    for (size_t i = 0; i + 2 < s.size() && is_static; ++i) {
+      if (s[i] > thres) ++count;
+      if (count > count_num) is_static = false;
+    }
+    for (size_t i = s.size() - 2; i < s.size() && is_static; ++i) {
+      if (s[i] > thres * count_num * 2) is_static = false;
+    }
+    r.static_video = is_static;
+  }
+
+  // Dynamic degree: frames sampled at 8 per second, top 5% flow magnitudes per pair.
+  {
+    const int interval = std::max(1, py_round(fps / 8.0));
+    std::vector<int> idx;
+    for (int i = 0; i < f.frames; i += interval) idx.push_back(i);
+    const double thres = std::max(1.0, 8.0 / fps) * 6.0 * scale;
+    const int count_num = py_round(4.0 * static_cast<double>(idx.size()) / 16.0);
+    int count = 0;
+    for (size_t i = 0; i + 1 < idx.size(); ++i) {
+      r.flow_scores.push_back(flow_score(idx[i], idx[i + 1], 0.05));
+      if (r.flow_scores.back() > thres) ++count;
+      if (count >= count_num) r.dynamic = true;
+    }
+  }
+
+  // Motion smoothness: odd frames predicted from their even neighbours, scored like flickering.
+#if ASTRAEA_HAS_OPENCV
+  {
+    double err = 0;
+    int n = 0;
+    for (int i = 1; i + 1 < f.frames; i += 2, ++n) err += mean_abs_diff(interpolate_middle(f, i - 1, i + 1), f.rgb[static_cast<size_t>(i)]);
+    r.motion_smoothness = (255.0 - err / n) / 255.0;
+  }
+#endif
+
+  // VBench's quality score: min-max normalised dimensions, dynamic degree at half weight.
+  r.quality_score = (normalise(r.temporal_flickering, 0.6293, 1.0) + normalise(r.motion_smoothness, 0.706, 0.9975) +
+                     0.5 * (r.dynamic ? 1.0 : 0.0)) /
+                    2.5;
+  r.total = r.quality_score;
+  if (prompt) {
+    const auto cpu = video.detach().to(at::kCPU, at::kFloat).contiguous();
+    const auto verdict = check_clip(cpu.data_ptr<float>(), f.frames, f.height, f.width, *prompt);
+    double colour = 0, shape = 0, motion = 0;
+    for (const auto& o : verdict.objects) {
+      colour += o.colour_ok;
+      shape += o.shape_ok;
+      motion += o.motion_ok;
+    }
+    const double n = static_cast<double>(std::max<size_t>(1, verdict.objects.size()));
+    r.semantic = {{"colour", colour / n}, {"shape", shape / n}, {"motion", motion / n},
+                  {"background", verdict.background_ok ? 1.0 : 0.0}};
+    double s = 0;
+    for (const auto& [k, v] : r.semantic) s += v;  // each weighs 1, on [0, 1] already
+    r.semantic_score = s / static_cast<double>(r.semantic.size());
+    r.total = (4 * r.quality_score + *r.semantic_score) / 5;  // VBench: QUALITY_WEIGHT 4, SEMANTIC_WEIGHT 1
+  }
+  return r;
+}
+
+MetricSet parse_metric_set(const std::string& text, const std::string& flag) {
+  if (text == "psnr") return {true, false};
+  if (text == "vbench-proxy") return {false, true};
+  if (text == "both") return {true, true};
+  throw std::invalid_argument(flag + " '" + text + "' is not psnr, vbench-proxy or both");
+}
+
+}  // namespace astraea::quality

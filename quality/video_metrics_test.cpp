@@ -1,0 +1,184 @@
+// Fidelity and VBench-proxy metrics on synthetic videos with known answers.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/shapes_world.h"
+#include "core/torch_compat.h"
+#include "quality/video_metrics.h"
+
+namespace astraea::quality {
+namespace {
+
+at::Tensor random_video(int64_t f, int64_t h, int64_t w, uint64_t seed, double lo = 0.2, double hi = 0.8) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::rand({f, h, w, 3}, gen) * (hi - lo) + lo;
+}
+
+// A smooth texture (sums of sines), sampled with an offset, so that shifts are sub-pixel exact.
+at::Tensor texture_frame(int64_t h, int64_t w, double dx, double dy) {
+  auto y = at::arange(h, at::kDouble).unsqueeze(1).expand({h, w}) - dy;
+  auto x = at::arange(w, at::kDouble).unsqueeze(0).expand({h, w}) - dx;
+  auto v = 0.5 + 0.2 * at::sin(x * 0.41 + y * 0.13) + 0.15 * at::cos(y * 0.37 - x * 0.19) + 0.1 * at::sin((x + y) * 0.23);
+  return v.unsqueeze(-1).expand({h, w, 3}).to(at::kFloat).contiguous();
+}
+
+at::Tensor moving_texture(int64_t frames, int64_t h, int64_t w, double vx, double vy) {
+  std::vector<at::Tensor> f;
+  for (int64_t i = 0; i < frames; ++i) f.push_back(texture_frame(h, w, vx * i, vy * i));
+  return at::stack(f);
+}
+
+TEST(Fidelity, IdenticalVideosGiveInfinitePsnrNeverNan) {
+  const auto v = random_video(4, 16, 24, 1);
+  const auto r = fidelity(v, v.clone());
+  EXPECT_TRUE(std::isinf(r.psnr) && r.psnr > 0);
+  EXPECT_TRUE(std::isinf(r.psnr_video) && r.psnr_video > 0);
+  for (double p : r.psnr_per_frame) EXPECT_TRUE(std::isinf(p) && p > 0);
+  EXPECT_EQ(r.mse, 0.0);
+  EXPECT_NEAR(r.ssim, 1.0, 1e-12);
+}
+
+TEST(Fidelity, NoiseLowersPsnrByTheExpectedAmount) {
+  const auto v = random_video(6, 32, 32, 2);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const auto noise = at::randn(v.sizes(), gen);
+  const auto r05 = fidelity(v + 0.05 * noise, v), r10 = fidelity(v + 0.1 * noise, v);
+  // MSE = sigma^2: PSNR = -20 log10(sigma) = 26.02 dB and 20.00 dB; doubling sigma costs 6.02 dB.
+  EXPECT_NEAR(r05.psnr_video, 26.02, 0.1);
+  EXPECT_NEAR(r10.psnr_video, 20.00, 0.1);
+  EXPECT_NEAR(r05.psnr - r10.psnr, 20 * std::log10(2.0), 1e-6);  // the same noise, scaled: exact
+  EXPECT_EQ(r05.psnr_per_frame.size(), 6u);
+  EXPECT_GT(r05.ssim, r10.ssim);
+  EXPECT_LT(r10.ssim, 1.0);
+}
+
+TEST(Fidelity, SsimOfFlatFramesMatchesTheFormula) {
+  // Constant frames have no variance: SSIM = (2 a b + C1) / (a^2 + b^2 + C1).
+  const auto a = at::full({2, 16, 16, 3}, 0.2, at::kDouble), b = at::full({2, 16, 16, 3}, 0.6, at::kDouble);
+  const double c1 = 1e-4;
+  EXPECT_NEAR(fidelity(a, b).ssim, (2 * 0.2 * 0.6 + c1) / (0.04 + 0.36 + c1), 1e-9);
+  EXPECT_NEAR(fidelity(a, b).psnr_video, -10 * std::log10(0.16), 1e-9);
+}
+
+TEST(Fidelity, RejectsMismatchedOrTinyVideos) {
+  EXPECT_THROW(fidelity(random_video(2, 16, 16, 1), random_video(3, 16, 16, 1)), std::invalid_argument);
+  EXPECT_THROW(fidelity(random_video(2, 8, 16, 1), random_video(2, 8, 16, 1)), std::invalid_argument);
+  EXPECT_THROW(fidelity(at::rand({2, 16, 16}), at::rand({2, 16, 16})), std::invalid_argument);
+}
+
+TEST(Fidelity, TheGpuAgreesWithTheCpu) {
+  if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const auto v = random_video(3, 32, 48, 4), ref = random_video(3, 32, 48, 5);
+  const auto cpu = fidelity(v, ref), gpu = fidelity(v.to(at::kCUDA), ref.to(at::kCUDA));
+  EXPECT_NEAR(cpu.psnr, gpu.psnr, 1e-9);
+  EXPECT_NEAR(cpu.ssim, gpu.ssim, 1e-9);
+}
+
+TEST(OpticalFlow, KnownShiftsGiveTheirDirectionAndMagnitude) {
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
+  for (auto [dx, dy] : std::vector<std::pair<double, double>>{{2, 0}, {0, -3}, {1.5, 1.5}}) {
+    const auto a = texture_frame(64, 64, 0, 0), b = texture_frame(64, 64, dx, dy);
+    auto gray = [](const at::Tensor& t) {
+      const auto u8 = t.select(2, 0).mul(255).round().to(at::kByte).contiguous();
+      return std::vector<uint8_t>(u8.data_ptr<uint8_t>(), u8.data_ptr<uint8_t>() + u8.numel());
+    };
+    const auto flow = optical_flow(gray(a), gray(b), 64, 64);
+    // The median over the interior, away from the borders where the texture enters or leaves.
+    std::vector<float> u, v;
+    for (int y = 12; y < 52; ++y)
+      for (int x = 12; x < 52; ++x) {
+        u.push_back(flow[(y * 64 + x) * 2]);
+        v.push_back(flow[(y * 64 + x) * 2 + 1]);
+      }
+    std::nth_element(u.begin(), u.begin() + u.size() / 2, u.end());
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    EXPECT_NEAR(u[u.size() / 2], dx, 0.3) << "shift " << dx << "," << dy;
+    EXPECT_NEAR(v[v.size() / 2], dy, 0.3) << "shift " << dx << "," << dy;
+  }
+}
+
+TEST(VBenchProxy, AStaticClipHasNoDynamicDegreeAndFlickerOfOne) {
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
+  const auto still = moving_texture(16, 64, 64, 0, 0);
+  const auto r = vbench_proxy(still, 8.0);
+  EXPECT_DOUBLE_EQ(r.temporal_flickering, 1.0);
+  EXPECT_TRUE(r.static_video);
+  EXPECT_FALSE(r.dynamic);
+  EXPECT_NEAR(r.motion_smoothness, 1.0, 1e-9);
+  EXPECT_FALSE(r.semantic_score.has_value());
+  // Quality: flicker and smoothness at their normalised maximum, dynamic degree 0 (half weight).
+  EXPECT_NEAR(r.quality_score, (1.0 + (1.0 - 0.706) / (0.9975 - 0.706)) / 2.5, 1e-9);
+  EXPECT_DOUBLE_EQ(r.total, r.quality_score);
+}
+
+TEST(VBenchProxy, MotionIsDynamicAndNotStatic) {
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
+  // 3 pixels a frame at 8 fps on 64 pixels: VBench's threshold is 6 * 64 / 256 = 1.5 pixels.
+  const auto moving = moving_texture(16, 64, 64, 3, 0);
+  const auto r = vbench_proxy(moving, 8.0);
+  EXPECT_TRUE(r.dynamic);
+  EXPECT_FALSE(r.static_video);
+  EXPECT_LT(r.temporal_flickering, 1.0);
+  ASSERT_EQ(r.flow_scores.size(), 15u);
+  for (double s : r.flow_scores) EXPECT_GT(s, 1.5);
+  // At 16 fps dynamic degree samples every other frame: 8 frames, 7 pairs.
+  EXPECT_EQ(vbench_proxy(moving, 16.0).flow_scores.size(), 7u);
+  // Slow motion, half a pixel a frame, is not dynamic.
+  EXPECT_FALSE(vbench_proxy(moving_texture(16, 64, 64, 0.5, 0), 8.0).dynamic);
+}
+
+TEST(VBenchProxy, ADroppedFrameLowersMotionSmoothness) {
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
+  const auto smooth = moving_texture(10, 64, 64, 1.5, 0.5);
+  std::vector<at::Tensor> frames;
+  for (int64_t i = 0; i < 10; ++i)
+    if (i != 4) frames.push_back(smooth[i]);
+  frames.push_back(texture_frame(64, 64, 1.5 * 10, 0.5 * 10));
+  const auto dropped = at::stack(frames);
+  const double s_smooth = vbench_proxy(smooth, 8.0).motion_smoothness;
+  const double s_dropped = vbench_proxy(dropped, 8.0).motion_smoothness;
+  EXPECT_GT(s_smooth, 0.99);
+  EXPECT_LT(s_dropped, s_smooth - 0.002) << s_smooth << " vs " << s_dropped;
+}
+
+TEST(VBenchProxy, GroundTruthClipsAgreeWithTheirPrompt) {
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
+  const auto prompt = shapes::parse_prompt("a red circle moving right on a gray background");
+  const auto clip = shapes::layout_clip(prompt, 11, 16, 64, 64);
+  auto rgb = shapes::render_clip(clip);
+  const auto video = at::from_blob(rgb.data(), {16, 64, 64, 3}).clone();
+  const auto r = vbench_proxy(video, 16.0, &prompt);
+  ASSERT_TRUE(r.semantic_score.has_value());
+  for (const char* k : {"colour", "shape", "motion", "background"}) EXPECT_DOUBLE_EQ(r.semantic.at(k), 1.0) << k;
+  EXPECT_NEAR(r.total, (4 * r.quality_score + 1.0) / 5, 1e-12);
+  // The wrong prompt loses the colour and the motion.
+  const auto wrong = shapes::parse_prompt("a blue circle moving left on a gray background");
+  const auto w = vbench_proxy(video, 16.0, &wrong);
+  EXPECT_EQ(w.semantic.at("colour"), 0.0);
+  EXPECT_EQ(w.semantic.at("motion"), 0.0);
+  EXPECT_LT(w.total, r.total);
+}
+
+TEST(VBenchProxy, RejectsTooShortOrTooSmallVideos) {
+  EXPECT_THROW(vbench_proxy(random_video(2, 32, 32, 1), 8.0), std::invalid_argument);
+  EXPECT_THROW(vbench_proxy(random_video(4, 8, 32, 1), 8.0), std::invalid_argument);
+  EXPECT_THROW(vbench_proxy(random_video(4, 32, 32, 1), 0.0), std::invalid_argument);
+}
+
+TEST(MetricSet, ParsesTheThreeNamesAndNamesTheFlag) {
+  EXPECT_TRUE(parse_metric_set("psnr", "--metrics").fidelity);
+  EXPECT_FALSE(parse_metric_set("psnr", "--metrics").vbench);
+  EXPECT_TRUE(parse_metric_set("both", "--metrics").vbench);
+  try {
+    parse_metric_set("lpips", "--fitness");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--fitness 'lpips'"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace astraea::quality
