@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   astraea::app::register_train(app);
   astraea::app::register_profile(app);
   astraea::app::register_sweep(app);
+  astraea::app::register_score(app);
   astraea::app::register_query(app);
 
   try {

@@ -3,9 +3,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <iostream>
+#include <optional>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
+#include "apps/scoring.h"
 #include "core/generate.h"
 #include "core/safetensors.h"
 #include "core/schedule.h"
@@ -16,7 +19,7 @@ namespace {
 
 struct GenerateFlags {
   GenerateOptions o;
-  std::string out, attention = "auto", schedule;
+  std::string out, attention = "auto", schedule, metrics, reference;
   double budget = std::nan("");  // unset
   int64_t dense_steps = 2;
   SelectionParams selection;
@@ -43,6 +46,11 @@ void write_result(const GenerateResult& r, const GenerateFlags& f) {
 
 void run(const GenerateFlags& f) {
   check_output_path("--out", f.out, {".mp4", ".safetensors"});  // before any work
+  std::optional<quality::MetricSet> metrics;
+  if (!f.metrics.empty()) metrics = quality::parse_metric_set(f.metrics, "--metrics");
+  if (metrics && metrics->fidelity && f.reference.empty()) throw UsageError("--metrics " + f.metrics + " needs --reference FILE");
+  at::Tensor reference;  // read before the slow part, so that a bad file fails at once
+  if (metrics && metrics->fidelity) reference = load_video("--reference", f.reference, nullptr);
   GenerateOptions o = f.o;
   o.attention = parse_attention_backend(f.attention);
   const auto& preset = model_preset(o.model);
@@ -67,6 +75,12 @@ void run(const GenerateFlags& f) {
   if (o.schedule) {
     std::printf("  token-wise: %.1f%% of a dense run's block-token computations, %lld skipped steps, caches %.1f MB\n",
                 100 * r.token_share, static_cast<long long>(r.skipped_steps), r.cache_bytes / 1e6);
+  }
+  if (metrics) {
+    if (!r.video.defined()) throw UsageError("--metrics: " + r.config.name + " makes latents, which cannot be scored");
+    std::fflush(stdout);
+    print_scores(std::cout, score_video(r.video, reference.defined() ? &reference : nullptr, o.prompt, 16.0, *metrics),
+                 false);
   }
 }
 
@@ -110,6 +124,8 @@ void register_generate(CLI::App& app) {
       ->default_val(0);
   sub->add_flag("--reuse-kv", flags->selection.reuse_kv,
                 "with --budget: unselected tokens keep cached keys and values (more memory, fewer FLOPs)");
+  sub->add_option("--metrics", flags->metrics, "also score the video: psnr (needs --reference), vbench-proxy or both");
+  sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });
 }

@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
+#include "apps/scoring.h"
 #include "core/generate.h"
 #include "core/safetensors.h"
 #include "core/schedule.h"
@@ -26,7 +28,7 @@ namespace {
 
 struct SweepFlags {
   std::vector<std::string> models, prompts;
-  std::string weights, sizes, budgets, schedules, seeds = "0", prompts_file, grid, device = "cpu", db = "astraea.db", videos;
+  std::string metrics = "both", weights, sizes, budgets, schedules, seeds = "0", prompts_file, grid, device = "cpu", db = "astraea.db", videos;
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
   double guidance = -1;
 };
@@ -187,7 +189,22 @@ void run(SweepFlags f) {
     }
   }
 
+  const bool score = f.metrics != "none";
+  const auto metrics = score ? quality::parse_metric_set(f.metrics, "--metrics") : quality::MetricSet{};
   auto store = db::Store::open(f.db);
+  // Dense references for fidelity, generated once per (model, size, prompt, seed, ...).
+  std::map<std::string, at::Tensor> references;
+  auto reference_for = [&](const Cell& c) {
+    auto key = c.key;
+    key.erase("method");
+    auto [it, fresh] = references.emplace(key.dump(), at::Tensor());
+    if (fresh) {
+      GenerateOptions dense = c.o;
+      dense.schedule.reset();
+      it->second = generate(dense).video;
+    }
+    return it->second;
+  };
   const auto env = profiler::environment(parse_device(f.device));
   Progress progress("sweep", static_cast<int64_t>(cells.size()));
   int64_t ran = 0, skipped = 0;
@@ -200,6 +217,15 @@ void run(SweepFlags f) {
       continue;
     }
     const auto r = generate(c.o);
+    std::optional<Scores> scores;
+    if (score) {
+      // A dense cell is its own reference: it gets the VBench-proxy scores only.
+      const bool dense = !c.o.schedule.has_value();
+      at::Tensor reference = metrics.fidelity && !dense ? reference_for(c) : at::Tensor();
+      quality::MetricSet m = metrics;
+      m.fidelity = m.fidelity && !dense;
+      if (m.fidelity || m.vbench) scores = score_video(r.video, reference.defined() ? &reference : nullptr, c.o.prompt, 16.0, m);
+    }
     db::RunRecord run;
     run.kind = "sweep-cell";
     run.cell_key = key;
@@ -227,6 +253,9 @@ void run(SweepFlags f) {
     add("token_share", "", r.token_share);
     add("cache_bytes", "B", static_cast<double>(r.cache_bytes));
     add("skipped_steps", "", static_cast<double>(r.skipped_steps));
+    if (scores) {
+      for (auto& m : score_records(*scores)) run.measurements.push_back(std::move(m));
+    }
     try {
       store.add_run(run);
       ++ran;
@@ -237,7 +266,9 @@ void run(SweepFlags f) {
     char extra[96];
     std::snprintf(extra, sizeof extra, "ran %lld, skipped %lld, last %.2f s", static_cast<long long>(ran),
                   static_cast<long long>(skipped), r.sample_seconds);
-    progress.update(static_cast<int64_t>(i + 1), extra);
+    std::string line = extra;
+    if (scores && scores->fidelity) line += ", PSNR " + std::to_string(scores->fidelity->psnr).substr(0, 5) + " dB";
+    progress.update(static_cast<int64_t>(i + 1), line);
   }
   progress.finish();
   std::printf("sweep: %zu cells, %lld run, %lld already in %s\n", cells.size(), static_cast<long long>(ran),
@@ -266,6 +297,10 @@ void register_sweep(CLI::App& app) {
   sub->add_option("--grid", f->grid, "JSON file with any of models, sizes, prompts, budgets, schedules, seeds, steps");
   sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
+  sub->add_option("--metrics", f->metrics,
+                  "scores stored with each cell: psnr (against the dense cell of the same prompt and seed), "
+                  "vbench-proxy, both or none")
+      ->default_val("both");
   sub->add_option("--videos", f->videos, "also keep each cell's video (safetensors) in this folder");
   on_run(sub, [f] { run(*f); });
 }

@@ -273,6 +273,54 @@ TEST_F(Cli, SweepResumesAfterAKillWithNoLostOrDuplicatedCell) {
             0)
       << "every stored cell is whole";
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE json_extract(config_json, '$.method.budget') = 0.5"), 4);
+  // Scores: fidelity against the dense cell of the same prompt and seed, VBench-proxy for all.
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements m JOIN runs r ON r.id = m.run_id WHERE m.name = 'psnr' "
+                           "AND json_extract(r.config_json, '$.method.budget') = 0.5 AND m.value > 10"),
+            4);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'psnr'"), 4) << "dense cells have none";
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'vbench_proxy_total'"), 8);
+}
+
+TEST_F(Cli, ScoreReadsOurLayoutAndMp4AndRefusesCorruptFiles) {
+  const auto a = path("a.safetensors"), b = path("b.safetensors"), db = path("score.db");
+  const std::string gen = "generate --model tiny --weights random --steps 3 --prompt 'a red circle moving right on a "
+                          "black background' --seed 2 ";
+  ASSERT_EQ(run(gen + "--out " + a).code, 0);
+  ASSERT_EQ(run(gen + "--budget 0.5 --dense-steps 1 --out " + b).code, 0);
+  auto r = run("score --video " + b + " --reference " + a + " --prompt 'a red circle moving right on a black background' "
+               "--db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* metric : {"psnr ", "ssim ", "temporal_flickering", "dynamic_degree", "motion_smoothness",
+                             "adherence_colour", "vbench_proxy_total"}) {
+    EXPECT_NE(r.out.find(metric), std::string::npos) << metric << " in " << r.out;
+  }
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE kind = 'score'"), 1);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'psnr' AND value > 5"), 1);
+  // Identical videos: infinite PSNR, said as such, and stored as such (never NaN).
+  r = run("score --video " + a + " --reference " + a + " --metrics psnr --format json --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"psnr\": \"inf\""), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'psnr' AND value > 1e308"), 1);
+  if (ASTRAEA_TEST_HAS_FFMPEG) {
+    ASSERT_EQ(run(gen + "--out " + path("a.mp4")).code, 0);
+    r = run("score --video " + path("a.mp4"));
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("vbench_proxy_total"), std::string::npos) << r.out;
+  }
+  // Bad inputs: one line naming the flag and file, exit 2, nothing stored.
+  std::ofstream(path("junk.safetensors")) << "not a safetensors file";
+  expect_error(run("score --video " + path("junk.safetensors") + " --db " + db), 1, "junk.safetensors");
+  expect_error(run("score --video " + path("none.mp4")), 2, "none.mp4");
+  expect_error(run("score --video " + a + " --metrics psnr"), 2, "--reference");
+  expect_error(run("score --video " + a + " --metrics lpips"), 2, "--metrics 'lpips'");
+  astraea::write_safetensors(path("other.safetensors"), {{"latents", astraea::DType::F32, {1}, std::vector<float>{0}.data()}}, {});
+  expect_error(run("score --video " + path("other.safetensors")), 2, "no tensor 'video'");
+  std::vector<float> bright(3 * 16 * 16 * 3, 2.0f);
+  astraea::write_safetensors(path("bright.safetensors"), {{"video", astraea::DType::F32, {3, 16, 16, 3}, bright.data()}}, {});
+  expect_error(run("score --video " + path("bright.safetensors")), 2, "outside [0, 1]");
+  astraea::write_safetensors(path("small.safetensors"), {{"video", astraea::DType::F32, {3, 16, 16, 3}, std::vector<float>(3 * 16 * 16 * 3, 0.5f).data()}}, {});
+  expect_error(run("score --video " + path("small.safetensors") + " --reference " + a), 2, "--reference");
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs"), 2);
 }
 
 TEST_F(Cli, SweepRefusesBadGridsBeforeAnyWork) {

@@ -1,0 +1,106 @@
+#include "apps/scoring.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "core/safetensors.h"
+#include "core/shapes_world.h"
+#include "core/video_io.h"
+
+namespace astraea::app {
+namespace {
+
+// (name, unit, value) of every score, in print order.
+std::vector<std::tuple<std::string, std::string, double>> rows(const Scores& s) {
+  std::vector<std::tuple<std::string, std::string, double>> r;
+  if (s.fidelity) {
+    const auto& f = *s.fidelity;
+    r.emplace_back("psnr", "dB", f.psnr);
+    r.emplace_back("psnr_video", "dB", f.psnr_video);
+    r.emplace_back("ssim", "", f.ssim);
+    r.emplace_back("mse", "", f.mse);
+  }
+  if (s.vbench) {
+    const auto& v = *s.vbench;
+    r.emplace_back("temporal_flickering", "", v.temporal_flickering);
+    r.emplace_back("static_filter", "", v.static_video ? 1.0 : 0.0);
+    r.emplace_back("dynamic_degree", "", v.dynamic ? 1.0 : 0.0);
+    r.emplace_back("motion_smoothness", "", v.motion_smoothness);
+    for (const auto& [k, value] : v.semantic) r.emplace_back("adherence_" + k, "", value);
+    r.emplace_back("vbench_proxy_quality", "", v.quality_score);
+    if (v.semantic_score) r.emplace_back("vbench_proxy_semantic", "", *v.semantic_score);
+    r.emplace_back("vbench_proxy_total", "", v.total);
+  }
+  return r;
+}
+
+}  // namespace
+
+at::Tensor load_video(const std::string& flag, const std::string& path, double* fps) {
+  if (ends_with(path, ".safetensors")) {
+    const auto file = SafetensorsFile::open(path);  // throws naming the file
+    const auto* v = file.find("video");
+    if (!v) throw UsageError(flag + " " + path + ": no tensor 'video' (expected float32 [frames, height, width, 3])");
+    if (v->dtype != DType::F32 || v->shape.size() != 4 || v->shape[3] != 3) {
+      throw UsageError(flag + " " + path + ": tensor 'video' must be float32 [frames, height, width, 3]");
+    }
+    auto t = at::from_blob(const_cast<std::byte*>(v->data), v->shape, at::kFloat).clone();
+    if (!at::isfinite(t).all().item<bool>() || t.min().item<float>() < 0 || t.max().item<float>() > 1) {
+      throw UsageError(flag + " " + path + ": tensor 'video' has values outside [0, 1]");
+    }
+    return t;
+  }
+  Video v;
+  try {
+    v = read_video(path);
+  } catch (const std::exception& e) {
+    throw UsageError(flag + " " + std::string(e.what()));
+  }
+  if (fps && v.fps > 0) *fps = v.fps;
+  return at::from_blob(v.rgb.data(), {v.frames, v.height, v.width, 3}, at::kFloat).clone();
+}
+
+Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
+                   const quality::MetricSet& metrics) {
+  Scores s;
+  if (metrics.fidelity) {
+    if (!reference) throw UsageError("PSNR and SSIM need a reference video (--reference)");
+    s.fidelity = quality::fidelity(video, *reference);
+  }
+  if (metrics.vbench) {
+    std::optional<shapes::Prompt> parsed;
+    if (!prompt.empty()) parsed = shapes::parse_prompt(prompt);
+    s.vbench = quality::vbench_proxy(video, fps, parsed ? &*parsed : nullptr);
+  }
+  return s;
+}
+
+std::vector<db::MeasurementRecord> score_records(const Scores& scores) {
+  std::vector<db::MeasurementRecord> out;
+  for (const auto& [name, unit, value] : rows(scores)) out.push_back({name, unit, value, std::nullopt, std::nullopt, "", "quality"});
+  return out;
+}
+
+void print_scores(std::ostream& out, const Scores& scores, bool json) {
+  if (json) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [name, unit, value] : rows(scores)) j[name] = std::isinf(value) ? nlohmann::json("inf") : nlohmann::json(value);
+    out << j.dump(2) << "\n";
+    return;
+  }
+  for (const auto& [name, unit, value] : rows(scores)) {
+    char line[128];
+    if (std::isinf(value)) {
+      std::snprintf(line, sizeof line, "%-24s inf%s%s (identical)", name.c_str(), unit.empty() ? "" : " ", unit.c_str());
+    } else {
+      std::snprintf(line, sizeof line, "%-24s %.4f%s%s", name.c_str(), value, unit.empty() ? "" : " ", unit.c_str());
+    }
+    out << line << "\n";
+  }
+}
+
+}  // namespace astraea::app
