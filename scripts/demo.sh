@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the shipped tiny model, end to end on the CPU. Grows with the project: today it
 # generates a video densely and with token-wise acceleration at budget 0.5, profiles the latency
-# of each budget, and sweeps two prompts over three budgets into the store (out/demo/astraea.db).
+# of each budget, and sweeps two prompts over three budgets into the store (out/demo/astraea.db),
+# scoring each video against the dense one (PSNR) and by VBench's network-free dimensions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -26,8 +27,12 @@ echo "== sweep: 2 prompts x budgets 1, 0.7, 0.5 x seed 0 (cells already in the s
   --prompt "a yellow square moving up and a blue triangle standing still on a black background" \
   --budgets 1,0.7,0.5 --seeds 0 --db "$db"
 "$bin" query latency --db "$db"
-"$bin" query "SELECT json_extract(r.config_json, '$.method.budget') AS budget, avg(m.value) AS sample_s
-              FROM runs r JOIN measurements m ON m.run_id = r.id AND m.name = 'sample_s'
+echo "== the sweep by budget: sampling time, PSNR against the dense video, VBench-proxy total"
+"$bin" query "SELECT json_extract(r.config_json, '$.method.budget') AS budget,
+                round(avg(CASE WHEN m.name = 'sample_s' THEN m.value END), 2) AS sample_s,
+                round(avg(CASE WHEN m.name = 'psnr' THEN m.value END), 2) AS psnr_db,
+                round(avg(CASE WHEN m.name = 'vbench_proxy_total' THEN m.value END), 4) AS vbench_proxy
+              FROM runs r JOIN measurements m ON m.run_id = r.id
               WHERE r.kind = 'sweep-cell' GROUP BY budget ORDER BY budget DESC" --db "$db"
 echo
 echo "demo outputs in $(cd "$out" && pwd):"
