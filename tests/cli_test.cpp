@@ -368,3 +368,50 @@ TEST_F(Cli, QueryBestAndParetoOfAStudy) {
   EXPECT_NE(r.out.find("\r\n1,0.9,2.0,"), std::string::npos) << r.out;
   expect_error(run("query pareto --db " + db), 2, "--study");
 }
+
+TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
+  const auto db = path("tune.db"), exported = path("best.json");
+  const std::string size = " --model tiny --frames 2 --height 16 --width 16";
+  {
+    // A latency model as `profile` stores it, made up so that the search is deterministic (CPU
+    // timings of a 64-token model are mostly noise): 5 ms plus 95 ms times the budget.
+    auto store = astraea::db::Store::open(db);
+    for (double b : {1.0, 0.7, 0.5, 0.3}) {
+      astraea::db::RunRecord run;
+      run.kind = "profile";
+      run.device = "cpu";
+      run.config_json = "{\"model\": \"tiny\", \"frames\": 2, \"height\": 16, \"width\": 16, \"budget\": " +
+                        std::to_string(b) + "}";
+      run.measurements = {{"step_ms", "ms", 5 + 95 * b, std::nullopt, std::nullopt, "", "wall"}};
+      store.add_run(run);
+    }
+  }
+  const std::string tune = "tune --study s1" + size + " --weights random --steps 6 --target-speedup 1.6 --population 4 "
+                           "--generations 2 --prompt 'a red circle moving left on a gray background' --seeds 0 "
+                           "--fitness psnr --db " + db;
+  auto r = run(tune + " --export " + exported);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("answered by the store"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Pareto front"), std::string::npos) << r.out;
+  const int64_t trials = count_rows(db, "SELECT count(*) FROM trials WHERE state = 'complete'");
+  EXPECT_GE(trials, 4);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials WHERE state <> 'complete'"), 0);
+  // The same study again: the same search, every genome answered by the store, nothing evaluated.
+  r = run(tune);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(", 0 evaluated now, " + std::to_string(trials) + " answered by the store"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), trials);
+  // The exported schedule runs, and the store knows it.
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM exported_schedules"), 1);
+  r = run("generate --model tiny --weights random --frames 2 --height 16 --width 16 --steps 6 --prompt 'a red circle "
+          "moving left on a gray background' --schedule " + exported + " --out " + path("tuned.safetensors"));
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run("query best --study s1 --format csv --db " + db);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+  // Refusals: no latency model for the size, an impossible target, two targets.
+  expect_error(run("tune --study s2 --model tiny --frames 4 --height 16 --width 16 --target-speedup 2 --prompt 'a red "
+                   "circle moving left on a gray background' --db " + db), 2, "no latency model");
+  expect_error(run("tune --study s3" + size + " --steps 6 --dense-steps 6 --target-speedup 3 --prompt 'a red circle "
+                   "moving left on a gray background' --db " + db), 2, "cannot be met");
+  expect_error(run(tune + " --target-compute 0.5"), 2, "exactly one");
+}

@@ -1,0 +1,264 @@
+// astraea-bench tune: searches per-step token budgets for a model under a performance target.
+// Latency comes from the stored latency model (astraea-bench profile), quality from running the
+// real engine on calibration prompts and scoring against dense references. Every trial lives in
+// the store: a study resumes after Ctrl-C or kill -9, and a genome is never evaluated twice.
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <unistd.h>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "apps/provenance.h"
+#include "apps/scoring.h"
+#include "core/generate.h"
+#include "core/schedule.h"
+#include "db/store.h"
+#include "profiler/timing.h"
+#include "tuner/search.h"
+
+namespace astraea::app {
+namespace {
+
+struct TuneFlags {
+  std::string study, model = "tiny", weights, prompts_file, seeds = "0", fitness = "psnr", algorithm = "ea",
+              latency_model, device = "cpu", db = "astraea.db", export_path;
+  std::vector<std::string> prompts;
+  int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
+  double target_speedup = 0, target_latency_ms = 0, target_compute = 0, grid = 0.1, min_budget = 0;
+  int population = 8, generations = 5;
+  uint64_t seed = 0;
+};
+
+std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
+  return q + "'";
+}
+
+// The newest profiled step time at each budget for (model, size, device); empty if none.
+std::map<double, double> stored_latency(const db::Store& store, const std::string& model, const VideoShape& shape,
+                                        const std::string& device) {
+  const auto rows = store.query(
+      "SELECT json_extract(r.config_json, '$.budget'), m.value FROM runs r JOIN measurements m ON m.run_id = r.id "
+      "AND m.name = 'step_ms' WHERE r.kind = 'profile' AND json_extract(r.config_json, '$.model') = " + quoted(model) +
+      " AND json_extract(r.config_json, '$.frames') = " + std::to_string(shape.frames) +
+      " AND json_extract(r.config_json, '$.height') = " + std::to_string(shape.height) +
+      " AND json_extract(r.config_json, '$.width') = " + std::to_string(shape.width) +
+      (device.empty() ? std::string() : " AND r.device = " + quoted(device)) + " ORDER BY r.id");
+  std::map<double, double> points;
+  for (const auto& row : rows.rows) points[std::stod(*row[0])] = std::stod(*row[1]);  // newest wins
+  return points;
+}
+
+void run(const TuneFlags& f) {
+  if (f.study.empty()) throw UsageError("--study NAME is required");
+  const int targets = (f.target_speedup > 0) + (f.target_latency_ms > 0) + (f.target_compute > 0);
+  if (targets != 1) throw UsageError("give exactly one of --target-speedup, --target-latency-ms, --target-compute");
+  tuner::Target target;
+  if (f.target_speedup > 0) target = {tuner::Target::Kind::kSpeedup, f.target_speedup};
+  if (f.target_latency_ms > 0) target = {tuner::Target::Kind::kLatencyMs, f.target_latency_ms};
+  if (f.target_compute > 0) {
+    if (f.target_compute > 1) throw UsageError("--target-compute is a share of dense compute, in (0, 1]");
+    target = {tuner::Target::Kind::kComputeShare, f.target_compute};
+  }
+  if (f.algorithm != "ea" && f.algorithm != "nsga2") throw UsageError("--algorithm '" + f.algorithm + "' is not ea or nsga2");
+  const auto metrics = quality::parse_metric_set(f.fitness, "--fitness");
+  if (!f.export_path.empty()) check_output_path("--export", f.export_path, {".json"});
+  std::vector<std::string> prompts = f.prompts;
+  if (!f.prompts_file.empty()) {
+    std::ifstream in(f.prompts_file);
+    if (!in) throw UsageError("--calibration-prompts " + f.prompts_file + " cannot be read");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty() && line[0] != '#') prompts.push_back(line);
+  }
+  if (prompts.empty()) throw UsageError("tune needs calibration prompts: --prompt TEXT or --calibration-prompts FILE");
+  for (const auto& p : prompts) shapes::parse_prompt(p);  // names a bad word now, not mid-search
+  std::vector<uint64_t> seeds;
+  for (double s : parse_number_list("--seeds", f.seeds, 0, 9.0e15)) seeds.push_back(static_cast<uint64_t>(s));
+
+  const auto& preset = model_preset(f.model);
+  const auto shape = video_shape(preset, f.frames ? f.frames : preset.default_frames,
+                                 f.height ? f.height : preset.default_height, f.width ? f.width : preset.default_width);
+  tuner::SearchSpace space{f.steps ? f.steps : preset.default_steps, f.dense_steps, f.grid, f.min_budget};
+  space.validate();
+
+  auto store = db::Store::open(f.db);
+  const auto env = profiler::environment(parse_device(f.device));
+  const std::string card = env.value("device", f.device);
+  std::map<double, double> points;
+  std::string latency_source;
+  if (f.latency_model.empty()) {
+    points = stored_latency(store, preset.name, shape, card);
+    latency_source = preset.name + "@" + std::to_string(shape.frames) + "x" + std::to_string(shape.height) + "x" +
+                     std::to_string(shape.width) + " on " + card;
+  } else {
+    // PRESET@FxHxW: latency measured on another model and shape (any card, newest first).
+    const auto at = f.latency_model.find('@');
+    long long lf, lh, lw;
+    char tail;
+    if (at == std::string::npos ||
+        std::sscanf(f.latency_model.c_str() + at + 1, "%lldx%lldx%lld%c", &lf, &lh, &lw, &tail) != 3) {
+      throw UsageError("--latency-model '" + f.latency_model + "' is not PRESET@FRAMESxHEIGHTxWIDTH");
+    }
+    const auto& other = model_preset(f.latency_model.substr(0, at));
+    points = stored_latency(store, other.name, video_shape(other, lf, lh, lw), "");
+    latency_source = f.latency_model;
+  }
+  if (points.empty()) {
+    throw UsageError("--db " + f.db + " has no latency model for " + latency_source + ": run astraea-bench profile "
+                     "with the same model and size first");
+  }
+  const tuner::LatencyModel latency(points);
+
+  nlohmann::json config{{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
+                        {"width", shape.width}, {"steps", space.steps}, {"dense_steps", space.dense_steps},
+                        {"grid", space.grid}, {"fitness", f.fitness}, {"prompts", prompts}, {"seeds", seeds},
+                        {"latency_model", latency_source}};
+  const int64_t study = store.create_or_get_study(f.study, config.dump());
+  const std::string worker = card + ":" + std::to_string(::getpid());
+
+  // Dense references, once per (prompt, seed).
+  std::map<std::pair<std::string, uint64_t>, at::Tensor> references;
+  auto options_for = [&](const std::string& prompt, uint64_t seed) {
+    GenerateOptions o;
+    o.model = preset.name;
+    o.weights = f.weights;
+    o.prompt = prompt;
+    o.frames = shape.frames;
+    o.height = shape.height;
+    o.width = shape.width;
+    o.steps = space.steps;
+    o.seed = seed;
+    o.device = f.device;
+    return o;
+  };
+  std::map<std::string, int64_t> trial_ids;  // genome JSON -> trial
+  int64_t evaluated_here = 0, answered_by_store = 0;
+  auto fitness_of = [&](const tuner::Genome& genome) {
+    double sum = 0;
+    for (const auto& prompt : prompts) {
+      for (uint64_t seed : seeds) {
+        auto& ref = references[{prompt, seed}];
+        if (!ref.defined()) ref = generate(options_for(prompt, seed)).video;
+        auto o = options_for(prompt, seed);
+        TokenBudgetSchedule schedule;
+        schedule.model = preset.name;
+        schedule.budgets = genome;
+        o.schedule = schedule;
+        const auto s = score_video(generate(o).video, &ref, prompt, 16.0, metrics);
+        // PSNR is capped at 60 dB (identical videos are +inf); "both" averages PSNR / 40 with the total.
+        const double psnr = s.fidelity ? std::min(60.0, s.fidelity->psnr) : 0.0;
+        sum += metrics.fidelity && metrics.vbench ? 0.5 * (psnr / 40.0 + s.vbench->total)
+               : metrics.fidelity                ? psnr
+                                                 : s.vbench->total;
+      }
+    }
+    return sum / static_cast<double>(prompts.size() * seeds.size());
+  };
+  tuner::Evaluate evaluate = [&](const std::vector<tuner::Genome>& genomes) {
+    std::vector<double> out;
+    for (const auto& g : genomes) {
+      const std::string genome_json = nlohmann::json(g).dump();
+      const auto claim = store.claim_trial(study, genome_json, worker);
+      trial_ids[claim.trial.genome_json] = claim.trial.id;
+      if (!claim.claimed && claim.trial.state == db::TrialState::kComplete && claim.trial.fitness) {
+        out.push_back(*claim.trial.fitness);  // evaluated before, by this run or an earlier one
+        ++answered_by_store;
+        continue;
+      }
+      // Claimed now, or left running by a process that died: evaluate it here.
+      const auto t0 = std::chrono::steady_clock::now();
+      const double fit = fitness_of(g);
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      store.complete_trial(claim.trial.id, fit, latency.cost_ms(g), wall, card);
+      ++evaluated_here;
+      out.push_back(fit);
+    }
+    return out;
+  };
+
+  tuner::SearchOptions o;
+  o.population = f.population;
+  o.generations = f.generations;
+  o.seed = f.seed;
+  Progress progress("tune", f.generations + 1);
+  o.on_generation = [&](int g, int64_t evaluations, const tuner::Evaluated& best, size_t front) {
+    char extra[160];
+    std::snprintf(extra, sizeof extra, "%lld evaluations, best %.3f at %.1f ms, Pareto %zu", static_cast<long long>(evaluations),
+                  best.fitness, best.cost_ms, front);
+    progress.update(g + 1, extra);
+  };
+  const auto result = f.algorithm == "ea" ? tuner::evolve(space, latency, target, evaluate, o)
+                                          : tuner::nsga2(space, latency, target, evaluate, o);
+  progress.finish();
+
+  const auto& best = result.best;
+  const double dense = latency.dense_ms(space.steps);
+  std::printf("study %s: %zu genomes, %lld evaluated now, %lld answered by the store\n", f.study.c_str(),
+              result.evaluated.size(), static_cast<long long>(evaluated_here), static_cast<long long>(answered_by_store));
+  std::printf("best: fitness %.4f (%s), predicted %.1f ms of %.1f dense (%.2fx)\n", best.fitness, f.fitness.c_str(),
+              best.cost_ms, dense, dense / best.cost_ms);
+  std::string budgets;
+  for (double b : best.genome) budgets += (budgets.empty() ? "" : " ") + std::to_string(b).substr(0, 3);
+  std::printf("budgets: %s\n", budgets.c_str());
+  std::printf("Pareto front (%zu):\n", result.front.size());
+  for (const auto& e : result.front) std::printf("  %8.1f ms  %.2fx  fitness %.4f\n", e.cost_ms, dense / e.cost_ms, e.fitness);
+
+  if (!f.export_path.empty()) {
+    TokenBudgetSchedule schedule;
+    schedule.model = preset.name;
+    schedule.budgets = best.genome;
+    const int64_t trial = trial_ids.at(nlohmann::json(best.genome).dump());
+    schedule.provenance = {{"study", f.study}, {"trial", std::to_string(trial)}, {"fitness", std::to_string(best.fitness)},
+                           {"fitness_metric", f.fitness}, {"predicted_ms", std::to_string(best.cost_ms)},
+                           {"latency_model", latency_source}, {"git_revision", git_revision()}};
+    write_schedule(f.export_path, schedule);
+    std::ifstream in(f.export_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    store.add_exported_schedule(study, trial, f.export_path, text.str());
+    std::printf("exported %s\n", f.export_path.c_str());
+  }
+}
+
+}  // namespace
+
+void register_tune(CLI::App& app) {
+  auto f = std::make_shared<TuneFlags>();
+  auto* sub = app.add_subcommand("tune", "Search per-step token budgets under a performance target");
+  sub->add_option("--study", f->study, "the study's name in the store (resumes it if it exists)")->required();
+  sub->add_option("--model", f->model, "model preset")->default_val("tiny");
+  sub->add_option("--weights", f->weights, "safetensors file or 'random' (default: the preset's shipped weights)");
+  sub->add_option("--frames", f->frames, "video frames (default: the preset's)");
+  sub->add_option("--height", f->height, "video height in pixels");
+  sub->add_option("--width", f->width, "video width in pixels");
+  sub->add_option("--steps", f->steps, "sampling steps (default: the preset's)");
+  sub->add_option("--dense-steps", f->dense_steps, "first steps forced dense")->default_val(2);
+  sub->add_option("--grid", f->grid, "budget grid")->default_val(0.1);
+  sub->add_option("--min-budget", f->min_budget, "lowest budget a step may take (0 allows skipping steps)")->default_val(0.0);
+  sub->add_option("--target-speedup", f->target_speedup, "predicted speedup over dense to meet");
+  sub->add_option("--target-latency-ms", f->target_latency_ms, "predicted latency to meet, ms");
+  sub->add_option("--target-compute", f->target_compute, "share of dense compute (mean budget) to meet");
+  sub->add_option("--algorithm", f->algorithm, "ea (the paper's) or nsga2")->default_val("ea");
+  sub->add_option("--population", f->population, "population size")->default_val(8)->check(CLI::Range(2, 1000));
+  sub->add_option("--generations", f->generations, "generations")->default_val(5)->check(CLI::Range(0, 10000));
+  sub->add_option("--prompt", f->prompts, "calibration prompt (repeatable)");
+  sub->add_option("--calibration-prompts", f->prompts_file, "calibration prompts, one per line");
+  sub->add_option("--seeds", f->seeds, "calibration seeds, comma-separated")->default_val("0");
+  sub->add_option("--fitness", f->fitness, "psnr, vbench-proxy or both")->default_val("psnr");
+  sub->add_option("--latency-model", f->latency_model, "take latency from another profiled PRESET@FxHxW");
+  sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--seed", f->seed, "search seed")->default_val(0);
+  sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
+  sub->add_option("--export", f->export_path, "write the best schedule here (docs/schedule.md)");
+  on_run(sub, [f] { run(*f); });
+}
+
+}  // namespace astraea::app

@@ -1,0 +1,152 @@
+// The tuner's search on synthetic problems: grids, the latency model, repair, and both searches
+// (reproducible, never evaluating a genome twice, improving, staying within the target).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "tuner/search.h"
+
+namespace astraea::tuner {
+namespace {
+
+// Measured-looking: a fixed 5 ms plus 95 ms times the budget.
+LatencyModel linear_model() { return LatencyModel({{0.3, 33.5}, {0.5, 52.5}, {0.7, 71.5}, {1.0, 100.0}}); }
+
+TEST(SearchSpace, LevelsFollowTheGrid) {
+  SearchSpace s;
+  EXPECT_EQ(s.levels(), (std::vector<double>{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1}));
+  s.min_budget = 0.3;
+  s.grid = 0.25;
+  EXPECT_EQ(s.levels(), (std::vector<double>{0.5, 0.75, 1}));
+  s.grid = 0.3;
+  EXPECT_THROW(s.validate(), std::invalid_argument);
+  s.grid = 0.1;
+  s.dense_steps = 31;
+  EXPECT_THROW(s.validate(), std::invalid_argument);
+}
+
+TEST(LatencyModelTest, InterpolatesBetweenMeasuredBudgets) {
+  const LatencyModel m({{1.0, 100}, {0.5, 55}, {0.3, 35}});
+  EXPECT_DOUBLE_EQ(m.step_ms(1.0), 100);
+  EXPECT_DOUBLE_EQ(m.step_ms(0.4), 45);
+  EXPECT_DOUBLE_EQ(m.step_ms(0.7), 55 + 0.4 * 45);
+  EXPECT_DOUBLE_EQ(m.step_ms(0.2), 25);  // the lowest segment, extended
+  EXPECT_DOUBLE_EQ(m.step_ms(0.0), 0);   // skipped
+  EXPECT_DOUBLE_EQ(m.cost_ms({1, 0.5, 0}), 155);
+  EXPECT_DOUBLE_EQ(LatencyModel({{0.5, 40}}).step_ms(1.0), 80);  // one point: proportional
+  EXPECT_THROW(LatencyModel({}), std::invalid_argument);
+  EXPECT_THROW(LatencyModel({{1.5, 10}}), std::invalid_argument);
+}
+
+TEST(Repair, BringsACandidateUnderTheTargetEvenly) {
+  SearchSpace s{10, 2, 0.1, 0.0};
+  const auto m = linear_model();
+  const Target t{Target::Kind::kSpeedup, 2.0};
+  std::mt19937_64 rng(1);
+  Genome g(10, 1.0);
+  ASSERT_TRUE(repair(g, s, m, t, rng));
+  EXPECT_TRUE(t.within(g, m));
+  EXPECT_LE(m.cost_ms(g), 500 + 1e-9);
+  EXPECT_EQ(g[0], 1.0);
+  EXPECT_EQ(g[1], 1.0);
+  const auto [lo, hi] = std::minmax_element(g.begin() + 2, g.end());
+  EXPECT_LE(*hi - *lo, 0.1 + 1e-9) << "highest budgets go first, so the free steps stay within one grid step";
+  // Raising the lowest free step by a grid step would break the target: repair took no more than needed.
+  Genome up = g;
+  *std::min_element(up.begin() + 2, up.end()) += 0.1;
+  EXPECT_FALSE(t.within(up, m));
+  // Compute share: the mean budget.
+  Genome c(10, 1.0);
+  ASSERT_TRUE(repair(c, s, m, {Target::Kind::kComputeShare, 0.4}, rng));
+  EXPECT_LE(std::accumulate(c.begin(), c.end(), 0.0) / 10, 0.4 + 1e-9);
+  // Unreachable: 10 dense steps at most 100 ms each cannot make 20x.
+  Genome d(10, 1.0);
+  EXPECT_FALSE(repair(d, {10, 10, 0.1, 0.0}, m, {Target::Kind::kSpeedup, 20.0}, rng));
+}
+
+// Early steps matter more: the fitness rewards budget by step weight with diminishing returns.
+std::vector<double> synthetic_fitness(const std::vector<Genome>& genomes, int64_t* calls, std::set<Genome>* seen) {
+  std::vector<double> out;
+  for (const auto& g : genomes) {
+    EXPECT_TRUE(seen->insert(g).second) << "a genome was evaluated twice";
+    double f = 0;
+    for (size_t i = 0; i < g.size(); ++i) f += static_cast<double>(g.size() - i) * std::log(g[i] + 0.05);
+    out.push_back(f);
+    ++*calls;
+  }
+  return out;
+}
+
+TEST(Evolve, ImprovesStaysWithinTheTargetAndIsReproducible) {
+  const SearchSpace s{12, 2, 0.1, 0.0};
+  const auto m = linear_model();
+  const Target t{Target::Kind::kSpeedup, 2.5};
+  auto run = [&](uint64_t seed, int64_t* calls) {
+    std::set<Genome> seen;
+    SearchOptions o;
+    o.population = 12;
+    o.generations = 15;
+    o.seed = seed;
+    std::vector<double> best_by_generation;
+    o.on_generation = [&](int, int64_t, const Evaluated& best, size_t) { best_by_generation.push_back(best.fitness); };
+    auto r = evolve(s, m, t, [&](const std::vector<Genome>& g) { return synthetic_fitness(g, calls, &seen); }, o);
+    EXPECT_EQ(best_by_generation.size(), 16u);
+    EXPECT_TRUE(std::is_sorted(best_by_generation.begin(), best_by_generation.end())) << "elitism never loses the best";
+    EXPECT_GT(best_by_generation.back(), best_by_generation.front());
+    return r;
+  };
+  int64_t calls = 0;
+  const auto a = run(7, &calls);
+  EXPECT_EQ(calls, static_cast<int64_t>(a.evaluated.size()));
+  for (const auto& e : a.evaluated) EXPECT_TRUE(t.within(e.genome, m));
+  // The search learned the structure: more budget early than late.
+  const auto& g = a.best.genome;
+  EXPECT_GT(g[2] + g[3] + g[4], g[9] + g[10] + g[11]) << "best genome front-loads its budget";
+  int64_t again = 0;
+  EXPECT_EQ(run(7, &again).best.genome, g) << "same seed, same search";
+}
+
+TEST(Nsga2, ReturnsANonDominatedFrontWithinTheTarget) {
+  const SearchSpace s{12, 2, 0.1, 0.0};
+  const auto m = linear_model();
+  const Target t{Target::Kind::kSpeedup, 1.5};
+  int64_t calls = 0;
+  std::set<Genome> seen;
+  SearchOptions o;
+  o.population = 12;
+  o.generations = 10;
+  o.seed = 3;
+  const auto r = nsga2(s, m, t, [&](const std::vector<Genome>& g) { return synthetic_fitness(g, &calls, &seen); }, o);
+  ASSERT_GE(r.front.size(), 3u);
+  for (size_t i = 0; i < r.front.size(); ++i) {
+    EXPECT_TRUE(t.within(r.front[i].genome, m));
+    if (i > 0) {
+      EXPECT_GT(r.front[i].cost_ms, r.front[i - 1].cost_ms);
+      EXPECT_GT(r.front[i].fitness, r.front[i - 1].fitness) << "costlier front members must be better";
+    }
+    for (const auto& e : r.evaluated) {
+      EXPECT_FALSE(e.cost_ms <= r.front[i].cost_ms && e.fitness >= r.front[i].fitness &&
+                   (e.cost_ms < r.front[i].cost_ms || e.fitness > r.front[i].fitness));
+    }
+  }
+}
+
+TEST(Evolve, AnUnreachableTargetIsRefused) {
+  EXPECT_THROW(evolve({10, 10, 0.1, 0.0}, linear_model(), {Target::Kind::kSpeedup, 3.0},
+                      [](const std::vector<Genome>& g) { return std::vector<double>(g.size(), 0.0); }, {}),
+               std::invalid_argument);
+}
+
+TEST(ParetoFront, KeepsOnlyTheNonDominated) {
+  const std::vector<Evaluated> pts = {{{}, 1, 0.5}, {{}, 2, 0.9}, {{}, 3, 0.8}, {{}, 0.5, 0.1}, {{}, 2.5, 0.9}};
+  const auto f = pareto_front(pts);
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[0].cost_ms, 0.5);
+  EXPECT_EQ(f[1].cost_ms, 1);
+  EXPECT_EQ(f[2].cost_ms, 2);
+}
+
+}  // namespace
+}  // namespace astraea::tuner
