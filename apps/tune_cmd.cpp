@@ -12,6 +12,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <future>
+#include <random>
+#include <thread>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
@@ -19,6 +25,7 @@
 #include "apps/scoring.h"
 #include "core/generate.h"
 #include "core/schedule.h"
+#include "core/shapes_world.h"
 #include "db/store.h"
 #include "profiler/timing.h"
 #include "tuner/search.h"
@@ -28,8 +35,10 @@ namespace {
 
 struct TuneFlags {
   std::string study, model = "tiny", weights, prompts_file, seeds = "0", fitness = "psnr", algorithm = "ea",
-              latency_model, device = "cpu", db = "astraea.db", export_path;
-  std::vector<std::string> prompts;
+              latency_model, db = "astraea.db", export_path;
+  std::vector<std::string> prompts, validation_prompts;
+  std::string devices = "cpu";
+  int validation_count = 4;
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
   double target_speedup = 0, target_latency_ms = 0, target_compute = 0, grid = 0.1, min_budget = 0;
   int population = 8, generations = 5;
@@ -89,9 +98,12 @@ void run(const TuneFlags& f) {
   tuner::SearchSpace space{f.steps ? f.steps : preset.default_steps, f.dense_steps, f.grid, f.min_budget};
   space.validate();
 
+  const auto devices = split_list(f.devices);
+  if (devices.empty()) throw UsageError("--devices is empty");
+  for (const auto& d : devices) parse_device(d);  // throws naming a device this machine lacks
   auto store = db::Store::open(f.db);
-  const auto env = profiler::environment(parse_device(f.device));
-  const std::string card = env.value("device", f.device);
+  const auto env = profiler::environment(parse_device(devices.front()));
+  const std::string card = env.value("device", devices.front());
   std::map<double, double> points;
   std::string latency_source;
   if (f.latency_model.empty()) {
@@ -122,11 +134,21 @@ void run(const TuneFlags& f) {
                         {"grid", space.grid}, {"fitness", f.fitness}, {"prompts", prompts}, {"seeds", seeds},
                         {"latency_model", latency_source}};
   const int64_t study = store.create_or_get_study(f.study, config.dump());
-  const std::string worker = card + ":" + std::to_string(::getpid());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const std::string worker = card + "@" + host + ":" + std::to_string(::getpid());
+  // A trial claimed by a process of this host that no longer exists (Ctrl-C, kill -9) is taken over.
+  auto stale = [&](const std::string& claimed_by) {
+    const auto at = claimed_by.rfind('@'), colon = claimed_by.rfind(':');
+    if (at == std::string::npos || colon == std::string::npos || colon < at) return false;
+    if (claimed_by.substr(at + 1, colon - at - 1) != host) return false;
+    const pid_t pid = static_cast<pid_t>(std::stoll(claimed_by.substr(colon + 1)));
+    return ::kill(pid, 0) != 0 && errno == ESRCH;
+  };
 
   // Dense references, once per (prompt, seed).
   std::map<std::pair<std::string, uint64_t>, at::Tensor> references;
-  auto options_for = [&](const std::string& prompt, uint64_t seed) {
+  auto options_for = [&](const std::string& prompt, uint64_t seed, const std::string& device) {
     GenerateOptions o;
     o.model = preset.name;
     o.weights = f.weights;
@@ -136,18 +158,26 @@ void run(const TuneFlags& f) {
     o.width = shape.width;
     o.steps = space.steps;
     o.seed = seed;
-    o.device = f.device;
+    o.device = device;
     return o;
   };
   std::map<std::string, int64_t> trial_ids;  // genome JSON -> trial
   int64_t evaluated_here = 0, answered_by_store = 0;
-  auto fitness_of = [&](const tuner::Genome& genome) {
-    double sum = 0;
-    for (const auto& prompt : prompts) {
+  // Fills in the dense references of PROMPTS x SEEDS (once; evaluations then only read them).
+  auto make_references = [&](const std::vector<std::string>& ps) {
+    for (const auto& prompt : ps)
       for (uint64_t seed : seeds) {
         auto& ref = references[{prompt, seed}];
-        if (!ref.defined()) ref = generate(options_for(prompt, seed)).video;
-        auto o = options_for(prompt, seed);
+        if (!ref.defined()) ref = generate(options_for(prompt, seed, devices.front())).video;
+      }
+  };
+  make_references(prompts);
+  auto fitness_on = [&](const tuner::Genome& genome, const std::vector<std::string>& ps, const std::string& device) {
+    double sum = 0;
+    for (const auto& prompt : ps) {
+      for (uint64_t seed : seeds) {
+        const auto& ref = references.at({prompt, seed});
+        auto o = options_for(prompt, seed, device);
         TokenBudgetSchedule schedule;
         schedule.model = preset.name;
         schedule.budgets = genome;
@@ -160,26 +190,54 @@ void run(const TuneFlags& f) {
                                                  : s.vbench->total;
       }
     }
-    return sum / static_cast<double>(prompts.size() * seeds.size());
+    return sum / static_cast<double>(ps.size() * seeds.size());
   };
+  // A batch: claim every genome (the store answers those done before), evaluate the claimed ones
+  // in parallel, one thread per --devices entry, then wait for those another worker is running.
   tuner::Evaluate evaluate = [&](const std::vector<tuner::Genome>& genomes) {
-    std::vector<double> out;
-    for (const auto& g : genomes) {
-      const std::string genome_json = nlohmann::json(g).dump();
-      const auto claim = store.claim_trial(study, genome_json, worker);
+    std::vector<double> out(genomes.size());
+    std::vector<std::pair<size_t, int64_t>> mine, theirs;  // (index, trial)
+    for (size_t i = 0; i < genomes.size(); ++i) {
+      const auto claim = store.claim_trial(study, nlohmann::json(genomes[i]).dump(), worker);
       trial_ids[claim.trial.genome_json] = claim.trial.id;
-      if (!claim.claimed && claim.trial.state == db::TrialState::kComplete && claim.trial.fitness) {
-        out.push_back(*claim.trial.fitness);  // evaluated before, by this run or an earlier one
+      if (claim.trial.state == db::TrialState::kComplete && claim.trial.fitness) {
+        out[i] = *claim.trial.fitness;
         ++answered_by_store;
-        continue;
+      } else if (claim.claimed || stale(claim.trial.claimed_by)) {
+        mine.emplace_back(i, claim.trial.id);
+      } else {
+        theirs.emplace_back(i, claim.trial.id);
       }
-      // Claimed now, or left running by a process that died: evaluate it here.
-      const auto t0 = std::chrono::steady_clock::now();
-      const double fit = fitness_of(g);
-      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      store.complete_trial(claim.trial.id, fit, latency.cost_ms(g), wall, card);
-      ++evaluated_here;
-      out.push_back(fit);
+    }
+    // One evaluation at a time per device: chunks of as many genomes as there are devices.
+    for (size_t chunk = 0; chunk < mine.size(); chunk += devices.size()) {
+      std::vector<std::future<std::pair<double, double>>> running;  // (fitness, wall s)
+      for (size_t k = chunk; k < std::min(mine.size(), chunk + devices.size()); ++k) {
+        running.push_back(std::async(std::launch::async, [&, k] {
+          const auto t0 = std::chrono::steady_clock::now();
+          const double fit = fitness_on(genomes[mine[k].first], prompts, devices[k - chunk]);
+          return std::make_pair(fit, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }));
+      }
+      for (size_t k = chunk; k < std::min(mine.size(), chunk + devices.size()); ++k) {
+        const auto [fit, wall] = running[k - chunk].get();
+        store.complete_trial(mine[k].second, fit, latency.cost_ms(genomes[mine[k].first]), wall, card);
+        out[mine[k].first] = fit;
+        ++evaluated_here;
+      }
+    }
+    for (const auto& [i, trial] : theirs) {  // another live worker has it: wait for its result
+      for (;;) {
+        std::optional<double> fit;
+        for (const auto& t : store.trials(study))
+          if (t.id == trial && t.state == db::TrialState::kComplete) fit = t.fitness;
+        if (fit) {
+          out[i] = *fit;
+          ++answered_by_store;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
     }
     return out;
   };
@@ -210,6 +268,34 @@ void run(const TuneFlags& f) {
   std::printf("budgets: %s\n", budgets.c_str());
   std::printf("Pareto front (%zu):\n", result.front.size());
   for (const auto& e : result.front) std::printf("  %8.1f ms  %.2fx  fitness %.4f\n", e.cost_ms, dense / e.cost_ms, e.fitness);
+
+  // The proof: the best schedule on prompts the search never saw, against their own dense videos.
+  std::vector<std::string> held_out = f.validation_prompts;
+  if (held_out.empty()) {
+    std::mt19937_64 rng(0x5eed0fa1);
+    while (static_cast<int>(held_out.size()) < f.validation_count) {
+      const auto p = shapes::to_text(shapes::random_prompt(rng));
+      if (std::find(prompts.begin(), prompts.end(), p) == prompts.end()) held_out.push_back(p);
+    }
+  }
+  if (!held_out.empty()) {
+    for (const auto& p : held_out) shapes::parse_prompt(p);
+    make_references(held_out);
+    const double validation = fitness_on(best.genome, held_out, devices.front());
+    std::printf("validation: fitness %.4f on %zu held-out prompts x %zu seeds (calibration %.4f)\n", validation,
+                held_out.size(), seeds.size(), best.fitness);
+    db::RunRecord run;
+    run.kind = "validation";
+    run.config_json = nlohmann::json{{"study", f.study}, {"genome", best.genome}, {"prompts", held_out},
+                                     {"seeds", seeds}, {"fitness_metric", f.fitness}}
+                          .dump();
+    run.git_revision = git_revision();
+    run.device = card;
+    run.measurements = {{"validation_fitness", "", validation, std::nullopt, std::nullopt, "", "quality"},
+                        {"calibration_fitness", "", best.fitness, std::nullopt, std::nullopt, "", "quality"},
+                        {"predicted_ms", "ms", best.cost_ms, std::nullopt, std::nullopt, "", "latency model"}};
+    store.add_run(run);
+  }
 
   if (!f.export_path.empty()) {
     TokenBudgetSchedule schedule;
@@ -254,7 +340,12 @@ void register_tune(CLI::App& app) {
   sub->add_option("--seeds", f->seeds, "calibration seeds, comma-separated")->default_val("0");
   sub->add_option("--fitness", f->fitness, "psnr, vbench-proxy or both")->default_val("psnr");
   sub->add_option("--latency-model", f->latency_model, "take latency from another profiled PRESET@FxHxW");
-  sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--devices", f->devices, "where trials run: cpu, or cuda:0,cuda:1,... (one evaluation at a time on each)")
+      ->default_val("cpu");
+  sub->add_option("--validation-prompt", f->validation_prompts, "held-out prompt for the final check (repeatable)");
+  sub->add_option("--validation-count", f->validation_count,
+                  "without --validation-prompt: this many fresh prompts from the grammar (0: no check)")
+      ->default_val(4);
   sub->add_option("--seed", f->seed, "search seed")->default_val(0);
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_option("--export", f->export_path, "write the best schedule here (docs/schedule.md)");

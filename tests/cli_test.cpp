@@ -388,9 +388,11 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   }
   const std::string tune = "tune --study s1" + size + " --weights random --steps 6 --target-speedup 1.6 --population 4 "
                            "--generations 2 --prompt 'a red circle moving left on a gray background' --seeds 0 "
-                           "--fitness psnr --db " + db;
+                           "--fitness psnr --validation-count 2 --db " + db;
   auto r = run(tune + " --export " + exported);
   ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("on 2 held-out prompts"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE kind = 'validation'"), 1);
   EXPECT_NE(r.out.find("answered by the store"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Pareto front"), std::string::npos) << r.out;
   const int64_t trials = count_rows(db, "SELECT count(*) FROM trials WHERE state = 'complete'");
@@ -414,4 +416,46 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   expect_error(run("tune --study s3" + size + " --steps 6 --dense-steps 6 --target-speedup 3 --prompt 'a red circle "
                    "moving left on a gray background' --db " + db), 2, "cannot be met");
   expect_error(run(tune + " --target-compute 0.5"), 2, "exactly one");
+}
+
+TEST_F(Cli, TuneResumesAfterAKillWithNothingLostOrRepeated) {
+  const auto db = path("tk.db");
+  {
+    auto store = astraea::db::Store::open(db);
+    for (double b : {1.0, 0.5}) {
+      astraea::db::RunRecord run;
+      run.kind = "profile";
+      run.device = "cpu";
+      run.config_json = "{\"model\": \"tiny\", \"frames\": 2, \"height\": 16, \"width\": 16, \"budget\": " +
+                        std::to_string(b) + "}";
+      run.measurements = {{"step_ms", "ms", 5 + 95 * b, std::nullopt, std::nullopt, "", "wall"}};
+      store.add_run(run);
+    }
+  }
+  const std::string tune = std::string(ASTRAEA_BENCH_BIN) + " tune --study k --model tiny --frames 2 --height 16 "
+                           "--width 16 --weights random --steps 8 --target-speedup 1.5 --population 6 --generations 4 "
+                           "--prompt 'a red circle moving left on a gray background' --seeds 0,1 --devices cpu,cpu "
+                           "--validation-count 0 --db " + db;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + tune + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int64_t done = 0;
+  for (int i = 0; i < 600 && done < 3; ++i) {
+    usleep(100 * 1000);
+    if (fs::exists(db)) done = count_rows(db, "SELECT count(*) FROM trials WHERE state = 'complete'");
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_GE(done, 3);
+  const int64_t before = count_rows(db, "SELECT count(*) FROM trials");
+  auto r = run(tune.substr(tune.find(" tune") + 1));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials WHERE state <> 'complete'"), 0) << "the killed run's trials were taken over";
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), count_rows(db, "SELECT count(DISTINCT genome_json) FROM trials"));
+  EXPECT_GE(count_rows(db, "SELECT count(*) FROM trials"), before);
+  EXPECT_EQ(r.out.find("evaluated now, 0 answered"), std::string::npos) << "the first run's trials were reused: " << r.out;
 }
