@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "apps/commands.h"
+#include "apps/provenance.h"
 #include "core/cpu_threads.h"
 
 namespace {
@@ -27,6 +28,7 @@ std::string short_message(const c10::Error& e) {
 
 int main(int argc, char** argv) {
   astraea::configure_cpu_threads();
+  astraea::app::set_command_line(argc, argv);
 
   CLI::App app{"astraea-bench: token-wise acceleration of video diffusion transformers"};
   app.require_subcommand(1);
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   astraea::app::register_sweep(app);
   astraea::app::register_score(app);
   astraea::app::register_tune(app);
+  astraea::app::register_report(app);
   astraea::app::register_query(app);
 
   try {

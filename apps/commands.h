@@ -29,6 +29,8 @@ void register_train(CLI::App& app);
 void register_query(CLI::App& app);
 /// Adds `profile` to the app.
 void register_profile(CLI::App& app);
+/// Adds `report` to the app.
+void register_report(CLI::App& app);
 /// Adds `tune` to the app.
 void register_tune(CLI::App& app);
 /// Adds `score` to the app.

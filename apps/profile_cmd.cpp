@@ -140,7 +140,8 @@ void run(const ProfileFlags& f) {
       run.config_json = nlohmann::json{{"model", config.name}, {"frames", shape.frames}, {"height", shape.height},
                                        {"width", shape.width}, {"tokens", shape.tokens()}, {"budget", r.budget},
                                        {"guidance", guidance}, {"calls_per_step", calls},
-                                       {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"weights", f.weights}}
+                                       {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"weights", f.weights},
+                                       {"command", command_line()}}
                             .dump();
       run.git_revision = git_revision();
       run.device = env.value("device", f.device);

@@ -10,6 +10,10 @@ namespace astraea::app {
 /// when the binary runs away from its checkout.
 std::string git_revision();
 
+/// The command line this process was started with (for the store's provenance), shell-quoted.
+void set_command_line(int argc, char** argv);
+const std::string& command_line();
+
 /// Parses a comma-separated list of numbers for FLAG ("1,0.7,0.5"); throws UsageError naming the
 /// flag and the bad item. Values must lie in [lo, hi].
 std::vector<double> parse_number_list(const std::string& flag, const std::string& text, double lo, double hi);

@@ -36,7 +36,7 @@ void run(const ScoreFlags& f) {
     db::RunRecord run;
     run.kind = "score";
     run.config_json = nlohmann::json{{"video", f.video}, {"reference", f.reference}, {"prompt", f.prompt},
-                                     {"metrics", metric_text}, {"fps", fps}}
+                                     {"metrics", metric_text}, {"fps", fps}, {"command", command_line()}}
                           .dump();
     run.git_revision = git_revision();
     run.measurements = score_records(scores);

@@ -230,6 +230,7 @@ void run(SweepFlags f) {
     run.kind = "sweep-cell";
     run.cell_key = key;
     auto config = c.key;
+    config["command"] = command_line();
     if (!f.videos.empty()) {
       const auto path = (std::filesystem::path(f.videos) / ("cell-" + std::to_string(std::hash<std::string>{}(key)) +
                                                             ".safetensors")).string();

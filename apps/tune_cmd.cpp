@@ -287,7 +287,8 @@ void run(const TuneFlags& f) {
     db::RunRecord run;
     run.kind = "validation";
     run.config_json = nlohmann::json{{"study", f.study}, {"genome", best.genome}, {"prompts", held_out},
-                                     {"seeds", seeds}, {"fitness_metric", f.fitness}}
+                                     {"seeds", seeds}, {"fitness_metric", f.fitness},
+                                     {"command", command_line()}}
                           .dump();
     run.git_revision = git_revision();
     run.device = card;

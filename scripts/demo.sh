@@ -3,7 +3,8 @@
 # generates a video densely and with token-wise acceleration at budget 0.5, profiles the latency
 # of each budget, and sweeps two prompts over three budgets into the store (out/demo/astraea.db),
 # scoring each video against the dense one (PSNR) and by VBench's network-free dimensions, then
-# tunes a 10-step schedule for a predicted 2x speedup and generates with it.
+# tunes a 10-step schedule for a predicted 2x speedup, generates with it, and writes the HTML
+# report of all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -21,12 +22,13 @@ echo "== generate: tiny preset at its CPU size (8 frames, 32x48, 768 tokens), 30
 echo "== generate: the same with token-wise acceleration, budget 0.5 after 2 dense steps"
 "$bin" generate --model tiny "${weights[@]}" --prompt "$prompt" --seed 0 --budget 0.5 --out "$out/tiny_budget0.5.mp4"
 db="$out/astraea.db"
+mkdir -p "$out/videos"
 echo "== profile: one step's latency at each budget, stored as the latency model, with a trace"
 "$bin" profile --model tiny --budgets 1,0.7,0.5,0.3 --max-seconds 5 --db "$db" --trace "$out/profile_trace.json"
 echo "== sweep: 2 prompts x budgets 1, 0.7, 0.5 x seed 0 (cells already in the store are skipped)"
 "$bin" sweep --model tiny "${weights[@]}" --prompt "$prompt" \
   --prompt "a yellow square moving up and a blue triangle standing still on a black background" \
-  --budgets 1,0.7,0.5 --seeds 0 --db "$db"
+  --budgets 1,0.7,0.5 --seeds 0 --videos "$out/videos" --db "$db"
 "$bin" query latency --db "$db"
 echo "== the sweep by budget: sampling time, PSNR against the dense video, VBench-proxy total"
 "$bin" query "SELECT json_extract(r.config_json, '$.method.budget') AS budget,
@@ -40,6 +42,10 @@ echo "== tune: per-step budgets for 10-step sampling at a predicted 2x over dens
   --prompt "$prompt" --seeds 0 --validation-count 2 --db "$db" --export "$out/tuned_schedule.json"
 "$bin" generate --model tiny "${weights[@]}" --prompt "$prompt" --steps 10 --schedule "$out/tuned_schedule.json" \
   --metrics vbench-proxy --out "$out/tiny_tuned.mp4"
+echo "== report: everything the store knows, as one HTML file"
+"$bin" report --db "$db" --out "$out/report.html"
 echo
 echo "demo outputs in $(cd "$out" && pwd):"
 ls -l "$out"
+echo
+echo "the report: $(cd "$out" && pwd)/report.html (open it in a browser; it works offline)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that Astraea builds and tests against, skipping what is there.
+# Installs the Debian 12 packages that Astraea builds and tests against, skipping what is there,
+# then the report's web assets from npm (Chart.js, pinned by package-lock.json).
 # Usage: scripts/install-deps.sh [--browser]   (--browser adds Chromium for the report tests)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -12,6 +14,7 @@ packages=(
   libopencv-dev
 )
 [[ "${1:-}" == "--browser" ]] && packages+=(chromium)
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -19,12 +22,18 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# npm ci installs exactly what the lock file pins; skipped while node_modules matches it.
+if ! cmp -s package-lock.json node_modules/.astraea-lock 2>/dev/null; then
+  echo "install-deps: npm ci (report assets)"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.astraea-lock
+fi

@@ -9,7 +9,7 @@ for a in "$@"; do
     *) echo "error: unknown argument '$a' (usage: scripts/test.sh [--full])" >&2; exit 2 ;;
   esac
 done
-scripts/install-deps.sh
+scripts/install-deps.sh --browser  # Chromium opens the HTML report in a test
 scripts/build.sh
 labels=(-LE full)
 ((full)) && labels=()

@@ -27,8 +27,8 @@ struct Run {
   std::string out;  // stdout and stderr together
 };
 
-Run run(const std::string& args) {
-  const std::string cmd = std::string(ASTRAEA_BENCH_BIN) + " " + args + " 2>&1";
+Run run_shell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf;
@@ -36,6 +36,8 @@ Run run(const std::string& args) {
   const int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
+
+Run run(const std::string& args) { return run_shell(std::string(ASTRAEA_BENCH_BIN) + " " + args); }
 
 class Cli : public ::testing::Test {
  protected:
@@ -458,4 +460,54 @@ TEST_F(Cli, TuneResumesAfterAKillWithNothingLostOrRepeated) {
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), count_rows(db, "SELECT count(DISTINCT genome_json) FROM trials"));
   EXPECT_GE(count_rows(db, "SELECT count(*) FROM trials"), before);
   EXPECT_EQ(r.out.find("evaluated now, 0 answered"), std::string::npos) << "the first run's trials were reused: " << r.out;
+}
+
+// The report as a reader meets it: opened by headless Chromium, every chart drawn, no console
+// errors, every video playable, and a screenshot.
+TEST_F(Cli, ReportOpensInABrowserWithEveryChartAndVideo) {
+  if (std::system("command -v chromium >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "no chromium (scripts/test.sh installs it; the GPU host has none)";
+  }
+  const auto db = path("r.db"), report = path("report.html"), shot = path("report.png");
+  const std::string size = " --model tiny --frames 3 --height 16 --width 16 --weights random";
+  const std::string prompt = " --prompt 'a red circle moving left on a gray background'";
+  ASSERT_EQ(run("profile --model tiny --frames 3 --height 16 --width 16 --budgets 1,0.5 --warmup 0 --min-reps 1 "
+                "--max-reps 2 --db " + db).code, 0);
+  ASSERT_EQ(run("sweep" + size + prompt + " --steps 3 --budgets 1,0.5 --videos " + dir_.string() + " --db " + db).code, 0);
+  auto r = run("tune --study s" + size + prompt + " --steps 3 --dense-steps 1 --target-speedup 1.2 --population 2 "
+               "--generations 1 --validation-count 0 --db " + db + " --export " + path("t.json"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("report --db " + db + " --out " + report);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("1 video pairs"), std::string::npos) << r.out;
+  EXPECT_LT(fs::file_size(report), 20u << 20);
+  const std::string chromium = "chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
+                               "--virtual-time-budget=5000 ";
+  const auto dom = run_shell(chromium + "--dump-dom file://" + report + " 2>/dev/null");
+  EXPECT_NE(dom.out.find("data-done=\"1\""), std::string::npos) << "the page script ran to its end";
+  EXPECT_NE(dom.out.find("data-errors=\"0\""), std::string::npos) << dom.out.substr(0, 400);
+  EXPECT_NE(dom.out.find("data-charts=\"5\""), std::string::npos) << "pareto, convergence, schedule, ops, latency";
+  size_t videos = 0, playable = 0;
+  for (size_t at = dom.out.find("<video"); at != std::string::npos; at = dom.out.find("<video", at + 1)) {
+    ++videos;
+    const std::string tag = dom.out.substr(at, dom.out.find('>', at) - at);
+    if (tag.find("data-can-play=\"probably\"") != std::string::npos || tag.find("data-can-play=\"maybe\"") != std::string::npos) ++playable;
+  }
+  EXPECT_EQ(videos, 2u);
+  EXPECT_EQ(playable, videos);
+  run_shell(chromium + "--window-size=1200,2600 --screenshot=" + shot + " file://" + report + " 2>/dev/null");
+  ASSERT_TRUE(fs::exists(shot));
+  std::ifstream png(shot, std::ios::binary);
+  char magic[4] = {};
+  png.read(magic, 4);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  // An empty store still gives a valid page that says what is missing.
+  astraea::db::Store::open(path("empty.db"));
+  ASSERT_EQ(run("report --db " + path("empty.db") + " --out " + path("empty.html")).code, 0);
+  const auto empty = run_shell(chromium + "--dump-dom file://" + path("empty.html") + " 2>/dev/null");
+  EXPECT_NE(empty.out.find("data-errors=\"0\""), std::string::npos);
+  EXPECT_NE(empty.out.find("Missing: summary"), std::string::npos);
+  expect_error(run("report --db " + path("none.db") + " --out " + path("x.html")), 2, "none.db");
+  expect_error(run("report --db " + db + " --out " + path("x.pdf")), 2, "--out");
+  expect_error(run("report --db " + db + " --study nope --out " + path("x.html")), 2, "--study nope");
 }

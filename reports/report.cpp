@@ -1,0 +1,421 @@
+#include "reports/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <unistd.h>
+
+#include "core/safetensors.h"
+#include "core/video_io.h"
+
+namespace astraea::reports {
+namespace {
+
+using nlohmann::json;
+
+json parse_or_empty(const std::optional<std::string>& text) {
+  if (!text) return json::object();
+  try {
+    return json::parse(*text);
+  } catch (const json::exception&) {
+    return json::object();
+  }
+}
+
+double number(const std::optional<std::string>& text) { return text ? std::stod(*text) : std::nan(""); }
+
+std::string size_of(const json& c) {
+  return std::to_string(c.value("frames", 0)) + "x" + std::to_string(c.value("height", 0)) + "x" +
+         std::to_string(c.value("width", 0));
+}
+
+// A sweep cell's method, as the summary names it.
+std::string method_label(const json& method) {
+  if (method.contains("schedule")) {
+    const auto& b = method["schedule"];
+    double mean = 0;
+    for (const auto& v : b) mean += v.get<double>();
+    char s[64];
+    std::snprintf(s, sizeof s, "schedule (mean budget %.2f)", b.empty() ? 1.0 : mean / static_cast<double>(b.size()));
+    return s;
+  }
+  const double budget = method.value("budget", 1.0);
+  if (budget >= 1.0) return "dense";
+  char s[64];
+  std::snprintf(s, sizeof s, "budget %.2f", budget);
+  return s;
+}
+
+// Measurements of the runs of KIND, by run id: name -> value.
+std::map<int64_t, std::map<std::string, double>> measurements_of(const db::Store& store, const std::string& kind) {
+  std::map<int64_t, std::map<std::string, double>> out;
+  const auto r = store.query("SELECT m.run_id, m.name, m.value FROM measurements m JOIN runs r ON r.id = m.run_id "
+                             "WHERE r.kind = '" + kind + "' AND m.op IS NULL ORDER BY m.id");
+  for (const auto& row : r.rows) out[std::stoll(*row[0])][*row[1]] = number(row[2]);
+  return out;
+}
+
+json null_if_nan(double v) { return std::isnan(v) ? json(nullptr) : std::isinf(v) ? json("inf") : json(v); }
+
+json summary(const db::Store& store, json& missing) {
+  const auto runs = store.query("SELECT id, config_json, device FROM runs WHERE kind = 'sweep-cell' ORDER BY id");
+  if (runs.rows.empty()) {
+    missing.push_back("summary: no sweep cells; run astraea-bench sweep");
+    return json::array();
+  }
+  const auto m = measurements_of(store, "sweep-cell");
+  struct Group {
+    json key;
+    std::map<std::string, std::vector<double>> values;
+    int cells = 0;
+  };
+  std::map<std::string, Group> groups;
+  for (const auto& row : runs.rows) {
+    const auto c = parse_or_empty(row[1]);
+    json key{{"model", c.value("model", "")}, {"size", size_of(c)}, {"device", row[2].value_or("")},
+             {"method", method_label(c.value("method", json::object()))}};
+    auto& g = groups[key.dump()];
+    g.key = key;
+    ++g.cells;
+    const auto it = m.find(std::stoll(*row[0]));
+    if (it == m.end()) continue;
+    for (const auto& [name, v] : it->second) g.values[name].push_back(v);
+  }
+  auto mean = [](const std::vector<double>& v) {
+    if (v.empty()) return std::nan("");
+    double s = 0;
+    for (double x : v) s += x;
+    return s / static_cast<double>(v.size());
+  };
+  json out = json::array();
+  for (auto& [k, g] : groups) {
+    json dense_key = g.key;
+    dense_key["method"] = "dense";
+    const auto d = groups.find(dense_key.dump());
+    const double dense_s = d == groups.end() ? std::nan("") : mean(d->second.values["sample_s"]);
+    const double s = mean(g.values["sample_s"]);
+    json row = g.key;
+    row["cells"] = g.cells;
+    row["sample_s"] = null_if_nan(s);
+    row["speedup"] = null_if_nan(dense_s / s);
+    row["psnr"] = null_if_nan(mean(g.values["psnr"]));
+    row["ssim"] = null_if_nan(mean(g.values["ssim"]));
+    row["vbench_proxy"] = null_if_nan(mean(g.values["vbench_proxy_total"]));
+    row["token_share"] = null_if_nan(mean(g.values["token_share"]));
+    row["cache_mb"] = null_if_nan(mean(g.values["cache_bytes"]) / 1e6);
+    out.push_back(row);
+  }
+  return out;
+}
+
+json latency(const db::Store& store, json& missing) {
+  const auto runs = store.query(
+      "SELECT r.id, r.config_json, r.device FROM runs r WHERE r.kind = 'profile' AND r.id IN (SELECT max(r2.id) FROM "
+      "runs r2 WHERE r2.kind = 'profile' GROUP BY r2.device, json_extract(r2.config_json, '$.model'), "
+      "json_extract(r2.config_json, '$.tokens'), json_extract(r2.config_json, '$.frames'), "
+      "json_extract(r2.config_json, '$.budget')) ORDER BY r.id");
+  if (runs.rows.empty()) {
+    missing.push_back("where the time goes: no profiles; run astraea-bench profile");
+    return json::array();
+  }
+  const auto m = measurements_of(store, "profile");
+  const auto ops = store.query("SELECT m.run_id, m.op, m.value, m.source FROM measurements m JOIN runs r ON r.id = m.run_id "
+                               "WHERE r.kind = 'profile' AND m.name = 'op_ms' ORDER BY m.id");
+  std::map<int64_t, json> op_ms;
+  std::map<int64_t, std::string> op_source;
+  for (const auto& row : ops.rows) {
+    op_ms[std::stoll(*row[0])][*row[1]] = number(row[2]);
+    op_source[std::stoll(*row[0])] = row[3].value_or("");
+  }
+  json out = json::array();
+  for (const auto& row : runs.rows) {
+    const int64_t id = std::stoll(*row[0]);
+    const auto c = parse_or_empty(row[1]);
+    const auto it = m.find(id);
+    if (it == m.end() || !it->second.count("step_ms")) continue;
+    const auto& v = it->second;
+    json r{{"model", c.value("model", "")}, {"size", size_of(c)}, {"device", row[2].value_or("")},
+           {"budget", c.value("budget", 1.0)}, {"step_ms", v.at("step_ms")},
+           {"dense_ms", v.count("dense_step_ms") ? json(v.at("dense_step_ms")) : json(nullptr)},
+           {"noise", v.count("step_noise") ? json(v.at("step_noise")) : json(nullptr)},
+           {"ops", op_ms.count(id) ? op_ms[id] : json::object()}, {"ops_clock", op_source[id]}};
+    out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(), [](const json& a, const json& b) {
+    return std::tie(a["model"], a["size"], a["device"]) < std::tie(b["model"], b["size"], b["device"]) ||
+           (std::tie(a["model"], a["size"], a["device"]) == std::tie(b["model"], b["size"], b["device"]) &&
+            a["budget"].get<double>() > b["budget"].get<double>());
+  });
+  return out;
+}
+
+json study(const db::Store& store, const ReportOptions& o, json& missing) {
+  const auto studies = store.query("SELECT id, name, config_json FROM studies ORDER BY id");
+  if (studies.rows.empty() && !o.study.empty()) throw std::invalid_argument("--study " + o.study + " is not in the store");
+  if (studies.rows.empty()) {
+    missing.push_back("Pareto front, schedule, convergence: no study; run astraea-bench tune");
+    return nullptr;
+  }
+  const std::vector<std::optional<std::string>>* chosen = &studies.rows.back();
+  for (const auto& row : studies.rows)
+    if (*row[1] == o.study) chosen = &row;
+  if (!o.study.empty() && *(*chosen)[1] != o.study) {
+    throw std::invalid_argument("--study " + o.study + " is not in the store");
+  }
+  const std::string id = *(*chosen)[0];
+  const auto trials = store.query("SELECT number, predicted_cost, fitness, genome_json FROM trials WHERE study_id = " + id +
+                                  " AND state = 'complete' ORDER BY number");
+  json s{{"name", *(*chosen)[1]}, {"config", parse_or_empty((*chosen)[2])}};
+  json all = json::array(), convergence = json::array();
+  double best = -INFINITY;
+  int64_t best_number = -1;
+  for (size_t i = 0; i < trials.rows.size(); ++i) {
+    const auto& row = trials.rows[i];
+    const double cost = number(row[1]), fit = number(row[2]);
+    all.push_back({{"number", std::stoll(*row[0])}, {"cost_ms", cost}, {"fitness", fit}, {"genome", parse_or_empty(row[3])}});
+    if (fit > best) {
+      best = fit;
+      best_number = std::stoll(*row[0]);
+    }
+    convergence.push_back({{"evaluations", static_cast<int64_t>(i + 1)}, {"best", best}});
+  }
+  json front = json::array();
+  for (const auto& a : all) {
+    bool dominated = false;
+    for (const auto& b : all) {
+      const double ac = a["cost_ms"], af = a["fitness"], bc = b["cost_ms"], bf = b["fitness"];
+      dominated = dominated || (bc <= ac && bf >= af && (bc < ac || bf > af));
+    }
+    if (!dominated) front.push_back(a["number"]);
+  }
+  s["trials"] = all;
+  s["front"] = front;
+  s["best"] = best_number;
+  s["convergence"] = convergence;
+  json schedules = json::array();
+  const auto exported = store.query("SELECT path, schedule_json FROM exported_schedules WHERE study_id = " + id + " ORDER BY id");
+  for (const auto& row : exported.rows) {
+    const auto j = parse_or_empty(row[1]);
+    schedules.push_back({{"name", std::filesystem::path(*row[0]).filename().string()}, {"budgets", j.value("budgets", json::array())}});
+  }
+  if (schedules.empty() && best_number >= 0) {
+    for (const auto& a : all)
+      if (a["number"] == best_number) schedules.push_back({{"name", "best trial " + std::to_string(best_number)}, {"budgets", a["genome"]}});
+  }
+  s["schedules"] = schedules;
+  if (all.empty()) missing.push_back("study " + s["name"].get<std::string>() + " has no complete trials yet");
+  return s;
+}
+
+json provenance(const db::Store& store) {
+  json p;
+  auto distinct = [&](const std::string& sql) {
+    json out = json::array();
+    for (const auto& row : store.query(sql).rows)
+      if (row[0] && !row[0]->empty()) out.push_back(*row[0]);
+    return out;
+  };
+  p["devices"] = distinct("SELECT DISTINCT device FROM runs ORDER BY device");
+  p["git_revisions"] = distinct("SELECT DISTINCT git_revision FROM runs ORDER BY git_revision");
+  json versions = json::array();
+  for (const auto& v : distinct("SELECT DISTINCT versions_json FROM runs WHERE versions_json <> '{}' ORDER BY versions_json"))
+    versions.push_back(json::parse(v.get<std::string>()));
+  p["versions"] = versions;
+  p["commands"] = distinct("SELECT DISTINCT json_extract(config_json, '$.command') FROM runs ORDER BY 1");
+  json counts = json::object();
+  for (const auto& row : store.query("SELECT kind, count(*) FROM runs GROUP BY kind ORDER BY kind").rows)
+    counts[*row[0]] = std::stoll(*row[1]);
+  p["runs"] = counts;
+  p["schema_version"] = store.schema_version();
+  return p;
+}
+
+std::string base64(const std::vector<uint8_t>& bytes) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t n = (bytes[i] << 16) | (i + 1 < bytes.size() ? bytes[i + 1] << 8 : 0) | (i + 2 < bytes.size() ? bytes[i + 2] : 0);
+    out += t[(n >> 18) & 63];
+    out += t[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? t[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? t[n & 63] : '=';
+  }
+  return out;
+}
+
+// A safetensors video (sweep --videos) as MP4 bytes; empty if it cannot be read.
+std::vector<uint8_t> mp4_of(const std::string& path) {
+  try {
+    const auto file = SafetensorsFile::open(path);
+    const auto& v = file.at("video");
+    if (v.shape.size() != 4) return {};
+    const std::string tmp = (std::filesystem::temp_directory_path() / ("astraea-report-" + std::to_string(::getpid()) + ".mp4")).string();
+    write_mp4(tmp, reinterpret_cast<const float*>(v.data), v.shape[0], v.shape[1], v.shape[2], 16.0);
+    std::ifstream in(tmp, std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::filesystem::remove(tmp);
+    return bytes;
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+std::string escape_script(std::string s) {
+  // A JSON island must not close its own <script> element.
+  for (size_t i = 0; (i = s.find("</", i)) != std::string::npos; i += 3) s.replace(i, 2, "<\\/");
+  return s;
+}
+
+}  // namespace
+
+json gather(const db::Store& store, const ReportOptions& o) {
+  json missing = json::array();
+  json d;
+  d["format"] = "astraea-report";
+  d["version"] = 1;
+  d["summary"] = summary(store, missing);
+  d["latency"] = latency(store, missing);
+  d["study"] = study(store, o, missing);
+  d["provenance"] = provenance(store);
+  d["missing"] = missing;
+  return d;
+}
+
+std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions& o) {
+  const auto runs = store.query(
+      "SELECT r.config_json, (SELECT m.value FROM measurements m WHERE m.run_id = r.id AND m.name = 'psnr') FROM runs r "
+      "WHERE r.kind = 'sweep-cell' AND json_extract(r.config_json, '$.video') IS NOT NULL ORDER BY r.id");
+  std::map<std::string, std::string> dense;  // (model, size, prompt, seed) -> video path
+  std::vector<std::pair<json, double>> accelerated;
+  for (const auto& row : runs.rows) {
+    auto c = parse_or_empty(row[0]);
+    const json key{c.value("model", ""), size_of(c), c.value("prompt", ""), c.value("seed", 0)};
+    if (method_label(c.value("method", json::object())) == "dense") {
+      dense[key.dump()] = c.value("video", "");
+    } else {
+      accelerated.emplace_back(c, number(row[1]));
+    }
+  }
+  std::vector<VideoPair> out;
+  for (const auto& [c, psnr] : accelerated) {
+    if (static_cast<int>(out.size()) >= o.max_videos) break;
+    const json key{c.value("model", ""), size_of(c), c.value("prompt", ""), c.value("seed", 0)};
+    const auto d = dense.find(key.dump());
+    if (d == dense.end()) continue;
+    VideoPair p;
+    p.caption = "\"" + c.value("prompt", std::string()) + "\", seed " + std::to_string(c.value("seed", 0)) + ", " +
+                method_label(c.value("method", json::object()));
+    p.psnr = psnr;
+    p.dense_mp4 = mp4_of(d->second);
+    p.accelerated_mp4 = mp4_of(c.value("video", ""));
+    if (p.dense_mp4.empty() || p.accelerated_mp4.empty()) continue;
+    if (static_cast<int64_t>(p.dense_mp4.size()) > o.max_video_bytes ||
+        static_cast<int64_t>(p.accelerated_mp4.size()) > o.max_video_bytes) {
+      continue;
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::string render_html(const json& data, const std::vector<VideoPair>& videos, const std::string& chart_js) {
+  std::string v;
+  if (videos.empty()) {
+    v = "<p class=\"missing\">No videos: run <code>astraea-bench sweep --videos DIR</code> with a dense budget (1) and "
+        "another in the same sweep.</p>";
+  }
+  for (const auto& p : videos) {
+    char psnr[64];
+    std::snprintf(psnr, sizeof psnr, std::isinf(p.psnr) ? "PSNR inf" : "PSNR %.2f dB", p.psnr);
+    v += "<figure class=\"pair\"><div class=\"videos\">";
+    for (const auto* clip : {&p.dense_mp4, &p.accelerated_mp4}) {
+      v += std::string("<div><div class=\"label\">") + (clip == &p.dense_mp4 ? "dense" : "accelerated") +
+           "</div><video controls loop muted autoplay playsinline width=\"288\"><source type=\"video/mp4\" src=\"data:video/mp4;base64," +
+           base64(*clip) + "\"></video></div>";
+    }
+    v += "</div><figcaption>" + p.caption + " &middot; " + psnr + "</figcaption></figure>";
+  }
+  std::string html = R"html(<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Astraea report</title>
+<style>
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;color:#1d232a}
+h1{font-size:24px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d7dde3;padding-bottom:4px}
+p.lead{color:#4a5561;margin:0 0 12px}.missing{color:#8a5300;background:#fff6e6;padding:6px 10px;border-radius:4px}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:4px 8px;border-bottom:1px solid #e6eaee;text-align:right}
+th{cursor:pointer;background:#f3f5f7;user-select:none}th:first-child,td:first-child{text-align:left}td.best{font-weight:700;color:#0a6b2e}
+.charts{display:grid;grid-template-columns:1fr 1fr;gap:16px}.chart{position:relative;height:300px}
+.pair{margin:0 0 16px}.videos{display:flex;gap:12px}.label{font-weight:600;margin-bottom:2px}video{background:#000;image-rendering:pixelated}
+pre{background:#f3f5f7;padding:8px;overflow:auto;font-size:12px}
+</style></head><body>
+<h1>Astraea report</h1><p class="lead">Token-wise acceleration of video diffusion transformers: what the store knows.</p>
+<div id="missing"></div>
+<h2>Summary</h2><p class="lead">Per method: speedup of sampling over the dense cells of the same model, size and device (measured), quality against the dense video, cache memory. Best of each column in bold; click a header to sort.</p>
+<div id="summary"></div>
+<h2>Pareto front</h2><p class="lead">Predicted latency against fitness for the study's trials; the front joined, the chosen schedule highlighted.</p>
+<div class="chart"><canvas id="pareto"></canvas></div>
+<h2>Schedule</h2><p class="lead">Token budget of every sampling step (1 dense, 0 skipped).</p>
+<div class="chart"><canvas id="schedule"></canvas></div>
+<h2>Where the time goes</h2><p class="lead">Time per operation of one step at each profiled budget (stacked), and step latency against budget beside the ideal line (dense latency times the budget).</p>
+<div class="charts"><div class="chart"><canvas id="ops"></canvas></div><div class="chart"><canvas id="latency"></canvas></div></div>
+<h2>Videos</h2><div id="videos">)html" + v + R"html(</div>
+<h2>Convergence</h2><p class="lead">Best fitness against evaluations.</p>
+<div class="chart"><canvas id="convergence"></canvas></div>
+<h2>Provenance</h2><div id="provenance"></div>
+<script type="application/json" id="astraea-data">)html" + escape_script(data.dump(1)) + R"html(</script>
+<script>
+window.__astraea={errors:[],charts:0};
+window.addEventListener('error',function(e){window.__astraea.errors.push(String(e.message))});
+(function(){var ce=console.error;console.error=function(){window.__astraea.errors.push(Array.prototype.join.call(arguments,' '));ce.apply(console,arguments)};})();
+</script>
+<script>)html" + escape_script(chart_js) + R"html(</script>
+<script>
+(function(){
+var D=JSON.parse(document.getElementById('astraea-data').textContent);
+function el(t,a,txt){var e=document.createElement(t);for(var k in a)e.setAttribute(k,a[k]);if(txt!==undefined)e.textContent=txt;return e}
+function fmt(v,d){return v===null||v===undefined?'–':(v==='inf'?'∞':(typeof v==='number'?v.toFixed(d):String(v)))}
+function none(id,msg){var c=document.getElementById(id);var p=el('p',{'class':'missing'},msg);c.parentNode.replaceChild(p,c);}
+var miss=document.getElementById('missing');D.missing.forEach(function(m){miss.appendChild(el('p',{'class':'missing'},'Missing: '+m))});
+// Summary, sortable, best values marked.
+var cols=[['method','method',null],['model','model',null],['size','size',null],['device','device',null],['cells','cells',0],['sample_s','sampling s',2],['speedup','speedup',2],['psnr','PSNR dB',2],['ssim','SSIM',4],['vbench_proxy','VBench-proxy',4],['cache_mb','cache MB',1]];
+var better={sample_s:-1,speedup:1,psnr:1,ssim:1,vbench_proxy:1};
+function num(v){return v==='inf'?Infinity:(typeof v==='number'?v:null)}
+function drawSummary(rows){var host=document.getElementById('summary');host.innerHTML='';if(!rows.length){host.appendChild(el('p',{'class':'missing'},'No sweep cells yet.'));return}
+var best={};Object.keys(better).forEach(function(k){var vals=rows.map(function(r){return num(r[k])}).filter(function(x){return x!==null});if(vals.length)best[k]=better[k]>0?Math.max.apply(null,vals):Math.min.apply(null,vals)});
+var t=el('table'),h=el('tr');cols.forEach(function(c){var th=el('th',{},c[1]);th.onclick=function(){var dir=th.dataset.dir==='a'?-1:1;th.dataset.dir=dir>0?'a':'d';rows.sort(function(a,b){var x=num(a[c[0]]),y=num(b[c[0]]);if(x===null&&y===null){x=String(a[c[0]]);y=String(b[c[0]])}return (x>y?1:x<y?-1:0)*dir});drawSummary(rows)};h.appendChild(th)});t.appendChild(h);
+rows.forEach(function(r){var tr=el('tr');cols.forEach(function(c){var td=el('td',{},c[2]===null?String(r[c[0]]):fmt(r[c[0]],c[2]));if(best[c[0]]!==undefined&&num(r[c[0]])===best[c[0]])td.className='best';tr.appendChild(td)});t.appendChild(tr)});host.appendChild(t)}
+drawSummary(D.summary.slice());
+function chart(id,cfg){cfg.options=Object.assign({animation:false,responsive:true,maintainAspectRatio:false},cfg.options||{});var c=document.getElementById(id);new Chart(c,cfg);c.dataset.rendered='1';window.__astraea.charts++}
+var S=D.study;
+if(S&&S.trials.length){var front=S.trials.filter(function(t){return S.front.indexOf(t.number)>=0}).sort(function(a,b){return a.cost_ms-b.cost_ms});var chosen=S.trials.filter(function(t){return t.number===S.best});
+chart('pareto',{type:'scatter',data:{datasets:[{label:'trials',data:S.trials.map(function(t){return{x:t.cost_ms,y:t.fitness}}),backgroundColor:'#9fb3c8'},{label:'Pareto front',type:'line',data:front.map(function(t){return{x:t.cost_ms,y:t.fitness}}),borderColor:'#1f6feb',backgroundColor:'#1f6feb'},{label:'chosen',data:chosen.map(function(t){return{x:t.cost_ms,y:t.fitness}}),backgroundColor:'#d1242f',pointRadius:8}]},options:{scales:{x:{title:{display:true,text:'predicted latency (ms)'}},y:{title:{display:true,text:'fitness ('+(S.config.fitness||'')+')'}}}}});
+chart('convergence',{type:'line',data:{labels:S.convergence.map(function(c){return c.evaluations}),datasets:[{label:'best fitness',data:S.convergence.map(function(c){return c.best}),borderColor:'#1f6feb',stepped:true}]},options:{scales:{x:{title:{display:true,text:'evaluations'}}}}});
+}else{none('pareto','No complete trials: run astraea-bench tune.');none('convergence','No complete trials: run astraea-bench tune.')}
+if(S&&S.schedules.length){var n=Math.max.apply(null,S.schedules.map(function(s){return s.budgets.length}));var labels=[];for(var i=0;i<n;i++)labels.push(i);
+chart('schedule',{type:'bar',data:{labels:labels,datasets:S.schedules.map(function(s,i){return{label:s.name,data:s.budgets,backgroundColor:['#1f6feb','#d1242f','#0a6b2e','#8250df'][i%4]}})},options:{scales:{x:{title:{display:true,text:'sampling step'}},y:{min:0,max:1,title:{display:true,text:'token budget'}}}}});
+}else none('schedule','No schedule: run astraea-bench tune (--export).');
+if(D.latency.length){var L=D.latency;var groups={};L.forEach(function(r){var k=r.model+' '+r.size+' '+r.device;(groups[k]=groups[k]||[]).push(r)});var key=Object.keys(groups)[0],G=groups[key];
+var ops={};G.forEach(function(r){Object.keys(r.ops).forEach(function(o){ops[o]=1})});var palette=['#1f6feb','#d1242f','#0a6b2e','#8250df','#bf8700','#57606a','#e16f24','#2da44e','#cf222e'];
+chart('ops',{type:'bar',data:{labels:G.map(function(r){return 'budget '+r.budget}),datasets:Object.keys(ops).sort().map(function(o,i){return{label:o,data:G.map(function(r){return r.ops[o]||0}),backgroundColor:palette[i%palette.length]}})},options:{plugins:{title:{display:true,text:key+' ('+(G[0].ops_clock||'')+')'}},scales:{x:{stacked:true},y:{stacked:true,title:{display:true,text:'ms per step'}}}}});
+var dense=G[0].dense_ms||G.filter(function(r){return r.budget===1})[0]&&G.filter(function(r){return r.budget===1})[0].step_ms;var asc=G.slice().sort(function(a,b){return a.budget-b.budget});
+chart('latency',{type:'line',data:{labels:asc.map(function(r){return r.budget}),datasets:[{label:'measured step',data:asc.map(function(r){return r.step_ms}),borderColor:'#d1242f'},{label:'ideal (dense x budget)',data:asc.map(function(r){return dense*r.budget}),borderColor:'#57606a',borderDash:[6,4]}]},options:{plugins:{title:{display:true,text:key}},scales:{x:{title:{display:true,text:'token budget'}},y:{title:{display:true,text:'ms per step'}}}}});
+}else{none('ops','No profile: run astraea-bench profile.');none('latency','No profile: run astraea-bench profile.')}
+var P=D.provenance,pv=document.getElementById('provenance');var list=el('table');
+[['devices',P.devices.join(', ')],['git revisions',P.git_revisions.join(', ')],['runs',JSON.stringify(P.runs)],['schema version',String(P.schema_version)]].forEach(function(r){var tr=el('tr');tr.appendChild(el('td',{},r[0]));tr.appendChild(el('td',{},r[1]||'–'));list.appendChild(tr)});pv.appendChild(list);
+if(P.commands.length){pv.appendChild(el('h3',{},'Commands'));pv.appendChild(el('pre',{},P.commands.join('\n')))}
+if(P.versions.length){pv.appendChild(el('h3',{},'Versions'));pv.appendChild(el('pre',{},P.versions.map(function(v){return JSON.stringify(v)}).join('\n')))}
+document.querySelectorAll('video').forEach(function(v){v.dataset.canPlay=v.canPlayType('video/mp4; codecs="avc1.42E01E"');v.addEventListener('loadedmetadata',function(){v.dataset.ready='1'})});
+document.body.dataset.charts=String(window.__astraea.charts);
+document.body.dataset.errors=String(window.__astraea.errors.length);
+document.body.dataset.done='1';
+})();
+</script>
+</body></html>
+)html";
+  return html;
+}
+
+}  // namespace astraea::reports

@@ -1,0 +1,38 @@
+// The HTML report: what the store knows, as one self-contained file that opens offline. The data
+// goes into a JSON island (<script type="application/json" id="astraea-data">), the charts are
+// drawn by Chart.js (npm, inlined), and videos are embedded as H.264 MP4 data URLs.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "db/store.h"
+
+namespace astraea::reports {
+
+struct ReportOptions {
+  std::string study;       ///< the study for the Pareto, schedule and convergence sections ("": the newest)
+  int max_videos = 4;      ///< video pairs embedded at most
+  int64_t max_video_bytes = 4 << 20;  ///< per video file; larger ones are listed, not embedded
+};
+
+/// Everything the report shows, from the store: deterministic for a given store content (no
+/// timestamps), so it can be checked against a golden file. Sections the store cannot fill are
+/// listed under "missing" with the command that would fill them.
+nlohmann::json gather(const db::Store& store, const ReportOptions& options);
+
+/// One embedded video pair: the dense and the accelerated video of one prompt and seed.
+struct VideoPair {
+  std::string caption;
+  double psnr = 0;
+  std::vector<uint8_t> dense_mp4, accelerated_mp4;
+};
+
+/// Video pairs from sweep cells that kept their videos (sweep --videos), encoded as MP4.
+std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions& options);
+
+/// The HTML page: DATA as the JSON island, CHART_JS (the library's UMD build) inlined.
+std::string render_html(const nlohmann::json& data, const std::vector<VideoPair>& videos, const std::string& chart_js);
+
+}  // namespace astraea::reports

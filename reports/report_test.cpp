@@ -1,0 +1,119 @@
+// The report's data island against a golden file, its empty-store behaviour, and the page's shape.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "reports/report.h"
+
+namespace astraea::reports {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("astraea_report_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+db::MeasurementRecord m(const std::string& name, double v, const std::string& op = "") {
+  return {name, "", v, std::nullopt, std::nullopt, op, "test"};
+}
+
+// A store with one of everything, written through the public API with fixed values.
+void fill(db::Store& store) {
+  for (double b : {1.0, 0.5}) {
+    for (int seed : {0, 1}) {
+      db::RunRecord r;
+      r.kind = "sweep-cell";
+      r.device = "cpu";
+      r.git_revision = "abc123";
+      r.cell_key = "cell-" + std::to_string(b) + "-" + std::to_string(seed);
+      r.config_json = nlohmann::json{{"model", "tiny"}, {"frames", 8}, {"height", 32}, {"width", 48}, {"seed", seed},
+                                     {"prompt", "a red circle moving left on a gray background"},
+                                     {"method", {{"budget", b}}}, {"command", "astraea-bench sweep --budgets 1,0.5"}}
+                          .dump();
+      r.measurements = {m("sample_s", b == 1.0 ? 4.0 + seed : 2.0 + seed), m("cache_bytes", 1.5e6),
+                        m("vbench_proxy_total", 0.9 - 0.1 * (1 - b))};
+      if (b < 1) {
+        r.measurements.push_back(m("psnr", 30.0 + seed));
+        r.measurements.push_back(m("ssim", 0.95));
+      }
+      store.add_run(r);
+    }
+  }
+  for (double b : {1.0, 0.5}) {
+    db::RunRecord r;
+    r.kind = "profile";
+    r.device = "NVIDIA H100 80GB HBM3";
+    r.versions_json = R"({"cuda_runtime": 13000, "libtorch": "2.11.0"})";
+    r.config_json = nlohmann::json{{"model", "wan2.1-1.3b"}, {"frames", 81}, {"height", 480}, {"width", 832},
+                                   {"tokens", 32760}, {"budget", b}}.dump();
+    r.measurements = {m("step_ms", 1000 * b + 40), m("dense_step_ms", 1040), m("step_noise", 0.01),
+                      m("op_ms", 700 * b, "attention"), m("op_ms", 250 * b, "feed-forward"), m("op_ms", 30, "selection")};
+    store.add_run(r);
+  }
+  const int64_t study = store.create_or_get_study("s1", R"({"fitness": "psnr"})");
+  const std::vector<std::pair<double, double>> trials = {{1, 20}, {2, 30}, {3, 25}};
+  int64_t best = 0;
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const auto c = store.claim_trial(study, "[1,1," + std::to_string(i) + "]", "w");
+    store.complete_trial(c.trial.id, trials[i].second, trials[i].first, 1.0, "cpu");
+    if (i == 1) best = c.trial.id;
+  }
+  store.add_exported_schedule(study, best, "/tmp/tuned.json", R"({"budgets": [1, 1, 0.5, 0.3]})");
+}
+
+TEST_F(ReportTest, DataIslandMatchesTheGoldenFile) {
+  auto store = db::Store::open((dir_ / "r.db").string());
+  fill(store);
+  const auto data = gather(store, {});
+  const fs::path golden = fs::path(ASTRAEA_SOURCE_DIR_FOR_TESTS) / "reports" / "testdata" / "golden_report.json";
+  if (std::getenv("ASTRAEA_UPDATE_GOLDEN")) std::ofstream(golden) << data.dump(2) << "\n";
+  std::ifstream in(golden);
+  ASSERT_TRUE(in) << golden << " is missing (ASTRAEA_UPDATE_GOLDEN=1 writes it)";
+  EXPECT_EQ(data, nlohmann::json::parse(in)) << data.dump(2);
+  // The numbers that matter, spelled out: speedup of budget 0.5 over dense (mean 4.5 s / 2.5 s).
+  bool found = false;
+  for (const auto& row : data["summary"])
+    if (row["method"] == "budget 0.50") {
+      EXPECT_DOUBLE_EQ(row["speedup"].get<double>(), 4.5 / 2.5);
+      EXPECT_DOUBLE_EQ(row["psnr"].get<double>(), 30.5);
+      found = true;
+    }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(data["study"]["front"], nlohmann::json::array({0, 1}));
+  EXPECT_TRUE(data["missing"].empty());
+}
+
+TEST_F(ReportTest, AnEmptyStoreStillGivesAPageThatSaysWhatIsMissing) {
+  const auto store = db::Store::open((dir_ / "empty.db").string());
+  const auto data = gather(store, {});
+  EXPECT_TRUE(data["summary"].empty());
+  EXPECT_TRUE(data["study"].is_null());
+  ASSERT_EQ(data["missing"].size(), 3u);
+  const auto html = render_html(data, {}, "window.Chart=function(){};");
+  EXPECT_NE(html.find("id=\"astraea-data\""), std::string::npos);
+  EXPECT_NE(html.find("No videos"), std::string::npos);
+  EXPECT_THROW(gather(store, {"no-such-study"}), std::invalid_argument);
+}
+
+TEST_F(ReportTest, TheIslandCannotCloseItsScriptElement) {
+  auto store = db::Store::open((dir_ / "x.db").string());
+  db::RunRecord r;
+  r.kind = "sweep-cell";
+  r.config_json = R"({"model": "</script><script>alert(1)</script>", "method": {"budget": 1}})";
+  r.measurements = {m("sample_s", 1)};
+  store.add_run(r);
+  const auto html = render_html(gather(store, {}), {}, "");
+  EXPECT_EQ(html.find("</script><script>alert"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace astraea::reports
