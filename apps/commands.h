@@ -31,7 +31,7 @@ void register_query(CLI::App& app);
 void register_profile(CLI::App& app);
 /// Adds `report` to the app.
 void register_report(CLI::App& app);
-/// Adds `tune` to the app.
+/// Adds `tune` and `export` (a study's trial as a schedule file) to the app.
 void register_tune(CLI::App& app);
 /// Adds `score` to the app.
 void register_score(CLI::App& app);

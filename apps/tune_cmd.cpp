@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -64,6 +65,32 @@ std::map<double, double> stored_latency(const db::Store& store, const std::strin
   std::map<double, double> points;
   for (const auto& row : rows.rows) points[std::stod(*row[0])] = std::stod(*row[1]);  // newest wins
   return points;
+}
+
+// Writes trial TRIAL of STUDY as a schedule file (docs/schedule.md) with its provenance, and
+// records the export in the store.
+void export_trial(db::Store& store, int64_t study, const std::string& study_name, const std::string& model, int64_t trial,
+                  const std::string& path, std::map<std::string, std::string> provenance) {
+  std::optional<db::Trial> t;
+  for (const auto& x : store.trials(study))
+    if (x.id == trial) t = x;
+  if (!t || t->state != db::TrialState::kComplete) throw UsageError("trial " + std::to_string(trial) + " is not complete");
+  TokenBudgetSchedule schedule;
+  schedule.model = model;
+  schedule.budgets = nlohmann::json::parse(t->genome_json).get<std::vector<double>>();
+  provenance["study"] = study_name;
+  provenance["trial"] = std::to_string(t->number);
+  provenance["fitness"] = std::to_string(t->fitness.value_or(0));
+  provenance["predicted_ms"] = std::to_string(t->predicted_cost.value_or(0));
+  provenance["card"] = t->device;
+  provenance["git_revision"] = git_revision();
+  schedule.provenance = std::move(provenance);
+  write_schedule(path, schedule);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  store.add_exported_schedule(study, t->id, path, text.str());
+  std::printf("exported trial %lld of study %s to %s\n", static_cast<long long>(t->number), study_name.c_str(), path.c_str());
 }
 
 void run(const TuneFlags& f) {
@@ -128,6 +155,14 @@ void run(const TuneFlags& f) {
                      "with the same model and size first");
   }
   const tuner::LatencyModel latency(points);
+  const double dense_ms = latency.dense_ms(space.steps);
+  if ((target.kind == tuner::Target::Kind::kSpeedup && target.value <= 1.0) ||
+      (target.kind == tuner::Target::Kind::kLatencyMs && target.value >= dense_ms) ||
+      (target.kind == tuner::Target::Kind::kComputeShare && target.value >= 1.0)) {
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "the target is at or above dense sampling (%.1f ms predicted): nothing to search", dense_ms);
+    throw UsageError(msg);
+  }
 
   nlohmann::json config{{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
                         {"width", shape.width}, {"steps", space.steps}, {"dense_steps", space.dense_steps},
@@ -259,8 +294,11 @@ void run(const TuneFlags& f) {
 
   const auto& best = result.best;
   const double dense = latency.dense_ms(space.steps);
-  std::printf("study %s: %zu genomes, %lld evaluated now, %lld answered by the store\n", f.study.c_str(),
-              result.evaluated.size(), static_cast<long long>(evaluated_here), static_cast<long long>(answered_by_store));
+  double device_s = 0;
+  for (const auto& t : store.trials(study)) device_s += t.wall_s.value_or(0);
+  std::printf("study %s: %zu genomes, %lld evaluated now, %lld answered by the store; %.1f device-seconds of "
+              "evaluation in the study so far\n", f.study.c_str(), result.evaluated.size(),
+              static_cast<long long>(evaluated_here), static_cast<long long>(answered_by_store), device_s);
   std::printf("best: fitness %.4f (%s), predicted %.1f ms of %.1f dense (%.2fx)\n", best.fitness, f.fitness.c_str(),
               best.cost_ms, dense, dense / best.cost_ms);
   std::string budgets;
@@ -299,25 +337,50 @@ void run(const TuneFlags& f) {
   }
 
   if (!f.export_path.empty()) {
-    TokenBudgetSchedule schedule;
-    schedule.model = preset.name;
-    schedule.budgets = best.genome;
     const int64_t trial = trial_ids.at(nlohmann::json(best.genome).dump());
-    schedule.provenance = {{"study", f.study}, {"trial", std::to_string(trial)}, {"fitness", std::to_string(best.fitness)},
-                           {"fitness_metric", f.fitness}, {"predicted_ms", std::to_string(best.cost_ms)},
-                           {"latency_model", latency_source}, {"git_revision", git_revision()}};
-    write_schedule(f.export_path, schedule);
-    std::ifstream in(f.export_path);
-    std::stringstream text;
-    text << in.rdbuf();
-    store.add_exported_schedule(study, trial, f.export_path, text.str());
-    std::printf("exported %s\n", f.export_path.c_str());
+    export_trial(store, study, f.study, preset.name, trial, f.export_path,
+                 {{"fitness_metric", f.fitness}, {"latency_model", latency_source}});
   }
 }
 
 }  // namespace
 
+struct ExportFlags {
+  std::string study, db = "astraea.db", out;
+  int64_t trial = -1;
+};
+
+void run_export(const ExportFlags& f) {
+  check_output_path("--out", f.out, {".json"});
+  if (!std::filesystem::exists(f.db)) throw UsageError("--db " + f.db + " does not exist");
+  auto store = db::Store::open(f.db);
+  const auto rows = store.query("SELECT id, config_json FROM studies WHERE name = " + quoted(f.study));
+  if (rows.rows.empty()) throw UsageError("--study " + f.study + " is not in " + f.db);
+  const int64_t study = std::stoll(*rows.rows[0][0]);
+  const auto config = nlohmann::json::parse(rows.rows[0][1].value_or("{}"));
+  std::optional<db::Trial> pick;
+  for (const auto& t : store.trials(study)) {
+    if (t.state != db::TrialState::kComplete) continue;
+    if (f.trial >= 0 ? t.number == f.trial : (!pick || t.fitness > pick->fitness)) pick = t;
+  }
+  if (!pick) {
+    throw UsageError(f.trial >= 0 ? "--trial " + std::to_string(f.trial) + " is not a complete trial of " + f.study
+                                  : "study " + f.study + " has no complete trial");
+  }
+  export_trial(store, study, f.study, config.value("model", std::string("tiny")), pick->id, f.out,
+               {{"fitness_metric", config.value("fitness", std::string())},
+                {"latency_model", config.value("latency_model", std::string())}});
+}
+
 void register_tune(CLI::App& app) {
+  auto e = std::make_shared<ExportFlags>();
+  auto* ex = app.add_subcommand("export", "Write a study's trial (default: the best) as a schedule file for generate --schedule");
+  ex->add_option("--study", e->study, "the study")->required();
+  ex->add_option("--trial", e->trial, "the trial number (default: the highest fitness)");
+  ex->add_option("--out", e->out, "the schedule, .json")->required();
+  ex->add_option("--db", e->db, "the store")->default_val("astraea.db");
+  on_run(ex, [e] { run_export(*e); });
+
   auto f = std::make_shared<TuneFlags>();
   auto* sub = app.add_subcommand("tune", "Search per-step token budgets under a performance target");
   sub->add_option("--study", f->study, "the study's name in the store (resumes it if it exists)")->required();

@@ -117,6 +117,23 @@ void CUPTIAPI on_buffer_completed(CUcontext context, uint32_t stream_id, uint8_t
                                   size_t /*size*/, size_t valid_size) {
   try {
     ActivityBatch local;
+    // The fields every timed record shares; a record still open at a forced flush is dropped.
+    auto add = [&](ActivityKind kind, std::string name, const auto& rec, uint64_t bytes) {
+      if (incomplete(rec.start, rec.end)) {
+        ++local.dropped;
+        return;
+      }
+      ActivityRecord r;
+      r.kind = kind;
+      r.name = std::move(name);
+      r.start_ns = rec.start;
+      r.end_ns = rec.end;
+      r.correlation_id = rec.correlationId;
+      r.stream = rec.streamId;
+      r.device = rec.deviceId;
+      r.bytes = bytes;
+      local.records.push_back(std::move(r));
+    };
     if (buffer != nullptr && valid_size > 0) {
       CUpti_Activity* raw = nullptr;
       while (cuptiActivityGetNextRecord(buffer, valid_size, &raw) == CUPTI_SUCCESS) {
@@ -124,55 +141,17 @@ void CUPTIAPI on_buffer_completed(CUcontext context, uint32_t stream_id, uint8_t
           case CUPTI_ACTIVITY_KIND_KERNEL:
           case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
             const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(raw);
-            if (incomplete(k->start, k->end)) {
-              ++local.dropped;
-              break;
-            }
-            ActivityRecord r;
-            r.kind = ActivityKind::kKernel;
-            r.name = demangle(k->name);
-            r.start_ns = k->start;
-            r.end_ns = k->end;
-            r.correlation_id = k->correlationId;
-            r.stream = k->streamId;
-            r.device = k->deviceId;
-            local.records.push_back(std::move(r));
+            add(ActivityKind::kKernel, demangle(k->name), *k, 0);
             break;
           }
           case CUPTI_ACTIVITY_KIND_MEMCPY: {
             const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(raw);
-            if (incomplete(m->start, m->end)) {
-              ++local.dropped;
-              break;
-            }
-            ActivityRecord r;
-            r.kind = ActivityKind::kMemcpy;
-            r.name = memcpy_name(m->copyKind);
-            r.start_ns = m->start;
-            r.end_ns = m->end;
-            r.correlation_id = m->correlationId;
-            r.stream = m->streamId;
-            r.device = m->deviceId;
-            r.bytes = m->bytes;
-            local.records.push_back(std::move(r));
+            add(ActivityKind::kMemcpy, memcpy_name(m->copyKind), *m, m->bytes);
             break;
           }
           case CUPTI_ACTIVITY_KIND_MEMSET: {
             const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(raw);
-            if (incomplete(m->start, m->end)) {
-              ++local.dropped;
-              break;
-            }
-            ActivityRecord r;
-            r.kind = ActivityKind::kMemset;
-            r.name = "memset";
-            r.start_ns = m->start;
-            r.end_ns = m->end;
-            r.correlation_id = m->correlationId;
-            r.stream = m->streamId;
-            r.device = m->deviceId;
-            r.bytes = m->bytes;
-            local.records.push_back(std::move(r));
+            add(ActivityKind::kMemset, "memset", *m, m->bytes);
             break;
           }
           case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION: {

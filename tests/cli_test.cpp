@@ -197,6 +197,25 @@ int64_t count_rows(const std::string& db, const std::string& sql) {
   return std::stoll(*store.query(sql).rows.at(0).at(0));
 }
 
+// Starts COMMAND (an astraea-bench command line), waits until COUNT_SQL on DB reaches AT_LEAST,
+// then kills it with SIGKILL. Returns the count it saw.
+int64_t kill_when(const std::string& command, const std::string& db, const std::string& count_sql, int64_t at_least) {
+  const pid_t child = fork();
+  if (child == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int64_t seen = 0;
+  for (int i = 0; i < 600 && seen < at_least; ++i) {
+    usleep(100 * 1000);
+    if (fs::exists(db)) seen = count_rows(db, count_sql);
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return seen;
+}
+
 TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
   const auto db = path("p.db"), trace = path("trace.json");
   const std::string small =
@@ -247,22 +266,7 @@ TEST_F(Cli, SweepResumesAfterAKillWithNoLostOrDuplicatedCell) {
                             "--budgets 1,0.5 --seeds 0,1 --metrics " + metrics + " --prompts-file " +
                             path("prompts.txt") + " --db " + db;
   // 8 cells; kill -9 once two are stored.
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    execl("/bin/sh", "sh", "-c", (sweep + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int64_t stored = 0;
-  for (int i = 0; i < 600 && stored < 2; ++i) {
-    usleep(100 * 1000);
-    if (fs::exists(db)) stored = count_rows(db, "SELECT count(*) FROM runs");
-  }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
-  // sh -c may have exec'd the sweep or forked it: make sure no sweep survives.
-  std::system(("pkill -9 -f -- '--db " + db + "' >/dev/null 2>&1").c_str());
+  const int64_t stored = kill_when(sweep, db, "SELECT count(*) FROM runs", 2);
   ASSERT_GE(stored, 2);
   const int64_t before = count_rows(db, "SELECT count(*) FROM runs");
   ASSERT_LT(before, 8) << "the sweep finished before it was killed; the test needs slower cells";
@@ -403,7 +407,7 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   // The same study again: the same search, every genome answered by the store, nothing evaluated.
   r = run(tune);
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find(", 0 evaluated now, " + std::to_string(trials) + " answered by the store"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", 0 evaluated now, " + std::to_string(trials) + " answered by the store;"), std::string::npos) << r.out;
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), trials);
   // The exported schedule runs, and the store knows it.
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM exported_schedules"), 1);
@@ -412,12 +416,24 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   EXPECT_EQ(r.code, 0) << r.out;
   r = run("query best --study s1 --format csv --db " + db);
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+  // export: the best trial again, or a chosen one; both carry their provenance.
+  r = run("export --study s1 --trial 0 --out " + path("t0.json") + " --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream t0(path("t0.json"));
+  const std::string t0_text((std::istreambuf_iterator<char>(t0)), std::istreambuf_iterator<char>());
+  EXPECT_NE(t0_text.find("\"study\": \"s1\""), std::string::npos) << t0_text;
+  EXPECT_NE(t0_text.find("\"trial\": \"0\""), std::string::npos) << t0_text;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM exported_schedules"), 2);
+  expect_error(run("export --study nope --out " + path("n.json") + " --db " + db), 2, "--study nope");
+  expect_error(run("export --study s1 --trial 999 --out " + path("n.json") + " --db " + db), 2, "--trial 999");
   // Refusals: no latency model for the size, an impossible target, two targets.
   expect_error(run("tune --study s2 --model tiny --frames 4 --height 16 --width 16 --target-speedup 2 --prompt 'a red "
                    "circle moving left on a gray background' --db " + db), 2, "no latency model");
   expect_error(run("tune --study s3" + size + " --steps 6 --dense-steps 6 --target-speedup 3 --prompt 'a red circle "
                    "moving left on a gray background' --db " + db), 2, "cannot be met");
   expect_error(run(tune + " --target-compute 0.5"), 2, "exactly one");
+  expect_error(run("tune --study s4" + size + " --steps 6 --target-speedup 0.8 --prompt 'a red circle moving left on "
+                   "a gray background' --db " + db), 2, "above dense");
 }
 
 TEST_F(Cli, TuneResumesAfterAKillWithNothingLostOrRepeated) {
@@ -438,20 +454,7 @@ TEST_F(Cli, TuneResumesAfterAKillWithNothingLostOrRepeated) {
                            "--width 16 --weights random --steps 8 --target-speedup 1.5 --population 6 --generations 4 "
                            "--prompt 'a red circle moving left on a gray background' --seeds 0,1 --devices cpu,cpu "
                            "--validation-count 0 --db " + db;
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    execl("/bin/sh", "sh", "-c", ("exec " + tune + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int64_t done = 0;
-  for (int i = 0; i < 600 && done < 3; ++i) {
-    usleep(100 * 1000);
-    if (fs::exists(db)) done = count_rows(db, "SELECT count(*) FROM trials WHERE state = 'complete'");
-  }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
+  const int64_t done = kill_when(tune, db, "SELECT count(*) FROM trials WHERE state = 'complete'", 3);
   ASSERT_GE(done, 3);
   const int64_t before = count_rows(db, "SELECT count(*) FROM trials");
   auto r = run(tune.substr(tune.find(" tune") + 1));

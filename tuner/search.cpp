@@ -147,6 +147,15 @@ class Engine {
   std::vector<Evaluated> order_;
 };
 
+// PARENTS then the CHILDREN not among them: each genome once.
+std::vector<Evaluated> merged(const std::vector<Evaluated>& parents, const std::vector<Evaluated>& children) {
+  std::vector<Evaluated> pool = parents;
+  for (const auto& c : children) {
+    if (std::none_of(pool.begin(), pool.end(), [&](const Evaluated& p) { return p.genome == c.genome; })) pool.push_back(c);
+  }
+  return pool;
+}
+
 bool dominates(const Evaluated& a, const Evaluated& b) {
   return a.cost_ms <= b.cost_ms && a.fitness >= b.fitness && (a.cost_ms < b.cost_ms || a.fitness > b.fitness);
 }
@@ -315,10 +324,7 @@ SearchResult evolve(const SearchSpace& space, const LatencyModel& model, const T
     auto pick = [&]() -> const Genome& { return population[parent(engine.rng())].genome; };
     const auto children = engine.evaluate(engine.offspring(pick, g));
     // Elitist survival: the best P of parents and children, each genome once.
-    std::vector<Evaluated> pool = population;
-    for (const auto& c : children) {
-      if (std::none_of(pool.begin(), pool.end(), [&](const Evaluated& p) { return p.genome == c.genome; })) pool.push_back(c);
-    }
+    std::vector<Evaluated> pool = merged(population, children);
     std::stable_sort(pool.begin(), pool.end(), [](const Evaluated& a, const Evaluated& b) { return a.fitness > b.fitness; });
     pool.resize(std::min(pool.size(), static_cast<size_t>(options.population)));
     population = std::move(pool);
@@ -351,10 +357,7 @@ SearchResult nsga2(const SearchSpace& space, const LatencyModel& model, const Ta
       return population[a_wins ? a : b].genome;
     };
     const auto children = engine.evaluate(engine.offspring(pick, g));
-    std::vector<Evaluated> pool = population;
-    for (const auto& c : children) {
-      if (std::none_of(pool.begin(), pool.end(), [&](const Evaluated& p) { return p.genome == c.genome; })) pool.push_back(c);
-    }
+    std::vector<Evaluated> pool = merged(population, children);
     // Survivors: whole fronts while they fit, then the least crowded of the next.
     std::vector<Evaluated> next;
     for (const auto& front : fronts(pool)) {
