@@ -18,9 +18,10 @@
 #include "core/dit.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
+#include "profiler/timing.h"
 
 #if ASTRAEA_HAS_TORCH_CUDA
-#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAContext.h>
 #endif
 
 namespace {
@@ -32,21 +33,14 @@ struct Stats {
 };
 
 #if ASTRAEA_HAS_TORCH_CUDA
-// Times fn with CUDA events after `warmup` untimed calls; median over `reps`.
+// Times fn with CUDA events (the profiler's timer) after `warmup` untimed calls; median over `reps`.
 Stats time_ms(const std::function<void()>& fn, int warmup, int reps) {
+  static const auto timer = astraea::profiler::make_timer(at::Device(at::kCUDA, 0));
   for (int i = 0; i < warmup; ++i) fn();
   std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-    auto stream = at::cuda::getCurrentCUDAStream();
-    start.record(stream);
-    fn();
-    stop.record(stream);
-    stop.synchronize();
-    t.push_back(start.elapsed_time(stop));
-  }
-  std::sort(t.begin(), t.end());
-  return {t[t.size() / 2], t.front(), t.back()};
+  for (int i = 0; i < reps; ++i) t.push_back(timer->time_ms(fn));
+  const auto s = astraea::profiler::summarize(t);
+  return {s.median_ms, s.min_ms, s.max_ms};
 }
 #endif
 

@@ -375,23 +375,25 @@ TEST_F(Cli, QueryBestAndParetoOfAStudy) {
   expect_error(run("query pareto --db " + db), 2, "--study");
 }
 
+// A latency model for tiny at 2x16x16 on the CPU as `profile` stores it, made up so that searches
+// are deterministic (CPU timings of a 64-token model are mostly noise): 5 ms + 95 ms x budget.
+void store_made_up_latency(const std::string& db, const std::vector<double>& budgets) {
+  auto store = astraea::db::Store::open(db);
+  for (double b : budgets) {
+    astraea::db::RunRecord run;
+    run.kind = "profile";
+    run.device = "cpu";
+    run.config_json = "{\"model\": \"tiny\", \"frames\": 2, \"height\": 16, \"width\": 16, \"budget\": " +
+                      std::to_string(b) + "}";
+    run.measurements = {{"step_ms", "ms", 5 + 95 * b, std::nullopt, std::nullopt, "", "wall"}};
+    store.add_run(run);
+  }
+}
+
 TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   const auto db = path("tune.db"), exported = path("best.json");
   const std::string size = " --model tiny --frames 2 --height 16 --width 16";
-  {
-    // A latency model as `profile` stores it, made up so that the search is deterministic (CPU
-    // timings of a 64-token model are mostly noise): 5 ms plus 95 ms times the budget.
-    auto store = astraea::db::Store::open(db);
-    for (double b : {1.0, 0.7, 0.5, 0.3}) {
-      astraea::db::RunRecord run;
-      run.kind = "profile";
-      run.device = "cpu";
-      run.config_json = "{\"model\": \"tiny\", \"frames\": 2, \"height\": 16, \"width\": 16, \"budget\": " +
-                        std::to_string(b) + "}";
-      run.measurements = {{"step_ms", "ms", 5 + 95 * b, std::nullopt, std::nullopt, "", "wall"}};
-      store.add_run(run);
-    }
-  }
+  store_made_up_latency(db, {1.0, 0.7, 0.5, 0.3});
   const std::string tune = "tune --study s1" + size + " --weights random --steps 6 --target-speedup 1.6 --population 4 "
                            "--generations 2 --prompt 'a red circle moving left on a gray background' --seeds 0 "
                            "--fitness psnr --validation-count 2 --db " + db;
@@ -438,18 +440,7 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
 
 TEST_F(Cli, TuneResumesAfterAKillWithNothingLostOrRepeated) {
   const auto db = path("tk.db");
-  {
-    auto store = astraea::db::Store::open(db);
-    for (double b : {1.0, 0.5}) {
-      astraea::db::RunRecord run;
-      run.kind = "profile";
-      run.device = "cpu";
-      run.config_json = "{\"model\": \"tiny\", \"frames\": 2, \"height\": 16, \"width\": 16, \"budget\": " +
-                        std::to_string(b) + "}";
-      run.measurements = {{"step_ms", "ms", 5 + 95 * b, std::nullopt, std::nullopt, "", "wall"}};
-      store.add_run(run);
-    }
-  }
+  store_made_up_latency(db, {1.0, 0.5});
   const std::string tune = std::string(ASTRAEA_BENCH_BIN) + " tune --study k --model tiny --frames 2 --height 16 "
                            "--width 16 --weights random --steps 8 --target-speedup 1.5 --population 6 --generations 4 "
                            "--prompt 'a red circle moving left on a gray background' --seeds 0,1 --devices cpu,cpu "
