@@ -221,26 +221,37 @@ void SearchSpace::validate() const {
   if (!(min_budget >= 0 && min_budget <= 1)) throw std::invalid_argument("--min-budget must be in [0, 1]");
 }
 
-LatencyModel::LatencyModel(std::map<double, double> points) : points_(std::move(points)) {
-  if (points_.empty()) throw std::invalid_argument("the latency model has no measured budgets");
-  for (const auto& [b, ms] : points_) {
+LatencyModel::LatencyModel(std::map<double, double> points) {
+  if (points.empty()) throw std::invalid_argument("the latency model has no measured budgets");
+  for (const auto& [b, ms] : points) {
     if (!(b > 0 && b <= 1) || !(ms > 0)) {
       throw std::invalid_argument("the latency model needs budgets in (0, 1] with positive times, got " +
                                   std::to_string(b) + " -> " + std::to_string(ms) + " ms");
     }
   }
+  if (points.size() == 1) {
+    b_ = points.begin()->second / points.begin()->first;
+    return;
+  }
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  const double n = static_cast<double>(points.size());
+  for (const auto& [x, y] : points) {
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  b_ = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+  a_ = (sy - b_ * sx) / n;
+  if (b_ <= 0) {
+    throw std::invalid_argument("the latency model does not grow with the budget (slope " + std::to_string(b_) +
+                                " ms): re-profile on a quiet machine");
+  }
 }
 
 double LatencyModel::step_ms(double budget) const {
   if (budget <= 0) return 0.0;  // a skipped step reuses the last output
-  if (points_.size() == 1) return points_.begin()->second * budget / points_.begin()->first;
-  auto hi = points_.lower_bound(budget);
-  if (hi != points_.end() && std::abs(hi->first - budget) < 1e-12) return hi->second;
-  if (hi == points_.begin()) ++hi;         // below the lowest point: extend its first segment
-  if (hi == points_.end()) --hi;           // above the highest: extend its last segment
-  auto lo = std::prev(hi);
-  const double t = (budget - lo->first) / (hi->first - lo->first);
-  return std::max(0.0, lo->second + t * (hi->second - lo->second));
+  return std::max(0.0, a_ + b_ * budget);
 }
 
 double LatencyModel::cost_ms(const Genome& genome) const {

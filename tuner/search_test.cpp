@@ -27,17 +27,26 @@ TEST(SearchSpace, LevelsFollowTheGrid) {
   EXPECT_THROW(s.validate(), std::invalid_argument);
 }
 
-TEST(LatencyModelTest, InterpolatesBetweenMeasuredBudgets) {
-  const LatencyModel m({{1.0, 100}, {0.5, 55}, {0.3, 35}});
-  EXPECT_DOUBLE_EQ(m.step_ms(1.0), 100);
-  EXPECT_DOUBLE_EQ(m.step_ms(0.4), 45);
-  EXPECT_DOUBLE_EQ(m.step_ms(0.7), 55 + 0.4 * 45);
-  EXPECT_DOUBLE_EQ(m.step_ms(0.2), 25);  // the lowest segment, extended
-  EXPECT_DOUBLE_EQ(m.step_ms(0.0), 0);   // skipped
-  EXPECT_DOUBLE_EQ(m.cost_ms({1, 0.5, 0}), 155);
+TEST(LatencyModelTest, FitsALineThroughTheMeasuredBudgets) {
+  // Exact on affine data: 5 ms + 95 ms x budget.
+  const auto exact = linear_model();
+  EXPECT_NEAR(exact.intercept_ms(), 5, 1e-9);
+  EXPECT_NEAR(exact.slope_ms(), 95, 1e-9);
+  EXPECT_NEAR(exact.step_ms(0.4), 43, 1e-9);
+  EXPECT_DOUBLE_EQ(exact.step_ms(0.0), 0);  // skipped
+  EXPECT_NEAR(exact.cost_ms({1, 0.5, 0}), 100 + 52.5, 1e-9);
+  // One noisy point (the 0.5 step measured slow) does not bend the model: still increasing.
+  const LatencyModel noisy({{1.0, 100}, {0.8, 81}, {0.6, 62}, {0.5, 80}, {0.4, 43}, {0.3, 33}, {0.2, 24}});
+  for (double b = 0.1; b < 1.0; b += 0.1) EXPECT_LT(noisy.step_ms(b), noisy.step_ms(b + 0.1)) << b;
+  // Least squares by hand for {(0.5, 50), (1, 110)}: the line through both.
+  const LatencyModel two({{0.5, 50}, {1.0, 110}});
+  EXPECT_NEAR(two.slope_ms(), 120, 1e-9);
+  EXPECT_NEAR(two.intercept_ms(), -10, 1e-9);
+  EXPECT_DOUBLE_EQ(two.step_ms(0.05), 0) << "never negative";
   EXPECT_DOUBLE_EQ(LatencyModel({{0.5, 40}}).step_ms(1.0), 80);  // one point: proportional
   EXPECT_THROW(LatencyModel({}), std::invalid_argument);
   EXPECT_THROW(LatencyModel({{1.5, 10}}), std::invalid_argument);
+  EXPECT_THROW(LatencyModel({{0.5, 100}, {1.0, 50}}), std::invalid_argument);  // shrinking with the budget
 }
 
 TEST(Repair, BringsACandidateUnderTheTargetEvenly) {
