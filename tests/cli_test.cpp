@@ -505,3 +505,31 @@ TEST_F(Cli, ReportOpensInABrowserWithEveryChartAndVideo) {
   expect_error(run("report --db " + db + " --out " + path("x.pdf")), 2, "--out");
   expect_error(run("report --db " + db + " --study nope --out " + path("x.html")), 2, "--study nope");
 }
+
+TEST_F(Cli, TwoTuneWorkersShareOneStudyWithoutRepeatingATrial) {
+  const auto db = path("two.db");
+  store_made_up_latency(db, {1.0, 0.5});
+  const std::string tune = std::string(ASTRAEA_BENCH_BIN) + " tune --study shared --model tiny --frames 2 --height 16 "
+                           "--width 16 --weights random --steps 6 --target-speedup 1.5 --population 4 --generations 2 "
+                           "--prompt 'a red circle moving left on a gray background' --validation-count 0 --db " + db;
+  // Both workers run the same seeded search: every genome is claimed by one and awaited by the other.
+  const auto both = run_shell("(" + tune + " > " + path("a.log") + " 2>&1 & " + tune + " > " + path("b.log") +
+                              " 2>&1 & wait)");
+  ASSERT_EQ(both.code, 0) << both.out;
+  std::ifstream a(path("a.log")), b(path("b.log"));
+  const std::string out_a((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+  const std::string out_b((std::istreambuf_iterator<char>(b)), std::istreambuf_iterator<char>());
+  EXPECT_NE(out_a.find("best: fitness"), std::string::npos) << out_a;
+  EXPECT_NE(out_b.find("best: fitness"), std::string::npos) << out_b;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials WHERE state <> 'complete'"), 0);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), count_rows(db, "SELECT count(DISTINCT genome_json) FROM trials"));
+  // Every trial was evaluated by exactly one of them.
+  auto evaluated = [](const std::string& s) {
+    const auto at = s.find(" evaluated now");
+    return at == std::string::npos ? -1 : std::stoll(s.substr(s.rfind(' ', at - 1) + 1));
+  };
+  EXPECT_EQ(evaluated(out_a) + evaluated(out_b), count_rows(db, "SELECT count(*) FROM trials")) << out_a << out_b;
+  // The two found the same best: the same search, its fitnesses shared through the store.
+  auto best_line = [](const std::string& s) { return s.substr(s.find("best: fitness"), s.find('\n', s.find("best: fitness")) - s.find("best: fitness")); };
+  EXPECT_EQ(best_line(out_a), best_line(out_b));
+}
