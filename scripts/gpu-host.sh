@@ -5,7 +5,7 @@
 #   Here, once:  mkdir -p .debs && (cd .debs && apt-get download libsqlite3-dev libsqlite3-0 \
 #                  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 \
 #                  libbenchmark-dev libbenchmark1debian)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [generate] [train]
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [generate] [train]
 #        (default: all but train; TRAIN_MINUTES sets the training time, default 6; BUILD_TARGET
 #        builds one target only)
 set -uo pipefail
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-out/gpu}
 mkdir -p "$out"
 steps=("$@")
-((${#steps[@]})) || steps=(build test bench baseline generate)
+((${#steps[@]})) || steps=(build test bench baseline profile generate)
 want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 
@@ -54,6 +54,12 @@ if want baseline; then
   PYTHONUNBUFFERED=1 python3 .gpu/pytorch_wan_step.py 30 >"$out/pytorch_eager.txt" 2>&1; cat "$out/pytorch_eager.txt"
   log "pytorch baseline, torch.compile"
   PYTHONUNBUFFERED=1 python3 .gpu/pytorch_wan_step.py 30 compile >"$out/pytorch_compile.txt" 2>&1; tail -7 "$out/pytorch_compile.txt"
+fi
+if want profile; then
+  log "profile wan2.1-1.3b at 32760 tokens, budgets 1 to 0.3, CUPTI trace"
+  build-gpu/apps/astraea-bench profile --model wan2.1-1.3b --frames 81 --height 480 --width 832 --device cuda \
+    --budgets 1,0.7,0.5,0.4,0.3 --max-seconds 10 --db "$out/gpu.db" --trace "$out/wan_step_trace.json" \
+    2>&1 | tee "$out/profile.txt"
 fi
 if want generate; then
   log "generate wan2.1-1.3b 81x480x832, 2 steps"
