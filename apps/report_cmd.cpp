@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "apps/commands.h"
+#include "core/atomic_file.h"
 #include "db/store.h"
 #include "reports/report.h"
 
@@ -35,16 +36,7 @@ void run(const ReportFlags& f) {
   const auto data = reports::gather(store, options);
   const auto videos = reports::gather_videos(store, options);
   const std::string html = reports::render_html(data, videos, js.str());
-  const std::string tmp = f.out + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << html;
-    if (!out.flush()) {
-      std::filesystem::remove(tmp);
-      throw std::runtime_error("--out " + f.out + ": cannot write");
-    }
-  }
-  std::filesystem::rename(tmp, f.out);
+  if (!write_file_atomically(f.out, html).empty()) throw std::runtime_error("--out " + f.out + ": cannot write");
   std::printf("wrote %s (%.1f MB): %zu summary rows, %zu profiled budgets, %s, %zu video pairs%s\n", f.out.c_str(),
               static_cast<double>(html.size()) / 1e6, data["summary"].size(), data["latency"].size(),
               data["study"].is_null() ? "no study" : ("study " + data["study"]["name"].get<std::string>()).c_str(),

@@ -153,10 +153,8 @@ void run(SweepFlags f) {
         nlohmann::json method;
         if (m.schedule_file) {
           schedule = read_schedule(*m.schedule_file, preset.name, steps);
-          const auto& sel = schedule->selection;
           method = {{"schedule", schedule->budgets},
-                    {"selection", {{"w_lse", sel.w_lse}, {"w_stale", sel.w_stale}, {"tile", sel.tile},
-                                   {"min_frame_share", sel.min_frame_share}, {"reuse_kv", sel.reuse_kv}}}};
+                    {"selection", nlohmann::json::parse(schedule_json(*schedule))["selection"]}};
         } else if (m.budget < 1.0) {
           schedule = uniform_schedule(preset.name, steps, m.budget, f.dense_steps);
           method = {{"budget", m.budget}, {"dense_steps", f.dense_steps}};

@@ -9,6 +9,7 @@
 
 #include "apps/commands.h"
 #include "apps/progress.h"
+#include "core/atomic_file.h"
 #include "core/train.h"
 #include "quality/prompt_adherence.h"
 
@@ -90,8 +91,8 @@ void run(TrainFlags f) {
                 100 * agreement.shape, 100 * agreement.background);
   }
   const std::string json = json_path_for(f.out);
-  std::ofstream(json + ".tmp") << record.dump(2) << "\n";
-  std::filesystem::rename(json + ".tmp", json);
+  const std::string error = write_file_atomically(json, record.dump(2) + "\n");
+  if (!error.empty()) throw std::runtime_error(json + ": " + error);
   std::printf("wrote %s\n", json.c_str());
 }
 

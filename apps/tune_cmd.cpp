@@ -85,11 +85,7 @@ void export_trial(db::Store& store, int64_t study, const std::string& study_name
   provenance["card"] = t->device;
   provenance["git_revision"] = git_revision();
   schedule.provenance = std::move(provenance);
-  write_schedule(path, schedule);
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  store.add_exported_schedule(study, t->id, path, text.str());
+  store.add_exported_schedule(study, t->id, path, write_schedule(path, schedule));
   std::printf("exported trial %lld of study %s to %s\n", static_cast<long long>(t->number), study_name.c_str(), path.c_str());
 }
 

@@ -1,5 +1,7 @@
 #include "core/schedule.h"
 
+#include "core/atomic_file.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -132,8 +134,7 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   return s;
 }
 
-void write_schedule(const std::string& path, const TokenBudgetSchedule& s) {
-  validate_schedule(s, path);
+std::string schedule_json(const TokenBudgetSchedule& s) {
   json j{{"format", kFormat},
          {"version", kVersion},
          {"model", s.model},
@@ -146,17 +147,16 @@ void write_schedule(const std::string& path, const TokenBudgetSchedule& s) {
            {"min_frame_share", s.selection.min_frame_share},
            {"reuse_kv", s.selection.reuse_kv}}},
          {"provenance", s.provenance}};
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) fail(path, "cannot write (does the folder exist?)");
-    out << j.dump(2) << "\n";
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail(path, "write failed");
-    }
-  }
-  std::filesystem::rename(tmp, path);
+  return j.dump(2) + "\n";
+}
+
+std::string write_schedule(const std::string& path, const TokenBudgetSchedule& s) {
+  validate_schedule(s, path);
+  std::string text = schedule_json(s);
+  const std::string error = write_file_atomically(path, text);
+  if (error == "cannot open") fail(path, "cannot write (does the folder exist?)");
+  if (!error.empty()) fail(path, error);
+  return text;
 }
 
 }  // namespace astraea

@@ -44,7 +44,10 @@ TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, do
 TokenBudgetSchedule read_schedule(const std::string& path, const std::string& model = "", int64_t steps = 0);
 
 /// Writes `schedule` as JSON, to a temporary name then renamed.
-void write_schedule(const std::string& path, const TokenBudgetSchedule& schedule);
+/// Returns the text it wrote.
+std::string write_schedule(const std::string& path, const TokenBudgetSchedule& schedule);
+/// The file format's text of SCHEDULE (keys sorted, two-space indent), unvalidated.
+std::string schedule_json(const TokenBudgetSchedule& schedule);
 
 /// Checks a schedule in memory (same rules as read_schedule); `where` prefixes the message.
 void validate_schedule(const TokenBudgetSchedule& schedule, const std::string& where, const std::string& model = "",

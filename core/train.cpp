@@ -17,6 +17,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/atomic_file.h"
 #include "core/dit.h"
 #include "core/generate.h"
 #include "core/shapes_world.h"
@@ -91,9 +92,8 @@ void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
 }
 
 void write_json_atomically(const fs::path& path, const nlohmann::json& j) {
-  const fs::path tmp = path.string() + ".tmp";
-  std::ofstream(tmp) << j.dump(2) << "\n";
-  fs::rename(tmp, path);
+  const std::string error = write_file_atomically(path.string(), j.dump(2) + "\n");
+  if (!error.empty()) throw std::runtime_error(path.string() + ": " + error);
 }
 
 // Weights under Wan keys with `values` (one per parameter, in parameters() order) swapped in.

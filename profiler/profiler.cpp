@@ -10,6 +10,8 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "core/atomic_file.h"
+
 namespace astraea::profiler {
 namespace {
 
@@ -203,17 +205,9 @@ std::string chrome_trace_json(const Profile& profile) {
 }
 
 void write_chrome_trace(const Profile& profile, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("--trace: cannot write '" + path + "'");
-    out << chrome_trace_json(profile) << "\n";
-    if (!out.flush()) {
-      std::filesystem::remove(tmp);
-      throw std::runtime_error("--trace: cannot write '" + path + "'");
-    }
+  if (!write_file_atomically(path, chrome_trace_json(profile) + "\n").empty()) {
+    throw std::runtime_error("--trace: cannot write '" + path + "'");
   }
-  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace astraea::profiler
