@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <numeric>
 #include <stdexcept>
 
@@ -41,8 +42,9 @@ struct Frames8 {
   std::vector<std::vector<uint8_t>> rgb, gray;
 };
 
+// VIDEO: float32 on the CPU.
 Frames8 to_8bit(const at::Tensor& video) {
-  const auto u8 = video.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte).contiguous();
+  const auto u8 = video.clamp(0, 1).mul(255).round().to(at::kByte).contiguous();
   Frames8 f;
   f.frames = static_cast<int>(u8.size(0));
   f.height = static_cast<int>(u8.size(1));
@@ -73,11 +75,10 @@ double mean_abs_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& 
 }
 
 #if ASTRAEA_HAS_OPENCV
-// The middle frame between A and B (RGB), from the flow A -> B: each side is sampled half-way
+// The middle frame between A and B (RGB), from FLOW, A -> B: each side is sampled half-way
 // along the flow and the two are averaged (the flow at a pixel stands in for the flow through it).
-std::vector<uint8_t> interpolate_middle(const Frames8& f, int a, int b) {
+std::vector<uint8_t> interpolate_middle(const Frames8& f, int a, int b, const std::vector<float>& flow) {
   const int h = f.height, w = f.width;
-  const auto flow = optical_flow(f.gray[static_cast<size_t>(a)], f.gray[static_cast<size_t>(b)], h, w);
   cv::Mat map_a(h, w, CV_32FC2), map_b(h, w, CV_32FC2);
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
@@ -96,7 +97,7 @@ std::vector<uint8_t> interpolate_middle(const Frames8& f, int a, int b) {
 }
 #endif
 
-// VBench's min-max normalisation, and its dimension weights (dynamic degree counts half).
+// VBench's min-max normalisation.
 double normalise(double x, double lo, double hi) { return (x - lo) / (hi - lo); }
 
 }  // namespace
@@ -171,12 +172,18 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prom
     throw std::invalid_argument("VBench-proxy needs at least 3 frames of 16x16 pixels, got " + c10::str(video.sizes()));
   }
   if (!(fps > 0)) throw std::invalid_argument("fps must be positive");
-  const Frames8 f = to_8bit(video);
+  const auto cpu = video.detach().to(at::kCPU, at::kFloat).contiguous();
+  const Frames8 f = to_8bit(cpu);
   VBenchProxy r;
   const double scale = std::min(f.height, f.width) / 256.0;
-  auto flow_score = [&](int a, int b, double share) {
-    return top_share_mean(magnitudes(optical_flow(f.gray[static_cast<size_t>(a)], f.gray[static_cast<size_t>(b)], f.height, f.width)), share);
+  // Each frame pair's flow once: the static filter, dynamic degree and smoothness share pairs.
+  std::map<std::pair<int, int>, std::vector<float>> flows;
+  auto flow = [&](int a, int b) -> const std::vector<float>& {
+    auto [it, fresh] = flows.try_emplace({a, b});
+    if (fresh) it->second = optical_flow(f.gray[static_cast<size_t>(a)], f.gray[static_cast<size_t>(b)], f.height, f.width);
+    return it->second;
   };
+  auto flow_score = [&](int a, int b, double share) { return top_share_mean(magnitudes(flow(a, b)), share); };
 
   // Temporal flickering: consecutive frames' mean absolute difference, on 0-255 values.
   double mae = 0;
@@ -223,7 +230,7 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prom
   {
     double err = 0;
     int n = 0;
-    for (int i = 1; i + 1 < f.frames; i += 2, ++n) err += mean_abs_diff(interpolate_middle(f, i - 1, i + 1), f.rgb[static_cast<size_t>(i)]);
+    for (int i = 1; i + 1 < f.frames; i += 2, ++n) err += mean_abs_diff(interpolate_middle(f, i - 1, i + 1, flow(i - 1, i + 1)), f.rgb[static_cast<size_t>(i)]);
     r.motion_smoothness = (255.0 - err / n) / 255.0;
   }
 #endif
@@ -234,17 +241,9 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prom
                     2.5;
   r.total = r.quality_score;
   if (prompt) {
-    const auto cpu = video.detach().to(at::kCPU, at::kFloat).contiguous();
-    const auto verdict = check_clip(cpu.data_ptr<float>(), f.frames, f.height, f.width, *prompt);
-    double colour = 0, shape = 0, motion = 0;
-    for (const auto& o : verdict.objects) {
-      colour += o.colour_ok;
-      shape += o.shape_ok;
-      motion += o.motion_ok;
-    }
-    const double n = static_cast<double>(std::max<size_t>(1, verdict.objects.size()));
-    r.semantic = {{"colour", colour / n}, {"shape", shape / n}, {"motion", motion / n},
-                  {"background", verdict.background_ok ? 1.0 : 0.0}};
+    Agreement a;
+    a.add(check_clip(cpu.data_ptr<float>(), f.frames, f.height, f.width, *prompt));
+    r.semantic = {{"colour", a.colour}, {"shape", a.shape}, {"motion", a.motion}, {"background", a.background}};
     double s = 0;
     for (const auto& [k, v] : r.semantic) s += v;  // each weighs 1, on [0, 1] already
     r.semantic_score = s / static_cast<double>(r.semantic.size());
