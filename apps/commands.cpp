@@ -29,6 +29,10 @@ void check_output_path(const std::string& flag, const std::string& path, const s
   }
 }
 
+void require_existing_db(const std::string& db) {
+  if (!std::filesystem::exists(db)) throw UsageError("--db " + db + " does not exist");
+}
+
 void on_run(CLI::App* sub, std::function<void()> run) { runners()[sub] = std::move(run); }
 
 void run_selected(CLI::App& app) {

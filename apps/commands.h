@@ -21,6 +21,9 @@ bool ends_with(const std::string& text, const std::string& suffix);
 /// Throws UsageError unless `path` ends in one of `extensions` and its folder exists.
 void check_output_path(const std::string& flag, const std::string& path, const std::vector<std::string>& extensions);
 
+/// Throws UsageError unless the store DB exists (reading commands must not create one).
+void require_existing_db(const std::string& db);
+
 /// Adds `generate` to the app.
 void register_generate(CLI::App& app);
 /// Adds `train` to the app.

@@ -39,8 +39,6 @@ struct ProfileFlags {
 struct Row {
   double budget = 1;  // NaN: the plain dense forward (no caches)
   profiler::TimingStats stats;
-  profiler::Attribution traced;
-  std::string traced_clock;
 };
 
 void run(const ProfileFlags& f) {

@@ -44,9 +44,7 @@ std::string view_sql(const QueryFlags& f) {
   }
   if (f.what == "trials" || f.what == "best" || f.what == "pareto") {
     if (f.study.empty()) throw UsageError("query " + f.what + " needs --study NAME");
-    std::string quoted;
-    for (char c : f.study) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-    const std::string trials = "FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name = '" + quoted + "'";
+    const std::string trials = "FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name = " + db::sql_quote(f.study);
     if (f.what == "trials") {
       return "SELECT t.number, t.state, t.fitness, t.predicted_cost, t.wall_s, t.device, t.genome_json " + trials +
              " ORDER BY t.number";
@@ -69,7 +67,7 @@ std::string view_sql(const QueryFlags& f) {
 void run(const QueryFlags& f) {
   const auto format = parse_row_format(f.format);
   // A query must not create a store: a mistyped --db would otherwise leave an empty file behind.
-  if (!std::filesystem::exists(f.db)) throw UsageError("--db " + f.db + " does not exist");
+  require_existing_db(f.db);
   const auto store = db::Store::open(f.db);
   const auto result = store.query(view_sql(f));
   write_rows(std::cout, Rows{result.columns, result.rows}, format);

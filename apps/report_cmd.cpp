@@ -20,7 +20,7 @@ struct ReportFlags {
 
 void run(const ReportFlags& f) {
   check_output_path("--out", f.out, {".html"});
-  if (!std::filesystem::exists(f.db)) throw UsageError("--db " + f.db + " does not exist");
+  require_existing_db(f.db);
   const std::string js_path = f.chart_js.empty()
                                   ? std::string(ASTRAEA_SOURCE_DIR) + "/node_modules/chart.js/dist/chart.umd.js"
                                   : f.chart_js;

@@ -204,6 +204,8 @@ void run(SweepFlags f) {
     return it->second;
   };
   const auto env = profiler::environment(parse_device(f.device));
+  auto versions = env;
+  versions["astraea"] = ASTRAEA_VERSION;
   Progress progress("sweep", static_cast<int64_t>(cells.size()));
   int64_t ran = 0, skipped = 0;
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -240,8 +242,6 @@ void run(SweepFlags f) {
     run.git_revision = git_revision();
     run.seed = c.o.seed;
     run.device = env.value("device", f.device);
-    auto versions = env;
-    versions["astraea"] = ASTRAEA_VERSION;
     run.versions_json = versions.dump();
     auto add = [&](const std::string& name, const std::string& unit, double v) {
       run.measurements.push_back({name, unit, v, std::nullopt, std::nullopt, "", "timer"});

@@ -46,22 +46,16 @@ struct TuneFlags {
   uint64_t seed = 0;
 };
 
-std::string quoted(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
-  return q + "'";
-}
-
 // The newest profiled step time at each budget for (model, size, device); empty if none.
 std::map<double, double> stored_latency(const db::Store& store, const std::string& model, const VideoShape& shape,
                                         const std::string& device) {
   const auto rows = store.query(
       "SELECT json_extract(r.config_json, '$.budget'), m.value FROM runs r JOIN measurements m ON m.run_id = r.id "
-      "AND m.name = 'step_ms' WHERE r.kind = 'profile' AND json_extract(r.config_json, '$.model') = " + quoted(model) +
+      "AND m.name = 'step_ms' WHERE r.kind = 'profile' AND json_extract(r.config_json, '$.model') = " + db::sql_quote(model) +
       " AND json_extract(r.config_json, '$.frames') = " + std::to_string(shape.frames) +
       " AND json_extract(r.config_json, '$.height') = " + std::to_string(shape.height) +
       " AND json_extract(r.config_json, '$.width') = " + std::to_string(shape.width) +
-      (device.empty() ? std::string() : " AND r.device = " + quoted(device)) + " ORDER BY r.id");
+      (device.empty() ? std::string() : " AND r.device = " + db::sql_quote(device)) + " ORDER BY r.id");
   std::map<double, double> points;
   for (const auto& row : rows.rows) points[std::stod(*row[0])] = std::stod(*row[1]);  // newest wins
   return points;
@@ -69,24 +63,21 @@ std::map<double, double> stored_latency(const db::Store& store, const std::strin
 
 // Writes trial TRIAL of STUDY as a schedule file (docs/schedule.md) with its provenance, and
 // records the export in the store.
-void export_trial(db::Store& store, int64_t study, const std::string& study_name, const std::string& model, int64_t trial,
-                  const std::string& path, std::map<std::string, std::string> provenance) {
-  std::optional<db::Trial> t;
-  for (const auto& x : store.trials(study))
-    if (x.id == trial) t = x;
-  if (!t || t->state != db::TrialState::kComplete) throw UsageError("trial " + std::to_string(trial) + " is not complete");
+void export_trial(db::Store& store, int64_t study, const std::string& study_name, const std::string& model,
+                  const db::Trial& trial, const std::string& path, std::map<std::string, std::string> provenance) {
+  if (trial.state != db::TrialState::kComplete) throw UsageError("trial " + std::to_string(trial.number) + " is not complete");
   TokenBudgetSchedule schedule;
   schedule.model = model;
-  schedule.budgets = nlohmann::json::parse(t->genome_json).get<std::vector<double>>();
+  schedule.budgets = nlohmann::json::parse(trial.genome_json).get<std::vector<double>>();
   provenance["study"] = study_name;
-  provenance["trial"] = std::to_string(t->number);
-  provenance["fitness"] = std::to_string(t->fitness.value_or(0));
-  provenance["predicted_ms"] = std::to_string(t->predicted_cost.value_or(0));
-  provenance["card"] = t->device;
+  provenance["trial"] = std::to_string(trial.number);
+  provenance["fitness"] = std::to_string(trial.fitness.value_or(0));
+  provenance["predicted_ms"] = std::to_string(trial.predicted_cost.value_or(0));
+  provenance["card"] = trial.device;
   provenance["git_revision"] = git_revision();
   schedule.provenance = std::move(provenance);
-  store.add_exported_schedule(study, t->id, path, write_schedule(path, schedule));
-  std::printf("exported trial %lld of study %s to %s\n", static_cast<long long>(t->number), study_name.c_str(), path.c_str());
+  store.add_exported_schedule(study, trial.id, path, write_schedule(path, schedule));
+  std::printf("exported trial %lld of study %s to %s\n", static_cast<long long>(trial.number), study_name.c_str(), path.c_str());
 }
 
 void run(const TuneFlags& f) {
@@ -152,9 +143,7 @@ void run(const TuneFlags& f) {
   }
   const tuner::LatencyModel latency(points);
   const double dense_ms = latency.dense_ms(space.steps);
-  if ((target.kind == tuner::Target::Kind::kSpeedup && target.value <= 1.0) ||
-      (target.kind == tuner::Target::Kind::kLatencyMs && target.value >= dense_ms) ||
-      (target.kind == tuner::Target::Kind::kComputeShare && target.value >= 1.0)) {
+  if (target.within(tuner::Genome(static_cast<size_t>(space.steps), 1.0), latency)) {
     char msg[160];
     std::snprintf(msg, sizeof msg, "the target is at or above dense sampling (%.1f ms predicted): nothing to search", dense_ms);
     throw UsageError(msg);
@@ -260,8 +249,8 @@ void run(const TuneFlags& f) {
     for (const auto& [i, trial] : theirs) {  // another live worker has it: wait for its result
       for (;;) {
         std::optional<double> fit;
-        for (const auto& t : store.trials(study))
-          if (t.id == trial && t.state == db::TrialState::kComplete) fit = t.fitness;
+        const auto t = store.read_trial(trial);
+        if (t.state == db::TrialState::kComplete) fit = t.fitness;
         if (fit) {
           out[i] = *fit;
           ++answered_by_store;
@@ -289,19 +278,18 @@ void run(const TuneFlags& f) {
   progress.finish();
 
   const auto& best = result.best;
-  const double dense = latency.dense_ms(space.steps);
   double device_s = 0;
   for (const auto& t : store.trials(study)) device_s += t.wall_s.value_or(0);
   std::printf("study %s: %zu genomes, %lld evaluated now, %lld answered by the store; %.1f device-seconds of "
               "evaluation in the study so far\n", f.study.c_str(), result.evaluated.size(),
               static_cast<long long>(evaluated_here), static_cast<long long>(answered_by_store), device_s);
   std::printf("best: fitness %.4f (%s), predicted %.1f ms of %.1f dense (%.2fx)\n", best.fitness, f.fitness.c_str(),
-              best.cost_ms, dense, dense / best.cost_ms);
+              best.cost_ms, dense_ms, dense_ms / best.cost_ms);
   std::string budgets;
   for (double b : best.genome) budgets += (budgets.empty() ? "" : " ") + std::to_string(b).substr(0, 3);
   std::printf("budgets: %s\n", budgets.c_str());
   std::printf("Pareto front (%zu):\n", result.front.size());
-  for (const auto& e : result.front) std::printf("  %8.1f ms  %.2fx  fitness %.4f\n", e.cost_ms, dense / e.cost_ms, e.fitness);
+  for (const auto& e : result.front) std::printf("  %8.1f ms  %.2fx  fitness %.4f\n", e.cost_ms, dense_ms / e.cost_ms, e.fitness);
 
   // The proof: the best schedule on prompts the search never saw, against their own dense videos.
   std::vector<std::string> held_out = f.validation_prompts;
@@ -333,7 +321,7 @@ void run(const TuneFlags& f) {
   }
 
   if (!f.export_path.empty()) {
-    const int64_t trial = trial_ids.at(nlohmann::json(best.genome).dump());
+    const auto trial = store.read_trial(trial_ids.at(nlohmann::json(best.genome).dump()));
     export_trial(store, study, f.study, preset.name, trial, f.export_path,
                  {{"fitness_metric", f.fitness}, {"latency_model", latency_source}});
   }
@@ -348,9 +336,9 @@ struct ExportFlags {
 
 void run_export(const ExportFlags& f) {
   check_output_path("--out", f.out, {".json"});
-  if (!std::filesystem::exists(f.db)) throw UsageError("--db " + f.db + " does not exist");
+  require_existing_db(f.db);
   auto store = db::Store::open(f.db);
-  const auto rows = store.query("SELECT id, config_json FROM studies WHERE name = " + quoted(f.study));
+  const auto rows = store.query("SELECT id, config_json FROM studies WHERE name = " + db::sql_quote(f.study));
   if (rows.rows.empty()) throw UsageError("--study " + f.study + " is not in " + f.db);
   const int64_t study = std::stoll(*rows.rows[0][0]);
   const auto config = nlohmann::json::parse(rows.rows[0][1].value_or("{}"));
@@ -363,7 +351,7 @@ void run_export(const ExportFlags& f) {
     throw UsageError(f.trial >= 0 ? "--trial " + std::to_string(f.trial) + " is not a complete trial of " + f.study
                                   : "study " + f.study + " has no complete trial");
   }
-  export_trial(store, study, f.study, config.value("model", std::string("tiny")), pick->id, f.out,
+  export_trial(store, study, f.study, config.value("model", std::string("tiny")), *pick, f.out,
                {{"fitness_metric", config.value("fitness", std::string())},
                 {"latency_model", config.value("latency_model", std::string())}});
 }

@@ -16,6 +16,13 @@
 
 namespace astraea::db {
 
+/// TEXT as an SQL string literal: in single quotes, inner quotes doubled.
+inline std::string sql_quote(const std::string& text) {
+  std::string q = "'";
+  for (char c : text) q += c == '\'' ? std::string("''") : std::string(1, c);
+  return q + "'";
+}
+
 /// One self-describing metric value: a new metric needs no schema change.
 struct MeasurementRecord {
   std::string name;                    ///< e.g. "kernel_time_ns"; must not be empty.
@@ -119,6 +126,8 @@ class Store {
   void fail_trial(int64_t trial_id);
   /// All trials of STUDY_ID, by number.
   std::vector<Trial> trials(int64_t study_id) const;
+  /// One trial by its id; throws StoreError if there is none.
+  Trial read_trial(int64_t trial_id) const;
 
   /// Records that TRIAL_ID's schedule was exported to PATH; returns the row's id.
   int64_t add_exported_schedule(int64_t study_id, int64_t trial_id, const std::string& path,
@@ -127,7 +136,6 @@ class Store {
  private:
   Store(Database db, StoreOptions options) : db_(std::move(db)), options_(std::move(options)) {}
   void migrate();
-  Trial read_trial(int64_t trial_id) const;
 
   Database db_;
   StoreOptions options_;

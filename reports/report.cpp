@@ -154,16 +154,14 @@ json latency(const db::Store& store, json& missing) {
 
 json study(const db::Store& store, const ReportOptions& o, json& missing) {
   const auto studies = store.query("SELECT id, name, config_json FROM studies ORDER BY id");
-  if (studies.rows.empty() && !o.study.empty()) throw std::invalid_argument("--study " + o.study + " is not in the store");
-  if (studies.rows.empty()) {
+  // The named study, or the newest.
+  const std::vector<std::optional<std::string>>* chosen = nullptr;
+  for (const auto& row : studies.rows)
+    if (o.study.empty() || *row[1] == o.study) chosen = &row;
+  if (!chosen && !o.study.empty()) throw std::invalid_argument("--study " + o.study + " is not in the store");
+  if (!chosen) {
     missing.push_back("Pareto front, schedule, convergence: no study; run astraea-bench tune");
     return nullptr;
-  }
-  const std::vector<std::optional<std::string>>* chosen = &studies.rows.back();
-  for (const auto& row : studies.rows)
-    if (*row[1] == o.study) chosen = &row;
-  if (!o.study.empty() && *(*chosen)[1] != o.study) {
-    throw std::invalid_argument("--study " + o.study + " is not in the store");
   }
   const std::string id = *(*chosen)[0];
   const auto trials = store.query("SELECT number, predicted_cost, fitness, genome_json FROM trials WHERE study_id = " + id +
@@ -300,6 +298,12 @@ std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions
       accelerated.emplace_back(c, number(row[1]));
     }
   }
+  std::map<std::string, std::vector<uint8_t>> encoded;  // by path: a dense clip serves every budget
+  auto mp4 = [&](const std::string& path) -> const std::vector<uint8_t>& {
+    auto [it, fresh] = encoded.try_emplace(path);
+    if (fresh) it->second = mp4_of(path);
+    return it->second;
+  };
   std::vector<VideoPair> out;
   for (const auto& [c, psnr] : accelerated) {
     if (static_cast<int>(out.size()) >= o.max_videos) break;
@@ -310,8 +314,8 @@ std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions
     p.caption = "\"" + c.value("prompt", std::string()) + "\", seed " + std::to_string(c.value("seed", 0)) + ", " +
                 method_label(c.value("method", json::object()));
     p.psnr = psnr;
-    p.dense_mp4 = mp4_of(d->second);
-    p.accelerated_mp4 = mp4_of(c.value("video", ""));
+    p.dense_mp4 = mp4(d->second);
+    p.accelerated_mp4 = mp4(c.value("video", ""));
     if (p.dense_mp4.empty() || p.accelerated_mp4.empty()) continue;
     if (static_cast<int64_t>(p.dense_mp4.size()) > o.max_video_bytes ||
         static_cast<int64_t>(p.accelerated_mp4.size()) > o.max_video_bytes) {
