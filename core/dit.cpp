@@ -9,6 +9,7 @@
 #include "core/ranges.h"
 #include "core/shapes_world.h"
 #include "core/torch_compat.h"
+#include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
 #include "kernels/token_scatter.cuh"
 #include "kernels/token_select.cuh"
@@ -116,7 +117,10 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
   inv_freq_ = at::tensor(inv).to(pw.device());
   // A fixed Gaussian projection: distances between sketches estimate distances between inputs.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0x5eed);
-  sketch_proj_ = (at::randn({d, kSketchDim}, gen) / std::sqrt(static_cast<double>(kSketchDim))).to(pw.device());
+  sketch_proj_ = (at::randn({d, kSketchDim}, gen) / std::sqrt(static_cast<double>(kSketchDim)))
+                     .t()
+                     .contiguous()
+                     .to(pw.device());
 }
 
 WanDiT::~WanDiT() = default;
@@ -256,7 +260,7 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
   OpSequence op(Op::kSelection);  // the sketch is the next sparse step's input to selection
-  if (record) record->sketch = at::matmul(x[0], sketch_proj_);  // the input, before x is updated
+  if (record) record->sketch = at::matmul(x[0], sketch_proj_.t());  // the input, before x is updated
   // shift, scale, gate (self-attention); shift, scale, gate (feed-forward): each [B, 1, D].
   op.next(Op::kNorm);
   auto mod = (b.modulation + e0).unsqueeze(2);
@@ -292,7 +296,7 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
   op.next(Op::kScatter);  // filling the caches
   if (record) {
-    record->out = x[0].to(dtype_).clone();
+    record->out = x[0].to(dtype_, /*non_blocking=*/false, /*copy=*/true);  // one copy, never an alias of x
     record->lse = attn.lse[0].mean(0);
     record->stale = at::zeros({x.size(1)}, x.options());
     if (record_kv) {
@@ -302,55 +306,94 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   }
 }
 
-void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
+void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
                           const RopeGrid& rope, double budget, const SelectionParams& sel, BlockTokenCache& cache,
                           int64_t& computed) const {
-  const int64_t n = x.size(1), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
+  const int64_t n = in.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
-  at::Tensor in = x[0];  // [N, D] float32
+  auto mod = (b.modulation + e0).select(0, 0);  // [6, D]: shift, scale, gate (attention); the same (FFN)
+  auto m = [&](int64_t i) { return mod.select(0, i); };
+  // The fused kernels cover single-token selection over a bf16 cache. Tiles and frame floors use ATen.
+  const bool fused = uses_fused_kernels(in) && in.scalar_type() == at::kBFloat16 &&
+                     cache.out.scalar_type() == at::kBFloat16 && sel.tile == 1 && sel.min_frame_share == 0;
+  const bool reuse_kv = sel.reuse_kv && cache.k.defined();
   OpSequence op(Op::kSelection);
-  // Score: attention log-sum-exp times how far the input moved, plus a staleness term (paper's Eq.).
-  auto sketch = at::matmul(in, sketch_proj_).contiguous();
-  // The fused kernels cover single-token selection into a bf16 cache; tiles and frame floors use ATen.
-  const bool fused = uses_fused_kernels(in) && cache.out.scalar_type() == at::kBFloat16 && sel.tile == 1 &&
-                     sel.min_frame_share == 0;
-  at::Tensor idx;
+  at::Tensor sketch, idx, xn, h;
 #if ASTRAEA_HAS_TORCH_CUDA
   const auto stream = static_cast<kernels::Stream>(compat::current_stream(in.device()));
+  // Bytes of a [D] float vector for the kernels.
+  const auto vec = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
   if (fused) {
+    // One pass over the input: its sketch (the score's change term) and, unless only the selected
+    // tokens are normalised (reused keys and values), the LayerNorm of every token for k and v.
+    const auto scale = vec(m(1) + 1.0), shift = vec(m(0));
+    sketch = at::empty({n, kSketchDim}, in.options().dtype(at::kFloat));
+    if (!reuse_kv) xn = at::empty({n, d}, in.options());
+    kernels::GatherLayerNormArgs pass;
+    pass.src = reinterpret_cast<const kernels::bf16*>(in.data_ptr());
+    pass.proj = sketch_proj_.data_ptr<float>();
+    pass.sketch_dim = kSketchDim;
+    pass.sketch = sketch.data_ptr<float>();
+    pass.mul = scale.data_ptr<float>();
+    pass.add = shift.data_ptr<float>();
+    pass.out = reuse_kv ? nullptr : reinterpret_cast<kernels::bf16*>(xn.data_ptr());
+    pass.rows = n;
+    pass.dim = d;
+    pass.eps = static_cast<float>(eps);
+    kernels::gather_residual_layer_norm(pass, stream);
+    // Score (the paper's: attention log-sum-exp times how far the input moved, plus staleness) and top-k.
     const int64_t want = budget_tokens(budget, n);
-    auto score = at::empty({n}, in.options());
-    idx = at::empty({want}, in.options().dtype(at::kLong));
+    auto score = at::empty({n}, sketch.options());
+    idx = at::empty({want}, sketch.options().dtype(at::kLong));
     const size_t ws_bytes = kernels::select_tokens_workspace_bytes(n);
-    auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, in.options().dtype(at::kByte));
+    auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, sketch.options().dtype(at::kByte));
     kernels::select_tokens(cache.lse.data_ptr<float>(), sketch.data_ptr<float>(), cache.sketch.data_ptr<float>(),
                            kSketchDim, cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse),
                            static_cast<float>(sel.w_stale), n, want, score.data_ptr<float>(), idx.data_ptr<int64_t>(),
                            ws.data_ptr(), ws_bytes, stream);
   }
 #endif
+  at::Tensor x = fused ? at::Tensor() : in.to(at::kFloat);  // the ATen path's float residual stream
   if (!fused) {
+    sketch = at::matmul(x, sketch_proj_.t()).contiguous();
     auto delta = (sketch - cache.sketch).norm(2, {1});
     auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
     idx = select_tokens(score, budget, sel, rope);
   }
   const int64_t k = idx.size(0);
   computed += k;
-  op.next(Op::kOther);
+  // The selected tokens' normalised input, gathered (and normalised after the gather when only they are).
+  const auto gathered_norm = [&](const at::Tensor& mul, const at::Tensor& add) {
+#if ASTRAEA_HAS_TORCH_CUDA
+    if (fused) {
+      const auto scale = vec(mul), shift = vec(add);
+      auto out = at::empty({k, d}, in.options());
+      kernels::GatherLayerNormArgs g;
+      g.src = reinterpret_cast<const kernels::bf16*>(in.data_ptr());
+      g.idx = idx.data_ptr<int64_t>();
+      g.mul = scale.data_ptr<float>();
+      g.add = shift.data_ptr<float>();
+      g.out = reinterpret_cast<kernels::bf16*>(out.data_ptr());
+      g.rows = k;
+      g.dim = d;
+      g.eps = static_cast<float>(eps);
+      kernels::gather_residual_layer_norm(g, stream);
+      return out;
+    }
+#endif
+    auto xs = x.index_select(0, idx);
+    return residual_layer_norm(xs, {}, {}, mul, add, dtype_, eps);
+  };
 
-  auto mod = (b.modulation + e0).select(0, 0);  // [6, D]
-  auto m = [&](int64_t i) { return mod.select(0, i); };
   RopeGrid gathered = rope;
   gathered.positions = idx;
   at::Tensor q, k_all, v_all;
-  if (sel.reuse_kv && cache.k.defined()) {
+  if (reuse_kv) {
     // Everything for the selected tokens only; the others attend with their cached keys and values.
     op.next(Op::kGather);
-    auto xs = in.index_select(0, idx);
-    op.next(Op::kNorm);
-    auto xn = residual_layer_norm(xs, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    auto xs = gathered_norm(m(1) + 1.0, m(0));
     op.next(Op::kProjections);
-    auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));
+    auto qkv = at::linear(xs, mat(b.qkv_w), mat(b.qkv_b));
     q = rms_norm_rope(qkv.narrow(1, 0, d), b.norm_q, &gathered, heads, eps);
     cache.k.index_copy_(0, idx, rms_norm_rope(qkv.narrow(1, d, d), b.norm_k, &gathered, heads, eps));
     cache.v.index_copy_(0, idx, qkv.narrow(1, 2 * d, d));
@@ -358,8 +401,10 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
     v_all = cache.v;
   } else {
     // Keys and values for every token; queries and everything after them for the selected ones.
-    op.next(Op::kNorm);
-    auto xn = residual_layer_norm(in, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    if (!fused) {
+      op.next(Op::kNorm);
+      xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);  // no y: x is only read
+    }
     op.next(Op::kProjections);
     auto kv = at::linear(xn, mat(b.qkv_w.narrow(0, d, 2 * d)), mat(b.qkv_b.narrow(0, d, 2 * d)));
     k_all = rms_norm_rope(kv.narrow(1, 0, d), b.norm_k, &rope, heads, eps);
@@ -375,10 +420,35 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   op.next(Op::kProjections);
   auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 
+  // The selected tokens' residual stream, gathered and updated by the attention output, then normalised.
   op.next(Op::kGather);
-  auto h = in.index_select(0, idx);  // the selected tokens' residual stream
-  op.next(Op::kNorm);
-  auto xc = residual_layer_norm(h, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+  at::Tensor xc;
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (fused) {
+    const auto gate = vec(m(2)), mul = vec(b.norm3_w), add = vec(b.norm3_b);
+    const auto yc = y.contiguous();
+    h = at::empty({k, d}, in.options().dtype(at::kFloat));
+    xc = at::empty({k, d}, in.options());
+    kernels::GatherLayerNormArgs g;
+    g.src = reinterpret_cast<const kernels::bf16*>(in.data_ptr());
+    g.idx = idx.data_ptr<int64_t>();
+    g.y = reinterpret_cast<const kernels::bf16*>(yc.data_ptr());
+    g.gate = gate.data_ptr<float>();
+    g.mul = mul.data_ptr<float>();
+    g.add = add.data_ptr<float>();
+    g.h = h.data_ptr<float>();
+    g.out = reinterpret_cast<kernels::bf16*>(xc.data_ptr());
+    g.rows = k;
+    g.dim = d;
+    g.eps = static_cast<float>(eps);
+    kernels::gather_residual_layer_norm(g, stream);
+  }
+#endif
+  if (!fused) {
+    h = x.index_select(0, idx);
+    op.next(Op::kNorm);
+    xc = residual_layer_norm(h, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
+  }
   op.next(Op::kProjections);
   auto ctx = contexts[0];
   auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
@@ -393,29 +463,27 @@ void WanDiT::sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, c
   auto xf = residual_layer_norm(h, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
   op.next(Op::kFeedForward);
   auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
-  op.next(Op::kNorm);
-  residual_layer_norm(h, f, m(5), {}, {}, dtype_, eps, false);
 
-  // Scatter into the cache; unselected tokens keep their cached outputs.
+  // The last residual update, written straight into the cache; unselected tokens keep their outputs.
   op.next(Op::kScatter);
 #if ASTRAEA_HAS_TORCH_CUDA
   if (fused) {
-    auto lse = attn.lse.contiguous();
-    auto next = at::empty({n, d}, in.options());
-    kernels::scatter_tokens(h.contiguous().data_ptr<float>(), idx.data_ptr<int64_t>(), k, lse.data_ptr<float>(), heads,
-                            sketch.data_ptr<float>(), kSketchDim,
-                            reinterpret_cast<kernels::bf16*>(cache.out.data_ptr()), cache.lse.data_ptr<float>(),
-                            cache.sketch.data_ptr<float>(), cache.stale.data_ptr<float>(), next.data_ptr<float>(), n, d,
-                            stream);
-    x = next.unsqueeze(0);
+    const auto lse = attn.lse.contiguous();
+    const auto fc = f.contiguous();
+    const auto gate = vec(m(5));
+    kernels::scatter_tokens(h.data_ptr<float>(), reinterpret_cast<const kernels::bf16*>(fc.data_ptr()),
+                            gate.data_ptr<float>(), idx.data_ptr<int64_t>(), k, lse.data_ptr<float>(), heads,
+                            sketch.data_ptr<float>(), kSketchDim, reinterpret_cast<kernels::bf16*>(cache.out.data_ptr()),
+                            cache.lse.data_ptr<float>(), cache.sketch.data_ptr<float>(), cache.stale.data_ptr<float>(),
+                            n, d, stream);
     return;
   }
 #endif
+  residual_layer_norm(h, f, m(5), {}, {}, dtype_, eps, false);
   cache.out.index_copy_(0, idx, h.to(cache.out.scalar_type()));
   cache.lse.index_copy_(0, idx, attn.lse.mean(0));
   cache.sketch.index_copy_(0, idx, sketch.index_select(0, idx));
   cache.stale.add_(1.0).index_fill_(0, idx, 0.0);
-  x = cache.out.to(at::kFloat).unsqueeze(0);
 }
 
 at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
@@ -449,16 +517,24 @@ at::Tensor WanDiT::forward_tokenwise(const at::Tensor& latents, double timestep,
                      state.blocks.front().out.size(0) != n;  // first call, or a new size: compute everything
   if (dense) state.blocks.assign(blocks_.size(), BlockTokenCache{});
   at::Tensor x = in.x;
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    const auto range = ScopedRange::block(static_cast<int64_t>(i));
-    if (dense) {
+  if (dense) {
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      const auto range = ScopedRange::block(static_cast<int64_t>(i));
       dense_block(blocks_[i], x, in.e0, contexts, rope, &state.blocks[i], selection.reuse_kv);
-      state.computed_tokens += n;
-    } else {
-      sparse_block(blocks_[i], x, in.e0, contexts, rope, budget, selection, state.blocks[i], state.computed_tokens);
     }
-    state.total_tokens += n;
+    state.computed_tokens += n * static_cast<int64_t>(blocks_.size());
+  } else {
+    // Each block reads the cache the block before it has just updated: the residual stream passes
+    // between blocks in the cache dtype (bf16 on the GPU), one tensor that nothing copies.
+    at::Tensor input = x[0].to(state.blocks.front().out.scalar_type());
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      const auto range = ScopedRange::block(static_cast<int64_t>(i));
+      sparse_block(blocks_[i], input, in.e0, contexts, rope, budget, selection, state.blocks[i], state.computed_tokens);
+      input = state.blocks[i].out;
+    }
+    x = input.to(at::kFloat).unsqueeze(0);
   }
+  state.total_tokens += n * static_cast<int64_t>(blocks_.size());
   state.last_output = run_head(x, in).squeeze(0);
   return state.last_output;
 }

@@ -72,8 +72,9 @@ class WanDiT {
   // One block on all tokens; with `record`, also fills that block's token cache.
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                    const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false) const;
-  // One block on the selected tokens of one sequence; the rest keep `cache.out`.
-  void sparse_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
+  // One block on the selected tokens of one sequence, from its input `in` [N, D] (the previous block's
+  // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs.
+  void sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
                     const RopeGrid& rope, double budget, const SelectionParams& selection,
                     BlockTokenCache& cache, int64_t& computed) const;
   ModelConfig config_;
@@ -82,7 +83,7 @@ class WanDiT {
   Weights encoder_;  // the preset's own text encoder, by key (empty for Wan presets)
   std::vector<Block> blocks_;
   at::Tensor inv_freq_;
-  at::Tensor sketch_proj_;  // [dim, kSketchDim] float, fixed
+  at::Tensor sketch_proj_;  // [kSketchDim, dim] float, fixed: row j is a projection direction
 };
 
 }  // namespace astraea

@@ -164,29 +164,72 @@ void BM_SelectTokens(benchmark::State& state) {
   });
 }
 
-/// scatter_tokens of k = kTokens / 2 rows of state.range(0) columns into a cache of kTokens rows.
+/// A sorted random half of kTokens, as the selection makes them.
+std::vector<int64_t> random_half() {
+  std::vector<int64_t> selected(kTokens);
+  std::iota(selected.begin(), selected.end(), int64_t{0});
+  std::shuffle(selected.begin(), selected.end(), std::mt19937(7));
+  selected.resize(kTokens / 2);
+  std::sort(selected.begin(), selected.end());
+  return selected;
+}
+
+/// scatter_tokens of k = kTokens / 2 rows of state.range(0) columns into a cache of kTokens rows, with
+/// the block's last residual update (h + y * gate) fused in.
 void BM_ScatterTokens(benchmark::State& state) {
   if (skip_without_device(state)) return;
   const int64_t dim = state.range(0), n = kTokens, k = n / 2;
-  std::vector<int64_t> selected(n);
-  std::iota(selected.begin(), selected.end(), int64_t{0});
-  std::shuffle(selected.begin(), selected.end(), std::mt19937(7));
-  selected.resize(k);
-  std::sort(selected.begin(), selected.end());
-  DeviceArray<float> h(k * dim), lse_sel(kHeads * k), sketch_new(n * kSketchDim), cache_lse(n),
-      cache_sketch(n * kSketchDim), stale(n), x_next(n * dim);
-  DeviceArray<bf16> cache(n * dim);
+  DeviceArray<float> h(k * dim), gate(dim), lse_sel(kHeads * k), sketch_new(n * kSketchDim), cache_lse(n),
+      cache_sketch(n * kSketchDim), stale(n);
+  DeviceArray<bf16> y(k * dim), cache(n * dim);
   DeviceArray<int64_t> idx(k);
-  upload(idx, selected);
-  // h read, the other rows' cache read; the selected rows' cache written, every row of x_next written;
-  // idx and lse_sel read; a sketch row read and written and an lse written per selected token; stale updated.
-  const double bytes = 4.0 * k * dim + 2.0 * (n - k) * dim + 2.0 * k * dim + 4.0 * n * dim +
-                       (8.0 + 4.0 * kHeads + 8.0 * kSketchDim + 4.0) * k + 8.0 * n;
+  upload(idx, random_half());
+  // h and y read, the selected rows' cache written; idx and lse_sel read; a sketch row read and written
+  // and an lse written per selected token; stale updated.
+  const double bytes = (4.0 + 2.0 + 2.0) * k * dim + 4.0 * dim + (8.0 + 4.0 * kHeads + 8.0 * kSketchDim + 4.0) * k +
+                       8.0 * n;
   time_launches(state, bytes, [&](cudaStream_t stream) {
-    scatter_tokens(h.get(), idx.get(), k, lse_sel.get(), kHeads, sketch_new.get(), kSketchDim, cache.get(),
-                   cache_lse.get(), cache_sketch.get(), stale.get(), x_next.get(), n, dim, stream);
+    scatter_tokens(h.get(), y.get(), gate.get(), idx.get(), k, lse_sel.get(), kHeads, sketch_new.get(), kSketchDim,
+                   cache.get(), cache_lse.get(), cache_sketch.get(), stale.get(), n, dim, stream);
   });
 }
+
+/// gather_residual_layer_norm in the token-wise engine's two uses, over kTokens source rows of
+/// state.range(0) columns: the selection pass (every row sketched and normalised) and the gather of a
+/// random half (residual update, float row stored, normalised).
+void gather_bench(benchmark::State& state, bool selection_pass) {
+  if (skip_without_device(state)) return;
+  const int64_t dim = state.range(0), rows = selection_pass ? kTokens : kTokens / 2;
+  DeviceArray<bf16> src(kTokens * dim), y(rows * dim), out(rows * dim);
+  DeviceArray<float> gate(dim), mul(dim), add(dim), proj(kSketchDim * dim), sketch(rows * kSketchDim), h(rows * dim);
+  DeviceArray<int64_t> idx(kTokens / 2);
+  upload(idx, random_half());
+  GatherLayerNormArgs a;
+  a.src = src.get();
+  a.mul = mul.get();
+  a.add = add.get();
+  a.out = out.get();
+  a.rows = rows;
+  a.dim = dim;
+  if (selection_pass) {
+    a.proj = proj.get();
+    a.sketch_dim = kSketchDim;
+    a.sketch = sketch.get();
+  } else {
+    a.idx = idx.get();
+    a.y = y.get();
+    a.gate = gate.get();
+    a.h = h.get();
+  }
+  // Rows read (bf16) and normalised (bf16 written); the selection pass writes the sketch, the gather
+  // reads y and writes the float row.
+  const double bytes = selection_pass ? (2.0 + 2.0) * rows * dim + 4.0 * kSketchDim * rows
+                                      : (2.0 + 2.0 + 2.0 + 4.0) * rows * dim + 8.0 * rows;
+  time_launches(state, bytes, [&](cudaStream_t stream) { gather_residual_layer_norm(a, stream); });
+}
+
+void BM_SelectionPassLayerNorm(benchmark::State& state) { gather_bench(state, true); }
+void BM_GatherResidualLayerNorm(benchmark::State& state) { gather_bench(state, false); }
 
 /// cudaMemcpyAsync of a float32 [kTokens, state.range(0)] array: what the hardware's copy reaches.
 void BM_MemcpyDeviceToDevice(benchmark::State& state) {
@@ -207,6 +250,8 @@ BENCHMARK(BM_RmsNormRope)->Arg(12)->Arg(40)->UseManualTime()->Unit(benchmark::kM
 // Wan 1.3B at 480p: 32760 tokens; 14B at 720p: 75600.
 BENCHMARK(BM_SelectTokens)->Arg(32760)->Arg(75600)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ScatterTokens)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SelectionPassLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GatherResidualLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace astraea::kernels

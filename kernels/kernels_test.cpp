@@ -159,6 +159,83 @@ TEST(ResidualLayerNormCpu, RejectsBadArguments) {
       [&] { residual_layer_norm_cpu(nullptr, nullptr, nullptr, nullptr, nullptr, out, 1, 4, 1e-6f, nullptr); }, "x");
 }
 
+TEST(GatherResidualLayerNormCpu, GathersUpdatesSketchesAndNormalises) {
+  // Source rows (bf16): row 0 [9 9 9 9], row 1 [1 2 3 4], row 2 [0 0 0 1]. Rows read: idx [1, 2].
+  // Row 0 of the output: [1 2 3 4] + y [1 1 1 1] * gate [1 0 2 -1] = h [2 2 5 3], which normalises
+  // (eps 0.5, mul [1 2 1 1], add [0 0 0.5 0]) as in ResidualLayerNormCpu.FusedMatchesHandComputation.
+  // Row 1: [0 0 0 1] + [0 0 0 0] = h [0 0 0 1]: mean 0.25, variance (3 * 0.0625 + 0.5625) / 4 = 0.1875;
+  // + 0.5 = 0.6875.
+  // Sketch rows proj [1 1 1 1] and [1 0 -1 0]: row 0 gives 12 and -3; row 1 gives 1 and 0.
+  const std::vector<bf16> src = to_bf16({9, 9, 9, 9, 1, 2, 3, 4, 0, 0, 0, 1});
+  const std::vector<bf16> y = to_bf16({1, 1, 1, 1, 0, 0, 0, 0});
+  const std::vector<float> gate = {1, 0, 2, -1}, mul = {1, 2, 1, 1}, add = {0, 0, 0.5f, 0};
+  const std::vector<float> proj = {1, 1, 1, 1, 1, 0, -1, 0};
+  const int64_t idx[2] = {1, 2};
+  std::vector<float> h(8, NAN), sketch(4, NAN);
+  std::vector<bf16> out(8);
+  GatherLayerNormArgs a;
+  a.src = src.data();
+  a.idx = idx;
+  a.y = y.data();
+  a.gate = gate.data();
+  a.proj = proj.data();
+  a.sketch_dim = 2;
+  a.sketch = sketch.data();
+  a.mul = mul.data();
+  a.add = add.data();
+  a.h = h.data();
+  a.out = out.data();
+  a.rows = 2;
+  a.dim = 4;
+  a.eps = 0.5f;
+  gather_residual_layer_norm_cpu(a, nullptr);
+  EXPECT_EQ(h, (std::vector<float>{2, 2, 5, 3, 0, 0, 0, 1}));
+  EXPECT_EQ(sketch, (std::vector<float>{12, -3, 1, 0}));
+  EXPECT_EQ(to_float(std::vector<bf16>(out.begin(), out.begin() + 4)),
+            (std::vector<float>{-0.70703125f, -1.4140625f, 1.9140625f, 0.0f}));
+  const double r = 1.0 / std::sqrt(0.6875);
+  const double expected[4] = {-0.25 * r, -0.25 * r * 2, -0.25 * r + 0.5, 0.75 * r};
+  for (int c = 0; c < 4; ++c) expect_bf16_near(out[4 + c], expected[c], "out row 1 col " + std::to_string(c));
+
+  // Without idx, y, h and out: the sketch of rows 0..2 alone.
+  GatherLayerNormArgs s;
+  s.src = src.data();
+  s.proj = proj.data();
+  s.sketch_dim = 2;
+  std::vector<float> all(6, NAN);
+  s.sketch = all.data();
+  s.rows = 3;
+  s.dim = 4;
+  gather_residual_layer_norm_cpu(s, nullptr);
+  EXPECT_EQ(all, (std::vector<float>{36, 0, 10, -2, 1, 0}));
+}
+
+TEST(GatherResidualLayerNormCpu, RejectsBadArguments) {
+  const std::vector<bf16> src = to_bf16({1, 2, 3, 4});
+  const float proj[4] = {1, 1, 1, 1};
+  float sketch[1];
+  const auto call = [&](auto&& change, const std::string& names) {
+    GatherLayerNormArgs a;
+    a.src = src.data();
+    a.proj = proj;
+    a.sketch = sketch;
+    a.sketch_dim = 1;
+    a.rows = 1;
+    a.dim = 4;
+    change(a);
+    expect_invalid_argument([&] { gather_residual_layer_norm_cpu(a, nullptr); }, names);
+  };
+  call([](GatherLayerNormArgs& a) { a.rows = -1; }, "rows");
+  call([](GatherLayerNormArgs& a) { a.dim = -1; }, "dim");
+  call([](GatherLayerNormArgs& a) { a.eps = NAN; }, "eps");
+  call([](GatherLayerNormArgs& a) { a.sketch_dim = kMaxSketchDim + 1; }, "sketch_dim");
+  call([](GatherLayerNormArgs& a) { a.sketch_dim = 0; }, "sketch_dim");
+  call([](GatherLayerNormArgs& a) { a.src = nullptr; }, "src");
+  call([](GatherLayerNormArgs& a) { a.proj = nullptr; }, "proj");
+  const int64_t negative[1] = {-1};
+  call([&](GatherLayerNormArgs& a) { a.idx = negative; }, "idx");
+}
+
 // ------------------------------------------------------------------------------------------------
 // rms_norm_rope_cpu and wan_rope_inv_freq
 
@@ -341,7 +418,7 @@ TEST(SelectTokensCpu, RejectsBadArguments) {
 // scatter_tokens_cpu
 
 TEST(ScatterTokensCpu, MatchesHandComputation) {
-  // n 4, dim 4, tokens 1 and 3 selected; 2 heads; 2 sketch columns.
+  // n 4, dim 4, tokens 1 and 3 selected; 2 heads; 2 sketch columns; no residual update (y null).
   constexpr int64_t kN = 4, kDim = 4, kK = 2, kHeads = 2, kSketch = 2;
   // h rounds to bf16 as: 1 -> 3F80; 1 + 2^-8 (3F808000, a tie) -> 3F80 (even); -2.5 -> C020;
   // 3.14159265 -> 4049; 0.1 (3DCCCCCD) -> 3DCD; 1 + 3 * 2^-8 (3F818000, a tie) -> 3F82 (even);
@@ -352,38 +429,54 @@ TEST(ScatterTokensCpu, MatchesHandComputation) {
   const float sketch_new[kN * kSketch] = {0, 1, 2, 3, 4, 5, 6, 7};
   std::vector<bf16> cache = to_bf16({0.5f, -1, 2, 0.25f, 99, 99, 99, 99, 7, 8, 9, 10, 99, 99, 99, 99});
   std::vector<float> cache_lse = {10, 10, 10, 10}, cache_sketch(kN * kSketch, -1.0f), stale = {0, 4, 2, 0};
-  std::vector<float> x_next(kN * kDim, NAN);
-  scatter_tokens_cpu(h, idx, kK, lse_sel, kHeads, sketch_new, kSketch, cache.data(), cache_lse.data(),
-                     cache_sketch.data(), stale.data(), x_next.data(), kN, kDim, nullptr);
+  scatter_tokens_cpu(h, nullptr, nullptr, idx, kK, lse_sel, kHeads, sketch_new, kSketch, cache.data(),
+                     cache_lse.data(), cache_sketch.data(), stale.data(), kN, kDim, nullptr);
   const uint16_t expected_bits[kN * kDim] = {0x3F00, 0xBF80, 0x4000, 0x3E80, 0x3F80, 0x3F80, 0xC020, 0x4049,
                                              0x40E0, 0x4100, 0x4110, 0x4120, 0x3DCD, 0x3F82, 0x8000, 0x4780};
   for (int64_t i = 0; i < kN * kDim; ++i)
     EXPECT_EQ(cache[i].bits, expected_bits[i]) << "cache_out[" << i << "]";
-  EXPECT_EQ(x_next, (std::vector<float>{0.5f, -1, 2, 0.25f, 1, 1, -2.5f, 3.140625f, 7, 8, 9, 10,
-                                        0.10009765625f, 1.015625f, -0.0f, 65536.0f}));
-  EXPECT_TRUE(std::signbit(x_next[14]));
   EXPECT_EQ(cache_lse, (std::vector<float>{10, 2, 10, 3.5f}));
   EXPECT_EQ(cache_sketch, (std::vector<float>{-1, -1, 2, 3, -1, -1, 6, 7}));
   EXPECT_EQ(stale, (std::vector<float>{1, 0, 3, 0}));
 }
 
+TEST(ScatterTokensCpu, FusesTheGatedResidualUpdate) {
+  // Token 2 of 3 selected: cache row = bf16(h + y * gate), one rounding.
+  // h [1, 2, 3, 4] + y [1, 1, -2, 0.5] * gate [0.5, 0, 1, 2] = [1.5, 2, 1, 5];
+  // gate null: h + y = [2, 3, 1, 4.5]. The unselected rows stay as they were.
+  const float h[4] = {1, 2, 3, 4};
+  const std::vector<bf16> y = to_bf16({1, 1, -2, 0.5f});
+  const float gate[4] = {0.5f, 0, 1, 2}, lse[1] = {7};
+  const int64_t idx[1] = {2};
+  for (const bool gated : {true, false}) {
+    std::vector<bf16> cache = to_bf16({9, 9, 9, 9, 8, 8, 8, 8, 7, 7, 7, 7});
+    std::vector<float> cache_lse = {0, 0, 0}, stale = {1, 1, 1};
+    scatter_tokens_cpu(h, y.data(), gated ? gate : nullptr, idx, 1, lse, 1, nullptr, 0, cache.data(),
+                       cache_lse.data(), nullptr, stale.data(), 3, 4, nullptr);
+    const std::vector<float> row = gated ? std::vector<float>{1.5f, 2, 1, 5} : std::vector<float>{2, 3, 1, 4.5f};
+    EXPECT_EQ(to_float(cache), (std::vector<float>{9, 9, 9, 9, 8, 8, 8, 8, row[0], row[1], row[2], row[3]}));
+    EXPECT_EQ(cache_lse, (std::vector<float>{0, 0, 7}));
+    EXPECT_EQ(stale, (std::vector<float>{2, 2, 0}));
+  }
+}
+
 TEST(ScatterTokensCpu, NoSelectedTokensOnlyAges) {
   std::vector<bf16> cache = to_bf16({1, 2, 3, 4});
-  std::vector<float> stale = {0, 5}, x_next(4);
-  scatter_tokens_cpu(nullptr, nullptr, 0, nullptr, 0, nullptr, 8, cache.data(), nullptr, nullptr,
-                     stale.data(), x_next.data(), 2, 2, nullptr);
-  EXPECT_EQ(x_next, (std::vector<float>{1, 2, 3, 4}));
+  std::vector<float> stale = {0, 5};
+  scatter_tokens_cpu(nullptr, nullptr, nullptr, nullptr, 0, nullptr, 0, nullptr, 8, cache.data(), nullptr, nullptr,
+                     stale.data(), 2, 2, nullptr);
+  EXPECT_EQ(to_float(cache), (std::vector<float>{1, 2, 3, 4}));
   EXPECT_EQ(stale, (std::vector<float>{1, 6}));
 }
 
 TEST(ScatterTokensCpu, RejectsBadArguments) {
   const float h[8] = {}, lse_sel[2] = {}, sketch_new[8] = {};
   std::vector<bf16> cache(16);
-  float cache_lse[4], cache_sketch[8], stale[4], x_next[16];
+  float cache_lse[4], cache_sketch[8], stale[4];
   const auto call = [&](const int64_t* idx, int64_t k, int64_t heads, int64_t n, int64_t dim,
                         const float* hh) {
-    scatter_tokens_cpu(hh, idx, k, lse_sel, heads, sketch_new, 2, cache.data(), cache_lse, cache_sketch,
-                       stale, x_next, n, dim, nullptr);
+    scatter_tokens_cpu(hh, nullptr, nullptr, idx, k, lse_sel, heads, sketch_new, 2, cache.data(), cache_lse,
+                       cache_sketch, stale, n, dim, nullptr);
   };
   const int64_t sorted[2] = {1, 3}, unsorted[2] = {3, 1}, duplicate[2] = {1, 1}, outside[2] = {1, 4},
                 negative[2] = {-1, 2};
@@ -730,7 +823,8 @@ std::vector<Comparison> run_select_tokens(const SelectTokensCase& k, uint32_t se
 struct ScatterTokensCase {
   const char* name;
   int64_t n, dim, k, heads, sketch_dim;
-  size_t misalign = 0;  // elements in front of every array; 1 rules out 16-byte accesses
+  bool residual = true;  // y and gate given: the cache row is h + y * gate
+  size_t misalign = 0;   // elements in front of every array; 1 rules out 16-byte accesses
 };
 
 std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t seed) {
@@ -745,6 +839,8 @@ std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t 
   idx.resize(static_cast<size_t>(k.k));
   std::sort(idx.begin(), idx.end());
   const std::vector<float> h = offset_rows(rng, k.k, k.dim);
+  const std::vector<bf16> y = to_bf16(normal_values(rng, selected_rows, 0.0f, 1.0f));
+  const std::vector<float> gate = normal_values(rng, static_cast<size_t>(k.dim), 0.0f, 1.0f);
   const std::vector<float> lse_sel = normal_values(rng, static_cast<size_t>(k.heads * k.k), 5.0f, 1.0f);
   const std::vector<float> sketch_new = normal_values(rng, sketch_size, 0.0f, 1.0f);
   const std::vector<bf16> cache_in = to_bf16(offset_rows(rng, k.n, k.dim));
@@ -762,11 +858,13 @@ std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t 
 
   DeviceBuffer<float> h_dev(selected_rows, k.misalign), lse_sel_dev(lse_sel.size(), k.misalign);
   DeviceBuffer<float> sketch_new_dev(sketch_size, k.misalign), cache_lse_dev(n, k.misalign);
-  DeviceBuffer<float> cache_sketch_dev(sketch_size, k.misalign), stale_dev(n, k.misalign),
-      x_next_dev(rows, k.misalign);
-  DeviceBuffer<bf16> cache_dev(rows, k.misalign);
+  DeviceBuffer<float> cache_sketch_dev(sketch_size, k.misalign), stale_dev(n, k.misalign);
+  DeviceBuffer<float> gate_dev(gate.size(), k.misalign);
+  DeviceBuffer<bf16> cache_dev(rows, k.misalign), y_dev(selected_rows, k.misalign);
   DeviceBuffer<int64_t> idx_dev(idx.size());
   h_dev.upload(h);
+  y_dev.upload(y);
+  gate_dev.upload(gate);
   lse_sel_dev.upload(lse_sel);
   sketch_new_dev.upload(sketch_new);
   cache_lse_dev.upload(cache_lse_in);
@@ -774,22 +872,20 @@ std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t 
   stale_dev.upload(stale_in);
   cache_dev.upload(cache_in);
   idx_dev.upload(idx);
-  scatter_tokens(h_dev.get(), idx_dev.get(), k.k, lse_sel_dev.get(), k.heads, sketch_new_dev.get(),
-                 k.sketch_dim, cache_dev.get(), cache_lse_dev.get(), cache_sketch_dev.get(), stale_dev.get(),
-                 x_next_dev.get(), k.n, k.dim, nullptr);
+  scatter_tokens(h_dev.get(), k.residual ? y_dev.get() : nullptr, k.residual ? gate_dev.get() : nullptr,
+                 idx_dev.get(), k.k, lse_sel_dev.get(), k.heads, sketch_new_dev.get(), k.sketch_dim, cache_dev.get(),
+                 cache_lse_dev.get(), cache_sketch_dev.get(), stale_dev.get(), k.n, k.dim, nullptr);
   ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_TRUE(cache_dev.guards_intact()) << "write outside cache_out";
-  EXPECT_TRUE(x_next_dev.guards_intact()) << "write outside x_next";
   EXPECT_TRUE(cache_lse_dev.guards_intact()) << "write outside cache_lse";
   EXPECT_TRUE(cache_sketch_dev.guards_intact()) << "write outside cache_sketch";
   EXPECT_TRUE(stale_dev.guards_intact()) << "write outside stale";
 
   std::vector<bf16> cache_ref = cache_in;
   std::vector<float> cache_lse_ref = cache_lse_in, cache_sketch_ref = cache_sketch_in, stale_ref = stale_in;
-  std::vector<float> x_next_ref(rows);
-  scatter_tokens_cpu(h.data(), idx.data(), k.k, lse_sel.data(), k.heads, sketch_new.data(), k.sketch_dim,
-                     cache_ref.data(), cache_lse_ref.data(), cache_sketch_ref.data(), stale_ref.data(),
-                     x_next_ref.data(), k.n, k.dim, nullptr);
+  scatter_tokens_cpu(h.data(), k.residual ? y.data() : nullptr, k.residual ? gate.data() : nullptr, idx.data(), k.k,
+                     lse_sel.data(), k.heads, sketch_new.data(), k.sketch_dim, cache_ref.data(), cache_lse_ref.data(),
+                     cache_sketch_ref.data(), stale_ref.data(), k.n, k.dim, nullptr);
 
   // Token i's row r in h, or -1.
   std::vector<int64_t> row_of(n, -1);
@@ -804,13 +900,17 @@ std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t 
     const size_t i = e / static_cast<size_t>(k.dim), c = e % static_cast<size_t>(k.dim);
     std::ostringstream s;
     s << token_inputs(i) << " col " << c << ": cached " << bf16_to_float(cache_in[e]);
-    if (row_of[i] >= 0) s << ", h " << h[static_cast<size_t>(row_of[i]) * static_cast<size_t>(k.dim) + c];
+    if (row_of[i] >= 0) {
+      const size_t e_row = static_cast<size_t>(row_of[i]) * static_cast<size_t>(k.dim) + c;
+      s << ", h " << h[e_row];
+      if (k.residual) s << ", y " << bf16_to_float(y[e_row]) << ", gate " << gate[c];
+    }
     return s.str();
   };
-  // Rounding to bf16 and copying are exact: only the lse mean (float sums vs double) may differ.
+  // The fused multiply-add, rounding to bf16 and copying are exact: only the lse mean (float sums vs
+  // double) may differ.
   std::vector<Comparison> result;
   result.push_back({"cache_out", to_float(cache_ref), to_float(cache_dev.download()), 0.0, element_inputs});
-  result.push_back({"x_next", x_next_ref, x_next_dev.download(), 0.0, element_inputs});
   result.push_back({"cache_lse", cache_lse_ref, cache_lse_dev.download(), 1e-6, token_inputs});
   result.push_back({"cache_sketch", cache_sketch_ref, cache_sketch_dev.download(), 0.0,
                     [=](size_t j) { return token_inputs(j / static_cast<size_t>(k.sketch_dim)); }});
@@ -819,6 +919,83 @@ std::vector<Comparison> run_scatter_tokens(const ScatterTokensCase& k, uint32_t 
     result.push_back({"stale", stale_ref, stale, 0.0, token_inputs});
   } else {  // every token selected: all zero, which expect_matches would take for unwritten output
     for (size_t i = 0; i < n; ++i) EXPECT_EQ(stale[i], 0.0f) << "stale[" << i << "]";
+  }
+  return result;
+}
+
+struct GatherLayerNormCase {
+  const char* name;
+  int64_t src_rows, rows, dim, sketch_dim;  // sketch_dim 0: no sketch
+  bool gathered, y, h, out;
+  size_t misalign = 0;
+};
+
+std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase& k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t d = static_cast<size_t>(k.dim), n = static_cast<size_t>(k.rows) * d;
+  const size_t sketch_size = static_cast<size_t>(k.rows * k.sketch_dim);
+  const std::vector<bf16> src = to_bf16(offset_rows(rng, k.src_rows, k.dim));
+  std::vector<int64_t> idx(static_cast<size_t>(k.src_rows));  // a sorted random subset, or 0..rows
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  if (k.gathered) std::shuffle(idx.begin(), idx.end(), rng);
+  idx.resize(static_cast<size_t>(k.rows));
+  std::sort(idx.begin(), idx.end());
+  const std::vector<bf16> y = to_bf16(normal_values(rng, n, 0.0f, 1.0f));
+  const std::vector<float> gate = normal_values(rng, d, 0.0f, 1.0f);
+  const std::vector<float> mul = normal_values(rng, d, 1.0f, 0.2f), add = normal_values(rng, d, 0.0f, 1.0f);
+  const std::vector<float> proj = normal_values(rng, static_cast<size_t>(k.sketch_dim) * d, 0.0f, 0.1f);
+  expect_real_input(to_float(src), "src");
+
+  DeviceBuffer<bf16> src_dev(src.size(), k.misalign), y_dev(n, k.misalign), out_dev(n, k.misalign);
+  DeviceBuffer<float> gate_dev(d, k.misalign), mul_dev(d, k.misalign), add_dev(d, k.misalign);
+  DeviceBuffer<float> proj_dev(proj.size(), k.misalign), sketch_dev(sketch_size, k.misalign), h_dev(n, k.misalign);
+  DeviceBuffer<int64_t> idx_dev(idx.size());
+  src_dev.upload(src);
+  y_dev.upload(y);
+  gate_dev.upload(gate);
+  mul_dev.upload(mul);
+  add_dev.upload(add);
+  proj_dev.upload(proj);
+  idx_dev.upload(idx);
+  const auto args = [&](bool device, float* h, float* sketch, bf16* out) {
+    GatherLayerNormArgs a;
+    a.src = device ? src_dev.get() : src.data();
+    a.idx = k.gathered ? (device ? idx_dev.get() : idx.data()) : nullptr;
+    a.y = k.y ? (device ? y_dev.get() : y.data()) : nullptr;
+    a.gate = k.y ? (device ? gate_dev.get() : gate.data()) : nullptr;
+    a.proj = device ? proj_dev.get() : proj.data();
+    a.sketch_dim = k.sketch_dim;
+    a.sketch = k.sketch_dim > 0 ? sketch : nullptr;
+    a.mul = device ? mul_dev.get() : mul.data();
+    a.add = device ? add_dev.get() : add.data();
+    a.h = k.h ? h : nullptr;
+    a.out = k.out ? out : nullptr;
+    a.rows = k.rows;
+    a.dim = k.dim;
+    return a;
+  };
+  gather_residual_layer_norm(args(true, h_dev.get(), sketch_dev.get(), out_dev.get()), nullptr);
+  ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(h_dev.guards_intact()) << "write outside h";
+  EXPECT_TRUE(sketch_dev.guards_intact()) << "write outside sketch";
+  EXPECT_TRUE(out_dev.guards_intact()) << "write outside out";
+  std::vector<float> h_ref(n), sketch_ref(sketch_size);
+  std::vector<bf16> out_ref(n);
+  gather_residual_layer_norm_cpu(args(false, h_ref.data(), sketch_ref.data(), out_ref.data()), nullptr);
+
+  const auto inputs_at = [=](size_t i) {
+    std::ostringstream s;
+    s << "row " << i / d << " (source row " << idx[i / d] << ") col " << i % d;
+    return s.str();
+  };
+  std::vector<Comparison> result;
+  if (k.h) result.push_back({"h", h_ref, h_dev.download(), 1e-6, inputs_at});
+  if (k.out) result.push_back({"out", to_float(out_ref), to_float(out_dev.download()), 1e-2, inputs_at});
+  if (k.sketch_dim > 0) {
+    result.push_back({"sketch", sketch_ref, sketch_dev.download(), 1e-5, [=](size_t j) {
+                        return "row " + std::to_string(j / static_cast<size_t>(k.sketch_dim)) + " column " +
+                               std::to_string(j % static_cast<size_t>(k.sketch_dim));
+                      }});
   }
   return result;
 }
@@ -842,6 +1019,18 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"fused, dim 20480 (8 items/thread)",     2, 20480,  true,  true,  true,  true,  true},
       {"fused, dim 32776 (streaming)",          2, 32776,  true,  true,  true,  true,  true},
       {"fused, dim 16385 (scalar, streaming)",  2, 16385,  true,  true,  true,  true,  true},
+  };
+  const GatherLayerNormCase gather_cases[] = {
+      // name                                       src    rows   dim  sketch gathered y      h      out   misalign
+      {"selection pass, Wan 1.3B (sketch + LN)",   2048,  2048,  1536,  8,    false, false, false, true},
+      {"sketch only, Wan 1.3B",                     300,   300,  1536,  8,    false, false, false, false},
+      {"gathered LN, Wan 1.3B",                    2048,   819,  1536,  0,    true,  false, false, true},
+      {"gather + residual + LN, Wan 1.3B",         2048,  1024,  1536,  0,    true,  true,  true,  true},
+      {"everything, Wan 14B (2 items/thread)",      400,   160,  5120, 16,    true,  true,  true,  true},
+      {"everything, dim 100 (scalar)",               37,    13,   100,  3,    true,  true,  true,  true},
+      {"everything, misaligned 1536 (scalar)",       64,    21,  1536,  8,    true,  true,  true,  true,  1},
+      {"everything, dim 32776 (streaming)",           5,     3, 32776,  8,    true,  true,  true,  true},
+      {"everything, dim 16385 (scalar streaming)",    5,     3, 16385,  8,    true,  true,  true,  true},
   };
   const RmsNormRopeCase rope_cases[] = {
       // name                                  heads hd   f  h   w     extra dims column rope  misalign
@@ -882,14 +1071,15 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"sketch_dim 1, odd n",                  1001,   500,     1,   1.0f,  1.0f},
   };
   const ScatterTokensCase scatter_cases[] = {
-      // name                                   n     dim     k      heads sketch misalign
+      // name                                   n     dim     k      heads sketch residual misalign
       {"Wan 1.3B 480p, half",                 32760,  1536, 16380,   12,    8},
+      {"Wan 1.3B 480p, 0.4, no residual",     32760,  1536, 13104,   12,    8,   false},
       {"Wan 14B, half (rows loop)",            1000,  5120,   500,   40,    8},
       {"dim 100 (scalar), odd sizes",            37,   100,    13,    3,    8},
       {"dim 5, k 1",                              7,     5,     1,    1,    3},
       {"every token selected",                   33,    24,    33,    2,    8},
       {"no token selected",                      20,    16,     0,    2,    8},
-      {"misaligned 1536 (scalar)",               64,  1536,    21,   12,    8,  1},
+      {"misaligned 1536 (scalar)",               64,  1536,    21,   12,    8,   true,    1},
   };
   // clang-format on
   struct Entry {
@@ -900,6 +1090,9 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
   for (const auto& c : layer_norm_cases)
     table.push_back(
         {std::string("residual_layer_norm: ") + c.name, [c](uint32_t s) { return run_residual_layer_norm(c, s); }});
+  for (const auto& c : gather_cases)
+    table.push_back({std::string("gather_residual_layer_norm: ") + c.name,
+                     [c](uint32_t s) { return run_gather_residual_layer_norm(c, s); }});
   for (const auto& c : rope_cases)
     table.push_back({std::string("rms_norm_rope: ") + c.name, [c](uint32_t s) { return run_rms_norm_rope(c, s); }});
   for (const auto& c : select_cases)

@@ -14,6 +14,8 @@ constexpr int kMaxThreads = 256;  // dim 1536 takes 192 threads of 8 columns; wi
 
 struct ScatterTokensArgs {
   const float* h;
+  const bf16* y;
+  const float* gate;
   const int64_t* idx;
   const float* lse_sel;
   const float* sketch_new;
@@ -21,59 +23,50 @@ struct ScatterTokensArgs {
   float* cache_lse;
   float* cache_sketch;
   float* stale;
-  float* x_next;
+  int n;
   int k;
   int heads;
   int sketch_dim;
   int dim;
 };
 
-/// r with idx[r] == token, or -1: a lower-bound search of the ascending idx. Every thread of the CTA
-/// runs it on the same addresses (broadcast loads), so the branch on its result is uniform; its first
-/// steps touch the same few entries in every CTA and stay in L1.
-__device__ __forceinline__ int selected_row(const int64_t* idx, int k, int64_t token) {
-  int lo = 0, hi = k;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    if (__ldg(idx + mid) < token) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo < k && __ldg(idx + lo) == token ? lo : -1;
+/// stale[i] += 1 for i in [begin, end), spread over the CTA's threads.
+__device__ __forceinline__ void age(float* stale, int64_t begin, int64_t end) {
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) stale[i] += 1.0f;
 }
 
-/// One CTA per token i: a selected row rounds h[r] to bf16 into the cache and widens it back into
-/// x_next, and updates lse, sketch and staleness; any other row widens its cached value into x_next.
+/// One CTA per selected row r: writes bf16(h[r] + y[r] * gate) into the cache row idx[r], and its lse,
+/// sketch and staleness; it also ages the unselected tokens between idx[r - 1] and idx[r] (the last CTA
+/// those after idx[k - 1]), so every token is touched by exactly one CTA. With k = 0, one CTA ages all.
 /// Thread t handles columns [(j * blockDim + t) * kVec, +kVec): contiguous warp accesses.
 template <int kVec>
 __global__ void __launch_bounds__(kMaxThreads) scatter_token_rows(const ScatterTokensArgs a) {
-  const int i = blockIdx.x;
-  const int r = selected_row(a.idx, a.k, i);
-  bf16* cache = a.cache_out + static_cast<int64_t>(i) * a.dim;
-  float* x = a.x_next + static_cast<int64_t>(i) * a.dim;
-  if (r < 0) {
-    for (int col = threadIdx.x * kVec; col < a.dim; col += blockDim.x * kVec) {
-      float v[kVec];
-      detail::load_bf16<kVec>(cache + col, v);
-      detail::store_f32<kVec>(x + col, v);
-    }
-    if (threadIdx.x == 0) a.stale[i] += 1.0f;
+  if (a.k == 0) {
+    age(a.stale, 0, a.n);
     return;
   }
+  const int r = blockIdx.x;
+  const int64_t i = __ldg(a.idx + r);
+  age(a.stale, r == 0 ? 0 : __ldg(a.idx + r - 1) + 1, i);
+  if (r == a.k - 1) age(a.stale, i + 1, a.n);
+
   const float* h = a.h + static_cast<int64_t>(r) * a.dim;
+  const bf16* y = a.y != nullptr ? a.y + static_cast<int64_t>(r) * a.dim : nullptr;
+  bf16* cache = a.cache_out + i * a.dim;
   for (int col = threadIdx.x * kVec; col < a.dim; col += blockDim.x * kVec) {
     float v[kVec];
     detail::load_f32<kVec>(h + col, v);
-    // Round once here; storing the rounded values as bf16 again is exact.
+    if (y != nullptr) {
+      float yv[kVec], gate[kVec];
+      detail::load_bf16<kVec>(y + col, yv);
+      detail::load_param<kVec>(a.gate == nullptr ? nullptr : a.gate + col, 1.0f, gate);
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) v[j] = __bfloat162float(__float2bfloat16_rn(v[j]));
+      for (int j = 0; j < kVec; ++j) v[j] = __fmaf_rn(yv[j], gate[j], v[j]);  // as the CPU's std::fma
+    }
     detail::store_bf16<kVec>(cache + col, v);
-    detail::store_f32<kVec>(x + col, v);
   }
   for (int c = threadIdx.x; c < a.sketch_dim; c += blockDim.x) {
-    const int64_t at = static_cast<int64_t>(i) * a.sketch_dim + c;
+    const int64_t at = i * a.sketch_dim + c;
     a.cache_sketch[at] = __ldg(a.sketch_new + at);
   }
   if (threadIdx.x < 32) {  // warp 0: the mean over heads, summed in the same order on every run
@@ -91,14 +84,17 @@ __global__ void __launch_bounds__(kMaxThreads) scatter_token_rows(const ScatterT
 
 }  // namespace
 
-void scatter_tokens(const float* h, const int64_t* idx, int64_t k, const float* lse_sel, int64_t heads,
-                    const float* sketch_new, int64_t sketch_dim, bf16* cache_out, float* cache_lse,
-                    float* cache_sketch, float* stale, float* x_next, int64_t n, int64_t dim, Stream stream) {
+void scatter_tokens(const float* h, const bf16* y, const float* gate, const int64_t* idx, int64_t k,
+                    const float* lse_sel, int64_t heads, const float* sketch_new, int64_t sketch_dim,
+                    bf16* cache_out, float* cache_lse, float* cache_sketch, float* stale, int64_t n, int64_t dim,
+                    Stream stream) {
   detail::validate_scatter_tokens(h, idx, k, lse_sel, heads, sketch_new, sketch_dim, cache_out, cache_lse,
-                                  cache_sketch, stale, x_next, n, dim);
+                                  cache_sketch, stale, n, dim);
   if (n == 0) return;
   ScatterTokensArgs a{};
   a.h = h;
+  a.y = y;
+  a.gate = gate;
   a.idx = idx;
   a.lse_sel = lse_sel;
   a.sketch_new = sketch_new;
@@ -106,18 +102,18 @@ void scatter_tokens(const float* h, const int64_t* idx, int64_t k, const float* 
   a.cache_lse = cache_lse;
   a.cache_sketch = cache_sketch;
   a.stale = stale;
-  a.x_next = x_next;
+  a.n = static_cast<int>(n);
   a.k = static_cast<int>(k);
   a.heads = k > 0 ? static_cast<int>(heads) : 1;  // unused without selected rows
   a.sketch_dim = static_cast<int>(sketch_dim);
   a.dim = static_cast<int>(dim);
   using detail::aligned_16;
-  const bool vectors =
-      dim % kVectorElems == 0 && aligned_16(h) && aligned_16(cache_out) && aligned_16(x_next);
+  const bool vectors = dim % kVectorElems == 0 && aligned_16(h) && aligned_16(y) && aligned_16(gate) &&
+                       aligned_16(cache_out);
   const int vec = vectors ? kVectorElems : 1;
   // At least one warp: a row of dim 0 still updates lse, sketch and staleness.
   const int threads = std::clamp(32 * detail::ceil_div(detail::ceil_div(dim, vec), 32), 32, kMaxThreads);
-  const int grid = static_cast<int>(n);
+  const int grid = static_cast<int>(std::max<int64_t>(k, 1));
   if (vectors) {
     scatter_token_rows<kVectorElems><<<grid, threads, 0, stream>>>(a);
   } else {
