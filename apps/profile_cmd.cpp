@@ -178,14 +178,16 @@ void run(const ProfileFlags& f) {
               static_cast<long long>(shape.frames), static_cast<long long>(shape.height),
               static_cast<long long>(shape.width), static_cast<long long>(shape.tokens()), calls, calls > 1 ? "s" : "",
               env.value("device", "").c_str());
-  std::printf("%-8s %10s %9s %10s %10s %7s %5s %11s\n", "budget", "step ms", "of dense", "min ms", "max ms", "noise",
-              "reps", "traced ms");
+  std::printf("%-8s %10s %9s %10s %10s %7s %5s %11s %9s\n", "budget", "step ms", "of dense", "min ms", "max ms", "noise",
+              "reps", "traced ms", "traced/ms");
   for (const auto& j : out) {
     const std::string b = j["budget"].is_string() ? "dense" : std::to_string(j["budget"].get<double>()).substr(0, 4);
     std::printf("%-8s %10.3f %9.3f %10.3f %10.3f %6.1f%% %5d", b.c_str(), j["step_ms"].get<double>(),
                 j["of_dense"].get<double>(), j["min_ms"].get<double>(), j["max_ms"].get<double>(),
                 100 * j["noise"].get<double>(), j["reps"].get<int>());
-    if (j.contains("traced_ms")) std::printf(" %11.3f", j["traced_ms"].get<double>());
+    // Traced over timed: how much of the step the trace accounts for (near 1 when nothing is missed).
+    if (j.contains("traced_ms"))
+      std::printf(" %11.3f %9.3f", j["traced_ms"].get<double>(), j["traced_ms"].get<double>() / j["step_ms"].get<double>());
     std::printf("\n");
   }
   std::printf("timed with %s; traced ms: %s, one step per budget in a separate pass%s\n", rows[0].stats.clock.c_str(),

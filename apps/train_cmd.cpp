@@ -9,6 +9,7 @@
 
 #include "apps/commands.h"
 #include "apps/progress.h"
+#include "apps/provenance.h"
 #include "core/atomic_file.h"
 #include "core/train.h"
 #include "quality/prompt_adherence.h"
@@ -21,6 +22,9 @@ struct TrainFlags {
   std::string out = "assets/tiny.safetensors", sizes = "8x32x48:32,16x64x64:12,16x64x64:12";
   double minutes = 0;
   int64_t eval_prompts = 32;
+  uint64_t eval_seed = 1000;
+  std::string eval_guidance;  // "" = the preset's
+  bool eval_only = false;
 };
 
 std::string json_path_for(const std::string& weights) {
@@ -34,7 +38,46 @@ nlohmann::json agreement_json(const quality::Agreement& a) {
           {"motion", a.motion}, {"background", a.background}};
 }
 
+// Prompt adherence of WEIGHTS on fresh prompts at the evaluation size, at each guidance scale of
+// f.eval_guidance; the records go under "adherence" (the first scale) and "adherence_by_guidance".
+void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann::json& record) {
+  std::vector<double> scales = parse_number_list("--eval-guidance", f.eval_guidance, 1.0, 100.0);
+  if (scales.empty()) scales.push_back(model_preset(f.o.model).default_guidance);
+  for (double g : scales) {
+    quality::AdherenceOptions a;
+    a.model = f.o.model;
+    a.weights = weights;
+    a.prompts = f.eval_prompts;
+    a.device = f.o.device;
+    a.seed = f.eval_seed;
+    a.guidance = g;
+    Progress eval("adherence", a.prompts);
+    const auto agreement = quality::prompt_adherence(a, [&](int64_t i, const std::string&, const quality::ClipVerdict&) {
+      eval.update(i + 1);
+    });
+    eval.finish();
+    auto entry = agreement_json(agreement);
+    entry["size"] = "16x64x64";
+    entry["seed"] = a.seed;
+    entry["guidance"] = g;
+    if (!record.contains("adherence")) record["adherence"] = entry;
+    record["adherence_by_guidance"].push_back(entry);
+    std::printf("prompt adherence on %lld fresh prompts (seed %llu) at 16x64x64, guidance %g: colour %.1f%%, motion %.1f%%, "
+                "shape %.1f%%, background %.1f%%\n",
+                static_cast<long long>(a.prompts), static_cast<unsigned long long>(a.seed), g, 100 * agreement.colour,
+                100 * agreement.motion, 100 * agreement.shape, 100 * agreement.background);
+  }
+}
+
 void run(TrainFlags f) {
+  if (f.eval_only) {
+    // Only the adherence check, of --init's weights (default: the shipped ones); nothing is written.
+    if (f.eval_prompts <= 0) throw UsageError("--eval-only needs --eval-prompts above 0");
+    nlohmann::json record;
+    measure_adherence(f, f.o.init, record);
+    std::printf("%s\n", record.dump().c_str());
+    return;
+  }
   check_output_path("--out", f.out, {".safetensors"});
   f.o.sizes = parse_train_sizes(f.sizes, "--sizes");
   f.o.time_limit_s = f.minutes * 60.0;
@@ -71,25 +114,7 @@ void run(TrainFlags f) {
               static_cast<long long>(r.steps), r.wall_s, r.device_name.c_str(),
               r.loss_curve.empty() ? 0.0 : r.loss_curve.back().second);
 
-  if (f.eval_prompts > 0) {
-    quality::AdherenceOptions a;
-    a.model = f.o.model;
-    a.weights = f.out;
-    a.prompts = f.eval_prompts;
-    a.device = f.o.device;
-    Progress eval("adherence", a.prompts);
-    const auto agreement = quality::prompt_adherence(a, [&](int64_t i, const std::string&, const quality::ClipVerdict&) {
-      eval.update(i + 1);
-    });
-    eval.finish();
-    record["adherence"] = agreement_json(agreement);
-    record["adherence"]["size"] = "16x64x64";
-    record["adherence"]["seed"] = a.seed;
-    std::printf("prompt adherence on %lld fresh prompts at 16x64x64: colour %.1f%%, motion %.1f%%, shape %.1f%%, "
-                "background %.1f%%\n",
-                static_cast<long long>(a.prompts), 100 * agreement.colour, 100 * agreement.motion,
-                100 * agreement.shape, 100 * agreement.background);
-  }
+  if (f.eval_prompts > 0) measure_adherence(f, f.out, record);
   const std::string json = json_path_for(f.out);
   const std::string error = write_file_atomically(json, record.dump(2) + "\n");
   if (!error.empty()) throw std::runtime_error(json + ": " + error);
@@ -125,6 +150,11 @@ void register_train(CLI::App& app) {
   sub->add_option("--device", f->o.device, "cpu, cuda or cuda:N")->default_val("cpu");
   sub->add_option("--eval-prompts", f->eval_prompts, "fresh prompts for the adherence check (0: skip)")
       ->default_val(32);
+  sub->add_option("--eval-seed", f->eval_seed, "seed of the adherence check's prompts and noise")->default_val(1000);
+  sub->add_option("--eval-guidance", f->eval_guidance,
+                  "guidance scales of the adherence check, comma-separated (default: the preset's)");
+  sub->add_flag("--eval-only", f->eval_only,
+                "no training: check the adherence of --init's weights (default: the shipped ones)");
   on_run(sub, [f] { run(*f); });
 }
 

@@ -24,7 +24,10 @@
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "apps/scoring.h"
+#include "core/dit.h"
+#include "core/atomic_file.h"
 #include "core/generate.h"
+#include "core/safetensors.h"
 #include "core/schedule.h"
 #include "core/shapes_world.h"
 #include "db/store.h"
@@ -39,7 +42,8 @@ struct TuneFlags {
               latency_model, db = "astraea.db", export_path;
   std::vector<std::string> prompts, validation_prompts;
   std::string devices = "cpu";
-  int validation_count = 4;
+  int validation_count = 4, measure_repeats = 2;
+  std::string save_videos;
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
   double target_speedup = 0, target_latency_ms = 0, target_compute = 0, grid = 0.1, min_budget = 0;
   int population = 8, generations = 5;
@@ -120,6 +124,9 @@ void run(const TuneFlags& f) {
   const std::string card = env.value("device", devices.front());
   std::map<double, double> points;
   std::string latency_source;
+  // Where latency is measured: this preset and shape, or --latency-model's.
+  std::string latency_preset = preset.name;
+  long long latency_frames = shape.frames, latency_height = shape.height, latency_width = shape.width;
   if (f.latency_model.empty()) {
     points = stored_latency(store, preset.name, shape, card);
     latency_source = preset.name + "@" + std::to_string(shape.frames) + "x" + std::to_string(shape.height) + "x" +
@@ -136,6 +143,7 @@ void run(const TuneFlags& f) {
     const auto& other = model_preset(f.latency_model.substr(0, at));
     points = stored_latency(store, other.name, video_shape(other, lf, lh, lw), "");
     latency_source = f.latency_model;
+    latency_preset = other.name, latency_frames = lf, latency_height = lh, latency_width = lw;
   }
   if (points.empty()) {
     throw UsageError("--db " + f.db + " has no latency model for " + latency_source + ": run astraea-bench profile "
@@ -168,10 +176,20 @@ void run(const TuneFlags& f) {
 
   // Dense references, once per (prompt, seed).
   std::map<std::pair<std::string, uint64_t>, at::Tensor> references;
+  // The model, loaded once per device: every evaluation then pays only for sampling.
+  std::map<std::string, std::shared_ptr<const WanDiT>> models;
+  for (const auto& d : devices) {
+    GenerateOptions load;
+    load.model = preset.name;
+    load.weights = f.weights;
+    load.device = d;
+    models[d] = load_model(load);
+  }
   auto options_for = [&](const std::string& prompt, uint64_t seed, const std::string& device) {
     GenerateOptions o;
     o.model = preset.name;
     o.weights = f.weights;
+    o.loaded = models.at(device);
     o.prompt = prompt;
     o.frames = shape.frames;
     o.height = shape.height;
@@ -192,8 +210,15 @@ void run(const TuneFlags& f) {
       }
   };
   make_references(prompts);
-  auto fitness_on = [&](const tuner::Genome& genome, const std::vector<std::string>& ps, const std::string& device) {
-    double sum = 0;
+  // Mean PSNR (capped at 60 dB: identical videos are +inf) and VBench-proxy total of GENOME's videos
+  // against the dense references of PS x seeds, with `with` metrics.
+  struct Quality {
+    double psnr = 0, vbench = 0;
+  };
+  using KeepVideo = std::function<void(const std::string& prompt, uint64_t seed, const at::Tensor& video)>;
+  auto quality_of = [&](const tuner::Genome& genome, const std::vector<std::string>& ps, const std::string& device,
+                        const quality::MetricSet& with, const KeepVideo& keep = {}) {
+    Quality q;
     for (const auto& prompt : ps) {
       for (uint64_t seed : seeds) {
         const auto& ref = references.at({prompt, seed});
@@ -202,15 +227,22 @@ void run(const TuneFlags& f) {
         schedule.model = preset.name;
         schedule.budgets = genome;
         o.schedule = schedule;
-        const auto s = score_video(generate(o).video, &ref, prompt, 16.0, metrics);
-        // PSNR is capped at 60 dB (identical videos are +inf); "both" averages PSNR / 40 with the total.
-        const double psnr = s.fidelity ? std::min(60.0, s.fidelity->psnr) : 0.0;
-        sum += metrics.fidelity && metrics.vbench ? 0.5 * (psnr / 40.0 + s.vbench->total)
-               : metrics.fidelity                ? psnr
-                                                 : s.vbench->total;
+        const auto video = generate(o).video;
+        if (keep) keep(prompt, seed, video);
+        const auto s = score_video(video, &ref, prompt, 16.0, with);
+        if (s.fidelity) q.psnr += std::min(60.0, s.fidelity->psnr);
+        if (s.vbench) q.vbench += s.vbench->total;
       }
     }
-    return sum / static_cast<double>(ps.size() * seeds.size());
+    const double n = static_cast<double>(ps.size() * seeds.size());
+    return Quality{q.psnr / n, q.vbench / n};
+  };
+  // The fitness: PSNR, VBench-proxy total, or for "both" the mean of PSNR / 40 and the total.
+  auto fitness_of = [&](const Quality& q) {
+    return metrics.fidelity && metrics.vbench ? 0.5 * (q.psnr / 40.0 + q.vbench) : metrics.fidelity ? q.psnr : q.vbench;
+  };
+  auto fitness_on = [&](const tuner::Genome& genome, const std::vector<std::string>& ps, const std::string& device) {
+    return fitness_of(quality_of(genome, ps, device, metrics));
   };
   // A batch: claim every genome (the store answers those done before), evaluate the claimed ones
   // in parallel, one thread per --devices entry, then wait for those another worker is running.
@@ -300,23 +332,133 @@ void run(const TuneFlags& f) {
       if (std::find(prompts.begin(), prompts.end(), p) == prompts.end()) held_out.push_back(p);
     }
   }
+  db::RunRecord run;
+  run.kind = "validation";
+  run.git_revision = git_revision();
+  run.device = card;
+  nlohmann::json validation_config{{"study", f.study},        {"genome", best.genome}, {"prompts", held_out},
+                                   {"seeds", seeds},          {"fitness_metric", f.fitness},
+                                   {"command", command_line()}};
+  auto measure = [&](const std::string& name, double value, const std::string& unit, const std::string& source) {
+    run.measurements.push_back({name, unit, value, std::nullopt, std::nullopt, "", source});
+  };
+  measure("calibration_fitness", best.fitness, "", "quality");
+  measure("predicted_ms", best.cost_ms, "ms", "latency model");
+  // The uniform schedule of equal predicted cost: the same dense warm-up, then one budget. Beating it
+  // on prompts the search never saw is the point of searching.
+  tuner::Genome uniform(best.genome.size(), 1.0);
+  {
+    const auto k = static_cast<size_t>(space.dense_steps);
+    const double rest = static_cast<double>(uniform.size() - k);
+    const double per_step = (best.cost_ms - static_cast<double>(k) * latency.step_ms(1.0)) / rest;
+    const double u = std::clamp((per_step - latency.intercept_ms()) / latency.slope_ms(), 0.01, 1.0);
+    std::fill(uniform.begin() + static_cast<std::ptrdiff_t>(k), uniform.end(), u);
+    validation_config["uniform_budget"] = u;
+  }
   if (!held_out.empty()) {
     for (const auto& p : held_out) shapes::parse_prompt(p);
     make_references(held_out);
-    const double validation = fitness_on(best.genome, held_out, devices.front());
-    std::printf("validation: fitness %.4f on %zu held-out prompts x %zu seeds (calibration %.4f)\n", validation,
-                held_out.size(), seeds.size(), best.fitness);
-    db::RunRecord run;
-    run.kind = "validation";
-    run.config_json = nlohmann::json{{"study", f.study}, {"genome", best.genome}, {"prompts", held_out},
-                                     {"seeds", seeds}, {"fitness_metric", f.fitness},
-                                     {"command", command_line()}}
-                          .dump();
-    run.git_revision = git_revision();
-    run.device = card;
-    run.measurements = {{"validation_fitness", "", validation, std::nullopt, std::nullopt, "", "quality"},
-                        {"calibration_fitness", "", best.fitness, std::nullopt, std::nullopt, "", "quality"},
-                        {"predicted_ms", "ms", best.cost_ms, std::nullopt, std::nullopt, "", "latency model"}};
+    // Scores need both metrics here; a build without optical flow scores VBench-proxy partly, so
+    // --save-videos keeps the videos for `astraea-bench score` on a machine that has it.
+    const quality::MetricSet both{true, true};
+    nlohmann::json index = nlohmann::json::array();
+    auto keeper = [&](const std::string& kind) -> KeepVideo {
+      if (f.save_videos.empty()) return {};
+      return [&, kind](const std::string& prompt, uint64_t seed, const at::Tensor& video) {
+        const auto i = static_cast<size_t>(std::find(held_out.begin(), held_out.end(), prompt) - held_out.begin());
+        const std::string name = "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_" + kind + ".safetensors";
+        for (const auto& [k, v] : std::map<std::string, at::Tensor>{{kind, video}, {"dense", references.at({prompt, seed})}}) {
+          const std::string file = "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_" + k + ".safetensors";
+          const auto t = v.contiguous();
+          write_safetensors(f.save_videos + "/" + file, {{"video", DType::F32, t.sizes().vec(), t.data_ptr()}},
+                            {{"prompt", prompt}, {"seed", std::to_string(seed)}});
+        }
+        index.push_back({{"prompt", prompt}, {"seed", seed}, {"kind", kind}, {"video", name},
+                         {"reference", "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_dense.safetensors"}});
+      };
+    };
+    if (!f.save_videos.empty()) std::filesystem::create_directories(f.save_videos);
+    const auto tuned = quality_of(best.genome, held_out, devices.front(), both, keeper("tuned"));
+    const auto flat = quality_of(uniform, held_out, devices.front(), both, keeper("uniform"));
+    if (!f.save_videos.empty()) {
+      const std::string path = f.save_videos + "/index.json";
+      const std::string error = write_file_atomically(path, index.dump(2) + "\n");
+      if (!error.empty()) throw std::runtime_error(path + ": " + error);
+      std::printf("wrote the held-out videos and %s\n", path.c_str());
+    }
+    double dense_vbench = 0;
+    for (const auto& p : held_out)
+      for (uint64_t seed : seeds) dense_vbench += score_video(references.at({p, seed}), nullptr, p, 16.0, {false, true}).vbench->total;
+    dense_vbench /= static_cast<double>(held_out.size() * seeds.size());
+    const double validation = fitness_of(tuned);
+    std::printf("validation on %zu held-out prompts x %zu seeds: fitness %.4f (calibration %.4f)\n", held_out.size(),
+                seeds.size(), validation, best.fitness);
+    std::printf("  tuned:                   PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%% of dense %.4f), predicted %.1f ms\n",
+                tuned.psnr, tuned.vbench, 100.0 * (tuned.vbench / dense_vbench - 1.0), dense_vbench, best.cost_ms);
+    std::printf("  uniform %.3f, same cost: PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%%); tuned %+.2f dB\n", uniform.back(),
+                flat.psnr, flat.vbench, 100.0 * (flat.vbench / dense_vbench - 1.0), tuned.psnr - flat.psnr);
+    measure("validation_fitness", validation, "", "quality");
+    measure("psnr", tuned.psnr, "dB", "quality");
+    measure("vbench_total", tuned.vbench, "", "quality");
+    measure("dense_vbench_total", dense_vbench, "", "quality");
+    measure("uniform_psnr", flat.psnr, "dB", "quality");
+    measure("uniform_vbench_total", flat.vbench, "", "quality");
+  }
+  if (f.measure_repeats > 0) {
+    // Measured, not predicted: whole sampling runs of dense, the tuned and the uniform schedule on the
+    // latency model's preset and shape (random weights when that is another preset), interleaved.
+    GenerateOptions o = options_for("", 0, devices.front());
+    o.loaded = nullptr;
+    if (latency_preset != preset.name) {
+      o.model = latency_preset;
+      o.weights = "random";
+      o.prompt = "";
+    }
+    o.frames = latency_frames, o.height = latency_height, o.width = latency_width;
+    std::printf("measuring %s at %lldx%lldx%lld, %lld steps: dense, tuned and uniform, %d runs each\n", o.model.c_str(),
+                static_cast<long long>(o.frames), static_cast<long long>(o.height), static_cast<long long>(o.width),
+                static_cast<long long>(space.steps), f.measure_repeats);
+    o.loaded = load_model(o);
+    auto with_budgets = [&](const tuner::Genome& g) {
+      TokenBudgetSchedule schedule;
+      schedule.model = o.model;
+      schedule.budgets = g;
+      GenerateOptions run_o = o;
+      run_o.schedule = schedule;
+      return run_o;
+    };
+    {  // Warm-up: one call at every budget the runs will use (attention plans are built per shape).
+      tuner::Genome warm{1.0};
+      for (const tuner::Genome* g : {&best.genome, static_cast<const tuner::Genome*>(&uniform)})
+        for (double b : *g)
+          if (b > 0 && std::find(warm.begin(), warm.end(), b) == warm.end()) warm.push_back(b);
+      GenerateOptions w = with_budgets(warm);
+      w.steps = static_cast<int64_t>(warm.size());
+      generate(w);
+    }
+    std::vector<double> dense_s, tuned_s, uniform_s;
+    for (int r = 0; r < f.measure_repeats; ++r) {
+      dense_s.push_back(generate(o).sample_seconds);
+      tuned_s.push_back(generate(with_budgets(best.genome)).sample_seconds);
+      uniform_s.push_back(generate(with_budgets(uniform)).sample_seconds);
+    }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    };
+    const double dense_ms = 1e3 * median(dense_s), tuned_ms = 1e3 * median(tuned_s), uniform_ms = 1e3 * median(uniform_s);
+    std::printf("  measured: dense %.1f ms, tuned %.1f ms (%.2fx; predicted %.2fx), uniform %.1f ms (%.2fx)\n", dense_ms,
+                tuned_ms, dense_ms / tuned_ms, latency.dense_ms(space.steps) / best.cost_ms, uniform_ms,
+                dense_ms / uniform_ms);
+    measure("measured_dense_ms", dense_ms, "ms", "wall, synchronized");
+    measure("measured_ms", tuned_ms, "ms", "wall, synchronized");
+    measure("measured_uniform_ms", uniform_ms, "ms", "wall, synchronized");
+    measure("measured_speedup", dense_ms / tuned_ms, "x", "wall, synchronized");
+    validation_config["measured_on"] = o.model + "@" + std::to_string(o.frames) + "x" + std::to_string(o.height) + "x" +
+                                       std::to_string(o.width);
+  }
+  if (!held_out.empty() || f.measure_repeats > 0) {
+    run.config_json = validation_config.dump();
     store.add_run(run);
   }
 
@@ -394,6 +536,13 @@ void register_tune(CLI::App& app) {
   sub->add_option("--validation-count", f->validation_count,
                   "without --validation-prompt: this many fresh prompts from the grammar (0: no check)")
       ->default_val(4);
+  sub->add_option("--measure-repeats", f->measure_repeats,
+                  "time dense, the best and the equal-cost uniform schedule this many times each, whole sampling "
+                  "runs on the latency model's preset and shape (0: predicted latency only)")
+      ->default_val(2)
+      ->check(CLI::Range(0, 100));
+  sub->add_option("--save-videos", f->save_videos,
+                  "write the held-out videos (dense, best, uniform) and an index.json into this folder");
   sub->add_option("--seed", f->seed, "search seed")->default_val(0);
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_option("--export", f->export_path, "write the best schedule here (docs/schedule.md)");

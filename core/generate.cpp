@@ -64,6 +64,25 @@ at::ScalarType parse_dtype(const std::string& name, const at::Device& device) {
   throw std::invalid_argument("--dtype '" + name + "' is not fp32 or bf16");
 }
 
+std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
+  const auto& c = model_preset(o.model);
+  const auto device = parse_device(o.device);
+  const auto dtype = parse_dtype(o.dtype, device);
+  Weights weights;
+  if (o.weights == "random") {
+    weights = random_weights(c, o.weights_seed, device, dtype);
+  } else {
+    std::string path = o.weights.empty() ? find_shipped(c) : o.weights;
+    if (path.empty()) {
+      throw std::runtime_error("--model " + c.name + " has no shipped weights in this checkout (" +
+                               (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
+                               "); pass --weights FILE or --weights random");
+    }
+    weights = load_weights(path, c, device, dtype);
+  }
+  return std::make_shared<const WanDiT>(c, std::move(weights), dtype);
+}
+
 GenerateResult generate(const GenerateOptions& o) {
   GenerateResult r;
   r.config = model_preset(o.model);
@@ -76,29 +95,27 @@ GenerateResult generate(const GenerateOptions& o) {
   const auto sigmas = flow_sigmas(r.steps, r.shift);
   if (o.schedule) validate_schedule(*o.schedule, "--schedule", c.name, r.steps);  // before any loading
   const auto device = parse_device(o.device);
-  const auto dtype = parse_dtype(o.dtype, device);
   set_default_gpu_attention(o.attention);
 
   const auto t_load = std::chrono::steady_clock::now();
-  Weights weights;
-  if (o.weights == "random") {
-    weights = random_weights(c, o.weights_seed, device, dtype);
-    r.weights_source = "random (seed " + std::to_string(o.weights_seed) + ")";
-  } else {
-    std::string path = o.weights.empty() ? find_shipped(c) : o.weights;
-    if (path.empty()) {
-      throw std::runtime_error("--model " + c.name + " has no shipped weights in this checkout (" +
-                               (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
-                               "); pass --weights FILE or --weights random");
+  std::shared_ptr<const WanDiT> loaded = o.loaded;
+  if (loaded) {
+    if (loaded->config().name != c.name || loaded->device() != device) {
+      throw std::invalid_argument("generate: the loaded model is " + loaded->config().name + " on " +
+                                  loaded->device().str() + ", not --model " + c.name + " on " + device.str());
     }
-    weights = load_weights(path, c, device, dtype);
-    r.weights_source = path;
+    r.weights_source = "already loaded";
+  } else {
+    loaded = load_model(o);
+    r.weights_source = o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")"
+                       : o.weights.empty()   ? find_shipped(c)
+                                             : o.weights;
   }
-  const WanDiT model(c, std::move(weights), dtype);
+  const WanDiT& model = *loaded;
   auto text = text_contexts(model, o.prompt, o.context_file);
   r.text_source = text.source;
-  const auto cond = model.embed_context(text.cond.to(device, dtype));
-  const auto uncond = model.embed_context(text.uncond.to(device, dtype));
+  const auto cond = model.embed_context(text.cond.to(device, model.dtype()));
+  const auto uncond = model.embed_context(text.uncond.to(device, model.dtype()));
   r.load_seconds = seconds_since(t_load);
 
   // Noise is drawn on the CPU so that a seed gives the same start on every device.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "core/schedule.h"
 
 namespace astraea {
+
+class WanDiT;
 
 /// Parses --device ("cpu", "cuda", "cuda:N"); throws std::invalid_argument when this build or
 /// machine cannot run it.
@@ -34,7 +37,13 @@ struct GenerateOptions {
   AttentionBackend attention = AttentionBackend::kAuto;
   std::optional<TokenBudgetSchedule> schedule;  ///< token-wise acceleration; none: every step dense
   std::function<void(int64_t step, int64_t steps)> on_step;
+  /// A model already loaded (its preset must be `model`, on `device`): weights, dtype and loading
+  /// are skipped, so repeated runs (timing a schedule against dense) pay for the weights once.
+  std::shared_ptr<const WanDiT> loaded;
 };
+
+/// Loads the model that `options` names (weights, device, dtype), for GenerateOptions::loaded.
+std::shared_ptr<const WanDiT> load_model(const GenerateOptions& options);
 
 struct GenerateResult {
   ModelConfig config;

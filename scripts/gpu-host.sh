@@ -5,9 +5,9 @@
 #   Here, once:  mkdir -p .debs && (cd .debs && apt-get download libsqlite3-dev libsqlite3-0 \
 #                  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 \
 #                  libbenchmark-dev libbenchmark1debian)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [generate] [train]
-#        (default: all but train; TRAIN_MINUTES sets the training time, default 6; BUILD_TARGET
-#        builds one target only)
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train]
+#        (default: build test bench baseline profile generate; TRAIN_MINUTES sets the training time,
+#        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out/gpu}
@@ -60,6 +60,21 @@ if want profile; then
   build-gpu/apps/astraea-bench profile --model wan2.1-1.3b --frames 81 --height 480 --width 832 --device cuda \
     --budgets 1,0.7,0.5,0.4,0.3 --max-seconds 10 --db "$out/gpu.db" --trace "$out/wan_step_trace.json" \
     2>&1 | tee "$out/profile.txt"
+fi
+if want tune; then
+  # The tuner's GPU bar (docs/tuning.md): quality on the tiny model at its evaluation size, latency
+  # from the Wan2.1-1.3B profile above; the schedule is then run on the Wan preset and timed.
+  log "tune tiny 16x64x64 against wan2.1-1.3b@81x480x832 latency, target ${TUNE_SPEEDUP:-2.6}x"
+  build-gpu/apps/astraea-bench tune --study "wan-${TUNE_SPEEDUP:-2.6}x" --model tiny --frames 16 --height 64 --width 64 \
+    --steps 30 --target-speedup "${TUNE_SPEEDUP:-2.6}" --latency-model wan2.1-1.3b@81x480x832 --devices cuda \
+    --calibration-prompts bench/calibration_prompts.txt --fitness psnr --population "${TUNE_POPULATION:-16}" \
+    --generations "${TUNE_GENERATIONS:-8}" --validation-count 8 --measure-repeats 2 --save-videos "$out/heldout" \
+    --db "$out/gpu.db" --export "$out/wan_schedule.json" 2>&1 | tee "$out/tune.txt"
+fi
+if want adherence; then
+  log "prompt adherence of ${ADHERENCE_WEIGHTS:-the shipped weights} at guidance ${ADHERENCE_GUIDANCE:-3,4,6,8}"
+  build-gpu/apps/astraea-bench train --eval-only --device cuda ${ADHERENCE_WEIGHTS:+--init "$ADHERENCE_WEIGHTS"} \
+    --eval-guidance "${ADHERENCE_GUIDANCE:-3,4,6,8}" --eval-seed "${ADHERENCE_SEED:-2000}" 2>&1 | tee "$out/adherence.txt"
 fi
 if want generate; then
   log "generate wan2.1-1.3b 81x480x832, 2 steps"
