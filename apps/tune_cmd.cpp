@@ -358,9 +358,10 @@ void run(const TuneFlags& f) {
   if (!held_out.empty()) {
     for (const auto& p : held_out) shapes::parse_prompt(p);
     make_references(held_out);
-    // Scores need both metrics here; a build without optical flow scores VBench-proxy partly, so
-    // --save-videos keeps the videos for `astraea-bench score` on a machine that has it.
-    const quality::MetricSet both{true, true};
+    // Both metrics where this build has optical flow; without it (the GPU host has no OpenCV) PSNR
+    // alone, and --save-videos keeps the videos for `astraea-bench score` on a machine that has it.
+    const bool flow = quality::has_optical_flow();
+    const quality::MetricSet both{true, flow};
     nlohmann::json index = nlohmann::json::array();
     auto keeper = [&](const std::string& kind) -> KeepVideo {
       if (f.save_videos.empty()) return {};
@@ -387,22 +388,33 @@ void run(const TuneFlags& f) {
       std::printf("wrote the held-out videos and %s\n", path.c_str());
     }
     double dense_vbench = 0;
-    for (const auto& p : held_out)
-      for (uint64_t seed : seeds) dense_vbench += score_video(references.at({p, seed}), nullptr, p, 16.0, {false, true}).vbench->total;
-    dense_vbench /= static_cast<double>(held_out.size() * seeds.size());
+    if (flow) {
+      for (const auto& p : held_out)
+        for (uint64_t seed : seeds) dense_vbench += score_video(references.at({p, seed}), nullptr, p, 16.0, {false, true}).vbench->total;
+      dense_vbench /= static_cast<double>(held_out.size() * seeds.size());
+    }
     const double validation = fitness_of(tuned);
     std::printf("validation on %zu held-out prompts x %zu seeds: fitness %.4f (calibration %.4f)\n", held_out.size(),
                 seeds.size(), validation, best.fitness);
-    std::printf("  tuned:                   PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%% of dense %.4f), predicted %.1f ms\n",
-                tuned.psnr, tuned.vbench, 100.0 * (tuned.vbench / dense_vbench - 1.0), dense_vbench, best.cost_ms);
-    std::printf("  uniform %.3f, same cost: PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%%); tuned %+.2f dB\n", uniform.back(),
-                flat.psnr, flat.vbench, 100.0 * (flat.vbench / dense_vbench - 1.0), tuned.psnr - flat.psnr);
+    if (flow) {
+      std::printf("  tuned:                   PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%% of dense %.4f), predicted %.1f ms\n",
+                  tuned.psnr, tuned.vbench, 100.0 * (tuned.vbench / dense_vbench - 1.0), dense_vbench, best.cost_ms);
+      std::printf("  uniform %.3f, same cost: PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%%); tuned %+.2f dB\n", uniform.back(),
+                  flat.psnr, flat.vbench, 100.0 * (flat.vbench / dense_vbench - 1.0), tuned.psnr - flat.psnr);
+    } else {
+      std::printf("  tuned:                   PSNR %6.2f dB, predicted %.1f ms (no optical flow in this build: no VBench-proxy)\n",
+                  tuned.psnr, best.cost_ms);
+      std::printf("  uniform %.3f, same cost: PSNR %6.2f dB; tuned %+.2f dB\n", uniform.back(), flat.psnr,
+                  tuned.psnr - flat.psnr);
+    }
     measure("validation_fitness", validation, "", "quality");
     measure("psnr", tuned.psnr, "dB", "quality");
-    measure("vbench_total", tuned.vbench, "", "quality");
-    measure("dense_vbench_total", dense_vbench, "", "quality");
     measure("uniform_psnr", flat.psnr, "dB", "quality");
-    measure("uniform_vbench_total", flat.vbench, "", "quality");
+    if (flow) {
+      measure("vbench_total", tuned.vbench, "", "quality");
+      measure("dense_vbench_total", dense_vbench, "", "quality");
+      measure("uniform_vbench_total", flat.vbench, "", "quality");
+    }
   }
   if (f.measure_repeats > 0) {
     // Measured, not predicted: whole sampling runs of dense, the tuned and the uniform schedule on the

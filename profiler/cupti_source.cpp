@@ -43,11 +43,17 @@ struct TracedKind {
   CUpti_ActivityKind kind;
   const char* name;
 };
+// CUPTI writes an external-correlation record only in front of an API activity record, so the
+// runtime and driver API kinds must be on for kernels to reach their ranges; their own records are
+// skipped when translated. Without them (the first GPU run, 2026-11-28) every kernel arrived and none
+// was attributed.
 constexpr TracedKind kTracedKinds[] = {
     {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, "CONCURRENT_KERNEL"},
     {CUPTI_ACTIVITY_KIND_MEMCPY, "MEMCPY"},
     {CUPTI_ACTIVITY_KIND_MEMSET, "MEMSET"},
     {CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION, "EXTERNAL_CORRELATION"},
+    {CUPTI_ACTIVITY_KIND_RUNTIME, "RUNTIME"},
+    {CUPTI_ACTIVITY_KIND_DRIVER, "DRIVER"},
 };
 
 class CuptiSource;

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Held-out videos for the tuning study: dense, tuned schedule, uniform budgets. Args: WEIGHTS SCHEDULE OUTDIR
+set -u
+w=$1; s=$2; d=$3; mkdir -p "$d"; i=0
+B=build-gpu/apps/astraea-bench
+while IFS= read -r p; do
+  [[ -z "$p" || "$p" == \#* ]] && continue
+  c=(--model tiny --weights "$w" --frames 16 --height 64 --width 64 --steps 30 --device cuda --seed 0 --prompt "$p")
+  $B generate "${c[@]}" --out "$d/p${i}_dense.safetensors" >/dev/null
+  $B generate "${c[@]}" --schedule "$s" --out "$d/p${i}_tuned.safetensors" >/dev/null
+  for u in 0.3 0.35; do $B generate "${c[@]}" --budget $u --dense-steps 2 --out "$d/p${i}_u$u.safetensors" >/dev/null; done
+  echo "$i $p" >> "$d/prompts.txt"; i=$((i+1))
+done < bench/heldout_prompts.txt
