@@ -358,9 +358,10 @@ void run(const TuneFlags& f) {
   if (!held_out.empty()) {
     for (const auto& p : held_out) shapes::parse_prompt(p);
     make_references(held_out);
-    // Both metrics where this build has optical flow; without it (the GPU host has no OpenCV) PSNR
-    // alone, and --save-videos keeps the videos for `astraea-bench score` on a machine that has it.
-    const bool flow = quality::has_optical_flow();
+    // Both metrics where this build has optical flow and the videos are large enough; without flow
+    // (the GPU host has no OpenCV) PSNR alone, and --save-videos keeps the videos for
+    // `astraea-bench score` on a machine that has it.
+    const bool flow = quality::has_optical_flow() && quality::vbench_applies(shape.frames, shape.height, shape.width);
     const quality::MetricSet both{true, flow};
     nlohmann::json index = nlohmann::json::array();
     auto keeper = [&](const std::string& kind) -> KeepVideo {
@@ -402,7 +403,7 @@ void run(const TuneFlags& f) {
       std::printf("  uniform %.3f, same cost: PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%%); tuned %+.2f dB\n", uniform.back(),
                   flat.psnr, flat.vbench, 100.0 * (flat.vbench / dense_vbench - 1.0), tuned.psnr - flat.psnr);
     } else {
-      std::printf("  tuned:                   PSNR %6.2f dB, predicted %.1f ms (no optical flow in this build: no VBench-proxy)\n",
+      std::printf("  tuned:                   PSNR %6.2f dB, predicted %.1f ms (no VBench-proxy: no optical flow or too small)\n",
                   tuned.psnr, best.cost_ms);
       std::printf("  uniform %.3f, same cost: PSNR %6.2f dB; tuned %+.2f dB\n", uniform.back(), flat.psnr,
                   tuned.psnr - flat.psnr);

@@ -148,6 +148,8 @@ Fidelity fidelity(const at::Tensor& video, const at::Tensor& reference) {
 
 bool has_optical_flow() { return ASTRAEA_HAS_OPENCV != 0; }
 
+bool vbench_applies(int64_t frames, int64_t height, int64_t width) { return frames >= 3 && height >= 16 && width >= 16; }
+
 std::vector<float> optical_flow(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int height, int width) {
 #if ASTRAEA_HAS_OPENCV
   cv::Mat ma(height, width, CV_8UC1, const_cast<uint8_t*>(a.data())), mb(height, width, CV_8UC1, const_cast<uint8_t*>(b.data()));
@@ -168,7 +170,7 @@ std::vector<float> optical_flow(const std::vector<uint8_t>& a, const std::vector
 
 VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prompt* prompt) {
   check_video(video, "video");
-  if (video.size(0) < 3 || video.size(1) < 16 || video.size(2) < 16) {
+  if (!vbench_applies(video.size(0), video.size(1), video.size(2))) {
     throw std::invalid_argument("VBench-proxy needs at least 3 frames of 16x16 pixels, got " + c10::str(video.sizes()));
   }
   if (!(fps > 0)) throw std::invalid_argument("fps must be positive");

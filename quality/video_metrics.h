@@ -8,6 +8,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <limits>
 #include <map>
 #include <optional>
@@ -35,6 +36,9 @@ Fidelity fidelity(const at::Tensor& video, const at::Tensor& reference);
 
 /// Whether this build has OpenCV (needed for the flow-based dimensions).
 bool has_optical_flow();
+
+/// Whether vbench_proxy takes a video of this size (at least 3 frames of 16x16 pixels).
+bool vbench_applies(int64_t frames, int64_t height, int64_t width);
 
 /// Dense optical flow from frame A to frame B (8-bit grayscale, same size): [H, W, 2] pixels.
 /// Farneback's method (OpenCV). Throws std::runtime_error without OpenCV.

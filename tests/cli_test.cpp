@@ -397,10 +397,23 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   const std::string tune = "tune --study s1" + size + " --weights random --steps 6 --target-speedup 1.6 --population 4 "
                            "--generations 2 --prompt 'a red circle moving left on a gray background' --seeds 0 "
                            "--fitness psnr --validation-count 2 --db " + db;
-  auto r = run(tune + " --export " + exported);
+  auto r = run(tune + " --export " + exported + " --save-videos " + path("heldout"));
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("on 2 held-out prompts"), std::string::npos) << r.out;
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE kind = 'validation'"), 1);
+  // The held-out check: the best against the uniform schedule of equal predicted cost, and whole
+  // sampling runs timed (dense, best, uniform), all kept in the validation run.
+  EXPECT_NE(r.out.find("same cost: PSNR"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("measured: dense"), std::string::npos) << r.out;
+  for (const char* name : {"psnr", "uniform_psnr", "measured_dense_ms", "measured_ms", "measured_uniform_ms"}) {
+    EXPECT_EQ(count_rows(db, std::string("SELECT count(*) FROM measurements m JOIN runs r ON r.id = m.run_id WHERE "
+                                         "r.kind = 'validation' AND m.value > 0 AND m.name = '") + name + "'"), 1)
+        << name;
+  }
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'measured_speedup' AND value > 0.5"), 1);
+  // Two held-out prompts x one seed: dense, best and uniform videos, and their index.
+  EXPECT_TRUE(fs::exists(path("heldout/index.json")));
+  EXPECT_EQ(std::distance(fs::directory_iterator(path("heldout")), fs::directory_iterator{}), 2 * 3 + 1);
   EXPECT_NE(r.out.find("answered by the store"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Pareto front"), std::string::npos) << r.out;
   const int64_t trials = count_rows(db, "SELECT count(*) FROM trials WHERE state = 'complete'");
