@@ -2,8 +2,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <vector>
 
 #include "apps/commands.h"
 
@@ -82,6 +85,20 @@ std::vector<double> parse_number_list(const std::string& flag, const std::string
   }
   if (values.empty()) throw UsageError(flag + " is empty");
   return values;
+}
+
+std::string file_digest(const std::string& path, const std::string& flag) {
+  if (path.empty()) return {};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(flag + " " + path + " cannot be read");
+  uint64_t h = 1469598103934665603ull;
+  std::vector<char> buffer(1 << 20);
+  while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
+    for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ static_cast<unsigned char>(buffer[static_cast<size_t>(i)])) * 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
 }
 
 }  // namespace astraea::app

@@ -18,6 +18,10 @@ const std::string& command_line();
 /// flag and the bad item. Values must lie in [lo, hi].
 std::vector<double> parse_number_list(const std::string& flag, const std::string& text, double lo, double hi);
 
+/// A 64-bit FNV-1a digest of a file's bytes, as 16 hex digits ("" for an empty path); throws
+/// UsageError naming FLAG when the file cannot be read. Tells two weight files apart in stored keys.
+std::string file_digest(const std::string& path, const std::string& flag);
+
 /// Splits a comma-separated list, dropping empty items.
 std::vector<std::string> split_list(const std::string& text);
 

@@ -143,6 +143,11 @@ void run(SweepFlags f) {
       throw UsageError("--model " + model + ": sweep generates from prompts, which needs a model with its own text "
                        "encoder (tiny)");
     }
+    // Cells made with other weights (a retrained shipped file, say) are other cells.
+    GenerateOptions weights_of;
+    weights_of.model = preset.name;
+    weights_of.weights = f.weights;
+    const std::string weights_digest = file_digest(weights_file(weights_of), "--weights");
     const int64_t steps = f.steps ? f.steps : preset.default_steps;
     for (const auto& size : sizes) {
       const auto shape = video_shape(preset, size.frames ? size.frames : preset.default_frames,
@@ -179,7 +184,8 @@ void run(SweepFlags f) {
             c.key = {{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
                      {"width", shape.width},  {"steps", steps},        {"guidance", f.guidance},
                      {"method", method},      {"prompt", prompt},      {"seed", seed},
-                     {"device", f.device},    {"weights", f.weights.empty() ? "shipped" : f.weights}};
+                     {"device", f.device},    {"weights", f.weights.empty() ? "shipped" : f.weights},
+                     {"weights_digest", weights_digest}};
             cells.push_back(std::move(c));
           }
         }

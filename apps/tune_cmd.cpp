@@ -161,7 +161,23 @@ void run(const TuneFlags& f) {
                         {"width", shape.width}, {"steps", space.steps}, {"dense_steps", space.dense_steps},
                         {"grid", space.grid}, {"fitness", f.fitness}, {"prompts", prompts}, {"seeds", seeds},
                         {"latency_model", latency_source}};
+  {
+    GenerateOptions weights_of;
+    weights_of.model = preset.name;
+    weights_of.weights = f.weights;
+    config["weights_digest"] = file_digest(weights_file(weights_of), "--weights");
+  }
   const int64_t study = store.create_or_get_study(f.study, config.dump());
+  {
+    // A study resumes only where its trials' fitness still holds: same videos, same scoring.
+    const auto stored = nlohmann::json::parse(store.study_config(study));
+    for (const char* key : {"model", "frames", "height", "width", "steps", "fitness", "prompts", "seeds", "weights_digest"}) {
+      if (stored.contains(key) && stored.at(key) != config.at(key)) {
+        throw UsageError("--study " + f.study + " exists in " + f.db + " with another " + key + " (" +
+                         stored.at(key).dump() + ", now " + config.at(key).dump() + "); choose another --study name");
+      }
+    }
+  }
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   const std::string worker = card + "@" + host + ":" + std::to_string(::getpid());

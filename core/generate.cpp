@@ -64,6 +64,11 @@ at::ScalarType parse_dtype(const std::string& name, const at::Device& device) {
   throw std::invalid_argument("--dtype '" + name + "' is not fp32 or bf16");
 }
 
+std::string weights_file(const GenerateOptions& o) {
+  if (o.weights == "random") return {};
+  return o.weights.empty() ? find_shipped(model_preset(o.model)) : o.weights;
+}
+
 std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
   const auto& c = model_preset(o.model);
   const auto device = parse_device(o.device);

@@ -42,6 +42,10 @@ struct GenerateOptions {
   std::shared_ptr<const WanDiT> loaded;
 };
 
+/// The file `options` takes its weights from: --weights, or the preset's shipped file ("" when the
+/// weights are random or the shipped file is not in this checkout).
+std::string weights_file(const GenerateOptions& options);
+
 /// Loads the model that `options` names (weights, device, dtype), for GenerateOptions::loaded.
 std::shared_ptr<const WanDiT> load_model(const GenerateOptions& options);
 

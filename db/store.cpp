@@ -281,6 +281,13 @@ int64_t Store::create_or_get_study(const std::string& name, const std::string& c
   return id;
 }
 
+std::string Store::study_config(int64_t study_id) const {
+  Statement select = db_.prepare("SELECT config_json FROM studies WHERE id = ?");
+  select.bind_int64(1, study_id);
+  if (!select.step()) throw StoreError(path() + ": no study with id " + std::to_string(study_id));
+  return select.column_text(0);
+}
+
 Trial Store::read_trial(int64_t trial_id) const {
   Statement select = db_.prepare(std::string("SELECT ") + kTrialColumns + " FROM trials WHERE id = ?");
   select.bind_int64(1, trial_id);

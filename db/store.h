@@ -115,6 +115,8 @@ class Store {
 
   /// The id of study NAME, created with CONFIG_JSON if it does not exist yet.
   int64_t create_or_get_study(const std::string& name, const std::string& config_json);
+  /// The configuration JSON study STUDY_ID was created with.
+  std::string study_config(int64_t study_id) const;
   /// Atomically claims GENOME_JSON in STUDY_ID for WORKER, or reports who has it: a genome is
   /// never handed out twice, across processes. The genome is canonicalised first, so key order
   /// and whitespace do not make a new genome.

@@ -424,6 +424,15 @@ TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find(", 0 evaluated now, " + std::to_string(trials) + " answered by the store;"), std::string::npos) << r.out;
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), trials);
+  // Its trials do not hold for other videos: another step count or other weights is refused.
+  std::string other_steps = tune;
+  other_steps.replace(other_steps.find("--steps 6"), 9, "--steps 8");
+  expect_error(run(other_steps), 2, "with another steps");
+  std::string other_weights = tune;
+  const char* src = std::getenv("ASTRAEA_SOURCE_DIR");
+  other_weights.replace(other_weights.find("--weights random"), 16,
+                        "--weights " + (fs::path(src ? src : ".") / "assets" / "tiny.safetensors").string());
+  expect_error(run(other_weights), 2, "with another weights_digest");
   // The exported schedule runs, and the store knows it.
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM exported_schedules"), 1);
   r = run("generate --model tiny --weights random --frames 2 --height 16 --width 16 --steps 6 --prompt 'a red circle "
