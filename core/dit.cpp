@@ -318,7 +318,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
                      cache.out.scalar_type() == at::kBFloat16 && sel.tile == 1 && sel.min_frame_share == 0;
   const bool reuse_kv = sel.reuse_kv && cache.k.defined();
   OpSequence op(Op::kSelection);
-  at::Tensor sketch, idx, xn, h;
+  at::Tensor sketch, idx, xn;
 #if ASTRAEA_HAS_TORCH_CUDA
   const auto stream = static_cast<kernels::Stream>(compat::current_stream(in.device()));
   // Bytes of a [D] float vector for the kernels.
@@ -362,27 +362,39 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   }
   const int64_t k = idx.size(0);
   computed += k;
-  // The selected tokens' normalised input, gathered (and normalised after the gather when only they are).
-  const auto gathered_norm = [&](const at::Tensor& mul, const at::Tensor& add) {
+  // The selected rows of the input, updated by y * gate when y is given (their residual stream, then
+  // kept in .h), and normalised: one kernel pass on the fused path.
+  struct Gathered {
+    at::Tensor h, out;
+  };
+  const auto gather_norm = [&](const at::Tensor& y, const at::Tensor& gate, const at::Tensor& mul,
+                               const at::Tensor& add) {
+    Gathered r;
 #if ASTRAEA_HAS_TORCH_CUDA
     if (fused) {
-      const auto scale = vec(mul), shift = vec(add);
-      auto out = at::empty({k, d}, in.options());
+      const auto scale = vec(mul), shift = vec(add), g_vec = gate.defined() ? vec(gate) : gate;
+      const auto yc = y.defined() ? y.contiguous() : y;
+      r.out = at::empty({k, d}, in.options());
+      if (y.defined()) r.h = at::empty({k, d}, in.options().dtype(at::kFloat));
       kernels::GatherLayerNormArgs g;
       g.src = reinterpret_cast<const kernels::bf16*>(in.data_ptr());
       g.idx = idx.data_ptr<int64_t>();
+      if (y.defined()) g.y = reinterpret_cast<const kernels::bf16*>(yc.data_ptr());
+      if (gate.defined()) g.gate = g_vec.data_ptr<float>();
       g.mul = scale.data_ptr<float>();
       g.add = shift.data_ptr<float>();
-      g.out = reinterpret_cast<kernels::bf16*>(out.data_ptr());
+      if (r.h.defined()) g.h = r.h.data_ptr<float>();
+      g.out = reinterpret_cast<kernels::bf16*>(r.out.data_ptr());
       g.rows = k;
       g.dim = d;
       g.eps = static_cast<float>(eps);
       kernels::gather_residual_layer_norm(g, stream);
-      return out;
+      return r;
     }
 #endif
-    auto xs = x.index_select(0, idx);
-    return residual_layer_norm(xs, {}, {}, mul, add, dtype_, eps);
+    r.h = x.index_select(0, idx);
+    r.out = residual_layer_norm(r.h, y, gate, mul, add, dtype_, eps);
+    return r;
   };
 
   RopeGrid gathered = rope;
@@ -391,7 +403,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   if (reuse_kv) {
     // Everything for the selected tokens only; the others attend with their cached keys and values.
     op.next(Op::kGather);
-    auto xs = gathered_norm(m(1) + 1.0, m(0));
+    auto xs = gather_norm({}, {}, m(1) + 1.0, m(0)).out;
     op.next(Op::kProjections);
     auto qkv = at::linear(xs, mat(b.qkv_w), mat(b.qkv_b));
     q = rms_norm_rope(qkv.narrow(1, 0, d), b.norm_q, &gathered, heads, eps);
@@ -422,33 +434,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
 
   // The selected tokens' residual stream, gathered and updated by the attention output, then normalised.
   op.next(Op::kGather);
-  at::Tensor xc;
-#if ASTRAEA_HAS_TORCH_CUDA
-  if (fused) {
-    const auto gate = vec(m(2)), mul = vec(b.norm3_w), add = vec(b.norm3_b);
-    const auto yc = y.contiguous();
-    h = at::empty({k, d}, in.options().dtype(at::kFloat));
-    xc = at::empty({k, d}, in.options());
-    kernels::GatherLayerNormArgs g;
-    g.src = reinterpret_cast<const kernels::bf16*>(in.data_ptr());
-    g.idx = idx.data_ptr<int64_t>();
-    g.y = reinterpret_cast<const kernels::bf16*>(yc.data_ptr());
-    g.gate = gate.data_ptr<float>();
-    g.mul = mul.data_ptr<float>();
-    g.add = add.data_ptr<float>();
-    g.h = h.data_ptr<float>();
-    g.out = reinterpret_cast<kernels::bf16*>(xc.data_ptr());
-    g.rows = k;
-    g.dim = d;
-    g.eps = static_cast<float>(eps);
-    kernels::gather_residual_layer_norm(g, stream);
-  }
-#endif
-  if (!fused) {
-    h = x.index_select(0, idx);
-    op.next(Op::kNorm);
-    xc = residual_layer_norm(h, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
-  }
+  auto [h, xc] = gather_norm(y, m(2), b.norm3_w, b.norm3_b);
   op.next(Op::kProjections);
   auto ctx = contexts[0];
   auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
