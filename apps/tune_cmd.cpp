@@ -296,12 +296,19 @@ void run(const TuneFlags& f) {
     }
     for (const auto& [i, trial] : theirs) {  // another live worker has it: wait for its result
       for (;;) {
-        std::optional<double> fit;
         const auto t = store.read_trial(trial);
-        if (t.state == db::TrialState::kComplete) fit = t.fitness;
-        if (fit) {
-          out[i] = *fit;
+        if (t.state == db::TrialState::kComplete && t.fitness) {
+          out[i] = *t.fitness;
           ++answered_by_store;
+          break;
+        }
+        if (stale(t.claimed_by)) {  // it died after claiming: evaluate the genome here, as at claim time
+          const auto t0 = std::chrono::steady_clock::now();
+          const double fit = fitness_on(genomes[i], prompts, devices.front());
+          const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          store.complete_trial(trial, fit, latency.cost_ms(genomes[i]), wall, card);
+          out[i] = fit;
+          ++evaluated_here;
           break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -531,6 +531,48 @@ TEST_F(Cli, ReportOpensInABrowserWithEveryChartAndVideo) {
   expect_error(run("report --db " + db + " --study nope --out " + path("x.html")), 2, "--study nope");
 }
 
+// A worker waiting on another's trial takes it over when that worker dies, instead of waiting forever.
+TEST_F(Cli, AWaitingWorkerTakesOverTheTrialsOfOneThatDied) {
+  const auto db = path("dies.db"), log = path("b.log");
+  store_made_up_latency(db, {1.0, 0.5}, 3);
+  const std::string tune = std::string(ASTRAEA_BENCH_BIN) + " tune --study dies --model tiny --frames 3 --height 16 "
+                           "--width 16 --weights random --steps 16 --target-speedup 1.5 --population 6 --generations 0 "
+                           "--prompt 'a red circle moving left on a gray background' --validation-count 0 "
+                           "--measure-repeats 0 --db " + db;
+  auto start = [](const std::string& command) {
+    const pid_t child = fork();
+    if (child == 0) {
+      execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return child;
+  };
+  // A claims the first generation; B, the same seeded search, finds every genome claimed and waits.
+  const pid_t a = start(tune + " >/dev/null 2>&1");
+  for (int i = 0; i < 600 && (!fs::exists(db) || count_rows(db, "SELECT count(*) FROM trials") < 6); ++i) usleep(50 * 1000);
+  ASSERT_EQ(count_rows(db, "SELECT count(*) FROM trials"), 6) << "A never claimed its first generation";
+  const pid_t b = start(tune + " > " + log + " 2>&1");
+  usleep(1500 * 1000);
+  ::kill(a, SIGKILL);
+  int status = 0;
+  waitpid(a, &status, 0);  // reaped: a zombie would still answer kill(pid, 0)
+  const int64_t left = count_rows(db, "SELECT count(*) FROM trials WHERE state <> 'complete'");
+  // B must finish on its own; a minute is ample (each evaluation takes well under a second).
+  int b_status = -1;
+  for (int i = 0; i < 1200 && waitpid(b, &b_status, WNOHANG) == 0; ++i) usleep(50 * 1000);
+  if (waitpid(b, &status, WNOHANG) == 0) {
+    ::kill(b, SIGKILL);
+    waitpid(b, &status, 0);
+    FAIL() << "the waiting worker hung on the dead worker's trials";
+  }
+  std::ifstream in(log);
+  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(b_status) && WEXITSTATUS(b_status) == 0) << out;
+  EXPECT_GT(left, 0) << "A finished before it was killed; the test needs slower evaluations";
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials WHERE state <> 'complete'"), 0) << out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), 6);
+}
+
 TEST_F(Cli, TwoTuneWorkersShareOneStudyWithoutRepeatingATrial) {
   const auto db = path("two.db");
   store_made_up_latency(db, {1.0, 0.5});
