@@ -156,10 +156,6 @@ Statement& Statement::bind_optional_int64(int index, const std::optional<int64_t
   return value ? bind_int64(index, *value) : bind_null(index);
 }
 
-Statement& Statement::bind_optional_double(int index, const std::optional<double>& value) {
-  return value ? bind_double(index, *value) : bind_null(index);
-}
-
 Statement& Statement::bind_text_or_null(int index, const std::string& value) {
   return value.empty() ? bind_null(index) : bind_text(index, value);
 }

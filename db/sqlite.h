@@ -80,7 +80,6 @@ class Statement {
   Statement& bind_text(int index, const std::string& value);
   Statement& bind_null(int index);
   Statement& bind_optional_int64(int index, const std::optional<int64_t>& value);
-  Statement& bind_optional_double(int index, const std::optional<double>& value);
   /// Binds NULL for an empty string: for optional text columns.
   Statement& bind_text_or_null(int index, const std::string& value);
 

@@ -114,20 +114,6 @@ Trial trial_from_row(const Statement& row) {
 
 }  // namespace
 
-const char* trial_state_name(TrialState state) {
-  switch (state) {
-    case TrialState::kPending:
-      return "pending";
-    case TrialState::kRunning:
-      return "running";
-    case TrialState::kComplete:
-      return "complete";
-    case TrialState::kFailed:
-      return "failed";
-  }
-  return "failed";
-}
-
 int Store::latest_schema_version() { return static_cast<int>(migrations().size()); }
 
 const std::string& Store::migration_sql(int version) {

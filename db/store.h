@@ -54,8 +54,6 @@ struct QueryResult {
 
 /// A trial's lifecycle: pending (queued) -> running (claimed by a worker) -> complete | failed.
 enum class TrialState { kPending, kRunning, kComplete, kFailed };
-/// The state's spelling in the database: "pending", "running", "complete", "failed".
-const char* trial_state_name(TrialState state);
 
 /// One evaluation of one genome in one study.
 struct Trial {
