@@ -194,10 +194,16 @@ json study(const db::Store& store, const ReportOptions& o, json& missing) {
   s["best"] = best_number;
   s["convergence"] = convergence;
   json schedules = json::array();
-  const auto exported = store.query("SELECT path, schedule_json FROM exported_schedules WHERE study_id = " + id + " ORDER BY id");
+  // Each exported trial once (the newest export of it), named by trial and file: one file name
+  // exported twice would otherwise label two series alike.
+  const auto exported = store.query(
+      "SELECT e.path, e.schedule_json, t.number FROM exported_schedules e JOIN trials t ON t.id = e.trial_id "
+      "WHERE e.study_id = " + id + " AND e.id = (SELECT max(id) FROM exported_schedules WHERE trial_id = e.trial_id) "
+      "ORDER BY e.id");
   for (const auto& row : exported.rows) {
     const auto j = parse_or_empty(row[1]);
-    schedules.push_back({{"name", std::filesystem::path(*row[0]).filename().string()}, {"budgets", j.value("budgets", json::array())}});
+    const std::string name = "trial " + *row[2] + " (" + std::filesystem::path(*row[0]).filename().string() + ")";
+    schedules.push_back({{"name", name}, {"budgets", j.value("budgets", json::array())}});
   }
   if (schedules.empty() && best_number >= 0) {
     for (const auto& a : all)
