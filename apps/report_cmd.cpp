@@ -53,6 +53,8 @@ void register_report(CLI::App& app) {
   sub->add_option("--out", f->out, "the report, .html")->required();
   sub->add_option("--max-videos", f->options.max_videos, "video pairs embedded at most")->default_val(4)->check(CLI::Range(0, 64));
   sub->add_option("--max-video-mb", f->max_video_mb, "larger videos are left out")->default_val(4.0);
+  sub->add_flag("!--no-difference", f->options.difference_videos,
+                "leave out the difference heat map beside each video pair");
   sub->add_option("--chart-js", f->chart_js, "Chart.js UMD build to inline (default: the checkout's node_modules)");
   on_run(sub, [f] { run(*f); });
 }

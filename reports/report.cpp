@@ -252,17 +252,40 @@ std::string base64(const std::vector<uint8_t>& bytes) {
 }
 
 // A safetensors video (sweep --videos) as MP4 bytes; empty if it cannot be read.
-std::vector<uint8_t> mp4_of(const std::string& path) {
+std::vector<uint8_t> encode_mp4(const float* rgb, int64_t frames, int64_t height, int64_t width) {
+  const std::string tmp = (std::filesystem::temp_directory_path() / ("astraea-report-" + std::to_string(::getpid()) + ".mp4")).string();
+  write_mp4(tmp, rgb, frames, height, width, 16.0);
+  std::ifstream in(tmp, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(tmp);
+  return bytes;
+}
+
+// A kept video (sweep --videos): float32 [F, H, W, 3]; empty when unreadable.
+struct KeptVideo {
+  std::vector<float> rgb;
+  int64_t frames = 0, height = 0, width = 0;
+};
+
+KeptVideo read_kept(const std::string& path) {
+  KeptVideo k;
   try {
     const auto file = SafetensorsFile::open(path);
     const auto& v = file.at("video");
-    if (v.shape.size() != 4) return {};
-    const std::string tmp = (std::filesystem::temp_directory_path() / ("astraea-report-" + std::to_string(::getpid()) + ".mp4")).string();
-    write_mp4(tmp, reinterpret_cast<const float*>(v.data), v.shape[0], v.shape[1], v.shape[2], 16.0);
-    std::ifstream in(tmp, std::ios::binary);
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::filesystem::remove(tmp);
-    return bytes;
+    if (v.shape.size() != 4 || v.shape[3] != 3 || v.dtype != DType::F32) return k;
+    const auto* data = reinterpret_cast<const float*>(v.data);
+    k.rgb.assign(data, data + v.shape[0] * v.shape[1] * v.shape[2] * 3);
+    k.frames = v.shape[0], k.height = v.shape[1], k.width = v.shape[2];
+  } catch (const std::exception&) {
+    k = {};
+  }
+  return k;
+}
+
+std::vector<uint8_t> mp4_of(const KeptVideo& k) {
+  if (k.rgb.empty()) return {};
+  try {
+    return encode_mp4(k.rgb.data(), k.frames, k.height, k.width);
   } catch (const std::exception&) {
     return {};
   }
@@ -304,10 +327,14 @@ std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions
       accelerated.emplace_back(c, number(row[1]));
     }
   }
-  std::map<std::string, std::vector<uint8_t>> encoded;  // by path: a dense clip serves every budget
-  auto mp4 = [&](const std::string& path) -> const std::vector<uint8_t>& {
-    auto [it, fresh] = encoded.try_emplace(path);
-    if (fresh) it->second = mp4_of(path);
+  // By path: a dense clip serves every budget, so it is read and encoded once.
+  std::map<std::string, std::pair<KeptVideo, std::vector<uint8_t>>> kept;
+  auto video = [&](const std::string& path) -> const std::pair<KeptVideo, std::vector<uint8_t>>& {
+    auto [it, fresh] = kept.try_emplace(path);
+    if (fresh) {
+      it->second.first = read_kept(path);
+      it->second.second = mp4_of(it->second.first);
+    }
     return it->second;
   };
   std::vector<VideoPair> out;
@@ -320,14 +347,39 @@ std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions
     p.caption = "\"" + c.value("prompt", std::string()) + "\", seed " + std::to_string(c.value("seed", 0)) + ", " +
                 method_label(c.value("method", json::object()));
     p.psnr = psnr;
-    p.dense_mp4 = mp4(d->second);
-    p.accelerated_mp4 = mp4(c.value("video", ""));
+    const auto& dense_video = video(d->second);
+    const auto& fast_video = video(c.value("video", ""));
+    p.dense_mp4 = dense_video.second;
+    p.accelerated_mp4 = fast_video.second;
     if (p.dense_mp4.empty() || p.accelerated_mp4.empty()) continue;
     if (static_cast<int64_t>(p.dense_mp4.size()) > o.max_video_bytes ||
         static_cast<int64_t>(p.accelerated_mp4.size()) > o.max_video_bytes) {
       continue;
     }
+    const auto& a = fast_video.first;
+    const auto& b = dense_video.first;
+    if (o.difference_videos && a.frames == b.frames && a.height == b.height && a.width == b.width) {
+      const auto heat = difference_heatmap(a.rgb.data(), b.rgb.data(), a.frames, a.height, a.width);
+      p.difference_mp4 = encode_mp4(heat.data(), a.frames, a.height, a.width);
+      if (static_cast<int64_t>(p.difference_mp4.size()) > o.max_video_bytes) p.difference_mp4.clear();
+    }
     out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<float> difference_heatmap(const float* a, const float* b, int64_t frames, int64_t height, int64_t width) {
+  // Colour stops of the ramp, at t = 0, 1/3, 2/3, 1: black, purple, orange, yellow.
+  static constexpr float kStops[4][3] = {{0, 0, 0}, {0.45f, 0.1f, 0.55f}, {0.95f, 0.45f, 0.1f}, {1, 0.95f, 0.3f}};
+  const int64_t pixels = frames * height * width;
+  std::vector<float> out(static_cast<size_t>(pixels * 3));
+  for (int64_t i = 0; i < pixels; ++i) {
+    float d = 0;
+    for (int c = 0; c < 3; ++c) d += std::fabs(a[i * 3 + c] - b[i * 3 + c]);
+    const float t = std::min(1.0f, d / 3.0f / kDifferenceFullScale) * 3.0f;  // position along the 3 segments
+    const int seg = std::min(2, static_cast<int>(t));
+    const float f = t - static_cast<float>(seg);
+    for (int c = 0; c < 3; ++c) out[static_cast<size_t>(i * 3 + c)] = kStops[seg][c] + f * (kStops[seg + 1][c] - kStops[seg][c]);
   }
   return out;
 }
@@ -342,8 +394,13 @@ std::string render_html(const json& data, const std::vector<VideoPair>& videos, 
     char psnr[64];
     std::snprintf(psnr, sizeof psnr, std::isinf(p.psnr) ? "PSNR inf" : "PSNR %.2f dB", p.psnr);
     v += "<figure class=\"pair\"><div class=\"videos\">";
-    for (const auto* clip : {&p.dense_mp4, &p.accelerated_mp4}) {
-      v += std::string("<div><div class=\"label\">") + (clip == &p.dense_mp4 ? "dense" : "accelerated") +
+    char scale[96];
+    std::snprintf(scale, sizeof scale, "difference (black: equal; yellow: %.2f or more)", kDifferenceFullScale);
+    const std::pair<const std::vector<uint8_t>*, std::string> clips[] = {
+        {&p.dense_mp4, "dense"}, {&p.accelerated_mp4, "accelerated"}, {&p.difference_mp4, scale}};
+    for (const auto& [clip, label] : clips) {
+      if (clip->empty()) continue;
+      v += "<div><div class=\"label\">" + label +
            "</div><video controls loop muted autoplay playsinline width=\"288\"><source type=\"video/mp4\" src=\"data:video/mp4;base64," +
            base64(*clip) + "\"></video></div>";
     }

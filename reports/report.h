@@ -15,6 +15,7 @@ struct ReportOptions {
   std::string study;       ///< the study for the Pareto, schedule and convergence sections ("": the newest)
   int max_videos = 4;      ///< video pairs embedded at most
   int64_t max_video_bytes = 4 << 20;  ///< per video file; larger ones are listed, not embedded
+  bool difference_videos = true;      ///< a third video per pair: where the two differ, as a heat map
 };
 
 /// Everything the report shows, from the store: deterministic for a given store content (no
@@ -22,12 +23,22 @@ struct ReportOptions {
 /// listed under "missing" with the command that would fill them.
 nlohmann::json gather(const db::Store& store, const ReportOptions& options);
 
-/// One embedded video pair: the dense and the accelerated video of one prompt and seed.
+/// One embedded video pair: the dense and the accelerated video of one prompt and seed, and
+/// optionally their difference heat map.
 struct VideoPair {
   std::string caption;
   double psnr = 0;
-  std::vector<uint8_t> dense_mp4, accelerated_mp4;
+  std::vector<uint8_t> dense_mp4, accelerated_mp4, difference_mp4;
 };
+
+/// Full scale of the heat map: a mean absolute RGB difference of this much (a quarter of the
+/// range) or more is drawn at the top colour.
+inline constexpr float kDifferenceFullScale = 0.25f;
+
+/// The heat map of two float RGB videos [frames, height, width, 3] in [0, 1] of the same shape:
+/// per pixel, the mean over channels of |a - b|, scaled by kDifferenceFullScale and coloured
+/// black (equal) -> purple -> orange -> yellow (full scale). Returns the same layout.
+std::vector<float> difference_heatmap(const float* a, const float* b, int64_t frames, int64_t height, int64_t width);
 
 /// Video pairs from sweep cells that kept their videos (sweep --videos), encoded as MP4.
 std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions& options);

@@ -117,3 +117,24 @@ TEST_F(ReportTest, TheIslandCannotCloseItsScriptElement) {
 
 }  // namespace
 }  // namespace astraea::reports
+
+namespace astraea::reports {
+namespace {
+
+// Two 1-frame 1x3 videos: equal pixel, a half-scale difference, a difference beyond full scale.
+TEST(DifferenceHeatmap, MapsTheMeanAbsoluteDifferenceOntoTheRamp) {
+  const float a[9] = {0.2f, 0.4f, 0.6f, 0.5f, 0.5f, 0.5f, 0.0f, 0.0f, 0.0f};
+  // Pixel 1: |diff| 0.125 in each channel -> mean 0.125 = half of full scale (0.25) -> t = 1.5 on
+  // the 3-segment ramp: halfway from purple (0.45, 0.1, 0.55) to orange (0.95, 0.45, 0.1).
+  // Pixel 2: 0.9 in each channel, over full scale -> yellow (1, 0.95, 0.3).
+  const float b[9] = {0.2f, 0.4f, 0.6f, 0.625f, 0.375f, 0.625f, 0.9f, 0.9f, 0.9f};
+  const auto h = difference_heatmap(a, b, 1, 1, 3);
+  ASSERT_EQ(h.size(), 9u);
+  const float expected[9] = {0, 0, 0, 0.7f, 0.275f, 0.325f, 1, 0.95f, 0.3f};
+  for (int i = 0; i < 9; ++i) EXPECT_NEAR(h[i], expected[i], 1e-6) << i;
+  // Symmetric in its arguments.
+  EXPECT_EQ(difference_heatmap(b, a, 1, 1, 3), h);
+}
+
+}  // namespace
+}  // namespace astraea::reports

@@ -512,14 +512,22 @@ TEST_F(Cli, ReportOpensInABrowserWithEveryChartAndVideo) {
     const std::string tag = dom.out.substr(at, dom.out.find('>', at) - at);
     if (tag.find("data-can-play=\"probably\"") != std::string::npos || tag.find("data-can-play=\"maybe\"") != std::string::npos) ++playable;
   }
-  EXPECT_EQ(videos, 2u);
+  EXPECT_EQ(videos, 3u) << "dense, accelerated and their difference heat map";
   EXPECT_EQ(playable, videos);
+  EXPECT_NE(dom.out.find("difference (black: equal"), std::string::npos);
   run_shell(chromium + "--window-size=1200,2600 --screenshot=" + shot + " file://" + report + " 2>/dev/null");
   ASSERT_TRUE(fs::exists(shot));
   std::ifstream png(shot, std::ios::binary);
   char magic[4] = {};
   png.read(magic, 4);
   EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  // --no-difference leaves the heat map out.
+  ASSERT_EQ(run("report --no-difference --db " + db + " --out " + path("plain.html")).code, 0);
+  std::ifstream plain(path("plain.html"));
+  const std::string plain_html((std::istreambuf_iterator<char>(plain)), std::istreambuf_iterator<char>());
+  size_t plain_videos = 0;
+  for (size_t at = plain_html.find("<video"); at != std::string::npos; at = plain_html.find("<video", at + 1)) ++plain_videos;
+  EXPECT_EQ(plain_videos, 2u);
   // An empty store still gives a valid page that says what is missing.
   astraea::db::Store::open(path("empty.db"));
   ASSERT_EQ(run("report --db " + path("empty.db") + " --out " + path("empty.html")).code, 0);
