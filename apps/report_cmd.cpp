@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "apps/commands.h"
+#include "apps/provenance.h"
 #include "core/atomic_file.h"
 #include "db/store.h"
 #include "reports/report.h"
@@ -16,7 +17,27 @@ struct ReportFlags {
   std::string db = "astraea.db", out, chart_js;
   reports::ReportOptions options;
   double max_video_mb = 4;
+  std::string runs;  // "3,10-20"
 };
+
+// --runs: comma-separated run ids and inclusive ranges A-B.
+std::vector<std::pair<int64_t, int64_t>> parse_runs(const std::string& text) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& item : split_list(text)) {
+    long long lo = 0, hi = 0;
+    char tail = 0;
+    if (std::sscanf(item.c_str(), "%lld-%lld%c", &lo, &hi, &tail) == 2) {
+    } else if (std::sscanf(item.c_str(), "%lld%c", &lo, &tail) == 1) {
+      hi = lo;
+    } else {
+      throw UsageError("--runs item '" + item + "' is not a run id or a range A-B");
+    }
+    if (lo < 1 || hi < lo) throw UsageError("--runs item '" + item + "' is not a range of run ids from 1");
+    out.emplace_back(lo, hi);
+  }
+  if (out.empty()) throw UsageError("--runs names no run");
+  return out;
+}
 
 void run(const ReportFlags& f) {
   check_output_path("--out", f.out, {".html"});
@@ -32,6 +53,7 @@ void run(const ReportFlags& f) {
   js << js_in.rdbuf();
   auto options = f.options;
   options.max_video_bytes = static_cast<int64_t>(f.max_video_mb * 1024 * 1024);
+  if (!f.runs.empty()) options.runs = parse_runs(f.runs);
   const auto store = db::Store::open(f.db);
   const auto data = reports::gather(store, options);
   const auto videos = reports::gather_videos(store, options);
@@ -55,6 +77,8 @@ void register_report(CLI::App& app) {
   sub->add_option("--max-video-mb", f->max_video_mb, "larger videos are left out")->default_val(4.0);
   sub->add_flag("!--no-difference", f->options.difference_videos,
                 "leave out the difference heat map beside each video pair");
+  sub->add_option("--runs", f->runs, "show only these sweep cells in the summary and videos: run ids and ranges, "
+                  "e.g. 3,10-20 (query runs lists them)");
   sub->add_option("--chart-js", f->chart_js, "Chart.js UMD build to inline (default: the checkout's node_modules)");
   on_run(sub, [f] { run(*f); });
 }

@@ -60,10 +60,21 @@ std::map<int64_t, std::map<std::string, double>> measurements_of(const db::Store
 
 json null_if_nan(double v) { return std::isnan(v) ? json(nullptr) : std::isinf(v) ? json("inf") : json(v); }
 
-json summary(const db::Store& store, json& missing) {
-  const auto runs = store.query("SELECT id, config_json, device FROM runs WHERE kind = 'sweep-cell' ORDER BY id");
+// " AND (id BETWEEN a AND b OR ...)" for --runs, on COLUMN; "" for all runs.
+std::string runs_filter(const ReportOptions& o, const std::string& column) {
+  if (o.runs.empty()) return {};
+  std::string sql;
+  for (const auto& [lo, hi] : o.runs)
+    sql += (sql.empty() ? "" : " OR ") + column + " BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi);
+  return " AND (" + sql + ")";
+}
+
+json summary(const db::Store& store, const ReportOptions& o, json& missing) {
+  const auto runs = store.query("SELECT id, config_json, device FROM runs WHERE kind = 'sweep-cell'" +
+                                runs_filter(o, "id") + " ORDER BY id");
   if (runs.rows.empty()) {
-    missing.push_back("summary: no sweep cells; run astraea-bench sweep");
+    missing.push_back(o.runs.empty() ? "summary: no sweep cells; run astraea-bench sweep"
+                                     : "summary: no sweep cells among --runs");
     return json::array();
   }
   const auto m = measurements_of(store, "sweep-cell");
@@ -304,10 +315,11 @@ json gather(const db::Store& store, const ReportOptions& o) {
   json d;
   d["format"] = "astraea-report";
   d["version"] = 1;
-  d["summary"] = summary(store, missing);
+  d["summary"] = summary(store, o, missing);
   d["latency"] = latency(store, missing);
   d["study"] = study(store, o, missing);
   d["provenance"] = provenance(store);
+  if (!o.runs.empty()) d["provenance"]["runs_shown"] = o.runs;  // the summary and videos are a selection
   d["missing"] = missing;
   return d;
 }
@@ -315,7 +327,8 @@ json gather(const db::Store& store, const ReportOptions& o) {
 std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions& o) {
   const auto runs = store.query(
       "SELECT r.config_json, (SELECT m.value FROM measurements m WHERE m.run_id = r.id AND m.name = 'psnr') FROM runs r "
-      "WHERE r.kind = 'sweep-cell' AND json_extract(r.config_json, '$.video') IS NOT NULL ORDER BY r.id");
+      "WHERE r.kind = 'sweep-cell' AND json_extract(r.config_json, '$.video') IS NOT NULL" + runs_filter(o, "r.id") +
+      " ORDER BY r.id");
   std::map<std::string, std::string> dense;  // (model, size, prompt, seed) -> video path
   std::vector<std::pair<json, double>> accelerated;
   for (const auto& row : runs.rows) {

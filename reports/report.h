@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "db/store.h"
@@ -16,6 +17,8 @@ struct ReportOptions {
   int max_videos = 4;      ///< video pairs embedded at most
   int64_t max_video_bytes = 4 << 20;  ///< per video file; larger ones are listed, not embedded
   bool difference_videos = true;      ///< a third video per pair: where the two differ, as a heat map
+  /// Sweep cells (summary and videos) restricted to these inclusive run-id ranges; empty: all.
+  std::vector<std::pair<int64_t, int64_t>> runs;
 };
 
 /// Everything the report shows, from the store: deterministic for a given store content (no

@@ -521,6 +521,15 @@ TEST_F(Cli, ReportOpensInABrowserWithEveryChartAndVideo) {
   char magic[4] = {};
   png.read(magic, 4);
   EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  // --runs narrows the summary and videos to the cells named: the dense cell alone has no pair.
+  const auto dense_cell = count_rows(db, "SELECT id FROM runs WHERE kind = 'sweep-cell' AND "
+                                         "json_extract(config_json, '$.method.budget') = 1");
+  r = run("report --runs " + std::to_string(dense_cell) + " --db " + db + " --out " + path("one.html"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("1 summary rows"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0 video pairs"), std::string::npos) << r.out;
+  expect_error(run("report --runs 3x --db " + db + " --out " + path("bad.html")), 2, "--runs item '3x'");
+  EXPECT_FALSE(fs::exists(path("bad.html")));
   // --no-difference leaves the heat map out.
   ASSERT_EQ(run("report --no-difference --db " + db + " --out " + path("plain.html")).code, 0);
   std::ifstream plain(path("plain.html"));
