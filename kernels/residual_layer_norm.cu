@@ -56,6 +56,32 @@ __device__ __forceinline__ void store_sketch(const ResidualLayerNormArgs& a, flo
   }
 }
 
+/// Each thread's partial sketch of kRows rows it holds (v[r][i][k]: column (i * blockDim + t) * kVec
+/// + k of row r): acc[r * kMaxSketchDim + j] = sum over its columns of v * proj[j]. proj rows are
+/// contiguous over columns, so a warp's loads are contiguous, and the sketch_dim x dim floats stay in
+/// L1 across the rows of an SM; each load serves kRows rows. Summed in the same order whatever kRows.
+template <int kRows, int kItems, int kVec>
+__device__ __forceinline__ void sketch_partials(const ResidualLayerNormArgs& a, const float (&v)[kRows][kItems][kVec],
+                                                float (&acc)[kRows * kMaxSketchDim]) {
+#pragma unroll
+  for (int n = 0; n < kRows * kMaxSketchDim; ++n) acc[n] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int col = (i * blockDim.x + threadIdx.x) * kVec;
+    if (col >= a.dim) continue;
+#pragma unroll
+    for (int j = 0; j < kMaxSketchDim; ++j) {
+      if (j >= a.sketch_dim) break;
+      float p[kVec];
+      detail::load_param<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + col, 0.0f, p);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[r * kMaxSketchDim + j] = __fmaf_rn(v[r][i][k], p[k], acc[r * kMaxSketchDim + j]);
+    }
+  }
+}
+
 /// One CTA per row, the row held in registers: thread i owns elements [(k * blockDim + i) * kVec, +kVec)
 /// for k < kItems, so every access of a warp is contiguous and each byte is read once.
 template <int kVec, int kItems>
@@ -90,24 +116,8 @@ __global__ void __launch_bounds__(max_threads(kVec)) residual_layer_norm_residen
     if (store_x) detail::store_f32<kVec>(x + col, v[i]);
   }
   if (a.sketch != nullptr) {  // uniform over the block, as is every branch before a barrier here
-    // proj rows are contiguous over columns: each thread reads its own columns of every row, so a
-    // warp's loads are contiguous; the 8 x dim floats stay in L1 across the rows of an SM.
     float acc[kMaxSketchDim];
-#pragma unroll
-    for (int j = 0; j < kMaxSketchDim; ++j) acc[j] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const int col = (i * blockDim.x + threadIdx.x) * kVec;
-      if (col >= a.dim) continue;
-#pragma unroll
-      for (int j = 0; j < kMaxSketchDim; ++j) {
-        if (j >= a.sketch_dim) break;
-        float p[kVec];
-        detail::load_param<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + col, 0.0f, p);
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[j] = __fmaf_rn(v[i][k], p[k], acc[j]);
-      }
-    }
+    sketch_partials<1, kItems, kVec>(a, reinterpret_cast<const float(&)[1][kItems][kVec]>(v), acc);
     store_sketch(a, acc);
   }
   if (a.out == nullptr) return;
@@ -216,7 +226,7 @@ __device__ __forceinline__ void block_sums(float (&values)[kN], float (*partials
 /// 1536 on an H200). Vector path only; thread t owns the same columns in every row.
 template <int kItems, int kRows>
 __global__ void __launch_bounds__(256) sketch_layer_norm_rows(const ResidualLayerNormArgs a, int rows) {
-  __shared__ float sketch_partials[kRows * kMaxSketchDim][32];
+  __shared__ float sketch_sums[kRows * kMaxSketchDim][32];
   __shared__ float stat_partials[2][kRows][32];
   constexpr int kVec = kVectorElems;
   const int first = blockIdx.x * kRows;
@@ -238,23 +248,7 @@ __global__ void __launch_bounds__(256) sketch_layer_norm_rows(const ResidualLaye
   }
   // Sketch: one projection load serves every row of the CTA.
   float acc[kRows * kMaxSketchDim];
-#pragma unroll
-  for (int n = 0; n < kRows * kMaxSketchDim; ++n) acc[n] = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int col = (i * blockDim.x + threadIdx.x) * kVec;
-    if (col >= a.dim) continue;
-#pragma unroll
-    for (int j = 0; j < kMaxSketchDim; ++j) {
-      if (j >= a.sketch_dim) break;
-      float p[kVec];
-      detail::load_param<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + col, 0.0f, p);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[r * kMaxSketchDim + j] = __fmaf_rn(v[r][i][k], p[k], acc[r * kMaxSketchDim + j]);
-    }
-  }
+  sketch_partials<kRows, kItems, kVec>(a, v, acc);
   {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
@@ -263,14 +257,14 @@ __global__ void __launch_bounds__(256) sketch_layer_norm_rows(const ResidualLaye
       for (int j = 0; j < kMaxSketchDim; ++j) {
         if (j >= a.sketch_dim) break;
         const float sum = detail::warp_sum(acc[r * kMaxSketchDim + j]);
-        if (lane == 0) sketch_partials[r * kMaxSketchDim + j][warp] = sum;
+        if (lane == 0) sketch_sums[r * kMaxSketchDim + j][warp] = sum;
       }
     __syncthreads();
     for (int t = threadIdx.x; t < kRows * a.sketch_dim; t += blockDim.x) {
       const int r = t / a.sketch_dim, j = t % a.sketch_dim;
       if (first + r >= rows) continue;
       float sum = 0.0f;  // warps in a fixed order, as store_sketch
-      for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) sum += sketch_partials[r * kMaxSketchDim + j][w];
+      for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) sum += sketch_sums[r * kMaxSketchDim + j][w];
       a.sketch[static_cast<int64_t>(first + r) * a.sketch_dim + j] = sum;
     }
   }
