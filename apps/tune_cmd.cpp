@@ -373,8 +373,8 @@ void run(const TuneFlags& f) {
   {
     const auto k = static_cast<size_t>(space.dense_steps);
     const double rest = static_cast<double>(uniform.size() - k);
-    const double per_step = (best.cost_ms - static_cast<double>(k) * latency.step_ms(1.0)) / rest;
-    const double u = std::clamp((per_step - latency.intercept_ms()) / latency.slope_ms(), 0.01, 1.0);
+    const double per_step = rest > 0 ? (best.cost_ms - static_cast<double>(k) * latency.step_ms(1.0)) / rest : 0.0;
+    const double u = rest > 0 ? std::clamp((per_step - latency.intercept_ms()) / latency.slope_ms(), 0.01, 1.0) : 1.0;
     std::fill(uniform.begin() + static_cast<std::ptrdiff_t>(k), uniform.end(), u);
     validation_config["uniform_budget"] = u;
   }

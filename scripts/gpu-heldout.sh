@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Held-out videos for the tuning study: dense, tuned schedule, uniform budgets. Args: WEIGHTS SCHEDULE OUTDIR
+# Held-out videos for a tuning study on the GPU host (docs/tuning.md): for each prompt of
+# bench/heldout_prompts.txt, seed 0, the dense video, the schedule's, and uniform budgets 0.3 and 0.35
+# after 2 dense steps, as safetensors for `astraea-bench score`. Usage: WEIGHTS SCHEDULE OUTDIR
+# (paths from the repository root; after scripts/gpu-host.sh build; tune --save-videos does the same
+# for its own held-out prompts).
 set -u
+cd "$(dirname "$0")/.."
+deps=/opt/deps/usr/lib/x86_64-linux-gnu  # as scripts/gpu-host.sh sets it
+export LD_LIBRARY_PATH=$deps:$deps/blas:$deps/lapack:${LD_LIBRARY_PATH:-}
 w=$1; s=$2; d=$3; mkdir -p "$d"; i=0
 B=build-gpu/apps/astraea-bench
 while IFS= read -r p; do

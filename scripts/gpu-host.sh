@@ -4,7 +4,13 @@
 # .gpu/pytorch_wan_step.py. Logs and numbers go to $OUT (or out/gpu).
 #   Here, once:  mkdir -p .debs && (cd .debs && apt-get download libsqlite3-dev libsqlite3-0 \
 #                  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 \
-#                  libbenchmark-dev libbenchmark1debian)
+#                  libbenchmark-dev libbenchmark1debian \
+#                  libopencv-core-dev libopencv-imgproc-dev libopencv-video-dev libopencv-core406 \
+#                  libopencv-imgproc406 libopencv-video406 libopencv-calib3d406 libopencv-dnn406 \
+#                  libopencv-features2d406 libopencv-flann406 libtbb12 libprotobuf32 libblas3 liblapack3 \
+#                  libgfortran5 libquadmath0 libglx0 libglvnd0)
+#   (the OpenCV modules give the GPU host optical flow, so VBench-proxy scores there too; not yet
+#   tried on the host)
 # Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train]
 #        (default: build test bench baseline profile generate; TRAIN_MINUTES sets the training time,
 #        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db)
@@ -17,6 +23,11 @@ steps=("$@")
 want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 
+# The unpacked packages' libraries; BLAS and LAPACK (OpenCV's core needs them) sit in their own
+# folders, since dpkg -x runs no update-alternatives. Set before the build: the linker also looks
+# here for the libraries that OpenCV's own libraries need.
+deps=/opt/deps/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$deps:$deps/blas:$deps/lapack:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv | tee "$out/gpu.txt"
 if want build; then
   mkdir -p /opt/deps && for f in .debs/*.deb; do dpkg -x "$f" /opt/deps; done
@@ -29,7 +40,6 @@ if want build; then
   log "build"
   cmake --build build-gpu -j 16 ${BUILD_TARGET:+--target $BUILD_TARGET} >"$out/build.log" 2>&1 || { grep -B2 -A12 -m5 "error" "$out/build.log" | head -80; exit 1; }
 fi
-export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 if want train; then
   log "train tiny for ${TRAIN_MINUTES:-6} minutes"
   build-gpu/apps/astraea-bench train --device cuda --minutes "${TRAIN_MINUTES:-6}" --steps 40000 \
@@ -67,7 +77,7 @@ if want tune; then
   log "tune tiny 16x64x64 against wan2.1-1.3b@81x480x832 latency, target ${TUNE_SPEEDUP:-2.6}x"
   build-gpu/apps/astraea-bench tune --study "wan-${TUNE_SPEEDUP:-2.6}x" --model tiny --frames 16 --height 64 --width 64 \
     --steps 30 --target-speedup "${TUNE_SPEEDUP:-2.6}" --latency-model wan2.1-1.3b@81x480x832 --devices cuda \
-    --calibration-prompts bench/calibration_prompts.txt --fitness psnr --population "${TUNE_POPULATION:-16}" \
+    --calibration-prompts bench/calibration_prompts.txt --fitness "${TUNE_FITNESS:-both}" --population "${TUNE_POPULATION:-16}" \
     --generations "${TUNE_GENERATIONS:-8}" --validation-count 8 --measure-repeats 2 --save-videos "$out/heldout" \
     --db "$out/gpu.db" --export "$out/wan_schedule.json" 2>&1 | tee "$out/tune.txt"
 fi
