@@ -391,15 +391,16 @@ void run(const TuneFlags& f) {
       if (f.save_videos.empty()) return {};
       return [&, kind](const std::string& prompt, uint64_t seed, const at::Tensor& video) {
         const auto i = static_cast<size_t>(std::find(held_out.begin(), held_out.end(), prompt) - held_out.begin());
-        const std::string name = "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_" + kind + ".safetensors";
-        for (const auto& [k, v] : std::map<std::string, at::Tensor>{{kind, video}, {"dense", references.at({prompt, seed})}}) {
-          const std::string file = "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_" + k + ".safetensors";
+        const std::string stem = "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_";
+        auto save = [&](const std::string& file, const at::Tensor& v) {
           const auto t = v.contiguous();
           write_safetensors(f.save_videos + "/" + file, {{"video", DType::F32, t.sizes().vec(), t.data_ptr()}},
                             {{"prompt", prompt}, {"seed", std::to_string(seed)}});
-        }
-        index.push_back({{"prompt", prompt}, {"seed", seed}, {"kind", kind}, {"video", name},
-                         {"reference", "heldout" + std::to_string(i) + "_seed" + std::to_string(seed) + "_dense.safetensors"}});
+        };
+        save(stem + kind + ".safetensors", video);
+        if (kind == "tuned") save(stem + "dense.safetensors", references.at({prompt, seed}));  // once, not per kind
+        index.push_back({{"prompt", prompt}, {"seed", seed}, {"kind", kind}, {"video", stem + kind + ".safetensors"},
+                         {"reference", stem + "dense.safetensors"}});
       };
     };
     if (!f.save_videos.empty()) std::filesystem::create_directories(f.save_videos);

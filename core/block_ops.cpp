@@ -33,8 +33,6 @@ at::Tensor apply_rope(const at::Tensor& v, const RopeGrid& g, int64_t heads) {
   return at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, 4).reshape(shape);
 }
 
-// A [D]-sized vector from one that may be [1, 1, D]; undefined stays undefined.
-at::Tensor as_vector(const at::Tensor& t) { return t.defined() ? t.reshape({-1}).to(at::kFloat).contiguous() : t; }
 
 template <typename T>
 T* ptr_or_null(const at::Tensor& t) {
@@ -44,6 +42,8 @@ T* ptr_or_null(const at::Tensor& t) {
 bool one_vector(const at::Tensor& t, int64_t dim) { return !t.defined() || t.numel() == dim; }
 
 }  // namespace
+
+at::Tensor as_vector(const at::Tensor& t) { return t.defined() ? t.reshape({-1}).to(at::kFloat).contiguous() : t; }
 
 void set_fused_kernels_disabled(bool disabled) { g_fused_disabled = disabled; }
 

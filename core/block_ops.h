@@ -30,6 +30,10 @@ at::Tensor residual_layer_norm(at::Tensor& x, const at::Tensor& y, const at::Ten
 at::Tensor rms_norm_rope(const at::Tensor& src, const at::Tensor& weight, const RopeGrid* rope,
                          int64_t heads, double eps);
 
+/// A per-channel vector for the kernels: contiguous float32 [D] from one that may be [1, 1, D] or
+/// another dtype; undefined stays undefined.
+at::Tensor as_vector(const at::Tensor& t);
+
 /// Turns the fused kernels off (true: ATen everywhere), to compare the two paths.
 void set_fused_kernels_disabled(bool disabled);
 /// Rows a CTA of the token-wise selection pass handles (1 or 4; kernels::GatherLayerNormArgs::

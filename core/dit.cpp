@@ -321,12 +321,10 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   at::Tensor sketch, idx, xn;
 #if ASTRAEA_HAS_TORCH_CUDA
   const auto stream = static_cast<kernels::Stream>(compat::current_stream(in.device()));
-  // Bytes of a [D] float vector for the kernels.
-  const auto vec = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
   if (fused) {
     // One pass over the input: its sketch (the score's change term) and, unless only the selected
     // tokens are normalised (reused keys and values), the LayerNorm of every token for k and v.
-    const auto scale = vec(m(1) + 1.0), shift = vec(m(0));
+    const auto scale = as_vector(m(1) + 1.0), shift = as_vector(m(0));
     sketch = at::empty({n, kSketchDim}, in.options().dtype(at::kFloat));
     if (!reuse_kv) xn = at::empty({n, d}, in.options());
     kernels::GatherLayerNormArgs pass;
@@ -373,7 +371,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
     Gathered r;
 #if ASTRAEA_HAS_TORCH_CUDA
     if (fused) {
-      const auto scale = vec(mul), shift = vec(add), g_vec = gate.defined() ? vec(gate) : gate;
+      const auto scale = as_vector(mul), shift = as_vector(add), g_vec = as_vector(gate);
       const auto yc = y.defined() ? y.contiguous() : y;
       r.out = at::empty({k, d}, in.options());
       if (y.defined()) r.h = at::empty({k, d}, in.options().dtype(at::kFloat));
@@ -457,7 +455,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   if (fused) {
     const auto lse = attn.lse.contiguous();
     const auto fc = f.contiguous();
-    const auto gate = vec(m(5));
+    const auto gate = as_vector(m(5));
     kernels::scatter_tokens(h.data_ptr<float>(), reinterpret_cast<const kernels::bf16*>(fc.data_ptr()),
                             gate.data_ptr<float>(), idx.data_ptr<int64_t>(), k, lse.data_ptr<float>(), heads,
                             sketch.data_ptr<float>(), kSketchDim, reinterpret_cast<kernels::bf16*>(cache.out.data_ptr()),

@@ -112,9 +112,7 @@ GenerateResult generate(const GenerateOptions& o) {
     r.weights_source = "already loaded";
   } else {
     loaded = load_model(o);
-    r.weights_source = o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")"
-                       : o.weights.empty()   ? find_shipped(c)
-                                             : o.weights;
+    r.weights_source = o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   }
   const WanDiT& model = *loaded;
   auto text = text_contexts(model, o.prompt, o.context_file);

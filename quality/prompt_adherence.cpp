@@ -13,19 +13,20 @@ Agreement prompt_adherence(const AdherenceOptions& o,
                            const std::function<void(int64_t, const std::string&, const ClipVerdict&)>& on_clip) {
   Agreement agreement;
   std::mt19937_64 rng(o.seed);
+  GenerateOptions g;
+  g.model = o.model;
+  g.weights = o.weights;
+  g.frames = o.frames;
+  g.height = o.height;
+  g.width = o.width;
+  g.steps = o.steps;
+  g.guidance = o.guidance;
+  g.device = o.device;
+  if (o.prompts > 0) g.loaded = load_model(g);  // once, not per prompt
   for (int64_t i = 0; i < o.prompts; ++i) {
     const auto prompt = shapes::random_prompt(rng);
-    GenerateOptions g;
-    g.model = o.model;
-    g.weights = o.weights;
     g.prompt = shapes::to_text(prompt);
-    g.frames = o.frames;
-    g.height = o.height;
-    g.width = o.width;
-    g.steps = o.steps;
-    g.guidance = o.guidance;
     g.seed = rng();
-    g.device = o.device;
     const auto r = generate(g);
     const auto verdict = check_clip(r.video.data_ptr<float>(), static_cast<int>(r.video.size(0)),
                                     static_cast<int>(r.video.size(1)), static_cast<int>(r.video.size(2)), prompt);
