@@ -57,16 +57,8 @@ std::vector<std::string> read_prompts(const std::string& path) {
 std::vector<Size> parse_sizes(const std::string& text) {
   std::vector<Size> sizes;
   for (const auto& item : split_list(text)) {
-    Size s;
-    long long f, h, w;
-    char tail;
-    if (std::sscanf(item.c_str(), "%lldx%lldx%lld%c", &f, &h, &w, &tail) != 3 || f < 1 || h < 1 || w < 1) {
-      throw UsageError("--sizes item '" + item + "' is not FRAMESxHEIGHTxWIDTH (e.g. 16x64x64)");
-    }
-    s.frames = f;
-    s.height = h;
-    s.width = w;
-    sizes.push_back(s);
+    const auto v = parse_video_size(item, "--sizes item");  // std::invalid_argument: a usage error
+    sizes.push_back({v.frames, v.height, v.width});
   }
   return sizes;
 }

@@ -11,6 +11,7 @@
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "core/atomic_file.h"
+#include "core/shapes_world.h"
 #include "core/train.h"
 #include "quality/prompt_adherence.h"
 
@@ -24,6 +25,7 @@ struct TrainFlags {
   int64_t eval_prompts = 32;
   uint64_t eval_seed = 1000;
   std::string eval_guidance;  // "" = the preset's
+  std::string eval_size = "16x64x64";
   bool eval_only = false;
 };
 
@@ -38,11 +40,49 @@ nlohmann::json agreement_json(const quality::Agreement& a) {
           {"motion", a.motion}, {"background", a.background}};
 }
 
-// Prompt adherence of WEIGHTS on fresh prompts at the evaluation size, at each guidance scale of
+// A motion's name, or "not found" for MotionConfusion's last column.
+std::string motion_column(int k) {
+  return k == quality::MotionConfusion::kNotFound ? "not found" : shapes::motion_name(static_cast<shapes::Motion>(k));
+}
+
+nlohmann::json confusion_json(const quality::MotionConfusion& c) {
+  nlohmann::json found, by_count;
+  for (int m = 0; m < quality::MotionConfusion::kMotions; ++m) {
+    nlohmann::json row = nlohmann::json::object();
+    for (int k = 0; k <= quality::MotionConfusion::kNotFound; ++k) {
+      if (c.found[m][k]) row[motion_column(k)] = c.found[m][k];
+    }
+    found[motion_column(m)] = row;
+  }
+  for (int n = 1; n <= 2; ++n) {
+    if (c.objects[n]) by_count[std::to_string(n)] = double(c.right[n]) / double(c.objects[n]);
+  }
+  return {{"motion_found", found}, {"motion_by_objects_per_clip", by_count}};
+}
+
+void print_confusion(const quality::MotionConfusion& c) {
+  std::printf("  %-16s", "prompted\\found");
+  for (int k = 0; k <= quality::MotionConfusion::kNotFound; ++k) std::printf(" %14s", motion_column(k).c_str());
+  std::printf("\n");
+  for (int m = 0; m < quality::MotionConfusion::kMotions; ++m) {
+    std::printf("  %-16s", motion_column(m).c_str());
+    for (int k = 0; k <= quality::MotionConfusion::kNotFound; ++k) std::printf(" %14lld", static_cast<long long>(c.found[m][k]));
+    std::printf("\n");
+  }
+  for (int n = 1; n <= 2; ++n) {
+    if (c.objects[n]) {
+      std::printf("  motion right in clips of %d object%s: %.1f%% of %lld\n", n, n == 1 ? "" : "s",
+                  100.0 * double(c.right[n]) / double(c.objects[n]), static_cast<long long>(c.objects[n]));
+    }
+  }
+}
+
+// Prompt adherence of WEIGHTS on fresh prompts at --eval-size, at each guidance scale of
 // f.eval_guidance; the records go under "adherence" (the first scale) and "adherence_by_guidance".
 void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann::json& record) {
-  std::vector<double> scales = parse_number_list("--eval-guidance", f.eval_guidance, 1.0, 100.0);
-  if (scales.empty()) scales.push_back(model_preset(f.o.model).default_guidance);
+  std::vector<double> scales{model_preset(f.o.model).default_guidance};
+  if (!f.eval_guidance.empty()) scales = parse_number_list("--eval-guidance", f.eval_guidance, 1.0, 100.0);
+  const auto size = parse_video_size(f.eval_size, "--eval-size");
   for (double g : scales) {
     quality::AdherenceOptions a;
     a.model = f.o.model;
@@ -51,25 +91,33 @@ void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann
     a.device = f.o.device;
     a.seed = f.eval_seed;
     a.guidance = g;
+    a.frames = size.frames, a.height = size.height, a.width = size.width;
     Progress eval("adherence", a.prompts);
-    const auto agreement = quality::prompt_adherence(a, [&](int64_t i, const std::string&, const quality::ClipVerdict&) {
+    quality::MotionConfusion confusion;
+    const auto agreement = quality::prompt_adherence(a, [&](int64_t i, const std::string& prompt, const quality::ClipVerdict& v) {
+      confusion.add(shapes::parse_prompt(prompt), v);
       eval.update(i + 1);
     });
     eval.finish();
     auto entry = agreement_json(agreement);
-    entry["size"] = "16x64x64";
+    entry["size"] = f.eval_size;
     entry["seed"] = a.seed;
     entry["guidance"] = g;
+    entry.update(confusion_json(confusion));
     if (!record.contains("adherence")) record["adherence"] = entry;
     record["adherence_by_guidance"].push_back(entry);
-    std::printf("prompt adherence on %lld fresh prompts (seed %llu) at 16x64x64, guidance %g: colour %.1f%%, motion %.1f%%, "
+    std::printf("prompt adherence on %lld fresh prompts (seed %llu) at %s, guidance %g: colour %.1f%%, motion %.1f%%, "
                 "shape %.1f%%, background %.1f%%\n",
-                static_cast<long long>(a.prompts), static_cast<unsigned long long>(a.seed), g, 100 * agreement.colour,
-                100 * agreement.motion, 100 * agreement.shape, 100 * agreement.background);
+                static_cast<long long>(a.prompts), static_cast<unsigned long long>(a.seed), f.eval_size.c_str(), g,
+                100 * agreement.colour, 100 * agreement.motion, 100 * agreement.shape, 100 * agreement.background);
+    print_confusion(confusion);
   }
 }
 
 void run(TrainFlags f) {
+  // The adherence check's flags are checked before any training, not after it.
+  parse_video_size(f.eval_size, "--eval-size");
+  parse_number_list("--eval-guidance", f.eval_guidance.empty() ? "1" : f.eval_guidance, 1.0, 100.0);
   if (f.eval_only) {
     // Only the adherence check, of --init's weights (default: the shipped ones); nothing is written.
     if (f.eval_prompts <= 0) throw UsageError("--eval-only needs --eval-prompts above 0");
@@ -153,6 +201,8 @@ void register_train(CLI::App& app) {
   sub->add_option("--eval-seed", f->eval_seed, "seed of the adherence check's prompts and noise")->default_val(1000);
   sub->add_option("--eval-guidance", f->eval_guidance,
                   "guidance scales of the adherence check, comma-separated (default: the preset's)");
+  sub->add_option("--eval-size", f->eval_size, "size of the adherence check, FRAMESxHEIGHTxWIDTH (the evaluation size)")
+      ->default_val(f->eval_size);
   sub->add_flag("--eval-only", f->eval_only,
                 "no training: check the adherence of --init's weights (default: the shipped ones)");
   on_run(sub, [f] { run(*f); });

@@ -134,12 +134,11 @@ void run(const TuneFlags& f) {
   } else {
     // PRESET@FxHxW: latency measured on another model and shape (any card, newest first).
     const auto at = f.latency_model.find('@');
-    long long lf, lh, lw;
-    char tail;
-    if (at == std::string::npos ||
-        std::sscanf(f.latency_model.c_str() + at + 1, "%lldx%lldx%lld%c", &lf, &lh, &lw, &tail) != 3) {
+    if (at == std::string::npos) {
       throw UsageError("--latency-model '" + f.latency_model + "' is not PRESET@FRAMESxHEIGHTxWIDTH");
     }
+    const auto size = parse_video_size(f.latency_model.substr(at + 1), "--latency-model size");
+    const long long lf = size.frames, lh = size.height, lw = size.width;
     const auto& other = model_preset(f.latency_model.substr(0, at));
     points = stored_latency(store, other.name, video_shape(other, lf, lh, lw), "");
     latency_source = f.latency_model;

@@ -1,5 +1,6 @@
 #include "core/model_config.h"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "core/shapes_world.h"
@@ -83,6 +84,15 @@ const ModelConfig& model_preset(const std::string& name) {
     known += (known.empty() ? "" : ", ") + p.name;
   }
   throw std::invalid_argument("unknown model preset '" + name + "' (known: " + known + ")");
+}
+
+VideoSize parse_video_size(const std::string& text, const std::string& what) {
+  long long f, h, w;
+  char tail;
+  if (std::sscanf(text.c_str(), "%lldx%lldx%lld%c", &f, &h, &w, &tail) != 3 || f < 1 || h < 1 || w < 1) {
+    throw std::invalid_argument(what + " '" + text + "' is not FRAMESxHEIGHTxWIDTH (e.g. 16x64x64)");
+  }
+  return {f, h, w};
 }
 
 VideoShape video_shape(const ModelConfig& c, int64_t frames, int64_t height, int64_t width) {

@@ -48,6 +48,15 @@ struct VideoShape {
   int64_t tokens() const { return grid_f * grid_h * grid_w; }
 };
 
+/// A video size in frames and pixels.
+struct VideoSize {
+  int64_t frames = 0, height = 0, width = 0;
+};
+
+/// Parses "FRAMESxHEIGHTxWIDTH" (e.g. 16x64x64), each at least 1; throws std::invalid_argument
+/// naming `what` (a flag, or a flag and its item).
+VideoSize parse_video_size(const std::string& text, const std::string& what);
+
 /// Maps a video size to the model's grid; throws std::invalid_argument naming the flag that
 /// does not fit the VAE stride or the patch size.
 VideoShape video_shape(const ModelConfig& config, int64_t frames, int64_t height, int64_t width);

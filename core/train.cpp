@@ -119,16 +119,17 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
   while (start <= text.size()) {
     const size_t end = std::min(text.find(',', start), text.size());
     const std::string item = text.substr(start, end - start);
-    TrainSize s;
-    long long f, h, w, b;
+    const size_t colon = item.find(':');
     char tail;
-    if (std::sscanf(item.c_str(), "%lldx%lldx%lld:%lld%c", &f, &h, &w, &b, &tail) != 4 || f < 1 || h < 1 ||
-        w < 1 || b < 1) {
+    long long b = 0;
+    if (colon == std::string::npos || std::sscanf(item.c_str() + colon + 1, "%lld%c", &b, &tail) != 1 || b < 1) {
       throw std::invalid_argument(flag + " '" + item + "' is not FRAMESxHEIGHTxWIDTH:BATCH (e.g. 8x32x48:32)");
     }
-    s.frames = f;
-    s.height = h;
-    s.width = w;
+    const auto size = parse_video_size(item.substr(0, colon), flag + " item");
+    TrainSize s;
+    s.frames = size.frames;
+    s.height = size.height;
+    s.width = size.width;
     s.batch = b;
     sizes.push_back(s);
     start = end + 1;

@@ -481,4 +481,15 @@ void Agreement::add(const ClipVerdict& verdict) {
   }
 }
 
+void MotionConfusion::add(const shapes::Prompt& prompt, const ClipVerdict& verdict) {
+  const size_t n = std::min(prompt.objects.size(), verdict.objects.size());
+  const size_t count = std::min<size_t>(prompt.objects.size(), 2);
+  for (size_t i = 0; i < n; ++i) {
+    const ObjectVerdict& v = verdict.objects[i];
+    ++found[static_cast<int>(prompt.objects[i].motion)][v.found ? static_cast<int>(v.found_motion) : kNotFound];
+    right[count] += v.motion_ok;
+    ++objects[count];
+  }
+}
+
 }  // namespace astraea::quality

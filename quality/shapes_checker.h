@@ -42,4 +42,16 @@ struct Agreement {
   void add(const ClipVerdict& verdict);
 };
 
+/// Where motion fails: the motion found for each prompted one, and agreement by objects per clip
+/// (objects standing still, moving along the wrong axis, or losing their direction only when a
+/// second object shares the prompt).
+struct MotionConfusion {
+  static constexpr int kMotions = 5;  ///< shapes::Motion's values
+  static constexpr int kNotFound = kMotions;
+  int64_t found[kMotions][kMotions + 1] = {};  ///< [prompted][found, or kNotFound]
+  int64_t right[3] = {}, objects[3] = {};     ///< motion right / objects, in clips of [1] or [2] objects
+  /// Folds one clip's verdict on `prompt` in; objects are matched in the prompt's order.
+  void add(const shapes::Prompt& prompt, const ClipVerdict& verdict);
+};
+
 }  // namespace astraea::quality

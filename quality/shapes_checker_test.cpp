@@ -162,5 +162,45 @@ TEST(CheckClip, RejectsInvalidInput) {
   }
 }
 
+// A clip rendered with one object's motion swapped: the checker must see the swap, and the
+// confusion must file it under the prompted motion, the found one, and the clip's object count.
+TEST(MotionConfusion, FilesEachObjectUnderItsPromptedAndFoundMotion) {
+  const Prompt asked = shapes::parse_prompt("a red circle moving left and a blue square standing still on a black background");
+  Prompt drawn = asked;
+  drawn.objects[0].motion = shapes::Motion::kUp;
+  auto rgb = shapes::render_clip(shapes::layout_clip(drawn, 3, 16, 64, 64));
+  const auto two = check_clip(rgb.data(), 16, 64, 64, asked);
+
+  const Prompt alone = shapes::parse_prompt("a green triangle moving right on a gray background");
+  rgb = shapes::render_clip(shapes::layout_clip(alone, 4, 16, 64, 64));
+  const auto one = check_clip(rgb.data(), 16, 64, 64, alone);
+
+  MotionConfusion c;
+  c.add(asked, two);
+  c.add(alone, one);
+  const int left = static_cast<int>(shapes::Motion::kLeft), up = static_cast<int>(shapes::Motion::kUp);
+  const int still = static_cast<int>(shapes::Motion::kStill), right = static_cast<int>(shapes::Motion::kRight);
+  EXPECT_EQ(c.found[left][up], 1);
+  EXPECT_EQ(c.found[still][still], 1);
+  EXPECT_EQ(c.found[right][right], 1);
+  int64_t total = 0;
+  for (const auto& row : c.found) {
+    for (int64_t n : row) total += n;
+  }
+  EXPECT_EQ(total, 3);
+  EXPECT_EQ(c.objects[1], 1);
+  EXPECT_EQ(c.right[1], 1);
+  EXPECT_EQ(c.objects[2], 2);
+  EXPECT_EQ(c.right[2], 1);
+
+  ClipVerdict lost = one;  // a verdict that judged no track for the object
+  lost.objects[0].found = false;
+  lost.objects[0].motion_ok = false;
+  c.add(alone, lost);
+  EXPECT_EQ(c.found[right][MotionConfusion::kNotFound], 1);
+  EXPECT_EQ(c.objects[1], 2);
+  EXPECT_EQ(c.right[1], 1);
+}
+
 }  // namespace
 }  // namespace astraea::quality

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 #include <csignal>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,6 +112,34 @@ TEST_F(Cli, BadInputsGiveOneErrorLineAndNoOutput) {
                "none.safetensors");
   expect_error(run("generate --model tiny --out"), 2, "--out");
   EXPECT_FALSE(fs::exists(out));
+}
+
+// A short training run ends with its adherence check at the preset's guidance, recorded beside
+// the weights with the motion found for each prompted motion; bad sizes are refused up front.
+TEST_F(Cli, TrainRecordsItsRunAndWhereMotionFails) {
+  const auto out = path("t.safetensors");
+  const std::string train = "train --steps 2 --warmup 1 --sizes 2x16x16:2 --checkpoint-dir " + path("ckpt") +
+                            " --eval-prompts 3 --eval-size 3x16x16 --out " + out;
+  auto r = run(train);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("at 3x16x16, guidance 4"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("standing still"), std::string::npos) << r.out;
+  std::ifstream in(path("t.json"));
+  const auto record = nlohmann::json::parse(in);
+  EXPECT_EQ(record.at("steps"), 2);
+  const auto& adherence = record.at("adherence");
+  EXPECT_EQ(adherence.at("size"), "3x16x16");
+  EXPECT_EQ(adherence.at("clips"), 3);
+  int64_t judged = 0;
+  for (const auto& [prompted, row] : adherence.at("motion_found").items()) {
+    for (const auto& [found, n] : row.items()) judged += n.get<int64_t>();
+  }
+  EXPECT_EQ(judged, adherence.at("objects").get<int64_t>());
+
+  expect_error(run("train --steps 2 --sizes 2x16:2 --out " + path("u.safetensors")), 2, "--sizes");
+  expect_error(run("train --steps 2 --sizes 2x16x16:2 --eval-size 3x16 --out " + path("u.safetensors")), 2,
+               "--eval-size '3x16'");
+  EXPECT_FALSE(fs::exists(path("u.safetensors")));
 }
 
 TEST_F(Cli, TokenBudgetsRunAndBadSchedulesDoNot) {
