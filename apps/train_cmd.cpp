@@ -147,6 +147,8 @@ void run(TrainFlags f) {
                         {"data_seed", f.o.data_seed},   {"sizes", f.sizes}, {"init", f.o.init.empty() ? "random" : f.o.init},
                         {"lr", f.o.lr},                 {"warmup", f.o.warmup},
                         {"ema", f.o.ema},               {"null_prompt_prob", f.o.null_prompt_prob},
+                        {"direction_contrast", f.o.direction_contrast}, {"contrast_margin", f.o.contrast_margin},
+                        {"contrast_min_sigma", f.o.contrast_min_sigma},
                         {"noise_shift", f.o.noise_shift > 0 ? f.o.noise_shift : model_preset(f.o.model).default_shift},
                         {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
   // The loss curve, thinned to at most 20 points, plus its ends.
@@ -157,10 +159,18 @@ void run(TrainFlags f) {
     record["loss_first"] = r.loss_curve.front().second;
     record["loss_last"] = r.loss_curve.back().second;
   }
+  std::string breakdown;
+  for (const auto& [phase, ms] : r.step_ms) {
+    record["step_ms"][phase] = ms;
+    char item[64];
+    std::snprintf(item, sizeof item, " %s %.1f ms", phase.c_str(), ms);
+    breakdown += item;
+  }
   save_weights(f.out, out, {{"astraea_training", record.dump()}});
   std::printf("wrote %s (%lld steps, %.0f s on %s, final loss %.4f)\n", f.out.c_str(),
               static_cast<long long>(r.steps), r.wall_s, r.device_name.c_str(),
               r.loss_curve.empty() ? 0.0 : r.loss_curve.back().second);
+  if (!breakdown.empty()) std::printf("a step, phase by phase (device waited for at each phase's end):%s\n", breakdown.c_str());
 
   if (f.eval_prompts > 0) measure_adherence(f, f.out, record);
   const std::string json = json_path_for(f.out);
@@ -191,6 +201,13 @@ void register_train(CLI::App& app) {
                   "shift of the logit-normal noise levels (0: the preset's sampling shift, 1: unshifted)")
       ->default_val(f->o.noise_shift)
       ->check(CLI::Range(0.0, 100.0));
+  sub->add_option("--direction-contrast", f->o.direction_contrast,
+                  "weight of the hinge that asks a clip's time-reversed prompt to denoise it worse (0: off)")
+      ->default_val(f->o.direction_contrast);
+  sub->add_option("--contrast-margin", f->o.contrast_margin, "how much worse, as a share of the true prompt's loss")
+      ->default_val(f->o.contrast_margin);
+  sub->add_option("--contrast-min-sigma", f->o.contrast_min_sigma, "noise levels below this are left out of the contrast")
+      ->default_val(f->o.contrast_min_sigma);
   sub->add_option("--ema", f->o.ema, "EMA decay of the weights (0: off)")->default_val(f->o.ema);
   sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
   sub->add_option("--init", f->o.init, "start from these weights (e.g. the shipped ones) instead of random ones");

@@ -343,6 +343,19 @@ Prompt random_prompt(std::mt19937_64& rng) {
   return prompt;
 }
 
+Prompt time_reversed(Prompt prompt) {
+  for (ObjectSpec& o : prompt.objects) {
+    switch (o.motion) {
+      case Motion::kLeft: o.motion = Motion::kRight; break;
+      case Motion::kRight: o.motion = Motion::kLeft; break;
+      case Motion::kUp: o.motion = Motion::kDown; break;
+      case Motion::kDown: o.motion = Motion::kUp; break;
+      case Motion::kStill: break;
+    }
+  }
+  return prompt;
+}
+
 const std::vector<std::string>& vocabulary() {
   static const std::vector<std::string> words = [] {
     std::vector<std::string> all = {"a", "an", "and", "on", "background"};

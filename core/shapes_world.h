@@ -79,6 +79,8 @@ std::string to_text(const Prompt& prompt);
 Prompt parse_prompt(const std::string& text);
 /// A random prompt: one or two objects with probability 1/2 each, every word uniform.
 Prompt random_prompt(std::mt19937_64& rng);
+/// The prompt of a clip of PROMPT played backwards: left and right swap, up and down swap.
+Prompt time_reversed(Prompt prompt);
 
 /// Every word the grammar uses, sorted and unique.
 const std::vector<std::string>& vocabulary();

@@ -268,6 +268,20 @@ TEST(Render, MovingLeftObjectCentreDecreasesInX) {
   EXPECT_TRUE(travel >= 0.3 && travel <= 0.5) << travel;
 }
 
+TEST(Grammar, TimeReversalSwapsDirectionsAndUndoesItself) {
+  const Prompt p = parse_prompt("a red circle moving left and a blue square moving up on a gray background");
+  EXPECT_EQ(to_text(time_reversed(p)), "a red circle moving right and a blue square moving down on a gray background");
+  EXPECT_EQ(to_text(time_reversed(parse_prompt("a cyan triangle moving down and an orange circle moving right on a navy background"))),
+            "a cyan triangle moving up and an orange circle moving left on a navy background");
+  const Prompt still = parse_prompt("a white square standing still on a black background");
+  EXPECT_EQ(time_reversed(still), still);
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 200; ++i) {
+    const Prompt q = random_prompt(rng);
+    EXPECT_EQ(time_reversed(time_reversed(q)), q) << to_text(q);
+  }
+}
+
 TEST(RandomPrompt, UsesEveryWord) {
   std::mt19937_64 rng(1);
   std::set<int64_t> seen;

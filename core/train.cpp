@@ -41,6 +41,7 @@ struct Batch {
   at::Tensor noise;  // like x0, standard normal
   at::Tensor sigma;  // [B] noise levels: logit-normal, then shifted as the sampler shifts them
   std::vector<std::string> prompts;
+  std::vector<std::string> reversed;  // the time-reversed prompt where an object moves, else ""
 };
 
 // The clips and noise of one step: a function of (seeds, step) alone, so a resumed run sees the
@@ -55,6 +56,7 @@ Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed,
   b.noise = at::empty(b.x0.sizes(), options);
   b.sigma = at::empty({size.batch}, options);
   b.prompts.resize(static_cast<size_t>(size.batch));
+  b.reversed.resize(static_cast<size_t>(size.batch));
   at::parallel_for(0, size.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(mix(noise_seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(i)));
@@ -72,9 +74,24 @@ Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed,
       b.x0[i].copy_(t.permute({3, 0, 1, 2}).mul(2.0).sub(1.0));
       const bool drop = std::uniform_real_distribution<double>(0, 1)(rng) < null_prompt_prob;
       b.prompts[static_cast<size_t>(i)] = drop ? "" : shapes::to_text(prompt);
+      const auto reversed = shapes::time_reversed(prompt);
+      if (!drop && !(reversed == prompt)) b.reversed[static_cast<size_t>(i)] = shapes::to_text(reversed);
     }
   });
   return b;
+}
+
+// The rows of BATCH that the direction contrast uses (an object moves, the prompt was kept, the
+// noise level is at least MIN_SIGMA) and their time-reversed prompts.
+std::pair<std::vector<int64_t>, std::vector<std::string>> contrast_rows(const Batch& batch, double min_sigma) {
+  std::vector<int64_t> rows;
+  std::vector<std::string> prompts;
+  const auto sigma = batch.sigma.accessor<float, 1>();
+  for (int64_t i = 0; i < batch.sigma.size(0); ++i) {
+    const auto& reversed = batch.reversed[static_cast<size_t>(i)];
+    if (!reversed.empty() && sigma[i] >= min_sigma) rows.push_back(i), prompts.push_back(reversed);
+  }
+  return {rows, prompts};
 }
 
 // Scales the gradients to a total L2 norm of at most MAX_NORM. Unlike torch's clip_grad_norm_, it
@@ -218,7 +235,22 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device));
   int64_t loss_count = 0;
   const int64_t stop_at = o.stop_after > 0 ? step + o.stop_after : -1;
+  // One step of every logging interval is timed phase by phase, waiting for the device at each
+  // phase's end; the other steps run unsynchronised.
+  const char* const phases[] = {"data", "forward", "backward", "optimizer", "ema"};
+  double phase_sum[5] = {};
+  int64_t timed_steps = 0;
   while (fraction(step) < 1.0 && step != stop_at) {
+    const bool timed = step % log_every == log_every / 2;
+    auto phase_start = Clock::now();
+    auto end_phase = [&](int i) {
+      if (!timed) return;
+      compat::synchronize(device);
+      const auto now = Clock::now();
+      phase_sum[i] += std::chrono::duration<double, std::milli>(now - phase_start).count();
+      phase_start = now;
+    };
+    if (timed) compat::synchronize(device), phase_start = Clock::now();
     const double f = fraction(step);
     const double warm = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.warmup)));
     const double lr = o.lr * warm * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * f)));
@@ -232,19 +264,40 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     auto x0 = batch.x0.to(device, /*non_blocking=*/true);
     auto s5 = sigma.view({bsz, 1, 1, 1, 1});
     auto xt = (1 - s5) * x0 + s5 * noise;
+    end_phase(0);
 
+    const auto target = noise - x0;
     auto contexts = model.embed_context(model.encode_prompts(batch.prompts));
     auto pred = model.forward_batch(xt, sigma * 1000.0, contexts);
-    auto loss = at::mse_loss(pred, noise - x0);
+    auto loss = at::mse_loss(pred, target);
+    auto objective = loss;
+    if (o.direction_contrast > 0) {
+      const auto [rows, prompts] = contrast_rows(batch, o.contrast_min_sigma);
+      if (!prompts.empty()) {
+        const auto idx = at::tensor(rows).to(device);
+        const auto t = target.index_select(0, idx);
+        auto reversed = model.forward_batch(xt.index_select(0, idx), sigma.index_select(0, idx) * 1000.0,
+                                            model.embed_context(model.encode_prompts(prompts)));
+        auto per_clip = [](const at::Tensor& e) { return e.pow(2).flatten(1).mean(1); };
+        const auto true_loss = per_clip(pred.index_select(0, idx) - t), wrong_loss = per_clip(reversed - t);
+        const auto hinge = at::relu(o.contrast_margin * true_loss.detach() - (wrong_loss - true_loss));
+        objective = loss + o.direction_contrast * hinge.mean();
+      }
+    }
+    end_phase(1);
     optimizer.zero_grad();
-    loss.backward();
+    objective.backward();
+    end_phase(2);
     if (o.grad_clip > 0) clip_grad_norm(params, o.grad_clip);
     optimizer.step();
+    end_phase(3);
     if (!ema.empty()) {
       at::NoGradGuard no_grad;
       const double d = std::min(o.ema, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
       for (size_t i = 0; i < ema.size(); ++i) ema[i].mul_(d).add_(params[i].detach(), 1 - d);
     }
+    end_phase(4);
+    timed_steps += timed;
     loss_sum += loss.detach();
     ++loss_count;
     ++step;
@@ -260,6 +313,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     if (step % o.checkpoint_every == 0 || done) save_checkpoint(elapsed());
   }
   next.wait();
+  if (timed_steps > 0) {
+    for (int i = 0; i < 5; ++i) result.step_ms.emplace_back(phases[i], phase_sum[i] / static_cast<double>(timed_steps));
+  }
   result.steps = step;
   result.wall_s = elapsed();
   result.weights = ema.empty() ? state_with(model, params) : state_with(model, ema);

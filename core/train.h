@@ -33,6 +33,13 @@ struct TrainOptions {
   double ema = 0.999;            ///< EMA decay (0: no EMA)
   double null_prompt_prob = 0.1; ///< prompt dropout, for classifier-free guidance
   double noise_shift = 0;        ///< shift of the logit-normal noise levels (0: the preset's sampling shift; 1: none)
+  /// Weight of the direction contrast (0: off). Clips with a moving object, at noise levels of at
+  /// least `contrast_min_sigma`, are also denoised under their time-reversed prompt (left and right
+  /// swapped, up and down swapped), and a hinge asks that prompt's loss to exceed the true one's by
+  /// `contrast_margin` of it. Flow matching alone leaves the direction's sign unused: the data are
+  /// symmetric under time reversal, and a clip's own frames tell its direction wherever the noise
+  /// lets them.
+  double direction_contrast = 0, contrast_margin = 0.05, contrast_min_sigma = 0.5;
   std::string device = "cpu";
   std::string checkpoint_dir;    ///< checkpoints here, and resume from here if one exists
   int64_t checkpoint_every = 500;
@@ -49,6 +56,9 @@ struct TrainResult {
   int64_t steps = 0, resumed_at = 0;
   double wall_s = 0;
   std::vector<std::pair<int64_t, double>> loss_curve;  ///< mean loss over each interval, by step
+  /// Where a step's time goes, in ms: the mean over one step of every logging interval, timed by
+  /// waiting for the device at each phase's end (data, forward, backward, optimizer, ema).
+  std::vector<std::pair<std::string, double>> step_ms;
   Weights weights;                                     ///< final (EMA if on) weights, float32, CPU
   std::string device_name;
 };

@@ -162,6 +162,29 @@ TEST(CheckClip, RejectsInvalidInput) {
   }
 }
 
+// A clip played backwards is a clip of the time-reversed prompt, and not of the original one.
+TEST(CheckClip, AClipPlayedBackwardsMatchesTheTimeReversedPrompt) {
+  std::mt19937_64 rng(21);
+  int objects = 0, reversed_ok = 0, moving = 0, moving_ok_as_prompted = 0;
+  for (int i = 0; i < 40; ++i) {
+    const Prompt p = shapes::random_prompt(rng);
+    const auto rgb = shapes::render_clip(shapes::layout_clip(p, rng(), 16, 64, 64));
+    std::vector<float> backwards(rgb.size());
+    const size_t frame = rgb.size() / 16;
+    for (size_t f = 0; f < 16; ++f) std::copy_n(rgb.begin() + (15 - f) * frame, frame, backwards.begin() + f * frame);
+    const auto r = check_clip(backwards.data(), 16, 64, 64, shapes::time_reversed(p));
+    const auto o = check_clip(backwards.data(), 16, 64, 64, p);
+    for (size_t k = 0; k < p.objects.size(); ++k) {
+      ++objects;
+      reversed_ok += r.objects[k].motion_ok;
+      if (p.objects[k].motion != shapes::Motion::kStill) ++moving, moving_ok_as_prompted += o.objects[k].motion_ok;
+    }
+  }
+  ASSERT_GT(moving, 20);
+  EXPECT_EQ(reversed_ok, objects);
+  EXPECT_EQ(moving_ok_as_prompted, 0) << "a moving object played backwards still matched its prompted direction";
+}
+
 // A clip rendered with one object's motion swapped: the checker must see the swap, and the
 // confusion must file it under the prompted motion, the found one, and the clip's object count.
 TEST(MotionConfusion, FilesEachObjectUnderItsPromptedAndFoundMotion) {
