@@ -139,10 +139,14 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
     const size_t colon = item.find(':');
     char tail;
     long long b = 0;
-    if (colon == std::string::npos || std::sscanf(item.c_str() + colon + 1, "%lld%c", &b, &tail) != 1 || b < 1) {
-      throw std::invalid_argument(flag + " '" + item + "' is not FRAMESxHEIGHTxWIDTH:BATCH (e.g. 8x32x48:32)");
+    bool ok = colon != std::string::npos && std::sscanf(item.c_str() + colon + 1, "%lld%c", &b, &tail) == 1 && b >= 1;
+    VideoSize size;
+    try {
+      if (ok) size = parse_video_size(item.substr(0, colon), flag);
+    } catch (const std::invalid_argument&) {
+      ok = false;  // named below, with the batch
     }
-    const auto size = parse_video_size(item.substr(0, colon), flag + " item");
+    if (!ok) throw std::invalid_argument(flag + " '" + item + "' is not FRAMESxHEIGHTxWIDTH:BATCH (e.g. 8x32x48:32)");
     TrainSize s;
     s.frames = size.frames;
     s.height = size.height;
