@@ -11,6 +11,7 @@
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "core/atomic_file.h"
+#include "core/generate.h"
 #include "core/shapes_world.h"
 #include "core/train.h"
 #include "quality/prompt_adherence.h"
@@ -112,6 +113,23 @@ void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann
                 100 * agreement.colour, 100 * agreement.motion, 100 * agreement.shape, 100 * agreement.background);
     print_confusion(confusion);
   }
+  // Whether the model reads the sign of its direction words at all (docs/shapes.md).
+  GenerateOptions g;
+  g.model = f.o.model;
+  g.weights = weights;
+  g.device = f.o.device;
+  DirectionProbe probe;
+  probe.frames = size.frames, probe.height = size.height, probe.width = size.width;
+  const auto gap = reversed_prompt_gap(*load_model(g), probe);
+  std::string line;
+  for (size_t i = 0; i < gap.size(); ++i) {
+    record["direction_gap"][std::to_string(probe.sigmas[i]).substr(0, 4)] = gap[i];
+    char item[48];
+    std::snprintf(item, sizeof item, "%s %.2f: %+.2f%%", i ? "," : "", probe.sigmas[i], 100 * gap[i]);
+    line += item;
+  }
+  std::printf("loss under the time-reversed prompt over the own prompt's, %lld moving clips, at sigma%s\n",
+              static_cast<long long>(probe.clips), line.c_str());
 }
 
 void run(TrainFlags f) {

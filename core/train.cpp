@@ -158,6 +158,38 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
   return sizes;
 }
 
+std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProbe& probe) {
+  at::NoGradGuard no_grad;
+  const auto device = model.device();
+  std::mt19937_64 rng(probe.seed);
+  std::vector<double> gap(probe.sigmas.size(), 0.0);
+  for (int64_t clip = 0; clip < probe.clips;) {
+    const shapes::Prompt prompt = shapes::random_prompt(rng);
+    const uint64_t seed = rng();
+    const shapes::Prompt reversed = shapes::time_reversed(prompt);
+    if (reversed == prompt) continue;  // nothing moves: no direction to tell
+    auto rgb = shapes::render_clip(shapes::layout_clip(prompt, seed, static_cast<int>(probe.frames),
+                                                       static_cast<int>(probe.height), static_cast<int>(probe.width)));
+    const auto x0 = at::from_blob(rgb.data(), {probe.frames, probe.height, probe.width, 3})
+                        .permute({3, 0, 1, 2}).mul(2.0).sub(1.0).contiguous().to(device);
+    const auto noise = at::randn(x0.sizes(), at::make_generator<at::CPUGeneratorImpl>(seed)).to(device);
+    const auto own = model.embed_context(model.encode_prompt(shapes::to_text(prompt)));
+    const auto other = model.embed_context(model.encode_prompt(shapes::to_text(reversed)));
+    for (size_t i = 0; i < probe.sigmas.size(); ++i) {
+      const double sigma = probe.sigmas[i];
+      const auto xt = (1 - sigma) * x0 + sigma * noise;
+      auto loss = [&](const at::Tensor& context) {
+        return at::mse_loss(model.forward(xt, sigma * 1000.0, context), noise - x0).item<double>();
+      };
+      const double right = loss(own);
+      gap[i] += (loss(other) - right) / right;
+    }
+    ++clip;
+  }
+  for (double& g : gap) g /= static_cast<double>(probe.clips);
+  return gap;
+}
+
 TrainResult train(const TrainOptions& o, const std::function<void(const TrainProgress&)>& on_progress,
                   int64_t log_every) {
   const auto& config = model_preset(o.model);

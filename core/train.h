@@ -12,6 +12,8 @@
 
 namespace astraea {
 
+class WanDiT;
+
 /// One clip size of the training mix, with its batch size.
 struct TrainSize {
   int64_t frames = 8, height = 32, width = 48, batch = 16;
@@ -62,6 +64,20 @@ struct TrainResult {
   Weights weights;                                     ///< final (EMA if on) weights, float32, CPU
   std::string device_name;
 };
+
+/// The probe behind `--direction-contrast`: fresh clips in which an object moves, noised to each
+/// level of `sigmas` (the same noise at every level).
+struct DirectionProbe {
+  int64_t clips = 16, frames = 16, height = 64, width = 64;
+  std::vector<double> sigmas{0.95, 0.85, 0.7, 0.5};
+  uint64_t seed = 99;
+};
+
+/// How much worse MODEL denoises the probe's clips under their time-reversed prompts (left and
+/// right swapped, up and down swapped) than under their own: for each noise level, the mean over
+/// clips of (reversed-prompt loss - own-prompt loss) / own-prompt loss. Near 0, the model ignores
+/// the sign of the direction words.
+std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProbe& probe);
 
 /// Trains `options.model` and returns its weights. Calls `on_progress` every `log_every` steps.
 TrainResult train(const TrainOptions& options, const std::function<void(const TrainProgress&)>& on_progress,

@@ -135,6 +135,8 @@ TEST_F(Cli, TrainRecordsItsRunAndWhereMotionFails) {
     for (const auto& [found, n] : row.items()) judged += n.get<int64_t>();
   }
   EXPECT_EQ(judged, adherence.at("objects").get<int64_t>());
+  EXPECT_EQ(record.at("direction_gap").size(), 4u) << record.dump();
+  EXPECT_NE(r.out.find("time-reversed prompt"), std::string::npos) << r.out;
 
   expect_error(run("train --steps 2 --sizes 2x16:2 --out " + path("u.safetensors")), 2, "--sizes");
   expect_error(run("train --steps 2 --sizes 2x16x16:2 --eval-size 3x16 --out " + path("u.safetensors")), 2,
