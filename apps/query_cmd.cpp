@@ -36,10 +36,7 @@ std::string view_sql(const QueryFlags& f) {
            "FROM runs r JOIN measurements m ON m.run_id = r.id AND m.name = 'step_ms' "
            "LEFT JOIN measurements d ON d.run_id = r.id AND d.name = 'dense_step_ms' "
            "LEFT JOIN measurements n ON n.run_id = r.id AND n.name = 'step_noise' "
-           "WHERE r.kind = 'profile' AND r.id = (SELECT max(r2.id) FROM runs r2 WHERE r2.kind = 'profile' "
-           "AND r2.device = r.device AND json_extract(r2.config_json, '$.model') = json_extract(r.config_json, '$.model') "
-           "AND json_extract(r2.config_json, '$.tokens') = json_extract(r.config_json, '$.tokens') "
-           "AND json_extract(r2.config_json, '$.budget') = json_extract(r.config_json, '$.budget')) "
+           "WHERE r.id IN (" + db::newest_profile_ids_sql() + ") "
            "ORDER BY model, size, r.device, budget DESC";
   }
   if (f.what == "trials" || f.what == "best" || f.what == "pareto") {

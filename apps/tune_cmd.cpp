@@ -55,13 +55,13 @@ std::map<double, double> stored_latency(const db::Store& store, const std::strin
                                         const std::string& device) {
   const auto rows = store.query(
       "SELECT json_extract(r.config_json, '$.budget'), m.value FROM runs r JOIN measurements m ON m.run_id = r.id "
-      "AND m.name = 'step_ms' WHERE r.kind = 'profile' AND json_extract(r.config_json, '$.model') = " + db::sql_quote(model) +
+      "AND m.name = 'step_ms' WHERE r.id IN (" + db::newest_profile_ids_sql() + ") AND json_extract(r.config_json, '$.model') = " + db::sql_quote(model) +
       " AND json_extract(r.config_json, '$.frames') = " + std::to_string(shape.frames) +
       " AND json_extract(r.config_json, '$.height') = " + std::to_string(shape.height) +
       " AND json_extract(r.config_json, '$.width') = " + std::to_string(shape.width) +
       (device.empty() ? std::string() : " AND r.device = " + db::sql_quote(device)) + " ORDER BY r.id");
   std::map<double, double> points;
-  for (const auto& row : rows.rows) points[std::stod(*row[0])] = std::stod(*row[1]);  // newest wins
+  for (const auto& row : rows.rows) points[std::stod(*row[0])] = std::stod(*row[1]);  // of several cards, the newest
   return points;
 }
 

@@ -23,6 +23,15 @@ inline std::string sql_quote(const std::string& text) {
   return q + "'";
 }
 
+/// A subquery selecting the id of the newest `profile` run of each (card, model, frames, height,
+/// width, budget): the latency model, as `query latency`, `tune` and the report all read it.
+inline std::string newest_profile_ids_sql() {
+  return "SELECT max(p.id) FROM runs p WHERE p.kind = 'profile' GROUP BY p.device, "
+         "json_extract(p.config_json, '$.model'), json_extract(p.config_json, '$.frames'), "
+         "json_extract(p.config_json, '$.height'), json_extract(p.config_json, '$.width'), "
+         "json_extract(p.config_json, '$.budget')";
+}
+
 /// One self-describing metric value: a new metric needs no schema change.
 struct MeasurementRecord {
   std::string name;                    ///< e.g. "kernel_time_ns"; must not be empty.

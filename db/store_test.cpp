@@ -1,6 +1,8 @@
 #include "db/store.h"
 
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -165,6 +167,31 @@ TEST_F(StoreTest, AddRunWritesTheRunAndItsMeasurements) {
   EXPECT_EQ(static_cast<uint64_t>(std::stoll(*row.rows[0][0])), UINT64_MAX);
   EXPECT_EQ(*row.rows[0][1], "complete");
   EXPECT_EQ(row.rows[0][2], std::nullopt);  // An empty op is stored as NULL.
+}
+
+// The latency model is the newest profile of each (card, model, size, budget): a rerun replaces
+// its older twin, and a size with the same token count, another card or another budget does not.
+TEST_F(StoreTest, TheNewestProfileOfEachCardModelSizeAndBudgetIsTheLatencyModel) {
+  Store store = Store::open(path_);
+  auto profile = [&](const std::string& device, int frames, int height, int width, double budget) {
+    RunRecord run;
+    run.kind = "profile";
+    run.device = device;
+    run.config_json = nlohmann::json{{"model", "tiny"}, {"frames", frames}, {"height", height}, {"width", width},
+                                     {"tokens", frames * height * width / 16}, {"budget", budget}}.dump();
+    return store.add_run(run);
+  };
+  profile("cardA", 16, 64, 64, 0.5);                  // replaced by the rerun below
+  const int64_t rerun = profile("cardA", 16, 64, 64, 0.5);
+  const int64_t same_tokens = profile("cardA", 16, 32, 128, 0.5);
+  const int64_t other_card = profile("cardB", 16, 64, 64, 0.5);
+  const int64_t other_budget = profile("cardA", 16, 64, 64, 1.0);
+  RunRecord generate = sample_run(1, 0);
+  store.add_run(generate);
+  const auto rows = store.query(std::string("SELECT id FROM runs WHERE id IN (") + newest_profile_ids_sql() + ") ORDER BY id");
+  std::vector<int64_t> ids;
+  for (const auto& row : rows.rows) ids.push_back(std::stoll(*row[0]));
+  EXPECT_EQ(ids, (std::vector<int64_t>{rerun, same_tokens, other_card, other_budget}));
 }
 
 TEST_F(StoreTest, AFailedMeasurementLeavesNoHalfRun) {

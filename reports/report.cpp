@@ -124,10 +124,8 @@ json summary(const db::Store& store, const ReportOptions& o, json& missing) {
 
 json latency(const db::Store& store, json& missing) {
   const auto runs = store.query(
-      "SELECT r.id, r.config_json, r.device FROM runs r WHERE r.kind = 'profile' AND r.id IN (SELECT max(r2.id) FROM "
-      "runs r2 WHERE r2.kind = 'profile' GROUP BY r2.device, json_extract(r2.config_json, '$.model'), "
-      "json_extract(r2.config_json, '$.tokens'), json_extract(r2.config_json, '$.frames'), "
-      "json_extract(r2.config_json, '$.budget')) ORDER BY r.id");
+      "SELECT r.id, r.config_json, r.device FROM runs r WHERE r.id IN (" + db::newest_profile_ids_sql() +
+      ") ORDER BY r.id");
   if (runs.rows.empty()) {
     missing.push_back("where the time goes: no profiles; run astraea-bench profile");
     return json::array();
