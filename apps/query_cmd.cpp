@@ -48,7 +48,7 @@ std::string view_sql(const QueryFlags& f) {
     }
     if (f.what == "best") {
       return "SELECT t.number, t.fitness, t.predicted_cost, t.wall_s, t.device, t.genome_json " + trials +
-             " AND t.state = 'complete' ORDER BY t.fitness DESC, t.predicted_cost ASC, t.number LIMIT 1";
+             " AND t.state = 'complete' ORDER BY t.fitness DESC, t.predicted_cost ASC, t.number LIMIT 1";  // tuner::ranks_above
     }
     // Pareto front over (predicted cost: lower is better, fitness: higher is better): the complete
     // trials that no other complete trial beats on one and matches or beats on the other.

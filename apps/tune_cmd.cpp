@@ -523,7 +523,13 @@ void run_export(const ExportFlags& f) {
   std::optional<db::Trial> pick;
   for (const auto& t : store.trials(study)) {
     if (t.state != db::TrialState::kComplete) continue;
-    if (f.trial >= 0 ? t.number == f.trial : (!pick || t.fitness > pick->fitness)) pick = t;
+    // Trials come in claim order, so among equals the earlier one stays.
+    if (f.trial >= 0 ? t.number == f.trial
+                     : (!pick || tuner::ranks_above(t.fitness.value_or(-INFINITY), t.predicted_cost.value_or(INFINITY),
+                                                    pick->fitness.value_or(-INFINITY),
+                                                    pick->predicted_cost.value_or(INFINITY)))) {
+      pick = t;
+    }
   }
   if (!pick) {
     throw UsageError(f.trial >= 0 ? "--trial " + std::to_string(f.trial) + " is not a complete trial of " + f.study

@@ -121,9 +121,10 @@ class Engine {
     SearchResult r;
     r.evaluated = order_;
     r.front = pareto_front(order_);
-    r.best = *std::max_element(order_.begin(), order_.end(), [](const Evaluated& a, const Evaluated& b) {
-      return a.fitness < b.fitness || (a.fitness == b.fitness && a.cost_ms > b.cost_ms);
-    });
+    if (!order_.empty()) r.best = order_.front();
+    for (const Evaluated& e : order_) {
+      if (ranks_above(e.fitness, e.cost_ms, r.best.fitness, r.best.cost_ms)) r.best = e;
+    }
     return r;
   }
 

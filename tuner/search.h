@@ -76,6 +76,12 @@ struct Evaluated {
   double cost_ms = 0, fitness = 0;
 };
 
+/// The one rule for the best of several candidates, in the search, `export` and `query best`:
+/// higher fitness, then lower predicted cost; among equals, the one evaluated first.
+inline bool ranks_above(double fitness, double cost_ms, double other_fitness, double other_cost_ms) {
+  return fitness > other_fitness || (fitness == other_fitness && cost_ms < other_cost_ms);
+}
+
 struct SearchOptions {
   int population = 16, generations = 10;
   double mutation = 0.3;        ///< per-gene mutation probability at generation 0; decays linearly to a tenth

@@ -157,5 +157,13 @@ TEST(ParetoFront, KeepsOnlyTheNonDominated) {
   EXPECT_EQ(f[2].cost_ms, 2);
 }
 
+TEST(RanksAbove, FitnessFirstThenTheCheaperAndNeverAnEqual) {
+  EXPECT_TRUE(ranks_above(0.9, 200, 0.8, 100));   // fitter, though dearer
+  EXPECT_FALSE(ranks_above(0.8, 100, 0.9, 200));
+  EXPECT_TRUE(ranks_above(0.9, 100, 0.9, 200));   // as fit, and cheaper
+  EXPECT_FALSE(ranks_above(0.9, 200, 0.9, 100));
+  EXPECT_FALSE(ranks_above(0.9, 100, 0.9, 100));  // an equal never displaces the earlier one
+}
+
 }  // namespace
 }  // namespace astraea::tuner
