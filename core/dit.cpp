@@ -278,20 +278,7 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
 
   op.next(Op::kNorm);
   auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
-  op.next(Op::kProjections);
-  auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
-  auto ckv = at::linear(contexts, mat(b.ckv_w), mat(b.ckv_b));
-  auto ck = rms_norm_rope(ckv.narrow(2, 0, d), b.cnorm_k, nullptr, heads, eps);
-  auto cv = ckv.narrow(2, d, d);
-  op.next(Op::kAttention);
-  auto cattn = attention(heads_view(cq), heads_view(ck), heads_view(cv), false).out;
-  op.next(Op::kProjections);
-  auto cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
-
-  op.next(Op::kNorm);
-  auto xf = residual_layer_norm(x, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
-  op.next(Op::kFeedForward);
-  auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  auto f = cross_attention_ffn(b, x, xc, contexts, m(3), m(4), op);
   op.next(Op::kNorm);
   residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
   op.next(Op::kScatter);  // filling the caches
@@ -304,6 +291,32 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
       record->v = v[0].clone();
     }
   }
+}
+
+at::Tensor WanDiT::cross_attention_ffn(const Block& b, at::Tensor& stream, const at::Tensor& xc,
+                                       const at::Tensor& context, const at::Tensor& shift, const at::Tensor& scale,
+                                       OpSequence& op) const {
+  const int64_t d = config_.dim, heads = config_.heads;
+  const double eps = config_.eps;
+  auto split_heads = [&](const at::Tensor& t) {  // [..., D] -> [..., heads, head_dim]
+    auto sizes = t.sizes().vec();
+    sizes.back() = heads;
+    sizes.push_back(config_.head_dim());
+    return t.view(sizes);
+  };
+  op.next(Op::kProjections);
+  auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
+  auto ckv = at::linear(context, mat(b.ckv_w), mat(b.ckv_b));
+  auto ck = rms_norm_rope(ckv.narrow(-1, 0, d), b.cnorm_k, nullptr, heads, eps);
+  auto cv = ckv.narrow(-1, d, d);
+  op.next(Op::kAttention);
+  auto cattn = attention(split_heads(cq), split_heads(ck), split_heads(cv), false).out;
+  op.next(Op::kProjections);
+  auto cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
+  op.next(Op::kNorm);
+  auto xf = residual_layer_norm(stream, cy, {}, scale + 1.0, shift, dtype_, eps);
+  op.next(Op::kFeedForward);
+  return at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
 }
 
 void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
@@ -434,20 +447,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   // The selected tokens' residual stream, gathered and updated by the attention output, then normalised.
   op.next(Op::kGather);
   auto [h, xc] = gather_norm(y, m(2), b.norm3_w, b.norm3_b);
-  op.next(Op::kProjections);
-  auto ctx = contexts[0];
-  auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
-  auto ckv = at::linear(ctx, mat(b.ckv_w), mat(b.ckv_b));
-  auto ck = rms_norm_rope(ckv.narrow(1, 0, d), b.cnorm_k, nullptr, heads, eps);
-  auto cv = ckv.narrow(1, d, d);
-  op.next(Op::kAttention);
-  auto cattn = attention(cq.view({k, heads, hd}), ck.view({-1, heads, hd}), cv.view({-1, heads, hd}), false).out;
-  op.next(Op::kProjections);
-  auto cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
-  op.next(Op::kNorm);
-  auto xf = residual_layer_norm(h, cy, {}, m(4) + 1.0, m(3), dtype_, eps);
-  op.next(Op::kFeedForward);
-  auto f = at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  auto f = cross_attention_ffn(b, h, xc, contexts[0], m(3), m(4), op);
 
   // The last residual update, written straight into the cache; unselected tokens keep their outputs.
   op.next(Op::kScatter);

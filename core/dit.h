@@ -16,6 +16,7 @@
 namespace astraea {
 
 struct RopeGrid;
+class OpSequence;
 
 /// A DiT on one device. Matrix products run in `dtype` (bf16 on the GPU, float32 on the CPU);
 /// the residual stream, norms, modulation and timestep embedding in float32, as Wan computes
@@ -77,6 +78,11 @@ class WanDiT {
   void sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
                     const RopeGrid& rope, double budget, const SelectionParams& selection,
                     BlockTokenCache& cache, int64_t& computed) const;
+  // Both kinds of block after self-attention's residual: the cross-attention of `xc`'s rows over
+  // the text `context`, added to `stream` in place, then the feed-forward of `stream` normalised
+  // with `shift` and `scale`. Returns the feed-forward output for the caller's last gated update.
+  at::Tensor cross_attention_ffn(const Block& b, at::Tensor& stream, const at::Tensor& xc, const at::Tensor& context,
+                                 const at::Tensor& shift, const at::Tensor& scale, OpSequence& op) const;
   ModelConfig config_;
   at::ScalarType dtype_;
   Weights embed_;    // patch, text, time and head parameters, by Wan key
