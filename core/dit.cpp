@@ -22,6 +22,25 @@ struct WanDiT::Block {
   at::Tensor cq_w, cq_b, ckv_w, ckv_b, co_w, co_b, cnorm_q, cnorm_k;  // cross-attention, k|v fused
   at::Tensor ffn1_w, ffn1_b, ffn2_w, ffn2_b;
   at::Tensor modulation;  // [6, D] float32
+
+  /// Every tensor, in parameters() order, with its key under "blocks.N." in Wan's checkpoints.
+  /// The fused q|k|v and k|v and the reshaped modulation have no key here: the constructor and
+  /// state_dict() join and split them.
+  static const std::vector<std::pair<const char*, at::Tensor Block::*>>& fields() {
+    static const std::vector<std::pair<const char*, at::Tensor Block::*>> all = {
+        {nullptr, &Block::qkv_w}, {nullptr, &Block::qkv_b},
+        {"self_attn.o.weight", &Block::o_w}, {"self_attn.o.bias", &Block::o_b},
+        {"self_attn.norm_q.weight", &Block::norm_q}, {"self_attn.norm_k.weight", &Block::norm_k},
+        {"norm3.weight", &Block::norm3_w}, {"norm3.bias", &Block::norm3_b},
+        {"cross_attn.q.weight", &Block::cq_w}, {"cross_attn.q.bias", &Block::cq_b},
+        {nullptr, &Block::ckv_w}, {nullptr, &Block::ckv_b},
+        {"cross_attn.o.weight", &Block::co_w}, {"cross_attn.o.bias", &Block::co_b},
+        {"cross_attn.norm_q.weight", &Block::cnorm_q}, {"cross_attn.norm_k.weight", &Block::cnorm_k},
+        {"ffn.0.weight", &Block::ffn1_w}, {"ffn.0.bias", &Block::ffn1_b},
+        {"ffn.2.weight", &Block::ffn2_w}, {"ffn.2.bias", &Block::ffn2_b},
+        {nullptr, &Block::modulation}};
+    return all;
+  }
 };
 
 namespace {
@@ -79,24 +98,11 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
     Block b;
     b.qkv_w = at::cat({t("self_attn.q.weight"), t("self_attn.k.weight"), t("self_attn.v.weight")});
     b.qkv_b = at::cat({t("self_attn.q.bias"), t("self_attn.k.bias"), t("self_attn.v.bias")});
-    b.o_w = t("self_attn.o.weight");
-    b.o_b = t("self_attn.o.bias");
-    b.norm_q = t("self_attn.norm_q.weight");
-    b.norm_k = t("self_attn.norm_k.weight");
-    b.norm3_w = t("norm3.weight");
-    b.norm3_b = t("norm3.bias");
-    b.cq_w = t("cross_attn.q.weight");
-    b.cq_b = t("cross_attn.q.bias");
     b.ckv_w = at::cat({t("cross_attn.k.weight"), t("cross_attn.v.weight")});
     b.ckv_b = at::cat({t("cross_attn.k.bias"), t("cross_attn.v.bias")});
-    b.co_w = t("cross_attn.o.weight");
-    b.co_b = t("cross_attn.o.bias");
-    b.cnorm_q = t("cross_attn.norm_q.weight");
-    b.cnorm_k = t("cross_attn.norm_k.weight");
-    b.ffn1_w = t("ffn.0.weight");
-    b.ffn1_b = t("ffn.0.bias");
-    b.ffn2_w = t("ffn.2.weight");
-    b.ffn2_b = t("ffn.2.bias");
+    for (const auto& [key, field] : Block::fields()) {
+      if (key) b.*field = t(key);
+    }
     b.modulation = t("modulation").reshape({6, d}).clone();  // its own storage: a trainable leaf
     blocks_.push_back(std::move(b));
   }
@@ -550,22 +556,9 @@ Weights WanDiT::state_dict() const {
       w[p + "cross_attn." + qkv[j + 1] + ".weight"] = b.ckv_w.narrow(0, j * d, d);
       w[p + "cross_attn." + qkv[j + 1] + ".bias"] = b.ckv_b.narrow(0, j * d, d);
     }
-    w[p + "self_attn.o.weight"] = b.o_w;
-    w[p + "self_attn.o.bias"] = b.o_b;
-    w[p + "self_attn.norm_q.weight"] = b.norm_q;
-    w[p + "self_attn.norm_k.weight"] = b.norm_k;
-    w[p + "norm3.weight"] = b.norm3_w;
-    w[p + "norm3.bias"] = b.norm3_b;
-    w[p + "cross_attn.q.weight"] = b.cq_w;
-    w[p + "cross_attn.q.bias"] = b.cq_b;
-    w[p + "cross_attn.o.weight"] = b.co_w;
-    w[p + "cross_attn.o.bias"] = b.co_b;
-    w[p + "cross_attn.norm_q.weight"] = b.cnorm_q;
-    w[p + "cross_attn.norm_k.weight"] = b.cnorm_k;
-    w[p + "ffn.0.weight"] = b.ffn1_w;
-    w[p + "ffn.0.bias"] = b.ffn1_b;
-    w[p + "ffn.2.weight"] = b.ffn2_w;
-    w[p + "ffn.2.bias"] = b.ffn2_b;
+    for (const auto& [key, field] : Block::fields()) {
+      if (key) w[p + key] = b.*field;
+    }
     w[p + "modulation"] = b.modulation.view({1, 6, d});
   }
   return w;
@@ -576,10 +569,7 @@ std::vector<at::Tensor> WanDiT::parameters() const {
   for (const auto* m : {&embed_, &encoder_})
     for (const auto& kv : *m) p.push_back(kv.second);
   for (const auto& b : blocks_) {
-    for (const auto* t : {&b.qkv_w, &b.qkv_b, &b.o_w, &b.o_b, &b.norm_q, &b.norm_k, &b.norm3_w, &b.norm3_b,
-                          &b.cq_w, &b.cq_b, &b.ckv_w, &b.ckv_b, &b.co_w, &b.co_b, &b.cnorm_q, &b.cnorm_k,
-                          &b.ffn1_w, &b.ffn1_b, &b.ffn2_w, &b.ffn2_b, &b.modulation})
-      p.push_back(*t);
+    for (const auto& field : Block::fields()) p.push_back(b.*field.second);
   }
   return p;
 }
