@@ -16,8 +16,10 @@
 #include "core/attention.h"
 #include "core/block_ops.h"
 #include "core/dit.h"
+#include "core/token_cache.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
+#include "kernels/token_select.cuh"
 #include "profiler/timing.h"
 
 #if ASTRAEA_HAS_TORCH_CUDA
@@ -205,11 +207,23 @@ int main(int argc, char** argv) {
         std::printf("block operations at budget %.1f: sum %.3f ms a block, %.1f ms a forward\n", b, sum, sum * config.layers);
       }
     }
-    // Selection alone: top-k of N scores and the index sort, as each block does.
-    auto scores = at::rand({n}, at::TensorOptions().device(gpu));
-    auto sel = time_ms([&] { std::get<0>(std::get<1>(at::topk(scores, n / 2, 0, true, false)).sort()); }, 3, 20);
-    j["selection_topk_sort_ms"] = sel.median_ms;
-    std::printf("selection (top-k + sort of %lld scores): %.3f ms a block, %.1f ms a forward\n",
+    // Selection alone, as a sparse block runs it (kernels::select_tokens: score every token, then
+    // the top half in ascending order), on random cache state.
+    const auto f32 = at::TensorOptions().device(gpu).dtype(at::kFloat);
+    auto lse = at::randn({n}, f32), sketch_new = at::randn({n, astraea::kSketchDim}, f32),
+         sketch_old = at::randn({n, astraea::kSketchDim}, f32), stale = at::randint(0, 6, {n}, f32);
+    auto score = at::empty({n}, f32);
+    auto idx = at::empty({n / 2}, f32.dtype(at::kLong));
+    const size_t ws_bytes = astraea::kernels::select_tokens_workspace_bytes(n);
+    auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, f32.dtype(at::kByte));
+    const auto stream = static_cast<astraea::kernels::Stream>(astraea::compat::current_stream(gpu));
+    auto sel = time_ms([&] {
+      astraea::kernels::select_tokens(lse.data_ptr<float>(), sketch_new.data_ptr<float>(), sketch_old.data_ptr<float>(),
+                             astraea::kSketchDim, stale.data_ptr<float>(), 1.0f, 1.0f, n, n / 2, score.data_ptr<float>(),
+                             idx.data_ptr<int64_t>(), ws.data_ptr(), ws_bytes, stream);
+    }, 3, 20);
+    j["selection_ms"] = sel.median_ms;
+    std::printf("selection (select_tokens: score and top half of %lld tokens): %.3f ms a block, %.1f ms a forward\n",
                 static_cast<long long>(n), sel.median_ms, sel.median_ms * config.layers);
   }
   std::printf("%s\n", j.dump(2).c_str());
