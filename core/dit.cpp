@@ -72,7 +72,9 @@ at::Tensor select_tokens(const at::Tensor& score, double budget, const Selection
     auto frame_top = std::get<1>(score.view({grid.frames, per_frame}).topk(m, 1));
     auto base = at::arange(grid.frames, frame_top.options()).mul_(per_frame).unsqueeze(1);
     s = score.clone();
-    s.index_add_(0, (frame_top + base).flatten(), at::full({grid.frames * m}, 2.0 * (score.abs().max().item<double>() + 1.0), score.options()));
+    // The bonus stays on the device: reading the maximum back would stall every block on the host.
+    const auto bonus = (score.abs().max() + 1.0).mul_(2.0).expand({grid.frames * m});
+    s.index_add_(0, (frame_top + base).flatten(), bonus);
   }
   if (sel.tile > 1) {
     const int64_t tiles = (n + sel.tile - 1) / sel.tile;
