@@ -40,6 +40,25 @@ void finish(std::map<std::pair<RangePath, std::string>, OpTime>& sums, Attributi
   for (auto& [key, t] : sums) a.ops.push_back(std::move(t));
 }
 
+// Which range launched each activity record: CUPTI's correlation id leads to our external id,
+// which is 1 + the index of the range's path (0: launched outside every range).
+class Launchers {
+ public:
+  Launchers(const ActivityBatch& batch, const std::vector<RangePath>& paths) : paths_(paths) {
+    for (const auto& c : batch.correlations) external_[c.correlation_id] = c.external_id;
+  }
+  /// The path of the range that launched R, or null when none did.
+  const RangePath* path_of(const ActivityRecord& r) const {
+    const auto it = external_.find(r.correlation_id);
+    if (it == external_.end() || it->second == 0 || it->second > paths_.size()) return nullptr;
+    return &paths_[it->second - 1];
+  }
+
+ private:
+  const std::vector<RangePath>& paths_;
+  std::unordered_map<uint32_t, uint64_t> external_;
+};
+
 }  // namespace
 
 bool RangePath::operator<(const RangePath& o) const {
@@ -47,19 +66,18 @@ bool RangePath::operator<(const RangePath& o) const {
 }
 
 Attribution attribute(const ActivityBatch& batch, const std::vector<RangePath>& paths) {
-  std::unordered_map<uint32_t, uint64_t> external;  // correlation id -> external id
-  for (const auto& c : batch.correlations) external[c.correlation_id] = c.external_id;
+  const Launchers launchers(batch, paths);
   Attribution a;
   std::map<std::pair<RangePath, std::string>, OpTime> sums;
   for (const auto& r : batch.records) {
     const uint64_t ns = r.end_ns > r.start_ns ? r.end_ns - r.start_ns : 0;
-    const auto it = external.find(r.correlation_id);
-    if (it == external.end() || it->second == 0 || it->second > paths.size()) {
+    const RangePath* launcher = launchers.path_of(r);
+    if (!launcher) {
       a.unattributed_ns += ns;
       ++a.unattributed_count;
       continue;
     }
-    const RangePath& path = paths[it->second - 1];
+    const RangePath& path = *launcher;
     auto& t = sums[{path, activity_kind_name(r.kind)}];
     t.where = path;
     t.kind = activity_kind_name(r.kind);
@@ -180,16 +198,12 @@ std::string chrome_trace_json(const Profile& profile) {
   }
   if (!profile.activity.records.empty()) {
     meta(2, "device (CUPTI clock)");
-    std::unordered_map<uint32_t, uint64_t> external;
-    for (const auto& c : profile.activity.correlations) external[c.correlation_id] = c.external_id;
+    const Launchers launchers(profile.activity, profile.paths);
     uint64_t dev0 = UINT64_MAX;
     for (const auto& r : profile.activity.records) dev0 = std::min(dev0, r.start_ns);
     for (const auto& r : profile.activity.records) {
       nlohmann::json args;
-      const auto it = external.find(r.correlation_id);
-      if (it != external.end() && it->second >= 1 && it->second <= profile.paths.size()) {
-        args = path_args(profile.paths[it->second - 1]);
-      }
+      if (const RangePath* launcher = launchers.path_of(r)) args = path_args(*launcher);
       args["kind"] = activity_kind_name(r.kind);
       if (r.bytes) args["bytes"] = r.bytes;
       events.push_back({{"ph", "X"}, {"pid", 2}, {"tid", r.stream}, {"name", r.name},
