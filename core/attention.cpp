@@ -24,12 +24,15 @@ AttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, const a
   const auto kt = k.to(at::kFloat).permute({0, 2, 3, 1});  // [B, H, hd, Nk]
   const auto vh = v.to(at::kFloat).permute({0, 2, 1, 3});  // [B, H, Nk, hd]
   const int64_t chunk = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, b * heads * nk));
+  // Without autograd the score matrix is scaled and turned into probabilities in place.
+  const bool grad = records_grad({&q, &k, &v});
   std::vector<at::Tensor> outs, lses;
   for (int64_t s = 0; s < nq; s += chunk) {
     const int64_t n = std::min(chunk, nq - s);
-    auto scores = at::matmul(qh.narrow(2, s, n), kt) * scale;  // [B, H, n, Nk]
+    auto scores = at::matmul(qh.narrow(2, s, n), kt);  // [B, H, n, Nk]
+    scores = grad ? scores * scale : scores.mul_(scale);
     auto l = at::logsumexp(scores, -1, true);
-    outs.push_back(at::matmul(at::exp(scores - l), vh));
+    outs.push_back(at::matmul(grad ? at::exp(scores - l) : scores.sub_(l).exp_(), vh));
     lses.push_back(l.squeeze(-1));
   }
   AttentionResult r;
