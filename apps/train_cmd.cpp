@@ -56,7 +56,7 @@ nlohmann::json confusion_json(const quality::MotionConfusion& c) {
     found[motion_column(m)] = row;
   }
   for (int n = 1; n <= 2; ++n) {
-    if (c.objects[n]) by_count[std::to_string(n)] = double(c.right[n]) / double(c.objects[n]);
+    if (c.objects[n]) by_count[std::to_string(n)] = c.right_share(n);
   }
   return {{"motion_found", found}, {"motion_by_objects_per_clip", by_count}};
 }
@@ -73,7 +73,7 @@ void print_confusion(const quality::MotionConfusion& c) {
   for (int n = 1; n <= 2; ++n) {
     if (c.objects[n]) {
       std::printf("  motion right in clips of %d object%s: %.1f%% of %lld\n", n, n == 1 ? "" : "s",
-                  100.0 * double(c.right[n]) / double(c.objects[n]), static_cast<long long>(c.objects[n]));
+                  100.0 * c.right_share(n), static_cast<long long>(c.objects[n]));
     }
   }
 }

@@ -52,6 +52,8 @@ struct MotionConfusion {
   int64_t right[3] = {}, objects[3] = {};     ///< motion right / objects, in clips of [1] or [2] objects
   /// Folds one clip's verdict on `prompt` in; objects are matched in the prompt's order.
   void add(const shapes::Prompt& prompt, const ClipVerdict& verdict);
+  /// Motion agreement in clips of `count` (1 or 2) objects; 0 when there were none.
+  double right_share(int count) const { return objects[count] ? double(right[count]) / double(objects[count]) : 0.0; }
 };
 
 }  // namespace astraea::quality

@@ -215,6 +215,8 @@ TEST(MotionConfusion, FilesEachObjectUnderItsPromptedAndFoundMotion) {
   EXPECT_EQ(c.right[1], 1);
   EXPECT_EQ(c.objects[2], 2);
   EXPECT_EQ(c.right[2], 1);
+  EXPECT_DOUBLE_EQ(c.right_share(1), 1.0);
+  EXPECT_DOUBLE_EQ(c.right_share(2), 0.5);
 
   ClipVerdict lost = one;  // a verdict that judged no track for the object
   lost.objects[0].found = false;
