@@ -148,23 +148,16 @@ int main(int argc, char** argv) {
   if (j.contains("forward") && j["forward"].contains("fused + cudnn attention")) {
     const double dense_ms = j["forward"]["fused + cudnn attention"]["median_ms"].get<double>();
     std::printf("%-28s %10s %10s %10s %9s\n", "token-wise budget", "median ms", "of dense", "target", "cache GB");
-    // Each budget with the selection pass at 1 and at 4 rows a CTA (the same results; speed only).
-    for (int rows : {1, 4}) {
-      astraea::set_selection_rows_per_cta(rows);
-      const std::string key = rows == 1 ? "tokenwise" : "tokenwise_selection_4rows";
-      for (double b : {0.7, 0.5, 0.4, 0.3}) {
-        astraea::TokenEngineState state;
-        dit.forward_tokenwise(x, 500.0, ctx, 1.0, {}, state);
-        auto s = time_ms([&] { dit.forward_tokenwise(x, 480.0, ctx, b, {}, state); }, warmup, reps);
-        const double ratio = s.median_ms / dense_ms;
-        std::printf("%-22.1f rows %d %10.1f %10.3f %10.2f %9.2f\n", b, rows, s.median_ms, ratio, b + 0.04,
-                    state.bytes() / 1e9);
-        j[key][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms}, {"min_ms", s.min_ms},
-                                                  {"max_ms", s.max_ms}, {"of_dense", ratio},
-                                                  {"cache_bytes", state.bytes()}};
-      }
+    for (double b : {0.7, 0.5, 0.4, 0.3}) {
+      astraea::TokenEngineState state;
+      dit.forward_tokenwise(x, 500.0, ctx, 1.0, {}, state);
+      auto s = time_ms([&] { dit.forward_tokenwise(x, 480.0, ctx, b, {}, state); }, warmup, reps);
+      const double ratio = s.median_ms / dense_ms;
+      std::printf("%-28.1f %10.1f %10.3f %10.2f %9.2f\n", b, s.median_ms, ratio, b + 0.04, state.bytes() / 1e9);
+      j["tokenwise"][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms}, {"min_ms", s.min_ms},
+                                                         {"max_ms", s.max_ms}, {"of_dense", ratio},
+                                                         {"cache_bytes", state.bytes()}};
     }
-    astraea::set_selection_rows_per_cta(1);
     // Where a sparse block's time goes: each of its operations alone, with the engine's shapes, at
     // budget 0.5 and at 1 (dense). Their sum against the measured forward shows the overhead that no
     // single operation accounts for (launches, allocation).

@@ -13,7 +13,6 @@ namespace astraea {
 namespace {
 
 std::atomic<bool> g_fused_disabled{false};
-std::atomic<int> g_selection_rows{1};  // 4 once measured faster on a GPU (docs/perf.md)
 
 // Rotates pairs (2j, 2j+1) of each head by pos_j * inv_freq[j] (Wan 2.1's rope_apply), in float.
 at::Tensor apply_rope(const at::Tensor& v, const RopeGrid& g, int64_t heads) {
@@ -33,7 +32,6 @@ at::Tensor apply_rope(const at::Tensor& v, const RopeGrid& g, int64_t heads) {
   return at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, 4).reshape(shape);
 }
 
-
 template <typename T>
 T* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? reinterpret_cast<T*>(t.data_ptr()) : nullptr;
@@ -46,13 +44,6 @@ bool one_vector(const at::Tensor& t, int64_t dim) { return !t.defined() || t.num
 at::Tensor as_vector(const at::Tensor& t) { return t.defined() ? t.reshape({-1}).to(at::kFloat).contiguous() : t; }
 
 void set_fused_kernels_disabled(bool disabled) { g_fused_disabled = disabled; }
-
-void set_selection_rows_per_cta(int rows) {
-  TORCH_CHECK(rows == 1 || rows == 4, "selection rows per CTA must be 1 or 4, got ", rows);
-  g_selection_rows = rows;
-}
-
-int selection_rows_per_cta() { return g_selection_rows; }
 
 bool records_grad(std::initializer_list<const at::Tensor*> tensors) {
   if (!at::GradMode::is_enabled()) return false;

@@ -36,10 +36,6 @@ at::Tensor as_vector(const at::Tensor& t);
 
 /// Turns the fused kernels off (true: ATen everywhere), to compare the two paths.
 void set_fused_kernels_disabled(bool disabled);
-/// Rows a CTA of the token-wise selection pass handles (1 or 4; kernels::GatherLayerNormArgs::
-/// rows_per_cta), to compare the two on a GPU. The results are the same.
-void set_selection_rows_per_cta(int rows);
-int selection_rows_per_cta();
 /// Whether `t` (one sequence, [N, D] or [1, N, D], not recorded by autograd) takes the fused kernels.
 bool uses_fused_kernels(const at::Tensor& t);
 

@@ -359,7 +359,6 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
     pass.rows = n;
     pass.dim = d;
     pass.eps = static_cast<float>(eps);
-    pass.rows_per_cta = selection_rows_per_cta();
     kernels::gather_residual_layer_norm(pass, stream);
     // Score (the paper's: attention log-sum-exp times how far the input moved, plus staleness) and top-k.
     const int64_t want = budget_tokens(budget, n);

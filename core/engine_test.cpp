@@ -146,24 +146,13 @@ TEST(TokenEngineGpu, DenseEqualityAndFusedSparseStep) {
   EXPECT_TRUE(at::equal(dense, model.forward(x, 700.0, ctx)));
   // Distinct staleness and a staleness-only score: both paths pick the same tokens, whatever rounding does.
   for (auto& b : state.blocks) b.stale = at::randperm(512, at::kFloat).mul_(0.01).to(gpu);
-  auto deep_copy = [](const TokenEngineState& from) {
-    TokenEngineState to = from;
-    for (auto& b : to.blocks) {
-      b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
-    }
-    return to;
-  };
-  aten_state = deep_copy(state);  // same caches
-  TokenEngineState four_rows_state = deep_copy(state);
+  aten_state = state;  // same caches, deep-copied
+  for (auto& b : aten_state.blocks) {
+    b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
+  }
   const auto x2 = x + 0.05 * at::randn_like(x);
   const SelectionParams by_staleness{0.0, 1.0};
   auto fused = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, state).cpu();
-  // The selection pass at 4 rows a CTA sums in the same order: the very same step.
-  set_selection_rows_per_cta(4);
-  auto four_rows = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, four_rows_state).cpu();
-  set_selection_rows_per_cta(1);
-  EXPECT_TRUE(at::equal(fused, four_rows));
-  EXPECT_TRUE(at::equal(state.blocks.back().sketch.cpu(), four_rows_state.blocks.back().sketch.cpu()));
   set_fused_kernels_disabled(true);
   auto aten = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, aten_state).cpu();
   set_fused_kernels_disabled(false);

@@ -231,7 +231,6 @@ TEST(GatherResidualLayerNormCpu, RejectsBadArguments) {
   call([](GatherLayerNormArgs& a) { a.sketch_dim = kMaxSketchDim + 1; }, "sketch_dim");
   call([](GatherLayerNormArgs& a) { a.sketch_dim = 0; }, "sketch_dim");
   call([](GatherLayerNormArgs& a) { a.src = nullptr; }, "src");
-  call([](GatherLayerNormArgs& a) { a.rows_per_cta = 3; }, "rows_per_cta");
   call([](GatherLayerNormArgs& a) { a.proj = nullptr; }, "proj");
   const int64_t negative[1] = {-1};
   call([&](GatherLayerNormArgs& a) { a.idx = negative; }, "idx");
@@ -929,7 +928,6 @@ struct GatherLayerNormCase {
   int64_t src_rows, rows, dim, sketch_dim;  // sketch_dim 0: no sketch
   bool gathered, y, h, out;
   size_t misalign = 0;
-  int rows_per_cta = 1;
 };
 
 std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase& k, uint32_t seed) {
@@ -974,7 +972,6 @@ std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase
     a.out = k.out ? out : nullptr;
     a.rows = k.rows;
     a.dim = k.dim;
-    a.rows_per_cta = k.rows_per_cta;
     return a;
   };
   gather_residual_layer_norm(args(true, h_dev.get(), sketch_dev.get(), out_dev.get()), nullptr);
@@ -1034,14 +1031,6 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"everything, misaligned 1536 (scalar)",       64,    21,  1536,  8,    true,  true,  true,  true,  1},
       {"everything, dim 32776 (streaming)",           5,     3, 32776,  8,    true,  true,  true,  true},
       {"everything, dim 16385 (scalar streaming)",    5,     3, 16385,  8,    true,  true,  true,  true},
-      // The selection pass with 4 rows a CTA, and the shapes where it falls back to one row.
-      {"4 rows/CTA: selection pass, Wan 1.3B",     2048,  2048,  1536,  8,    false, false, false, true,  0, 4},
-      {"4 rows/CTA: 2047 rows (a partial CTA)",    2047,  2047,  1536,  8,    false, false, false, true,  0, 4},
-      {"4 rows/CTA: gathered, sketch only",        2048,   819,  1536,  8,    true,  false, false, false, 0, 4},
-      {"4 rows/CTA: sketch_dim 3, dim 96",           37,    37,    96,  3,    false, false, false, true,  0, 4},
-      {"4 rows/CTA falls back: Wan 14B",            200,   200,  5120,  8,    false, false, false, true,  0, 4},
-      {"4 rows/CTA falls back: misaligned",          64,    64,  1536,  8,    false, false, false, true,  1, 4},
-      {"4 rows/CTA falls back: with y and h",       400,   160,  1536,  8,    true,  true,  true,  true,  0, 4},
   };
   const RmsNormRopeCase rope_cases[] = {
       // name                                  heads hd   f  h   w     extra dims column rope  misalign

@@ -56,32 +56,6 @@ __device__ __forceinline__ void store_sketch(const ResidualLayerNormArgs& a, flo
   }
 }
 
-/// Each thread's partial sketch of kRows rows it holds (v[r][i][k]: column (i * blockDim + t) * kVec
-/// + k of row r): acc[r * kMaxSketchDim + j] = sum over its columns of v * proj[j]. proj rows are
-/// contiguous over columns, so a warp's loads are contiguous, and the sketch_dim x dim floats stay in
-/// L1 across the rows of an SM; each load serves kRows rows. Summed in the same order whatever kRows.
-template <int kRows, int kItems, int kVec>
-__device__ __forceinline__ void sketch_partials(const ResidualLayerNormArgs& a, const float (&v)[kRows][kItems][kVec],
-                                                float (&acc)[kRows * kMaxSketchDim]) {
-#pragma unroll
-  for (int n = 0; n < kRows * kMaxSketchDim; ++n) acc[n] = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int col = (i * blockDim.x + threadIdx.x) * kVec;
-    if (col >= a.dim) continue;
-#pragma unroll
-    for (int j = 0; j < kMaxSketchDim; ++j) {
-      if (j >= a.sketch_dim) break;
-      float p[kVec];
-      detail::load_param<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + col, 0.0f, p);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[r * kMaxSketchDim + j] = __fmaf_rn(v[r][i][k], p[k], acc[r * kMaxSketchDim + j]);
-    }
-  }
-}
-
 /// One CTA per row, the row held in registers: thread i owns elements [(k * blockDim + i) * kVec, +kVec)
 /// for k < kItems, so every access of a warp is contiguous and each byte is read once.
 template <int kVec, int kItems>
@@ -116,8 +90,24 @@ __global__ void __launch_bounds__(max_threads(kVec)) residual_layer_norm_residen
     if (store_x) detail::store_f32<kVec>(x + col, v[i]);
   }
   if (a.sketch != nullptr) {  // uniform over the block, as is every branch before a barrier here
+    // proj rows are contiguous over columns: each thread reads its own columns of every row, so a
+    // warp's loads are contiguous; the 8 x dim floats stay in L1 across the rows of an SM.
     float acc[kMaxSketchDim];
-    sketch_partials<1, kItems, kVec>(a, reinterpret_cast<const float(&)[1][kItems][kVec]>(v), acc);
+#pragma unroll
+    for (int j = 0; j < kMaxSketchDim; ++j) acc[j] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int col = (i * blockDim.x + threadIdx.x) * kVec;
+      if (col >= a.dim) continue;
+#pragma unroll
+      for (int j = 0; j < kMaxSketchDim; ++j) {
+        if (j >= a.sketch_dim) break;
+        float p[kVec];
+        detail::load_param<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + col, 0.0f, p);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[j] = __fmaf_rn(v[i][k], p[k], acc[j]);
+      }
+    }
     store_sketch(a, acc);
   }
   if (a.out == nullptr) return;
@@ -205,113 +195,6 @@ __global__ void __launch_bounds__(1024) residual_layer_norm_streaming(const Resi
   }
 }
 
-/// Sums of kN values over the block, each returned to every thread (as block_sum, for several at
-/// once: one barrier). `partials` must not be reused by a later call before another barrier.
-template <int kN>
-__device__ __forceinline__ void block_sums(float (&values)[kN], float (*partials)[32]) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    const float v = detail::warp_sum(values[n]);
-    if (lane == 0) partials[n][warp] = v;
-  }
-  __syncthreads();
-#pragma unroll
-  for (int n = 0; n < kN; ++n) values[n] = detail::warp_sum(lane < static_cast<int>(blockDim.x / 32) ? partials[n][lane] : 0.0f);
-}
-
-/// The selection pass with kRows rows per CTA (bf16 source rows, no residual update, no float
-/// row stored): each projection value is read from L1 once for kRows rows, where the one-row kernel
-/// reads it once per row and is bound by L1 (203 us against 87 us for the LayerNorm alone, dim
-/// 1536 on an H200). Vector path only; thread t owns the same columns in every row.
-template <int kItems, int kRows>
-__global__ void __launch_bounds__(256) sketch_layer_norm_rows(const ResidualLayerNormArgs a, int rows) {
-  __shared__ float sketch_sums[kRows * kMaxSketchDim][32];
-  __shared__ float stat_partials[2][kRows][32];
-  constexpr int kVec = kVectorElems;
-  const int first = blockIdx.x * kRows;
-  float v[kRows][kItems][kVec];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const bool valid = first + r < rows;
-    const int64_t src_row = !valid ? 0 : a.src_rows != nullptr ? __ldg(a.src_rows + first + r) : first + r;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const int col = (i * blockDim.x + threadIdx.x) * kVec;
-      if (!valid || col >= a.dim) {
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) v[r][i][k] = 0.0f;
-      } else {
-        detail::load_bf16<kVec>(a.src + src_row * a.dim + col, v[r][i]);
-      }
-    }
-  }
-  // Sketch: one projection load serves every row of the CTA.
-  float acc[kRows * kMaxSketchDim];
-  sketch_partials<kRows, kItems, kVec>(a, v, acc);
-  {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-#pragma unroll
-      for (int j = 0; j < kMaxSketchDim; ++j) {
-        if (j >= a.sketch_dim) break;
-        const float sum = detail::warp_sum(acc[r * kMaxSketchDim + j]);
-        if (lane == 0) sketch_sums[r * kMaxSketchDim + j][warp] = sum;
-      }
-    __syncthreads();
-    for (int t = threadIdx.x; t < kRows * a.sketch_dim; t += blockDim.x) {
-      const int r = t / a.sketch_dim, j = t % a.sketch_dim;
-      if (first + r >= rows) continue;
-      float sum = 0.0f;  // warps in a fixed order, as store_sketch
-      for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) sum += sketch_sums[r * kMaxSketchDim + j][w];
-      a.sketch[static_cast<int64_t>(first + r) * a.sketch_dim + j] = sum;
-    }
-  }
-  if (a.out == nullptr) return;
-  // LayerNorm of each row: means, then squares of deviations, each summed for all rows at once.
-  float mean[kRows], squares[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    mean[r] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i)
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) mean[r] += v[r][i][k];
-  }
-  block_sums<kRows>(mean, stat_partials[0]);
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    mean[r] *= a.inv_dim;
-    squares[r] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const int col = (i * blockDim.x + threadIdx.x) * kVec;
-      if (col >= a.dim) continue;
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) squares[r] += (v[r][i][k] - mean[r]) * (v[r][i][k] - mean[r]);
-    }
-  }
-  block_sums<kRows>(squares, stat_partials[1]);
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int col = (i * blockDim.x + threadIdx.x) * kVec;
-    if (col >= a.dim) continue;
-    float mul[kVec], add[kVec];
-    detail::load_param<kVec>(a.mul == nullptr ? nullptr : a.mul + col, 1.0f, mul);
-    detail::load_param<kVec>(a.add == nullptr ? nullptr : a.add + col, 0.0f, add);
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      if (first + r >= rows) continue;
-      const float rstd = rsqrtf(squares[r] * a.inv_dim + a.eps);
-      float o[kVec];
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) o[k] = __fmaf_rn((v[r][i][k] - mean[r]) * rstd, mul[k], add[k]);
-      detail::store_bf16<kVec>(a.out + static_cast<int64_t>(first + r) * a.dim + col, o);
-    }
-  }
-}
-
 /// Launches the first kItems (smallest first) whose CTA fits max_threads(kVec); false if none does.
 template <int kVec, int kItems, int... kMoreItems>
 bool launch_resident(const ResidualLayerNormArgs& a, int rows, cudaStream_t stream) {
@@ -363,22 +246,6 @@ void gather_residual_layer_norm(const GatherLayerNormArgs& g, Stream stream) {
     if (g.sketch != nullptr)
       ASTRAEA_CUDA_CHECK(cudaMemsetAsync(g.sketch, 0, g.rows * g.sketch_dim * sizeof(float), stream));
     return;
-  }
-  const bool selection_pass = g.rows_per_cta == 4 && g.sketch != nullptr && g.y == nullptr && g.h == nullptr;
-  if (selection_pass && g.dim % kVectorElems == 0 && detail::aligned_16(g.src) && detail::aligned_16(g.proj) &&
-      detail::aligned_16(g.mul) && detail::aligned_16(g.add) && detail::aligned_16(g.out)) {
-    // Two 16-byte items a thread, as the one-row kernel: up to 2 x 8 x 256 = 4096 columns (more
-    // threads would leave too few registers for 4 rows and their sketches).
-    const int threads = 32 * detail::ceil_div(detail::ceil_div(g.dim / kVectorElems, 2), 32);
-    if (threads <= 256) {
-      const ResidualLayerNormArgs a{nullptr, g.src, g.idx, nullptr, nullptr, g.mul, g.add, g.proj, g.sketch, g.out,
-                                    static_cast<int>(g.sketch_dim), static_cast<int>(g.dim),
-                                    1.0f / static_cast<float>(g.dim), g.eps};
-      const int rows = static_cast<int>(g.rows);
-      sketch_layer_norm_rows<2, 4><<<detail::ceil_div(rows, 4), threads, 0, stream>>>(a, rows);
-      ASTRAEA_CUDA_CHECK_LAUNCH();
-      return;
-    }
   }
   const ResidualLayerNormArgs a{g.h,
                                 g.src,

@@ -42,10 +42,6 @@ struct GatherLayerNormArgs {
   bf16* out = nullptr;            ///< [rows, dim]
   int64_t rows = 0, dim = 0;
   float eps = 1e-6f;
-  /// Rows one CTA handles when the sketch is asked for without y or h (the selection pass): each
-  /// projection value read from L1 then serves this many rows. 1 or 4; the kernel falls back to 1
-  /// where 4 does not apply. A speed choice only: the results are the same.
-  int rows_per_cta = 1;
 };
 inline constexpr int64_t kMaxSketchDim = 16;
 

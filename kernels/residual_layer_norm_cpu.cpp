@@ -29,7 +29,6 @@ void validate_gather_residual_layer_norm(const GatherLayerNormArgs& a) {
   if (a.sketch != nullptr && (a.sketch_dim < 1 || a.sketch_dim > kMaxSketchDim)) {
     fail("sketch_dim must be in [1, " + std::to_string(kMaxSketchDim) + "], got " + std::to_string(a.sketch_dim));
   }
-  if (a.rows_per_cta != 1 && a.rows_per_cta != 4) fail("rows_per_cta must be 1 or 4, got " + std::to_string(a.rows_per_cta));
   if (a.rows == 0 || a.dim == 0) return;
   if (a.src == nullptr) fail("src must not be null");
   if (a.sketch != nullptr && a.proj == nullptr) fail("proj must not be null with a sketch");
