@@ -138,11 +138,10 @@ void run(const TuneFlags& f) {
       throw UsageError("--latency-model '" + f.latency_model + "' is not PRESET@FRAMESxHEIGHTxWIDTH");
     }
     const auto size = parse_video_size(f.latency_model.substr(at + 1), "--latency-model size");
-    const long long lf = size.frames, lh = size.height, lw = size.width;
     const auto& other = model_preset(f.latency_model.substr(0, at));
-    points = stored_latency(store, other.name, video_shape(other, lf, lh, lw), "");
+    points = stored_latency(store, other.name, video_shape(other, size.frames, size.height, size.width), "");
     latency_source = f.latency_model;
-    latency_preset = other.name, latency_frames = lf, latency_height = lh, latency_width = lw;
+    latency_preset = other.name, latency_frames = size.frames, latency_height = size.height, latency_width = size.width;
   }
   if (points.empty()) {
     throw UsageError("--db " + f.db + " has no latency model for " + latency_source + ": run astraea-bench profile "
@@ -259,11 +258,22 @@ void run(const TuneFlags& f) {
   auto fitness_on = [&](const tuner::Genome& genome, const std::vector<std::string>& ps, const std::string& device) {
     return fitness_of(quality_of(genome, ps, device, metrics));
   };
+  // One evaluation on the calibration prompts, timed: (fitness, wall seconds).
+  auto timed_fitness = [&](const tuner::Genome& genome, const std::string& device) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double fit = fitness_on(genome, prompts, device);
+    return std::make_pair(fit, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  };
   // A batch: claim every genome (the store answers those done before), evaluate the claimed ones
   // in parallel, one thread per --devices entry, then wait for those another worker is running.
   tuner::Evaluate evaluate = [&](const std::vector<tuner::Genome>& genomes) {
     std::vector<double> out(genomes.size());
     std::vector<std::pair<size_t, int64_t>> mine, theirs;  // (index, trial)
+    auto finish = [&](size_t i, int64_t trial, const std::pair<double, double>& result) {
+      store.complete_trial(trial, result.first, latency.cost_ms(genomes[i]), result.second, card);
+      out[i] = result.first;
+      ++evaluated_here;
+    };
     for (size_t i = 0; i < genomes.size(); ++i) {
       const auto claim = store.claim_trial(study, nlohmann::json(genomes[i]).dump(), worker);
       trial_ids[claim.trial.genome_json] = claim.trial.id;
@@ -280,17 +290,11 @@ void run(const TuneFlags& f) {
     for (size_t chunk = 0; chunk < mine.size(); chunk += devices.size()) {
       std::vector<std::future<std::pair<double, double>>> running;  // (fitness, wall s)
       for (size_t k = chunk; k < std::min(mine.size(), chunk + devices.size()); ++k) {
-        running.push_back(std::async(std::launch::async, [&, k] {
-          const auto t0 = std::chrono::steady_clock::now();
-          const double fit = fitness_on(genomes[mine[k].first], prompts, devices[k - chunk]);
-          return std::make_pair(fit, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        }));
+        running.push_back(std::async(std::launch::async,
+                                     [&, k] { return timed_fitness(genomes[mine[k].first], devices[k - chunk]); }));
       }
       for (size_t k = chunk; k < std::min(mine.size(), chunk + devices.size()); ++k) {
-        const auto [fit, wall] = running[k - chunk].get();
-        store.complete_trial(mine[k].second, fit, latency.cost_ms(genomes[mine[k].first]), wall, card);
-        out[mine[k].first] = fit;
-        ++evaluated_here;
+        finish(mine[k].first, mine[k].second, running[k - chunk].get());
       }
     }
     for (const auto& [i, trial] : theirs) {  // another live worker has it: wait for its result
@@ -302,12 +306,7 @@ void run(const TuneFlags& f) {
           break;
         }
         if (stale(t.claimed_by)) {  // it died after claiming: evaluate the genome here, as at claim time
-          const auto t0 = std::chrono::steady_clock::now();
-          const double fit = fitness_on(genomes[i], prompts, devices.front());
-          const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          store.complete_trial(trial, fit, latency.cost_ms(genomes[i]), wall, card);
-          out[i] = fit;
-          ++evaluated_here;
+          finish(i, trial, timed_fitness(genomes[i], devices.front()));
           break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
