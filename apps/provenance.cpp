@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "core/fnv1a.h"
+#include "core/generate.h"
 
 namespace astraea::app {
 namespace {
@@ -91,14 +93,21 @@ std::string file_digest(const std::string& path, const std::string& flag) {
   if (path.empty()) return {};
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(flag + " " + path + " cannot be read");
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1aBasis;
   std::vector<char> buffer(1 << 20);
   while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
-    for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ static_cast<unsigned char>(buffer[static_cast<size_t>(i)])) * 1099511628211ull;
+    h = fnv1a(buffer.data(), static_cast<size_t>(in.gcount()), h);
   }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   return hex;
+}
+
+std::string weights_digest(const std::string& model, const std::string& weights) {
+  GenerateOptions o;
+  o.model = model;
+  o.weights = weights;
+  return file_digest(weights_file(o), "--weights");
 }
 
 }  // namespace astraea::app

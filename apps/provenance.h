@@ -22,6 +22,9 @@ std::vector<double> parse_number_list(const std::string& flag, const std::string
 /// UsageError naming FLAG when the file cannot be read. Tells two weight files apart in stored keys.
 std::string file_digest(const std::string& path, const std::string& flag);
 
+/// file_digest of the weights --model MODEL --weights WEIGHTS generates with ("" for random ones).
+std::string weights_digest(const std::string& model, const std::string& weights);
+
 /// Splits a comma-separated list, dropping empty items.
 std::vector<std::string> split_list(const std::string& text);
 

@@ -136,10 +136,7 @@ void run(SweepFlags f) {
                        "encoder (tiny)");
     }
     // Cells made with other weights (a retrained shipped file, say) are other cells.
-    GenerateOptions weights_of;
-    weights_of.model = preset.name;
-    weights_of.weights = f.weights;
-    const std::string weights_digest = file_digest(weights_file(weights_of), "--weights");
+    const std::string weights_digest = app::weights_digest(preset.name, f.weights);
     const int64_t steps = f.steps ? f.steps : preset.default_steps;
     for (const auto& size : sizes) {
       const auto shape = video_shape(preset, size.frames ? size.frames : preset.default_frames,

@@ -159,12 +159,7 @@ void run(const TuneFlags& f) {
                         {"width", shape.width}, {"steps", space.steps}, {"dense_steps", space.dense_steps},
                         {"grid", space.grid}, {"fitness", f.fitness}, {"prompts", prompts}, {"seeds", seeds},
                         {"latency_model", latency_source}};
-  {
-    GenerateOptions weights_of;
-    weights_of.model = preset.name;
-    weights_of.weights = f.weights;
-    config["weights_digest"] = file_digest(weights_file(weights_of), "--weights");
-  }
+  config["weights_digest"] = weights_digest(preset.name, f.weights);
   const int64_t study = store.create_or_get_study(f.study, config.dump());
   {
     // A study resumes only where its trials' fitness still holds: same videos, same scoring.

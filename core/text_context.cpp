@@ -5,16 +5,11 @@
 
 #include <stdexcept>
 
+#include "core/fnv1a.h"
 #include "core/safetensors.h"
 
 namespace astraea {
 namespace {
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
 
 at::Tensor read_context(const SafetensorsFile& file, const char* key, int64_t text_dim) {
   const TensorView* t = file.find(key);
@@ -58,7 +53,7 @@ TextContexts text_contexts(const WanDiT& model, const std::string& prompt, const
     r.source = "precomputed text-encoder output from " + context_file;
   } else {
     // No text encoder here: a random context of Wan's typical prompt length, seeded by the prompt.
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(fnv1a(prompt));
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(fnv1a(prompt.data(), prompt.size()));
     r.cond = at::randn({std::min<int64_t>(config.text_len, 128), config.text_dim}, gen) * 0.1;
     r.uncond = at::randn({std::min<int64_t>(config.text_len, 16), config.text_dim}, gen) * 0.1;
     r.source = "random text context (seeded by the prompt; no text encoder)";
