@@ -78,16 +78,26 @@ void print_confusion(const quality::MotionConfusion& c) {
   }
 }
 
+// The guidance scales of the adherence check: --eval-guidance, or the preset's.
+std::vector<double> eval_scales(const TrainFlags& f) {
+  if (f.eval_guidance.empty()) return {model_preset(f.o.model).default_guidance};
+  return parse_number_list("--eval-guidance", f.eval_guidance, 1.0, 100.0);
+}
+
 // Prompt adherence of WEIGHTS on fresh prompts at --eval-size, at each guidance scale of
 // f.eval_guidance; the records go under "adherence" (the first scale) and "adherence_by_guidance".
 void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann::json& record) {
-  std::vector<double> scales{model_preset(f.o.model).default_guidance};
-  if (!f.eval_guidance.empty()) scales = parse_number_list("--eval-guidance", f.eval_guidance, 1.0, 100.0);
   const auto size = parse_video_size(f.eval_size, "--eval-size");
-  for (double g : scales) {
+  GenerateOptions model;  // loaded once, for every scale and the direction probe
+  model.model = f.o.model;
+  model.weights = weights;
+  model.device = f.o.device;
+  const auto loaded = load_model(model);
+  for (double g : eval_scales(f)) {
     quality::AdherenceOptions a;
     a.model = f.o.model;
     a.weights = weights;
+    a.loaded = loaded;
     a.prompts = f.eval_prompts;
     a.device = f.o.device;
     a.seed = f.eval_seed;
@@ -114,13 +124,9 @@ void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann
     print_confusion(confusion);
   }
   // Whether the model reads the sign of its direction words at all (docs/shapes.md).
-  GenerateOptions g;
-  g.model = f.o.model;
-  g.weights = weights;
-  g.device = f.o.device;
   DirectionProbe probe;
   probe.frames = size.frames, probe.height = size.height, probe.width = size.width;
-  const auto gap = reversed_prompt_gap(*load_model(g), probe);
+  const auto gap = reversed_prompt_gap(*loaded, probe);
   std::string line;
   for (size_t i = 0; i < gap.size(); ++i) {
     record["direction_gap"][std::to_string(probe.sigmas[i]).substr(0, 4)] = gap[i];
@@ -135,7 +141,7 @@ void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann
 void run(TrainFlags f) {
   // The adherence check's flags are checked before any training, not after it.
   parse_video_size(f.eval_size, "--eval-size");
-  parse_number_list("--eval-guidance", f.eval_guidance.empty() ? "1" : f.eval_guidance, 1.0, 100.0);
+  eval_scales(f);
   if (f.eval_only) {
     // Only the adherence check, of --init's weights (default: the shipped ones); nothing is written.
     if (f.eval_prompts <= 0) throw UsageError("--eval-only needs --eval-prompts above 0");

@@ -77,7 +77,7 @@ std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
   if (o.weights == "random") {
     weights = random_weights(c, o.weights_seed, device, dtype);
   } else {
-    std::string path = o.weights.empty() ? find_shipped(c) : o.weights;
+    const std::string path = weights_file(o);
     if (path.empty()) {
       throw std::runtime_error("--model " + c.name + " has no shipped weights in this checkout (" +
                                (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +

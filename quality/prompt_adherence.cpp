@@ -22,7 +22,8 @@ Agreement prompt_adherence(const AdherenceOptions& o,
   g.steps = o.steps;
   g.guidance = o.guidance;
   g.device = o.device;
-  if (o.prompts > 0) g.loaded = load_model(g);  // once, not per prompt
+  g.loaded = o.loaded;
+  if (o.prompts > 0 && !g.loaded) g.loaded = load_model(g);  // once, not per prompt
   for (int64_t i = 0; i < o.prompts; ++i) {
     const auto prompt = shapes::random_prompt(rng);
     g.prompt = shapes::to_text(prompt);

@@ -3,8 +3,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "core/dit.h"
 #include "quality/shapes_checker.h"
 
 namespace astraea::quality {
@@ -17,6 +19,8 @@ struct AdherenceOptions {
   int64_t frames = 16, height = 64, width = 64, steps = 0;
   double guidance = -1;
   std::string device = "cpu";
+  /// The model of (model, weights, device), already loaded; null: loaded here.
+  std::shared_ptr<const WanDiT> loaded;
 };
 
 /// Generates `prompts` random shapes-world prompts (dense sampling with guidance) and checks each
