@@ -6,8 +6,7 @@
 # for its own held-out prompts).
 set -u
 cd "$(dirname "$0")/.."
-deps=/opt/deps/usr/lib/x86_64-linux-gnu  # as scripts/gpu-host.sh sets it
-export LD_LIBRARY_PATH=$deps:$deps/blas:$deps/lapack:${LD_LIBRARY_PATH:-}
+source scripts/gpu-env.sh
 w=$1; s=$2; d=$3; mkdir -p "$d"; i=0
 B=build-gpu/apps/astraea-bench
 while IFS= read -r p; do

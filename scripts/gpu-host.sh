@@ -23,11 +23,7 @@ steps=("$@")
 want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 
-# The unpacked packages' libraries; BLAS and LAPACK (OpenCV's core needs them) sit in their own
-# folders, since dpkg -x runs no update-alternatives. Set before the build: the linker also looks
-# here for the libraries that OpenCV's own libraries need.
-deps=/opt/deps/usr/lib/x86_64-linux-gnu
-export LD_LIBRARY_PATH=$deps:$deps/blas:$deps/lapack:${LD_LIBRARY_PATH:-}
+source scripts/gpu-env.sh  # the unpacked packages' libraries, before the build
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv | tee "$out/gpu.txt"
 if want build; then
   mkdir -p /opt/deps && for f in .debs/*.deb; do dpkg -x "$f" /opt/deps; done

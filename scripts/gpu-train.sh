@@ -16,8 +16,7 @@ case "${1:-}" in
   start)
     [[ -x build-gpu/apps/astraea-bench ]] || BUILD_TARGET=astraea-bench bash scripts/gpu-host.sh build || exit 1
     cp build-gpu/apps/astraea-bench "$run/astraea-bench"
-    deps=/opt/deps/usr/lib/x86_64-linux-gnu  # as scripts/gpu-host.sh sets it
-    export LD_LIBRARY_PATH=$deps:$deps/blas:$deps/lapack:${LD_LIBRARY_PATH:-}
+    source scripts/gpu-env.sh
     CUDA_VISIBLE_DEVICES=${TRAIN_GPU:-0} setsid nohup "$run/astraea-bench" train --device cuda --minutes "${TRAIN_MINUTES:-20}" --steps 200000 \
       --sizes "${TRAIN_SIZES:-8x32x48:64,16x64x64:24,16x64x64:24}" --checkpoint-dir "$run/checkpoint" \
       --checkpoint-every 2000 --out "$run/tiny.safetensors" ${TRAIN_ARGS:-} >"$run/log" 2>&1 < /dev/null &
