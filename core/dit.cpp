@@ -123,12 +123,13 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
   std::vector<float> inv(config_.head_dim() / 2);
   kernels::wan_rope_inv_freq(config_.head_dim(), 10000.0, inv.data());
   inv_freq_ = at::tensor(inv).to(pw.device());
-  // A fixed Gaussian projection: distances between sketches estimate distances between inputs.
+  // A fixed Gaussian projection: distances between sketches estimate distances between inputs. In bf16,
+  // as the selection pass's kernel holds it; the ATen path widens the same values.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0x5eed);
   sketch_proj_ = (at::randn({d, kSketchDim}, gen) / std::sqrt(static_cast<double>(kSketchDim)))
                      .t()
                      .contiguous()
-                     .to(pw.device());
+                     .to(pw.device(), at::kBFloat16);
 }
 
 WanDiT::~WanDiT() = default;
@@ -268,7 +269,7 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
   OpSequence op(Op::kSelection);  // the sketch is the next sparse step's input to selection
-  if (record) record->sketch = at::matmul(x[0], sketch_proj_.t());  // the input, before x is updated
+  if (record) record->sketch = at::matmul(x[0], sketch_proj_.to(at::kFloat).t());  // the input, before x is updated
   // shift, scale, gate (self-attention); shift, scale, gate (feed-forward): each [B, 1, D].
   op.next(Op::kNorm);
   auto mod = (b.modulation + e0).unsqueeze(2);
@@ -350,7 +351,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
     if (!reuse_kv) xn = at::empty({n, d}, in.options());
     kernels::GatherLayerNormArgs pass;
     pass.src = reinterpret_cast<const kernels::bf16*>(in.data_ptr());
-    pass.proj = sketch_proj_.data_ptr<float>();
+    pass.proj = reinterpret_cast<const kernels::bf16*>(sketch_proj_.data_ptr());
     pass.sketch_dim = kSketchDim;
     pass.sketch = sketch.data_ptr<float>();
     pass.mul = scale.data_ptr<float>();
@@ -374,7 +375,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
 #endif
   at::Tensor x = fused ? at::Tensor() : in.to(at::kFloat);  // the ATen path's float residual stream
   if (!fused) {
-    sketch = at::matmul(x, sketch_proj_.t()).contiguous();
+    sketch = at::matmul(x, sketch_proj_.to(at::kFloat).t()).contiguous();
     auto delta = (sketch - cache.sketch).norm(2, {1});
     auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
     idx = select_tokens(score, budget, sel, rope);

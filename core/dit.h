@@ -89,7 +89,7 @@ class WanDiT {
   Weights encoder_;  // the preset's own text encoder, by key (empty for Wan presets)
   std::vector<Block> blocks_;
   at::Tensor inv_freq_;
-  at::Tensor sketch_proj_;  // [kSketchDim, dim] float, fixed: row j is a projection direction
+  at::Tensor sketch_proj_;  // [kSketchDim, dim] bf16, fixed: row j is a projection direction
 };
 
 }  // namespace astraea

@@ -169,7 +169,7 @@ TEST(GatherResidualLayerNormCpu, GathersUpdatesSketchesAndNormalises) {
   const std::vector<bf16> src = to_bf16({9, 9, 9, 9, 1, 2, 3, 4, 0, 0, 0, 1});
   const std::vector<bf16> y = to_bf16({1, 1, 1, 1, 0, 0, 0, 0});
   const std::vector<float> gate = {1, 0, 2, -1}, mul = {1, 2, 1, 1}, add = {0, 0, 0.5f, 0};
-  const std::vector<float> proj = {1, 1, 1, 1, 1, 0, -1, 0};
+  const std::vector<bf16> proj = to_bf16({1, 1, 1, 1, 1, 0, -1, 0});
   const int64_t idx[2] = {1, 2};
   std::vector<float> h(8, NAN), sketch(4, NAN);
   std::vector<bf16> out(8);
@@ -212,12 +212,12 @@ TEST(GatherResidualLayerNormCpu, GathersUpdatesSketchesAndNormalises) {
 
 TEST(GatherResidualLayerNormCpu, RejectsBadArguments) {
   const std::vector<bf16> src = to_bf16({1, 2, 3, 4});
-  const float proj[4] = {1, 1, 1, 1};
+  const std::vector<bf16> proj = to_bf16({1, 1, 1, 1});
   float sketch[1];
   const auto call = [&](auto&& change, const std::string& names) {
     GatherLayerNormArgs a;
     a.src = src.data();
-    a.proj = proj;
+    a.proj = proj.data();
     a.sketch = sketch;
     a.sketch_dim = 1;
     a.rows = 1;
@@ -928,6 +928,7 @@ struct GatherLayerNormCase {
   int64_t src_rows, rows, dim, sketch_dim;  // sketch_dim 0: no sketch
   bool gathered, y, h, out;
   size_t misalign = 0;
+  bool persistent = true;  // GatherLayerNormArgs::persistent
 };
 
 std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase& k, uint32_t seed) {
@@ -943,12 +944,13 @@ std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase
   const std::vector<bf16> y = to_bf16(normal_values(rng, n, 0.0f, 1.0f));
   const std::vector<float> gate = normal_values(rng, d, 0.0f, 1.0f);
   const std::vector<float> mul = normal_values(rng, d, 1.0f, 0.2f), add = normal_values(rng, d, 0.0f, 1.0f);
-  const std::vector<float> proj = normal_values(rng, static_cast<size_t>(k.sketch_dim) * d, 0.0f, 0.1f);
+  const std::vector<bf16> proj = to_bf16(normal_values(rng, static_cast<size_t>(k.sketch_dim) * d, 0.0f, 0.1f));
   expect_real_input(to_float(src), "src");
 
   DeviceBuffer<bf16> src_dev(src.size(), k.misalign), y_dev(n, k.misalign), out_dev(n, k.misalign);
   DeviceBuffer<float> gate_dev(d, k.misalign), mul_dev(d, k.misalign), add_dev(d, k.misalign);
-  DeviceBuffer<float> proj_dev(proj.size(), k.misalign), sketch_dev(sketch_size, k.misalign), h_dev(n, k.misalign);
+  DeviceBuffer<bf16> proj_dev(proj.size(), k.misalign);
+  DeviceBuffer<float> sketch_dev(sketch_size, k.misalign), h_dev(n, k.misalign);
   DeviceBuffer<int64_t> idx_dev(idx.size());
   src_dev.upload(src);
   y_dev.upload(y);
@@ -972,6 +974,7 @@ std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase
     a.out = k.out ? out : nullptr;
     a.rows = k.rows;
     a.dim = k.dim;
+    a.persistent = k.persistent;
     return a;
   };
   gather_residual_layer_norm(args(true, h_dev.get(), sketch_dev.get(), out_dev.get()), nullptr);
@@ -1021,9 +1024,16 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"fused, dim 16385 (scalar, streaming)",  2, 16385,  true,  true,  true,  true,  true},
   };
   const GatherLayerNormCase gather_cases[] = {
-      // name                                       src    rows   dim  sketch gathered y      h      out   misalign
+      // name                                       src    rows   dim  sketch gathered y      h      out   misalign persistent
+      // The selection pass runs on persistent CTAs (several rows each) unless `persistent` is false.
       {"selection pass, Wan 1.3B (sketch + LN)",   2048,  2048,  1536,  8,    false, false, false, true},
+      {"selection pass, one CTA a row",            2048,  2048,  1536,  8,    false, false, false, true,  0, false},
+      {"selection pass, Wan 14B",                   700,   700,  5120,  8,    false, false, false, true},
+      {"selection pass, dim 1000, sketch 5",       3001,  3001,  1000,  5,    false, false, false, true},
+      {"selection pass, dim 6152 (one CTA a row)",   40,    40,  6152,  8,    false, false, false, true},
+      {"selection pass, sketch 16 (one CTA a row)", 300,   300,  1536, 16,    false, false, false, true},
       {"sketch only, Wan 1.3B",                     300,   300,  1536,  8,    false, false, false, false},
+      {"sketch only, one CTA a row",                300,   300,  1536,  8,    false, false, false, false, 0, false},
       {"gathered LN, Wan 1.3B",                    2048,   819,  1536,  0,    true,  false, false, true},
       {"gather + residual + LN, Wan 1.3B",         2048,  1024,  1536,  0,    true,  true,  true,  true},
       {"everything, Wan 14B (2 items/thread)",      400,   160,  5120, 16,    true,  true,  true,  true},

@@ -80,7 +80,7 @@ void gather_residual_layer_norm_cpu(const GatherLayerNormArgs& a, Stream /*strea
     if (a.sketch != nullptr) {
       for (int64_t j = 0; j < a.sketch_dim; ++j) {
         double dot = 0.0;
-        for (int64_t c = 0; c < a.dim; ++c) dot += static_cast<double>(row[c]) * a.proj[j * a.dim + c];
+        for (int64_t c = 0; c < a.dim; ++c) dot += static_cast<double>(row[c]) * bf16_to_float(a.proj[j * a.dim + c]);
         a.sketch[r * a.sketch_dim + j] = static_cast<float>(dot);
       }
     }
