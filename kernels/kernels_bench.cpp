@@ -197,7 +197,7 @@ void BM_ScatterTokens(benchmark::State& state) {
 /// gather_residual_layer_norm in the token-wise engine's two uses, over kTokens source rows of
 /// state.range(0) columns: the selection pass (every row sketched and normalised) and the gather of a
 /// random half (residual update, float row stored, normalised).
-void gather_bench(benchmark::State& state, bool selection_pass, bool persistent = true) {
+void gather_bench(benchmark::State& state, bool selection_pass) {
   if (skip_without_device(state)) return;
   const int64_t dim = state.range(0), rows = selection_pass ? kTokens : kTokens / 2;
   DeviceArray<bf16> src(kTokens * dim), y(rows * dim), out(rows * dim), proj(kSketchDim * dim);
@@ -211,7 +211,6 @@ void gather_bench(benchmark::State& state, bool selection_pass, bool persistent 
   a.out = out.get();
   a.rows = rows;
   a.dim = dim;
-  a.persistent = persistent;
   if (selection_pass) {
     a.proj = proj.get();
     a.sketch_dim = kSketchDim;
@@ -230,7 +229,6 @@ void gather_bench(benchmark::State& state, bool selection_pass, bool persistent 
 }
 
 void BM_SelectionPassLayerNorm(benchmark::State& state) { gather_bench(state, true); }
-void BM_SelectionPassLayerNormOneRowACta(benchmark::State& state) { gather_bench(state, true, false); }
 void BM_GatherResidualLayerNorm(benchmark::State& state) { gather_bench(state, false); }
 
 /// cudaMemcpyAsync of a float32 [kTokens, state.range(0)] array: what the hardware's copy reaches.
@@ -253,7 +251,6 @@ BENCHMARK(BM_RmsNormRope)->Arg(12)->Arg(40)->UseManualTime()->Unit(benchmark::kM
 BENCHMARK(BM_SelectTokens)->Arg(32760)->Arg(75600)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ScatterTokens)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SelectionPassLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_SelectionPassLayerNormOneRowACta)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatherResidualLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -928,7 +928,6 @@ struct GatherLayerNormCase {
   int64_t src_rows, rows, dim, sketch_dim;  // sketch_dim 0: no sketch
   bool gathered, y, h, out;
   size_t misalign = 0;
-  bool persistent = true;  // GatherLayerNormArgs::persistent
 };
 
 std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase& k, uint32_t seed) {
@@ -974,7 +973,6 @@ std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase
     a.out = k.out ? out : nullptr;
     a.rows = k.rows;
     a.dim = k.dim;
-    a.persistent = k.persistent;
     return a;
   };
   gather_residual_layer_norm(args(true, h_dev.get(), sketch_dev.get(), out_dev.get()), nullptr);
@@ -1024,16 +1022,11 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"fused, dim 16385 (scalar, streaming)",  2, 16385,  true,  true,  true,  true,  true},
   };
   const GatherLayerNormCase gather_cases[] = {
-      // name                                       src    rows   dim  sketch gathered y      h      out   misalign persistent
-      // The selection pass runs on persistent CTAs (several rows each) unless `persistent` is false.
+      // name                                       src    rows   dim  sketch gathered y      h      out   misalign
       {"selection pass, Wan 1.3B (sketch + LN)",   2048,  2048,  1536,  8,    false, false, false, true},
-      {"selection pass, one CTA a row",            2048,  2048,  1536,  8,    false, false, false, true,  0, false},
       {"selection pass, Wan 14B",                   700,   700,  5120,  8,    false, false, false, true},
       {"selection pass, dim 1000, sketch 5",       3001,  3001,  1000,  5,    false, false, false, true},
-      {"selection pass, dim 6152 (one CTA a row)",   40,    40,  6152,  8,    false, false, false, true},
-      {"selection pass, sketch 16 (one CTA a row)", 300,   300,  1536, 16,    false, false, false, true},
       {"sketch only, Wan 1.3B",                     300,   300,  1536,  8,    false, false, false, false},
-      {"sketch only, one CTA a row",                300,   300,  1536,  8,    false, false, false, false, 0, false},
       {"gathered LN, Wan 1.3B",                    2048,   819,  1536,  0,    true,  false, false, true},
       {"gather + residual + LN, Wan 1.3B",         2048,  1024,  1536,  0,    true,  true,  true,  true},
       {"everything, Wan 14B (2 items/thread)",      400,   160,  5120, 16,    true,  true,  true,  true},

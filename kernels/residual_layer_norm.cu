@@ -1,5 +1,3 @@
-#include <algorithm>
-
 #include "kernels/cuda_check.h"
 #include "kernels/detail/row_io.cuh"
 #include "kernels/residual_layer_norm.cuh"
@@ -34,19 +32,14 @@ struct ResidualLayerNormArgs {
 // Vector-path CTAs get 512 threads at most (more rows in flight per SM), scalar ones up to 1024.
 constexpr int max_threads(int vec) { return vec == kVectorElems ? 512 : 1024; }
 
-// The persistent selection pass holds kItems x sketch_dim x 16 bytes of proj a thread in registers.
-constexpr int kPersistentItems = 2;
-constexpr int kPersistentSketchDim = 8;
-constexpr int kPersistentThreads = 384;  // 170 registers a thread: dim up to 6144
-
-__device__ __forceinline__ const bf16* source_row(const ResidualLayerNormArgs& a, int row) {
+__device__ __forceinline__ const bf16* source_row(const ResidualLayerNormArgs& a) {
   if (a.src == nullptr) return nullptr;
-  const int64_t source = a.src_rows != nullptr ? __ldg(a.src_rows + row) : row;
-  return a.src + source * a.dim;
+  const int64_t row = a.src_rows != nullptr ? __ldg(a.src_rows + blockIdx.x) : blockIdx.x;
+  return a.src + row * a.dim;
 }
 
 /// sketch[row, j] = the block-wide sum of each thread's partial dot products acc[j].
-__device__ __forceinline__ void store_sketch(const ResidualLayerNormArgs& a, int row, float (&acc)[kMaxSketchDim]) {
+__device__ __forceinline__ void store_sketch(const ResidualLayerNormArgs& a, float (&acc)[kMaxSketchDim]) {
   __shared__ float partials[kMaxSketchDim][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
@@ -59,28 +52,24 @@ __device__ __forceinline__ void store_sketch(const ResidualLayerNormArgs& a, int
   if (threadIdx.x < a.sketch_dim) {
     float s = 0.0f;  // warps in a fixed order: the same sum on every run
     for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) s += partials[threadIdx.x][w];
-    a.sketch[static_cast<int64_t>(row) * a.sketch_dim + threadIdx.x] = s;
+    a.sketch[static_cast<int64_t>(blockIdx.x) * a.sketch_dim + threadIdx.x] = s;
   }
 }
 
-/// Thread i of a resident CTA owns the row's elements [(k * blockDim + i) * kVec, +kVec) for k < kItems,
-/// so every access of a warp is contiguous and each byte is read once.
-template <int kVec>
-__device__ __forceinline__ int owned_column(int item) {
-  return (item * blockDim.x + threadIdx.x) * kVec;
-}
-
-/// Reads the thread's elements of a row into v (0 beyond the row): from the float residual x or the
-/// bf16 source row, updated by y * gate, and stored back to x when x is given and anything changed.
+/// One CTA per row, the row held in registers: thread i owns elements [(k * blockDim + i) * kVec, +kVec)
+/// for k < kItems, so every access of a warp is contiguous and each byte is read once.
 template <int kVec, int kItems>
-__device__ __forceinline__ void load_row(const ResidualLayerNormArgs& a, int row, float (&v)[kItems][kVec]) {
-  const int64_t row_offset = static_cast<int64_t>(row) * a.dim;
+__global__ void __launch_bounds__(max_threads(kVec)) residual_layer_norm_resident(const ResidualLayerNormArgs a) {
+  __shared__ float partials[2][32];
+  const int64_t row_offset = static_cast<int64_t>(blockIdx.x) * a.dim;
   float* x = a.x != nullptr ? a.x + row_offset : nullptr;
-  const bf16* src = source_row(a, row);
+  const bf16* src = source_row(a);
   const bool store_x = x != nullptr && (src != nullptr || a.y != nullptr);
+
+  float v[kItems][kVec];
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
-    const int col = owned_column<kVec>(i);
+    const int col = (i * blockDim.x + threadIdx.x) * kVec;
     if (col >= a.dim) {
 #pragma unroll
       for (int k = 0; k < kVec; ++k) v[i][k] = 0.0f;
@@ -100,33 +89,30 @@ __device__ __forceinline__ void load_row(const ResidualLayerNormArgs& a, int row
     }
     if (store_x) detail::store_f32<kVec>(x + col, v[i]);
   }
-}
-
-/// acc[j] += the thread's elements of the row times proj row j, for j < sketch_dim; proj_at(i, j, p)
-/// gives the kVec proj values of item i's columns in row j.
-template <int kVec, int kItems, int kSketch, typename ProjAt>
-__device__ __forceinline__ void accumulate_sketch(const ResidualLayerNormArgs& a, const float (&v)[kItems][kVec],
-                                                  ProjAt proj_at, float (&acc)[kMaxSketchDim]) {
+  if (a.sketch != nullptr) {  // uniform over the block, as is every branch before a barrier here
+    // proj rows are contiguous over columns: each thread reads its own columns of every row, so a
+    // warp's loads are contiguous. proj is bf16: with 8 x dim floats the pass took 204 us for 32760
+    // rows of 1536 on an H200, with bf16 141 us (it is read from L1 or L2 for every row).
+    float acc[kMaxSketchDim];
 #pragma unroll
-  for (int j = 0; j < kMaxSketchDim; ++j) acc[j] = 0.0f;
+    for (int j = 0; j < kMaxSketchDim; ++j) acc[j] = 0.0f;
 #pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    if (owned_column<kVec>(i) >= a.dim) continue;
+    for (int i = 0; i < kItems; ++i) {
+      const int col = (i * blockDim.x + threadIdx.x) * kVec;
+      if (col >= a.dim) continue;
 #pragma unroll
-    for (int j = 0; j < kSketch; ++j) {
-      if (j >= a.sketch_dim) break;
-      float p[kVec];
-      proj_at(i, j, p);
+      for (int j = 0; j < kMaxSketchDim; ++j) {
+        if (j >= a.sketch_dim) break;
+        float p[kVec];
+        detail::load_bf16<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + col, p);
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) acc[j] = __fmaf_rn(v[i][k], p[k], acc[j]);
+        for (int k = 0; k < kVec; ++k) acc[j] = __fmaf_rn(v[i][k], p[k], acc[j]);
+      }
     }
+    store_sketch(a, acc);
   }
-}
+  if (a.out == nullptr) return;
 
-/// out[row] = bf16(LN(v) * mul + add), the statistics summed over the CTA in `partials` (2 x 32 floats).
-template <int kVec, int kItems>
-__device__ __forceinline__ void normalise_row(const ResidualLayerNormArgs& a, int row, float (&v)[kItems][kVec],
-                                              float (&partials)[2][32]) {
   float sum = 0.0f;  // out-of-row slots hold 0 and add nothing
 #pragma unroll
   for (int i = 0; i < kItems; ++i)
@@ -138,16 +124,17 @@ __device__ __forceinline__ void normalise_row(const ResidualLayerNormArgs& a, in
   float squares = 0.0f;
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
-    if (owned_column<kVec>(i) >= a.dim) continue;
+    const int col = (i * blockDim.x + threadIdx.x) * kVec;
+    if (col >= a.dim) continue;
 #pragma unroll
     for (int k = 0; k < kVec; ++k) squares += (v[i][k] - mean) * (v[i][k] - mean);
   }
   const float rstd = rsqrtf(block_sum(squares, partials[1]) * a.inv_dim + a.eps);
 
-  bf16* out = a.out + static_cast<int64_t>(row) * a.dim;
+  bf16* out = a.out + row_offset;
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
-    const int col = owned_column<kVec>(i);
+    const int col = (i * blockDim.x + threadIdx.x) * kVec;
     if (col >= a.dim) continue;
     float mul[kVec], add[kVec];
     detail::load_param<kVec>(a.mul == nullptr ? nullptr : a.mul + col, 1.0f, mul);
@@ -158,82 +145,6 @@ __device__ __forceinline__ void normalise_row(const ResidualLayerNormArgs& a, in
   }
 }
 
-/// One CTA per row, the row held in registers.
-template <int kVec, int kItems>
-__global__ void __launch_bounds__(max_threads(kVec)) residual_layer_norm_resident(const ResidualLayerNormArgs a) {
-  __shared__ float partials[2][32];
-  const int row = blockIdx.x;
-  float v[kItems][kVec];
-  load_row<kVec, kItems>(a, row, v);
-  if (a.sketch != nullptr) {  // uniform over the block, as is every branch before a barrier here
-    // proj rows are contiguous over columns: each thread reads its own columns of every row, so a
-    // warp's loads are contiguous.
-    float acc[kMaxSketchDim];
-    accumulate_sketch<kVec, kItems, kMaxSketchDim>(
-        a, v,
-        [&](int i, int j, float(&p)[kVec]) {
-          detail::load_bf16<kVec>(a.proj + static_cast<int64_t>(j) * a.dim + owned_column<kVec>(i), p);
-        },
-        acc);
-    store_sketch(a, row, acc);
-  }
-  if (a.out != nullptr) normalise_row<kVec, kItems>(a, row, v, partials);
-}
-
-/// The value itself, through a volatile move: widening proj is loop-invariant, and hoisting it out of the
-/// row loop would hold 8 floats where 4 registers hold the packed bf16 (and spill).
-__device__ __forceinline__ uint4 kept_in_loop(uint4 value) {
-  asm volatile("mov.b32 %0, %0;\n\tmov.b32 %1, %1;\n\tmov.b32 %2, %2;\n\tmov.b32 %3, %3;"
-               : "+r"(value.x), "+r"(value.y), "+r"(value.z), "+r"(value.w));
-  return value;
-}
-
-/// The selection pass alone: bf16 source rows in order, their sketch (sketch_dim <= 8) and, when out is
-/// given, their LayerNorm; no idx, y, x or h. Persistent CTAs, each thread keeping its columns of proj in
-/// registers (kItems x sketch_dim x 16 bytes), so that the sketch reads no memory: the one-CTA-a-row
-/// kernel reads 2 x sketch_dim bytes of proj per element, from an L1 that the streamed rows keep
-/// evicting. Each row's source is loaded while the row before it is reduced.
-template <int kItems>
-__global__ void __launch_bounds__(kPersistentThreads) selection_pass_persistent(const ResidualLayerNormArgs a,
-                                                                                          int rows) {
-  constexpr int kVec = kVectorElems;
-  __shared__ float partials[2][32];
-  uint4 proj[kItems][kPersistentSketchDim];
-  uint4 raw[kItems];
-  const uint4 zero = make_uint4(0, 0, 0, 0);
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int col = owned_column<kVec>(i);
-#pragma unroll
-    for (int j = 0; j < kPersistentSketchDim; ++j) {
-      proj[i][j] = col < a.dim && j < a.sketch_dim
-                       ? __ldg(reinterpret_cast<const uint4*>(a.proj + static_cast<int64_t>(j) * a.dim + col))
-                       : zero;
-    }
-  }
-  const auto load_source = [&](int row) {
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const int col = owned_column<kVec>(i);
-      raw[i] = col < a.dim ? __ldg(reinterpret_cast<const uint4*>(a.src + static_cast<int64_t>(row) * a.dim + col))
-                           : zero;  // bf16 zeros: out-of-row slots hold 0, as load_row's do
-    }
-  };
-  if (static_cast<int>(blockIdx.x) < rows) load_source(blockIdx.x);
-  for (int row = blockIdx.x; row < rows; row += gridDim.x) {
-    float v[kItems][kVec];
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) detail::unpack_bf16x8(raw[i], v[i]);
-    if (row + gridDim.x < rows) load_source(row + gridDim.x);
-    float acc[kMaxSketchDim];
-    accumulate_sketch<kVec, kItems, kPersistentSketchDim>(
-        a, v, [&](int i, int j, float(&p)[kVec]) { detail::unpack_bf16x8(kept_in_loop(proj[i][j]), p); }, acc);
-    store_sketch(a, row, acc);
-    if (a.out != nullptr) normalise_row<kVec, kItems>(a, row, v, partials);
-    __syncthreads();  // the next row's sums reuse the shared partials
-  }
-}
-
 /// Fallback for rows too long for registers: passes over global memory, scalar accesses, each pass
 /// recomputing the row from its inputs. Each thread touches only its own columns, so the final store
 /// of x needs no barrier.
@@ -241,7 +152,7 @@ __global__ void __launch_bounds__(1024) residual_layer_norm_streaming(const Resi
   __shared__ float partials[2][32];
   const int64_t row_offset = static_cast<int64_t>(blockIdx.x) * a.dim;
   float* x = a.x != nullptr ? a.x + row_offset : nullptr;
-  const bf16* src = source_row(a, blockIdx.x);
+  const bf16* src = source_row(a);
   const auto value = [&](int c) {
     float v = src != nullptr ? detail::widen(src[c]) : x[c];
     if (a.y != nullptr) {
@@ -266,7 +177,7 @@ __global__ void __launch_bounds__(1024) residual_layer_norm_streaming(const Resi
     }
     sum += v;
   }
-  if (a.sketch != nullptr) store_sketch(a, blockIdx.x, acc);
+  if (a.sketch != nullptr) store_sketch(a, acc);
   // x is stored last, so every pass recomputes the same value from the unchanged inputs.
   if (a.out != nullptr) {
     const float mean = block_sum(sum, partials[0]) * a.inv_dim;
@@ -301,31 +212,12 @@ bool launch_resident(const ResidualLayerNormArgs& a, int rows, cudaStream_t stre
   }
 }
 
-/// The selection pass on persistent CTAs (selection_pass_persistent's conditions hold), as many as
-/// fit on the device at once; false if a CTA would need more than max_threads threads.
-bool launch_persistent(const ResidualLayerNormArgs& a, int rows, cudaStream_t stream) {
-  const auto kernel = selection_pass_persistent<kPersistentItems>;
-  const int threads = 32 * detail::ceil_div(detail::ceil_div(a.dim / kVectorElems, kPersistentItems), 32);
-  if (threads > kPersistentThreads) return false;
-  int device = 0, sms = 0, per_sm = 0;
-  ASTRAEA_CUDA_CHECK(cudaGetDevice(&device));
-  ASTRAEA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  ASTRAEA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
-  const int grid = std::min(rows, std::max(1, sms * per_sm));
-  kernel<<<grid, threads, 0, stream>>>(a, rows);
-  ASTRAEA_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
-void launch(const ResidualLayerNormArgs& a, int64_t rows, cudaStream_t stream, bool persistent = false) {
+void launch(const ResidualLayerNormArgs& a, int64_t rows, cudaStream_t stream) {
   using detail::aligned_16;
   const bool vectors = a.dim % kVectorElems == 0 && aligned_16(a.x) && aligned_16(a.src) && aligned_16(a.y) &&
                        aligned_16(a.gate) && aligned_16(a.mul) && aligned_16(a.add) && aligned_16(a.proj) &&
                        aligned_16(a.out);
   const int grid = static_cast<int>(rows);
-  const bool selection_pass = a.src != nullptr && a.src_rows == nullptr && a.y == nullptr && a.x == nullptr &&
-                              a.sketch != nullptr && a.sketch_dim <= kPersistentSketchDim;
-  if (persistent && vectors && selection_pass && launch_persistent(a, grid, stream)) return;
   // Vector path: two 16-byte items per thread at least, so twice the bytes are in flight per thread;
   // on an H100 this took dim 1536 from 2.80 to 2.95 TB/s, and 4 or 8 items slowed dim 5120.
   // Up to 8 x 8 x 512 = 32768 columns there, and 16 x 1024 on the scalar path.
@@ -370,7 +262,7 @@ void gather_residual_layer_norm(const GatherLayerNormArgs& g, Stream stream) {
                                 static_cast<int>(g.dim),
                                 1.0f / static_cast<float>(g.dim),
                                 g.eps};
-  launch(a, g.rows, stream, g.persistent);
+  launch(a, g.rows, stream);
 }
 
 }  // namespace astraea::kernels

@@ -25,7 +25,7 @@ void residual_layer_norm_cpu(float* x, const bf16* y, const float* gate, const f
 ///                                                  gate null: 1)
 ///   h[r, :] = s[:]                                 (h null: not stored)
 ///   sketch[r * sketch_dim + j] = sum_c s[c] * proj[j * dim + c]   for j < sketch_dim (sketch null: none;
-///                                                  proj is bf16, so that a thread can hold its share)
+///                                                  proj is bf16: half the bytes re-read for every row)
 ///   out[r, :] = bf16(LN(s) * mul[:] + add[:])     (out null: none; mul null: 1; add null: 0)
 /// One read of each source row does all of it: the engine's selection pass (sketch and the LayerNorm of
 /// every token) and its gathers (the selected rows' residual stream, updated and normalised).
@@ -43,10 +43,6 @@ struct GatherLayerNormArgs {
   bf16* out = nullptr;            ///< [rows, dim]
   int64_t rows = 0, dim = 0;
   float eps = 1e-6f;
-  /// The selection pass (src rows in order, a sketch, no idx, y or h) may run on persistent CTAs that
-  /// keep their columns of proj in registers; false: one CTA a row, as every other form runs (the
-  /// benchmark and the tests compare the two).
-  bool persistent = true;
 };
 inline constexpr int64_t kMaxSketchDim = 16;
 
