@@ -79,6 +79,20 @@ struct DirectionProbe {
 /// the sign of the direction words.
 std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProbe& probe);
 
+/// The flow-matching loss of one batch, and the objective it trains on. MODEL predicts TARGET from the
+/// noised clips XT at noise levels SIGMA under PROMPTS; `loss` is the mean squared error. With the
+/// direction contrast (`weight` > 0 and some `contrast_rows`), each listed row is denoised again under
+/// its time-reversed prompt (`reversed_prompts`, one per row) in the same model call as the batch,
+/// and the objective adds weight * mean(relu(margin * own - (reversed - own))) over those rows, own and
+/// reversed being the rows' per-clip losses (own taken as a constant in the margin term).
+struct Objective {
+  at::Tensor loss, objective;
+};
+Objective training_objective(const WanDiT& model, const at::Tensor& xt, const at::Tensor& sigma,
+                             const at::Tensor& target, const std::vector<std::string>& prompts,
+                             const std::vector<int64_t>& contrast_rows,
+                             const std::vector<std::string>& reversed_prompts, double weight, double margin);
+
 /// Trains `options.model` and returns its weights. Calls `on_progress` every `log_every` steps.
 TrainResult train(const TrainOptions& options, const std::function<void(const TrainProgress&)>& on_progress,
                   int64_t log_every = 20);

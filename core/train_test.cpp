@@ -6,12 +6,15 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 
 #include "core/dit.h"
 #include "core/model_config.h"
 #include "core/shapes_world.h"
+#include "core/weights.h"
 
 namespace astraea {
 namespace {
@@ -120,6 +123,48 @@ TEST_F(Train, DirectionContrastTeachesTheSignOfMotion) {
   o.contrast_min_sigma = 0;
   const double contrast = toy_gap(train(o, {}).weights);
   EXPECT_GT(contrast, plain + 0.005) << "plain " << plain << ", with the contrast " << contrast;
+}
+
+// The contrast's reversed-prompt rows ride in the batch's model call; the objective equals the one
+// computed from two separate calls, and without contrast rows it is the plain loss.
+TEST(TrainingObjective, ContrastRowsInTheBatchCallMatchSeparateCalls) {
+  const auto config = model_preset("tiny");
+  WanDiT model(config, random_weights(config, 5, at::kCPU, at::kFloat), at::kFloat);
+  at::manual_seed(3);
+  const auto xt = at::randn({3, 3, 2, 16, 16}), target = at::randn({3, 3, 2, 16, 16});
+  const auto sigma = at::tensor({0.9f, 0.4f, 0.7f});
+  const std::vector<std::string> prompts = {"a red circle moving left on a gray background",
+                                            "a blue square standing still on a black background",
+                                            "a white triangle moving up on a navy background"};
+  const std::vector<int64_t> rows = {0, 2};
+  const std::vector<std::string> reversed = {"a red circle moving right on a gray background",
+                                             "a white triangle moving down on a navy background"};
+  const double weight = 3, margin = 0.5;  // a margin the random model cannot meet: the hinge is on
+  at::NoGradGuard no_grad;
+
+  const auto call = [&](const at::Tensor& x, const at::Tensor& s, const std::vector<std::string>& p) {
+    return model.forward_batch(x, s * 1000.0, model.embed_context(model.encode_prompts(p)));
+  };
+  const auto pred = call(xt, sigma, prompts);
+  const auto idx = at::tensor(rows);
+  const auto other = call(xt.index_select(0, idx), sigma.index_select(0, idx), reversed);
+  const double loss = at::mse_loss(pred, target).item<double>();
+  double hinge = 0;
+  for (size_t j = 0; j < rows.size(); ++j) {
+    const auto t = target[rows[j]];
+    const double own = (pred[rows[j]] - t).pow(2).mean().item<double>();
+    const double wrong = (other[static_cast<int64_t>(j)] - t).pow(2).mean().item<double>();
+    hinge += std::max(0.0, margin * own - (wrong - own)) / static_cast<double>(rows.size());
+  }
+  ASSERT_GT(hinge, 0.0) << "the test needs the hinge active";
+
+  const auto got = training_objective(model, xt, sigma, target, prompts, rows, reversed, weight, margin);
+  EXPECT_NEAR(got.loss.item<double>(), loss, 1e-5 * loss);
+  EXPECT_NEAR(got.objective.item<double>(), loss + weight * hinge, 1e-5 * (loss + weight * hinge));
+  const auto plain = training_objective(model, xt, sigma, target, prompts, {}, {}, weight, margin);
+  EXPECT_NEAR(plain.objective.item<double>(), loss, 1e-5 * loss);
+  EXPECT_THROW(training_objective(model, xt, sigma, target, prompts, rows, {reversed[0]}, weight, margin),
+               std::invalid_argument);
 }
 
 TEST(TrainSizes, ParsesAndNamesTheFlag) {
