@@ -59,6 +59,10 @@ void time_launches(benchmark::State& state, double bytes_per_launch, Launch&& la
   ASTRAEA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ASTRAEA_CUDA_CHECK(cudaEventCreate(&start));
   ASTRAEA_CUDA_CHECK(cudaEventCreate(&stop));
+  // The arrays' memsets and uploads ran on the legacy default stream, which a non-blocking stream does
+  // not wait for; a pageable cudaMemcpy may even return before its copy lands. Without this, a launch
+  // could read indices that were still the memset's 0x3F bytes.
+  ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
   launch(stream);  // warm-up: module load, first-touch
   ASTRAEA_CUDA_CHECK(cudaStreamSynchronize(stream));
   double total_s = 0.0;

@@ -52,15 +52,7 @@ if want test; then
 fi
 if want bench; then
   log "kernels_bench"
-  # One process per benchmark: the dim 5120 cases of the gather and scatter benchmarks abort with an
-  # illegal address when their dim 1536 case ran first in the same process (docs/perf.md), and an
-  # abort would lose every benchmark after it.
-  : >"$out/kernels_bench.txt"
-  for name in $(build-gpu/kernels/kernels_bench --benchmark_list_tests); do
-    build-gpu/kernels/kernels_bench --benchmark_min_time=0.2 --benchmark_filter="^${name}\$" 2>&1 |
-      grep -E "^BM_|what\(\)" >>"$out/kernels_bench.txt"
-  done
-  cat "$out/kernels_bench.txt"
+  build-gpu/kernels/kernels_bench --benchmark_min_time=0.2 >"$out/kernels_bench.txt" 2>&1; tail -12 "$out/kernels_bench.txt"
   log "forward_bench"
   build-gpu/bench/astraea_forward_bench --json "$out/forward.json" >"$out/forward_bench.txt" 2>&1
   head -6 "$out/forward_bench.txt"
