@@ -16,23 +16,20 @@ inline constexpr int kVectorElems = 8;
 inline bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-/// Widens 8 bf16 packed in 16 bytes to floats (exact).
-__device__ __forceinline__ void unpack_bf16x8(const uint4& raw, float (&v)[kVectorElems]) {
-  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {  // little-endian: the lower half of each word is the earlier element
-    v[2 * k] = __uint_as_float(words[k] << 16);
-    v[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
-  }
-}
-
+/// One bf16 as a float (exact: bf16 is a float without its low 16 bits).
 __device__ __forceinline__ float widen(bf16 value) { return __uint_as_float(uint32_t{value.bits} << 16); }
 
 /// Loads kVec consecutive bf16 as floats; kVec == 8 needs 16-byte alignment, other widths are scalar.
 template <int kVec>
 __device__ __forceinline__ void load_bf16(const bf16* p, float (&v)[kVec]) {
   if constexpr (kVec == kVectorElems) {
-    unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(p)), v);
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {  // little-endian: the lower half of each word is the earlier element
+      v[2 * k] = __uint_as_float(words[k] << 16);
+      v[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
+    }
   } else {
 #pragma unroll
     for (int k = 0; k < kVec; ++k) v[k] = widen(p[k]);
