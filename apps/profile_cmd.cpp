@@ -48,7 +48,7 @@ void run(const ProfileFlags& f) {
   }
   if (!f.trace.empty()) check_output_path("--trace", f.trace, {".json"});
   if (f.timing.max_reps < f.timing.min_reps) throw UsageError("--max-reps must be at least --min-reps");
-  const auto& config = model_preset(f.model);
+  const auto config = f.weights == "random" ? model_preset(f.model) : config_for_weights(model_preset(f.model), f.weights);
   const auto shape = video_shape(config, f.frames ? f.frames : config.default_frames,
                                  f.height ? f.height : config.default_height, f.width ? f.width : config.default_width);
   const auto device = parse_device(f.device);

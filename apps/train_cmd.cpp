@@ -173,6 +173,7 @@ void run(TrainFlags f) {
                         {"ema", f.o.ema},               {"null_prompt_prob", f.o.null_prompt_prob},
                         {"direction_contrast", f.o.direction_contrast}, {"contrast_margin", f.o.contrast_margin},
                         {"contrast_min_sigma", f.o.contrast_min_sigma},
+                        {"position_octaves", f.o.position_octaves >= 0 ? f.o.position_octaves : model_preset(f.o.model).position_octaves},
                         {"noise_shift", f.o.noise_shift > 0 ? f.o.noise_shift : model_preset(f.o.model).default_shift},
                         {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
   // The loss curve, thinned to at most 20 points, plus its ends.
@@ -232,6 +233,9 @@ void register_train(CLI::App& app) {
       ->default_val(f->o.contrast_margin);
   sub->add_option("--contrast-min-sigma", f->o.contrast_min_sigma, "noise levels below this are left out of the contrast")
       ->default_val(f->o.contrast_min_sigma);
+  sub->add_option("--position-octaves", f->o.position_octaves,
+                  "absolute position features of the trained model (0: none, rotary positions only; default: the preset's)")
+      ->check(CLI::Range(0, 16));
   sub->add_option("--ema", f->o.ema, "EMA decay of the weights (0: off)")->default_val(f->o.ema);
   sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
   sub->add_option("--init", f->o.init, "start from these weights (e.g. the shipped ones) instead of random ones");

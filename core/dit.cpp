@@ -117,6 +117,8 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
     }
   }
   embed_ = std::move(weights);
+  TORCH_CHECK(config_.position_octaves == 0 || embed_.count("pos_embedding.weight"),
+              "WanDiT: ", config_.name, " with position features needs 'pos_embedding.weight'");
   // Conv3d with kernel == stride is a linear map of each flattened patch.
   auto& pw = embed_.at("patch_embedding.weight");
   pw = pw.reshape({d, -1}).clone();
@@ -142,6 +144,19 @@ at::Tensor WanDiT::mat(const at::Tensor& w) const {
 }
 
 bool WanDiT::has_text_encoder() const { return !encoder_.empty(); }
+
+at::Tensor WanDiT::position_features(int64_t gf, int64_t gh, int64_t gw, int64_t octaves) {
+  const auto axis = [&](int64_t size) {  // [size, 2 * octaves]: sin, cos of each octave
+    const auto u = (at::arange(size, at::kDouble) + 0.5) / static_cast<double>(size);
+    const auto angle = u.unsqueeze(1) * (at::pow(2.0, at::arange(octaves, at::kDouble)) * M_PI).unsqueeze(0);
+    return at::stack({at::sin(angle), at::cos(angle)}, 2).reshape({size, 2 * octaves});
+  };
+  const int64_t w = 2 * octaves;
+  auto f = axis(gf).view({gf, 1, 1, w}).expand({gf, gh, gw, w});
+  auto h = axis(gh).view({1, gh, 1, w}).expand({gf, gh, gw, w});
+  auto x = axis(gw).view({1, 1, gw, w}).expand({gf, gh, gw, w});
+  return at::cat({f, h, x}, 3).reshape({gf * gh * gw, 3 * w}).to(at::kFloat);
+}
 
 at::Tensor WanDiT::timestep_embedding(int64_t freq_dim, const at::Tensor& timesteps) {
   const int64_t half = freq_dim / 2;
@@ -242,6 +257,10 @@ WanDiT::Embedded WanDiT::embed_inputs(const at::Tensor& latents, const at::Tenso
                      .reshape({bsz, in.gf * in.gh * in.gw, -1});
   in.x = at::linear(patches, mat(embed_.at("patch_embedding.weight")), mat(embed_.at("patch_embedding.bias")))
              .to(at::kFloat);
+  if (c.position_octaves > 0) {
+    const auto features = position_features(in.gf, in.gh, in.gw, c.position_octaves).to(device());
+    in.x = in.x + at::linear(features, embed_.at("pos_embedding.weight"));  // [N, D], for every batch element
+  }
   // Timesteps -> e (for the head) and e0 (six modulation vectors per block), in float32.
   auto t_emb = timestep_embedding(c.freq_dim, timesteps.to(device()));
   in.e = at::linear(at::silu(at::linear(t_emb, embed_.at("time_embedding.0.weight"), embed_.at("time_embedding.0.bias"))),

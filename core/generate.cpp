@@ -70,7 +70,7 @@ std::string weights_file(const GenerateOptions& o) {
 }
 
 std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
-  const auto& c = model_preset(o.model);
+  ModelConfig c = model_preset(o.model);
   const auto device = parse_device(o.device);
   const auto dtype = parse_dtype(o.dtype, device);
   Weights weights;
@@ -83,6 +83,7 @@ std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
                                (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
                                "); pass --weights FILE or --weights random");
     }
+    c = config_for_weights(c, path);
     weights = load_weights(path, c, device, dtype);
   }
   return std::make_shared<const WanDiT>(c, std::move(weights), dtype);

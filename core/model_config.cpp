@@ -69,7 +69,8 @@ int64_t ModelConfig::parameter_count() const {
   const int64_t encoder = text_vocab == 0 ? 0
                           : text_vocab * t + text_len * t + 2 * t + (3 * t * t + 3 * t) + (t * t + t) +
                                 2 * t + (4 * t * t + 4 * t) + (4 * t * t + t) + 2 * t;
-  return embed + layers * block + head + encoder;
+  const int64_t position = position_octaves * 6 * d;
+  return embed + position + layers * block + head + encoder;
 }
 
 const std::vector<ModelConfig>& model_presets() {

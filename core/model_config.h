@@ -22,6 +22,11 @@ struct ModelConfig {
   int64_t text_len = 512;                 ///< context tokens (zero-padded)
   int64_t text_vocab = 0;  ///< word ids of the preset's own text encoder (0: none; Wan reads umT5 output)
   double eps = 1e-6;
+  /// Absolute positions (0: none; Wan's are rotary only, so relative): the sine and cosine of each
+  /// token's frame, row and column, normalised to (0, 1), at this many octaves, mapped to `dim` by
+  /// "pos_embedding.weight" and added to the patch embedding. Normalised, they mean the same at any
+  /// video size. They let a model say where things are at the first steps, when its input is noise.
+  int64_t position_octaves = 0;
   bool pixel_space = false;  ///< true: channels are RGB in [-1, 1]; false: VAE latents
   /// Wan's video VAE compresses time 4x and space 8x; pixel-space models compress nothing.
   int64_t vae_time_stride = 4, vae_space_stride = 8;

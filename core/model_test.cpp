@@ -210,8 +210,76 @@ TEST(Weights, SpecsMatchPresetParameterCount) {
     }
     EXPECT_EQ(n, c.parameter_count()) << c.name;
   }
+  auto with_positions = model_preset("tiny");
+  with_positions.position_octaves = 4;
+  int64_t n = 0;
+  for (const auto& s : parameter_specs(with_positions)) n += s.shape.size() == 2 ? s.shape[0] * s.shape[1] : 0;
+  int64_t n0 = 0;
+  for (const auto& s : parameter_specs(model_preset("tiny"))) n0 += s.shape.size() == 2 ? s.shape[0] * s.shape[1] : 0;
+  EXPECT_EQ(n - n0, 24 * with_positions.dim);
+  EXPECT_EQ(with_positions.parameter_count() - model_preset("tiny").parameter_count(), 24 * with_positions.dim);
   // Wan2.1-1.3B's DiT has about 1.42 billion parameters.
   EXPECT_NEAR(model_preset("wan2.1-1.3b").parameter_count() / 1e9, 1.42, 0.02);
+}
+
+TEST(PositionFeatures, AreSinesAndCosinesOfNormalisedCoordinates) {
+  // Grid 2 x 1 x 4, two octaves. Token 7 sits at frame 1, row 0, column 3: u = 0.75, 0.5, 0.875.
+  const auto p = WanDiT::position_features(2, 1, 4, 2);
+  ASSERT_EQ(p.sizes(), (at::IntArrayRef{8, 12}));
+  const double r = std::sqrt(0.5), s = std::sin(0.875 * M_PI), k = std::cos(0.875 * M_PI);
+  const double expected[12] = {r, -r, -1, 0,  // frame: sin, cos of pi u, then of 2 pi u
+                               1, 0,  0, -1,  // row
+                               s, k,  -r, r}; // column
+  for (int i = 0; i < 12; ++i) EXPECT_NEAR(p[7][i].item<float>(), expected[i], 1e-6) << i;
+  // Normalised: the last frame of 8 and the last of 16 lie at the same end of the clip.
+  EXPECT_NEAR(WanDiT::position_features(8, 1, 1, 1)[7][1].item<float>(), std::cos(15.0 / 16 * M_PI), 1e-6);
+}
+
+TEST(PositionFeatures, EnterOnlyThroughTheirWeightAndBreakTranslationSymmetry) {
+  auto c = small_config();
+  c.position_octaves = 3;
+  auto w = random_weights(c, 6, at::kCPU, at::kFloat);
+  ASSERT_EQ(w.at("pos_embedding.weight").sizes(), (at::IntArrayRef{c.dim, 18}));
+  auto zeroed = w;
+  zeroed["pos_embedding.weight"] = at::zeros({c.dim, 18});
+  auto without = w;
+  without.erase("pos_embedding.weight");
+  auto plain = small_config();
+  WanDiT with_pos(c, w, at::kFloat), zero_pos(c, zeroed, at::kFloat), no_pos(plain, without, at::kFloat);
+  auto x = at::randn({3, 2, 8, 8});
+  auto text = at::randn({2, c.text_dim});
+  const auto ctx = no_pos.embed_context(text);
+  const auto a = with_pos.forward(x, 900.0, ctx), b = zero_pos.forward(x, 900.0, ctx), d = no_pos.forward(x, 900.0, ctx);
+  EXPECT_TRUE(at::allclose(b, d, 1e-5, 1e-6));
+  EXPECT_GT((a - d).abs().max().item<float>(), 1e-3);
+  // Rotary positions alone leave a constant input constant across frames at the grid's middle;
+  // with absolute features, the first and last frames differ.
+  const auto flat = at::zeros({3, 2, 8, 8});
+  const auto no_f = no_pos.forward(flat, 999.0, ctx), pos_f = with_pos.forward(flat, 999.0, ctx);
+  EXPECT_TRUE(at::allclose(no_f.select(1, 0), no_f.select(1, 1), 1e-4, 1e-5));
+  EXPECT_GT((pos_f.select(1, 0) - pos_f.select(1, 1)).abs().max().item<float>(), 1e-3);
+}
+
+TEST(Weights, ConfigForWeightsReadsThePositionFeaturesFromTheFile) {
+  auto c = small_config();
+  c.position_octaves = 2;
+  const auto path = (std::filesystem::temp_directory_path() / "astraea_weights_pos.safetensors").string();
+  save_weights(path, random_weights(c, 7, at::kCPU, at::kFloat));
+  EXPECT_EQ(config_for_weights(small_config(), path).position_octaves, 2);
+  WanDiT loaded(config_for_weights(small_config(), path), load_weights(path, c, at::kCPU, at::kFloat), at::kFloat);
+  save_weights(path, random_weights(small_config(), 7, at::kCPU, at::kFloat));
+  EXPECT_EQ(config_for_weights(c, path).position_octaves, 0);
+  auto bad = random_weights(small_config(), 7, at::kCPU, at::kFloat);
+  bad["pos_embedding.weight"] = at::zeros({c.dim, 7});
+  save_weights(path, bad);
+  try {
+    config_for_weights(small_config(), path);
+    ADD_FAILURE() << "accepted position weights of width 7";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": tensor 'pos_embedding.weight' has shape [24, 7]"), std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(VideoShape, MapsWanSizesToTheLatentGrid) {

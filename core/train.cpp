@@ -227,7 +227,8 @@ std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProb
 
 TrainResult train(const TrainOptions& o, const std::function<void(const TrainProgress&)>& on_progress,
                   int64_t log_every) {
-  const auto& config = model_preset(o.model);
+  ModelConfig config = model_preset(o.model);
+  if (o.position_octaves >= 0) config.position_octaves = o.position_octaves;
   if (config.text_vocab == 0) {
     throw std::invalid_argument("--model " + o.model + " has no text encoder of its own to train on the shapes world");
   }

@@ -42,6 +42,7 @@ struct TrainOptions {
   /// symmetric under time reversal, and a clip's own frames tell its direction wherever the noise
   /// lets them.
   double direction_contrast = 0, contrast_margin = 0.05, contrast_min_sigma = 0.5;
+  int64_t position_octaves = -1; ///< absolute position features (ModelConfig::position_octaves; -1: the preset's)
   std::string device = "cpu";
   std::string checkpoint_dir;    ///< checkpoints here, and resume from here if one exists
   int64_t checkpoint_every = 500;

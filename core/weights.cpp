@@ -44,6 +44,7 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c) {
   s.push_back({"patch_embedding.weight", {d, c.in_channels, c.patch[0], c.patch[1], c.patch[2]},
                ParamKind::kMatrix});
   s.push_back({"patch_embedding.bias", {d}, ParamKind::kMatrix});
+  if (c.position_octaves > 0) s.push_back({"pos_embedding.weight", {d, 6 * c.position_octaves}, ParamKind::kFloat});
   linear("text_embedding.0", d, c.text_dim, ParamKind::kMatrix);
   linear("text_embedding.2", d, d, ParamKind::kMatrix);
   linear("time_embedding.0", d, c.freq_dim, ParamKind::kFloat);
@@ -118,6 +119,21 @@ Weights load_weights(const std::string& path, const ModelConfig& config, const a
     }
   }
   return w;
+}
+
+ModelConfig config_for_weights(const ModelConfig& preset, const std::string& path) {
+  const auto file = SafetensorsFile::open(path);
+  ModelConfig c = preset;
+  c.position_octaves = 0;
+  if (const TensorView* t = file.find("pos_embedding.weight")) {
+    if (t->shape.size() != 2 || t->shape[0] != preset.dim || t->shape[1] % 6 != 0 || t->shape[1] == 0) {
+      throw std::runtime_error(path + ": tensor 'pos_embedding.weight' has shape " + shape_str(t->shape) +
+                               ", preset " + preset.name + " expects [" + std::to_string(preset.dim) +
+                               ", 6 x octaves]");
+    }
+    c.position_octaves = t->shape[1] / 6;
+  }
+  return c;
 }
 
 Weights random_weights(const ModelConfig& config, uint64_t seed, const at::Device& device,

@@ -36,6 +36,11 @@ using Weights = std::map<std::string, at::Tensor>;
 Weights load_weights(const std::string& path, const ModelConfig& config, const at::Device& device,
                      at::ScalarType dtype);
 
+/// `preset` as the weights in `path` have it: with their absolute position features, or without
+/// (the only part of a preset that a weights file decides). Throws std::runtime_error naming the
+/// file when it cannot be read or its position weights are misshaped.
+ModelConfig config_for_weights(const ModelConfig& preset, const std::string& path);
+
 /// Seeded random weights with the scales of Wan's initialisation; identical for a seed on any device.
 Weights random_weights(const ModelConfig& config, uint64_t seed, const at::Device& device,
                        at::ScalarType dtype);
