@@ -31,6 +31,7 @@ ModelConfig tiny() {
   c.in_channels = c.out_channels = 3;
   c.patch = {1, 4, 4};
   c.freq_dim = 128;
+  c.position_octaves = 4;  // the shipped weights have them (docs/shapes.md)
   c.text_dim = 128;
   c.text_len = 24;
   c.text_vocab = static_cast<int64_t>(shapes::vocabulary().size()) + 1;  // id 0 is padding

@@ -210,14 +210,18 @@ TEST(Weights, SpecsMatchPresetParameterCount) {
     }
     EXPECT_EQ(n, c.parameter_count()) << c.name;
   }
-  auto with_positions = model_preset("tiny");
+  // Position features add one [dim, 6 x octaves] matrix.
+  auto with_positions = model_preset("tiny"), without = with_positions;
   with_positions.position_octaves = 4;
-  int64_t n = 0;
-  for (const auto& s : parameter_specs(with_positions)) n += s.shape.size() == 2 ? s.shape[0] * s.shape[1] : 0;
-  int64_t n0 = 0;
-  for (const auto& s : parameter_specs(model_preset("tiny"))) n0 += s.shape.size() == 2 ? s.shape[0] * s.shape[1] : 0;
-  EXPECT_EQ(n - n0, 24 * with_positions.dim);
-  EXPECT_EQ(with_positions.parameter_count() - model_preset("tiny").parameter_count(), 24 * with_positions.dim);
+  without.position_octaves = 0;
+  const auto count = [](const ModelConfig& c) {
+    int64_t n = 0;
+    for (const auto& s : parameter_specs(c)) n += s.name == "pos_embedding.weight" ? s.shape[0] * s.shape[1] : 0;
+    return n;
+  };
+  EXPECT_EQ(count(with_positions), 24 * with_positions.dim);
+  EXPECT_EQ(count(without), 0);
+  EXPECT_EQ(with_positions.parameter_count() - without.parameter_count(), 24 * with_positions.dim);
   // Wan2.1-1.3B's DiT has about 1.42 billion parameters.
   EXPECT_NEAR(model_preset("wan2.1-1.3b").parameter_count() / 1e9, 1.42, 0.02);
 }
@@ -245,6 +249,7 @@ TEST(PositionFeatures, EnterOnlyThroughTheirWeightAndBreakTranslationSymmetry) {
   auto without = w;
   without.erase("pos_embedding.weight");
   auto plain = small_config();
+  plain.position_octaves = 0;
   WanDiT with_pos(c, w, at::kFloat), zero_pos(c, zeroed, at::kFloat), no_pos(plain, without, at::kFloat);
   auto x = at::randn({3, 2, 8, 8});
   auto text = at::randn({2, c.text_dim});
@@ -261,19 +266,21 @@ TEST(PositionFeatures, EnterOnlyThroughTheirWeightAndBreakTranslationSymmetry) {
 }
 
 TEST(Weights, ConfigForWeightsReadsThePositionFeaturesFromTheFile) {
+  auto plain = small_config();
+  plain.position_octaves = 0;
   auto c = small_config();
   c.position_octaves = 2;
   const auto path = (std::filesystem::temp_directory_path() / "astraea_weights_pos.safetensors").string();
   save_weights(path, random_weights(c, 7, at::kCPU, at::kFloat));
-  EXPECT_EQ(config_for_weights(small_config(), path).position_octaves, 2);
-  WanDiT loaded(config_for_weights(small_config(), path), load_weights(path, c, at::kCPU, at::kFloat), at::kFloat);
-  save_weights(path, random_weights(small_config(), 7, at::kCPU, at::kFloat));
+  EXPECT_EQ(config_for_weights(plain, path).position_octaves, 2);
+  WanDiT loaded(config_for_weights(plain, path), load_weights(path, c, at::kCPU, at::kFloat), at::kFloat);
+  save_weights(path, random_weights(plain, 7, at::kCPU, at::kFloat));
   EXPECT_EQ(config_for_weights(c, path).position_octaves, 0);
-  auto bad = random_weights(small_config(), 7, at::kCPU, at::kFloat);
+  auto bad = random_weights(plain, 7, at::kCPU, at::kFloat);
   bad["pos_embedding.weight"] = at::zeros({c.dim, 7});
   save_weights(path, bad);
   try {
-    config_for_weights(small_config(), path);
+    config_for_weights(plain, path);
     ADD_FAILURE() << "accepted position weights of width 7";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(path + ": tensor 'pos_embedding.weight' has shape [24, 7]"), std::string::npos)
