@@ -173,7 +173,7 @@ void run(TrainFlags f) {
                         {"ema", f.o.ema},               {"null_prompt_prob", f.o.null_prompt_prob},
                         {"direction_contrast", f.o.direction_contrast}, {"contrast_margin", f.o.contrast_margin},
                         {"contrast_min_sigma", f.o.contrast_min_sigma},
-                        {"position_octaves", f.o.position_octaves >= 0 ? f.o.position_octaves : model_preset(f.o.model).position_octaves},
+                        {"position_octaves", r.position_octaves},
                         {"noise_shift", f.o.noise_shift > 0 ? f.o.noise_shift : model_preset(f.o.model).default_shift},
                         {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
   // The loss curve, thinned to at most 20 points, plus its ends.
@@ -182,7 +182,8 @@ void run(TrainFlags f) {
   for (size_t i = 0; i < r.loss_curve.size(); i += stride) curve.push_back(r.loss_curve[i]);
   if (!r.loss_curve.empty()) {
     record["loss_first"] = r.loss_curve.front().second;
-    record["loss_last"] = r.loss_curve.back().second;
+    record["loss_last"] = r.loss_curve.back().second;  // of the last interval, which may be a few steps
+    record["loss_last_200_steps"] = loss_tail_mean(r.loss_curve, 200);
   }
   std::string breakdown;
   for (const auto& [phase, ms] : r.step_ms) {

@@ -117,8 +117,11 @@ WanDiT::WanDiT(ModelConfig config, Weights weights, at::ScalarType dtype)
     }
   }
   embed_ = std::move(weights);
-  TORCH_CHECK(config_.position_octaves == 0 || embed_.count("pos_embedding.weight"),
-              "WanDiT: ", config_.name, " with position features needs 'pos_embedding.weight'");
+  TORCH_CHECK(config_.position_octaves == 0 ||
+                  (embed_.count("pos_embedding.weight") &&
+                   embed_.at("pos_embedding.weight").sizes() == at::IntArrayRef{d, 6 * config_.position_octaves}),
+              "WanDiT: ", config_.name, " with ", config_.position_octaves, " octaves of position features needs ",
+              "'pos_embedding.weight' of shape [", d, ", ", 6 * config_.position_octaves, "]");
   // Conv3d with kernel == stride is a linear map of each flattened patch.
   auto& pw = embed_.at("patch_embedding.weight");
   pw = pw.reshape({d, -1}).clone();
@@ -145,10 +148,11 @@ at::Tensor WanDiT::mat(const at::Tensor& w) const {
 
 bool WanDiT::has_text_encoder() const { return !encoder_.empty(); }
 
-at::Tensor WanDiT::position_features(int64_t gf, int64_t gh, int64_t gw, int64_t octaves) {
+at::Tensor WanDiT::position_features(int64_t gf, int64_t gh, int64_t gw, int64_t octaves, at::Device device) {
+  const auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);  // built where used: no copy, no sync
   const auto axis = [&](int64_t size) {  // [size, 2 * octaves]: sin, cos of each octave
-    const auto u = (at::arange(size, at::kDouble) + 0.5) / static_cast<double>(size);
-    const auto angle = u.unsqueeze(1) * (at::pow(2.0, at::arange(octaves, at::kDouble)) * M_PI).unsqueeze(0);
+    const auto u = (at::arange(size, f64) + 0.5) / static_cast<double>(size);
+    const auto angle = u.unsqueeze(1) * (at::pow(2.0, at::arange(octaves, f64)) * M_PI).unsqueeze(0);
     return at::stack({at::sin(angle), at::cos(angle)}, 2).reshape({size, 2 * octaves});
   };
   const int64_t w = 2 * octaves;
@@ -258,7 +262,7 @@ WanDiT::Embedded WanDiT::embed_inputs(const at::Tensor& latents, const at::Tenso
   in.x = at::linear(patches, mat(embed_.at("patch_embedding.weight")), mat(embed_.at("patch_embedding.bias")))
              .to(at::kFloat);
   if (c.position_octaves > 0) {
-    const auto features = position_features(in.gf, in.gh, in.gw, c.position_octaves).to(device());
+    const auto features = position_features(in.gf, in.gh, in.gw, c.position_octaves, device());
     in.x = in.x + at::linear(features, embed_.at("pos_embedding.weight"));  // [N, D], for every batch element
   }
   // Timesteps -> e (for the head) and e0 (six modulation vectors per block), in float32.

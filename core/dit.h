@@ -62,9 +62,10 @@ class WanDiT {
   at::Device device() const;
 
   /// Absolute position features of a grid of gf x gh x gw tokens (ModelConfig::position_octaves):
-  /// float32 [gf * gh * gw, 6 * octaves] on the CPU, tokens in (frame, row, column) order; for each
+  /// float32 [gf * gh * gw, 6 * octaves] on `device`, tokens in (frame, row, column) order; for each
   /// axis, coordinate u = (index + 0.5) / size, and for octave k: sin(2^k pi u), cos(2^k pi u).
-  static at::Tensor position_features(int64_t gf, int64_t gh, int64_t gw, int64_t octaves);
+  static at::Tensor position_features(int64_t gf, int64_t gh, int64_t gw, int64_t octaves,
+                                      at::Device device = at::kCPU);
   /// Sinusoidal timestep embedding of Wan (cos half, then sin half), float32 [B, freq_dim].
   static at::Tensor timestep_embedding(int64_t freq_dim, const at::Tensor& timesteps);
 

@@ -4,6 +4,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "core/dit.h"
+#include "core/weights.h"
+
 namespace astraea {
 namespace {
 
@@ -29,6 +34,22 @@ TEST(Generate, TinyIsDeterministicBySeed) {
   EXPECT_LE(a.video.max().item<float>(), 1.f);
   EXPECT_GT(a.video.std().item<float>(), 1e-3);  // not a constant image
   EXPECT_EQ(a.model_calls, 6);                   // guided: two calls a step
+}
+
+// Tiny weights files with and without position features both load and generate: the file decides.
+TEST(Generate, WeightsFilesWithAndWithoutPositionFeaturesLoad) {
+  const auto path = (std::filesystem::temp_directory_path() / "astraea_generate_pos.safetensors").string();
+  for (int64_t octaves : {0, 4}) {
+    auto config = model_preset("tiny");
+    config.position_octaves = octaves;
+    save_weights(path, random_weights(config, 2, at::kCPU, at::kFloat));
+    auto o = small_tiny(1);
+    o.weights = path;
+    EXPECT_EQ(load_model(o)->config().position_octaves, octaves);
+    const auto r = generate(o);
+    EXPECT_EQ(r.video.sizes(), (std::vector<int64_t>{2, 16, 16, 3})) << octaves;
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(Generate, UnguidedMakesOneCallPerStep) {

@@ -235,8 +235,9 @@ TEST(PositionFeatures, AreSinesAndCosinesOfNormalisedCoordinates) {
                                1, 0,  0, -1,  // row
                                s, k,  -r, r}; // column
   for (int i = 0; i < 12; ++i) EXPECT_NEAR(p[7][i].item<float>(), expected[i], 1e-6) << i;
-  // Normalised: the last frame of 8 and the last of 16 lie at the same end of the clip.
-  EXPECT_NEAR(WanDiT::position_features(8, 1, 1, 1)[7][1].item<float>(), std::cos(15.0 / 16 * M_PI), 1e-6);
+  // Normalised: frame 0 of 2 and frame 1 of 6 both sit a quarter into the clip (u = 0.25).
+  EXPECT_TRUE(at::allclose(WanDiT::position_features(2, 1, 1, 3)[0], WanDiT::position_features(6, 1, 1, 3)[1]));
+  EXPECT_NEAR(WanDiT::position_features(6, 1, 1, 3)[1][1].item<float>(), std::cos(0.25 * M_PI), 1e-6);
 }
 
 TEST(PositionFeatures, EnterOnlyThroughTheirWeightAndBreakTranslationSymmetry) {
@@ -257,8 +258,8 @@ TEST(PositionFeatures, EnterOnlyThroughTheirWeightAndBreakTranslationSymmetry) {
   const auto a = with_pos.forward(x, 900.0, ctx), b = zero_pos.forward(x, 900.0, ctx), d = no_pos.forward(x, 900.0, ctx);
   EXPECT_TRUE(at::allclose(b, d, 1e-5, 1e-6));
   EXPECT_GT((a - d).abs().max().item<float>(), 1e-3);
-  // Rotary positions alone leave a constant input constant across frames at the grid's middle;
-  // with absolute features, the first and last frames differ.
+  // A constant input: every token's value is the same, so without absolute features every token's
+  // output is the same, wherever it sits; with them, the two frames differ.
   const auto flat = at::zeros({3, 2, 8, 8});
   const auto no_f = no_pos.forward(flat, 999.0, ctx), pos_f = with_pos.forward(flat, 999.0, ctx);
   EXPECT_TRUE(at::allclose(no_f.select(1, 0), no_f.select(1, 1), 1e-4, 1e-5));
@@ -273,18 +274,24 @@ TEST(Weights, ConfigForWeightsReadsThePositionFeaturesFromTheFile) {
   const auto path = (std::filesystem::temp_directory_path() / "astraea_weights_pos.safetensors").string();
   save_weights(path, random_weights(c, 7, at::kCPU, at::kFloat));
   EXPECT_EQ(config_for_weights(plain, path).position_octaves, 2);
-  WanDiT loaded(config_for_weights(plain, path), load_weights(path, c, at::kCPU, at::kFloat), at::kFloat);
+  const auto derived = config_for_weights(plain, path);
+  WanDiT loaded(derived, load_weights(path, derived, at::kCPU, at::kFloat), at::kFloat);
+  EXPECT_EQ(loaded.forward(at::randn({3, 2, 8, 8}), 500.0, loaded.embed_context(at::randn({2, c.text_dim}))).sizes(),
+            (at::IntArrayRef{3, 2, 8, 8}));
   save_weights(path, random_weights(plain, 7, at::kCPU, at::kFloat));
   EXPECT_EQ(config_for_weights(c, path).position_octaves, 0);
   auto bad = random_weights(plain, 7, at::kCPU, at::kFloat);
-  bad["pos_embedding.weight"] = at::zeros({c.dim, 7});
-  save_weights(path, bad);
-  try {
-    config_for_weights(plain, path);
-    ADD_FAILURE() << "accepted position weights of width 7";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find(path + ": tensor 'pos_embedding.weight' has shape [24, 7]"), std::string::npos)
-        << e.what();
+  for (const auto& [shape, text] : {std::pair<std::vector<int64_t>, std::string>{{24, 7}, "[24, 7]"},
+                                    {{25, 12}, "[25, 12]"}}) {
+    bad["pos_embedding.weight"] = at::zeros(shape);
+    save_weights(path, bad);
+    try {
+      config_for_weights(plain, path);
+      ADD_FAILURE() << "accepted position weights of shape " << text;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(path + ": tensor 'pos_embedding.weight' has shape " + text),
+                std::string::npos) << e.what();
+    }
   }
   std::filesystem::remove(path);
 }

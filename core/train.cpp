@@ -225,10 +225,33 @@ std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProb
   return gap;
 }
 
+double loss_tail_mean(const std::vector<std::pair<int64_t, double>>& curve, int64_t steps) {
+  double sum = 0;
+  int64_t counted = 0;
+  for (size_t i = curve.size(); i-- > 0 && counted < steps;) {
+    const int64_t n = std::min(curve[i].first - (i > 0 ? curve[i - 1].first : 0), steps - counted);
+    sum += curve[i].second * static_cast<double>(n);
+    counted += n;
+  }
+  return counted > 0 ? sum / static_cast<double>(counted) : 0.0;
+}
+
 TrainResult train(const TrainOptions& o, const std::function<void(const TrainProgress&)>& on_progress,
                   int64_t log_every) {
   ModelConfig config = model_preset(o.model);
   if (o.position_octaves >= 0) config.position_octaves = o.position_octaves;
+  const fs::path dir = o.checkpoint_dir;
+  const bool resume = !o.checkpoint_dir.empty() && fs::exists(dir / "state.json");
+  // Weights to start from decide whether the model has position features; a flag must agree with them.
+  const std::string start = resume ? (dir / "weights.safetensors").string() : o.init;
+  if (!start.empty()) {
+    const int64_t in_file = config_for_weights(config, start).position_octaves;
+    if (o.position_octaves >= 0 && o.position_octaves != in_file) {
+      throw std::invalid_argument("--position-octaves " + std::to_string(o.position_octaves) + " does not match " +
+                                  start + ", which has " + std::to_string(in_file));
+    }
+    config.position_octaves = in_file;
+  }
   if (config.text_vocab == 0) {
     throw std::invalid_argument("--model " + o.model + " has no text encoder of its own to train on the shapes world");
   }
@@ -241,8 +264,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
 
   TrainResult result;
   result.device_name = compat::device_name(device);
-  const fs::path dir = o.checkpoint_dir;
-  const bool resume = !o.checkpoint_dir.empty() && fs::exists(dir / "state.json");
+  result.position_octaves = config.position_octaves;
   nlohmann::json state;
   if (resume) state = nlohmann::json::parse(std::ifstream(dir / "state.json"));
 
@@ -288,7 +310,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     torch::save(optimizer, (dir / "optimizer.pt.tmp").string());
     fs::rename(dir / "optimizer.pt.tmp", dir / "optimizer.pt");
     nlohmann::json s{{"step", step}, {"elapsed_s", elapsed}, {"loss_curve", result.loss_curve},
-                     {"model", o.model}, {"seed", o.seed}, {"data_seed", o.data_seed}, {"steps", o.steps}};
+                     {"model", o.model}, {"position_octaves", config.position_octaves}, {"seed", o.seed}, {"data_seed", o.data_seed}, {"steps", o.steps}};
     write_json_atomically(dir / "state.json", s);  // written last: it marks the checkpoint complete
   };
 

@@ -42,7 +42,9 @@ struct TrainOptions {
   /// symmetric under time reversal, and a clip's own frames tell its direction wherever the noise
   /// lets them.
   double direction_contrast = 0, contrast_margin = 0.05, contrast_min_sigma = 0.5;
-  int64_t position_octaves = -1; ///< absolute position features (ModelConfig::position_octaves; -1: the preset's)
+  /// Absolute position features (ModelConfig::position_octaves); -1: those of the weights started
+  /// from (checkpoint or `init`), else the preset's. Otherwise it must match the weights started from.
+  int64_t position_octaves = -1;
   std::string device = "cpu";
   std::string checkpoint_dir;    ///< checkpoints here, and resume from here if one exists
   int64_t checkpoint_every = 500;
@@ -64,7 +66,12 @@ struct TrainResult {
   std::vector<std::pair<std::string, double>> step_ms;
   Weights weights;                                     ///< final (EMA if on) weights, float32, CPU
   std::string device_name;
+  int64_t position_octaves = 0;  ///< of the trained model: the flag's, the starting weights', or the preset's
 };
+
+/// The mean loss over the last `steps` steps of a run (all of them, if fewer), from `curve`'s interval
+/// means, each by the step that ends it. A single interval's mean is noisy, and the last can be short.
+double loss_tail_mean(const std::vector<std::pair<int64_t, double>>& curve, int64_t steps);
 
 /// The probe behind `--direction-contrast`: fresh clips in which an object moves, noised to each
 /// level of `sigmas` (the same noise at every level).

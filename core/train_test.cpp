@@ -103,8 +103,10 @@ TEST_F(Train, InitStartsFromGivenWeights) {
 }
 
 // The probe at one noise level, at the toy size, for WEIGHTS.
-double toy_gap(const Weights& weights) {
-  WanDiT model(model_preset("tiny"), weights, at::kFloat);
+double toy_gap(const TrainResult& trained) {
+  auto config = model_preset("tiny");
+  config.position_octaves = trained.position_octaves;
+  WanDiT model(config, trained.weights, at::kFloat);
   DirectionProbe probe;
   probe.clips = 12, probe.frames = 4, probe.height = probe.width = 16, probe.sigmas = {0.7};
   return reversed_prompt_gap(model, probe)[0];
@@ -114,15 +116,52 @@ double toy_gap(const Weights& weights) {
 // prompt than under its own; plain flow matching, from the same start on the same data, does not.
 TEST_F(Train, DirectionContrastTeachesTheSignOfMotion) {
   auto o = toy("");
+  o.position_octaves = 0;  // as measured in docs/shapes.md
   o.sizes = {TrainSize{4, 16, 16, 8}};
   o.steps = 40;
   o.ema = 0;
-  const double plain = toy_gap(train(o, {}).weights);
+  const double plain = toy_gap(train(o, {}));
   o.direction_contrast = 10;
   o.contrast_margin = 0.5;
   o.contrast_min_sigma = 0;
-  const double contrast = toy_gap(train(o, {}).weights);
+  const double contrast = toy_gap(train(o, {}));
   EXPECT_GT(contrast, plain + 0.005) << "plain " << plain << ", with the contrast " << contrast;
+}
+
+TEST_F(Train, StartingWeightsDecideThePositionFeaturesAndAFlagMustAgree) {
+  auto plain = model_preset("tiny");
+  plain.position_octaves = 0;
+  const auto init = (dir_ / "plain.safetensors").string();
+  fs::create_directories(dir_);
+  save_weights(init, random_weights(plain, 1, at::kCPU, at::kFloat));
+  auto o = toy("");
+  o.steps = 2;
+  o.init = init;
+  const auto r = train(o, {});
+  EXPECT_EQ(r.position_octaves, 0);
+  EXPECT_EQ(r.weights.count("pos_embedding.weight"), 0u);
+  o.position_octaves = 4;
+  try {
+    train(o, {});
+    ADD_FAILURE() << "trained weights without position features as a model with them";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--position-octaves 4 does not match " + init + ", which has 0"),
+              std::string::npos) << e.what();
+  }
+  o.init.clear();  // from scratch: the flag's, else the preset's
+  EXPECT_EQ(train(o, {}).weights.at("pos_embedding.weight").size(1), 24);
+  o.position_octaves = -1;
+  EXPECT_EQ(train(o, {}).position_octaves, model_preset("tiny").position_octaves);
+}
+
+TEST(LossTailMean, WeighsIntervalsByTheirStepsAndCutsTheFirstOneCounted) {
+  // Intervals 0-20, 20-40 and a short 40-45 with means 3, 2 and 1.
+  const std::vector<std::pair<int64_t, double>> curve = {{20, 3.0}, {40, 2.0}, {45, 1.0}};
+  EXPECT_DOUBLE_EQ(loss_tail_mean(curve, 5), 1.0);
+  EXPECT_DOUBLE_EQ(loss_tail_mean(curve, 15), (5 * 1.0 + 10 * 2.0) / 15);
+  EXPECT_DOUBLE_EQ(loss_tail_mean(curve, 30), (5 * 1.0 + 20 * 2.0 + 5 * 3.0) / 30);
+  EXPECT_DOUBLE_EQ(loss_tail_mean(curve, 1000), (5 * 1.0 + 20 * 2.0 + 20 * 3.0) / 45);
+  EXPECT_EQ(loss_tail_mean({}, 10), 0.0);
 }
 
 // The contrast's reversed-prompt rows ride in the batch's model call; the objective equals the one

@@ -17,7 +17,7 @@ TEST(ShippedTinyFull, FreshPromptsAtTheCpuSizeGetTheirColourMotionAndBackground)
   a.weights = (std::filesystem::path(src ? src : ".") / "assets" / "tiny.safetensors").string();
   ASSERT_TRUE(std::filesystem::exists(a.weights)) << a.weights;
   a.prompts = 16;
-  a.seed = 3000;  // away from the seeds of training (1) and of the GPU checks (1000, 2000)
+  a.seed = 3000;  // away from the seed of training (1) and from the CPU check in docs/shapes.md (1000)
   a.frames = 8, a.height = 32, a.width = 48;
   const auto agreement = prompt_adherence(a);
   EXPECT_EQ(agreement.clips, 16);
@@ -26,7 +26,9 @@ TEST(ShippedTinyFull, FreshPromptsAtTheCpuSizeGetTheirColourMotionAndBackground)
   EXPECT_GE(agreement.colour, 0.85);
   EXPECT_GE(agreement.background, 0.9);
   EXPECT_GE(agreement.shape, 0.5);
-  EXPECT_GE(agreement.motion, 0.7);  // chance is about 0.2; the weights shipped before scored 0.47
+  // 0.955 measured on these prompts; chance is about 0.2, and the weights shipped before scored
+  // 0.473 on 48 prompts of seed 1000 at this size.
+  EXPECT_GE(agreement.motion, 0.7);
   std::printf("colour %.3f, motion %.3f, shape %.3f, background %.3f\n", agreement.colour, agreement.motion,
               agreement.shape, agreement.background);
 }
