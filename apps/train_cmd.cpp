@@ -236,7 +236,8 @@ void register_train(CLI::App& app) {
       ->default_val(f->o.contrast_min_sigma);
   sub->add_option("--position-octaves", f->o.position_octaves,
                   "octaves of absolute position features (0: none, rotary positions only; default: those of the "
-                  "weights started from, else the preset's, 4 for tiny)")
+                  "weights started from, else the preset's, " +
+                      std::to_string(model_preset("tiny").position_octaves) + " for tiny)")
       ->check(CLI::Range(0, 16));
   sub->add_option("--ema", f->o.ema, "EMA decay of the weights (0: off)")->default_val(f->o.ema);
   sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
