@@ -19,7 +19,6 @@
 #include "core/ranges.h"
 #include "core/token_cache.h"
 #include "core/torch_compat.h"
-#include "core/weights.h"
 #include "db/store.h"
 #include "profiler/profiler.h"
 #include "profiler/timing.h"
@@ -48,7 +47,7 @@ void run(const ProfileFlags& f) {
   }
   if (!f.trace.empty()) check_output_path("--trace", f.trace, {".json"});
   if (f.timing.max_reps < f.timing.min_reps) throw UsageError("--max-reps must be at least --min-reps");
-  const auto config = f.weights == "random" ? model_preset(f.model) : config_for_weights(model_preset(f.model), f.weights);
+  const auto& config = model_preset(f.model);
   const auto shape = video_shape(config, f.frames ? f.frames : config.default_frames,
                                  f.height ? f.height : config.default_height, f.width ? f.width : config.default_width);
   const auto device = parse_device(f.device);
@@ -59,9 +58,13 @@ void run(const ProfileFlags& f) {
   if (!f.no_store) store.emplace(db::Store::open(f.db));  // before the slow part: a bad --db fails now
 
   at::NoGradGuard no_grad;
-  const WanDiT model(config,
-                     f.weights == "random" ? random_weights(config, 0, device, dtype) : load_weights(f.weights, config, device, dtype),
-                     dtype);
+  GenerateOptions load;  // "random": seed 0; a file: its weights, with the parts it decides (position features)
+  load.model = f.model;
+  load.weights = f.weights;
+  load.device = f.device;
+  load.dtype = f.dtype;
+  const auto loaded = load_model(load);
+  const WanDiT& model = *loaded;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
   const auto ctx = model.has_text_encoder()
                        ? model.embed_context(model.encode_prompt(""))
