@@ -310,7 +310,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     torch::save(optimizer, (dir / "optimizer.pt.tmp").string());
     fs::rename(dir / "optimizer.pt.tmp", dir / "optimizer.pt");
     nlohmann::json s{{"step", step}, {"elapsed_s", elapsed}, {"loss_curve", result.loss_curve},
-                     {"model", o.model}, {"position_octaves", config.position_octaves}, {"seed", o.seed}, {"data_seed", o.data_seed}, {"steps", o.steps}};
+                     {"model", o.model}, {"seed", o.seed}, {"data_seed", o.data_seed}, {"steps", o.steps}};
     write_json_atomically(dir / "state.json", s);  // written last: it marks the checkpoint complete
   };
 
