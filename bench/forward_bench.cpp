@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "core/attention.h"
@@ -148,15 +149,49 @@ int main(int argc, char** argv) {
   if (j.contains("forward") && j["forward"].contains("fused + cudnn attention")) {
     const double dense_ms = j["forward"]["fused + cudnn attention"]["median_ms"].get<double>();
     std::printf("%-28s %10s %10s %10s %9s\n", "token-wise budget", "median ms", "of dense", "target", "cache GB");
-    for (double b : {0.7, 0.5, 0.4, 0.3}) {
+    const auto tokenwise = [&](double b) {
       astraea::TokenEngineState state;
       dit.forward_tokenwise(x, 500.0, ctx, 1.0, {}, state);
       auto s = time_ms([&] { dit.forward_tokenwise(x, 480.0, ctx, b, {}, state); }, warmup, reps);
+      return std::make_pair(s, state.bytes());
+    };
+    for (double b : {0.7, 0.5, 0.4, 0.3}) {
+      const auto [s, cache_bytes] = tokenwise(b);
       const double ratio = s.median_ms / dense_ms;
-      std::printf("%-28.1f %10.1f %10.3f %10.2f %9.2f\n", b, s.median_ms, ratio, b + 0.04, state.bytes() / 1e9);
+      std::printf("%-28.1f %10.1f %10.3f %10.2f %9.2f\n", b, s.median_ms, ratio, b + 0.04, cache_bytes / 1e9);
       j["tokenwise"][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms}, {"min_ms", s.min_ms},
                                                          {"max_ms", s.max_ms}, {"of_dense", ratio},
-                                                         {"cache_bytes", state.bytes()}};
+                                                         {"cache_bytes", cache_bytes}};
+    }
+    // Splitting the keys of cuDNN attention (astraea::choose_key_splits): attention alone at each
+    // budget's query count with 1 to 4 parts, then the token-wise forward with splitting off, both
+    // against this run's numbers above.
+    {
+      const int64_t sms = props->multiProcessorCount;
+      std::printf("%-10s %8s %7s %9s %9s %9s %9s %16s\n", "budget", "queries", "chosen", "1 part", "2 parts",
+                  "3 parts", "4 parts", "forward, 1 part");
+      for (double b : {1.0, 0.7, 0.5, 0.4, 0.3}) {
+        const int64_t nq = static_cast<int64_t>(std::ceil(b * n));
+        const auto qs = at::randn({nq, config.heads, config.head_dim()}, bf16);
+        const std::string key = std::to_string(b).substr(0, 3);
+        const int chosen = astraea::choose_key_splits(config.heads, nq, n, sms);
+        j["key_splits"][key]["chosen"] = chosen;
+        std::printf("%-10.1f %8lld %7d", b, static_cast<long long>(nq), chosen);
+        for (int parts = 1; parts <= 4; ++parts) {
+          astraea::set_attention_key_splits(parts);
+          const auto s = time_ms([&] { astraea::attention(qs, k, v, true, AttentionBackend::kCudnn); }, 2, 10);
+          j["key_splits"][key]["attention_ms"][std::to_string(parts)] = s.median_ms;
+          std::printf(" %9.3f", s.median_ms);
+        }
+        astraea::set_attention_key_splits(1);
+        if (b < 1.0) {
+          const double ms = tokenwise(b).first.median_ms;
+          j["key_splits"][key]["forward_one_part_ms"] = ms;
+          std::printf(" %16.1f", ms);
+        }
+        astraea::set_attention_key_splits(0);
+        std::printf("\n");
+      }
     }
     // Where a sparse block's time goes: each of its operations alone, with the engine's shapes, at
     // budget 0.5 and at 1 (dense). Their sum against the measured forward shows the overhead that no

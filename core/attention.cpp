@@ -2,17 +2,21 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 
 #include "core/block_ops.h"
 #include "core/torch_compat.h"
+#include "kernels/attention_merge.cuh"
 
 namespace astraea {
 namespace {
 
 std::atomic<AttentionBackend> g_gpu_default{AttentionBackend::kCudnn};
+std::atomic<int> g_key_splits{0};  // 0: choose_key_splits per call
 
 // The math path on [B, N, H, hd], in float32, in query chunks so that the score matrix stays
 // under ~64 MB. Differentiable, so it also serves CPU training.
@@ -41,12 +45,44 @@ AttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, const a
   return r;
 }
 
+/// [B, N, H, hd] -> [B, H, N, hd], the layout the fused kernels take. A tensor whose tokens each
+/// hold their heads densely is passed as a view whatever its token stride (cuDNN, like the packed
+/// qkv layouts, takes any 16-byte aligned stride): v arrives as a column slice of the fused k|v or
+/// qkv projection, and copying it cost 1.5% of a forward. Anything else is copied.
+at::Tensor as_bhnd(const at::Tensor& t) {
+  const bool heads_dense = t.stride(3) == 1 && t.stride(2) == t.size(3);
+  const bool aligned = t.stride(1) % 8 == 0 && t.stride(0) % 8 == 0 &&
+                       reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  return (heads_dense && aligned ? t : t.contiguous()).transpose(1, 2);
+}
+
+#if ASTRAEA_HAS_TORCH_CUDA
+/// cuDNN attention with the keys split into `splits` parts of one launch, merged on the GPU.
+AttentionResult split_key_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    int64_t splits, double scale, bool want_lse) {
+  const int64_t b = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3), nk = k.size(1);
+  // Batch item i * splits + s: the queries of item i (copied once a part) against share s of its keys.
+  const auto qs = q.unsqueeze(1).expand({b, splits, nq, heads, hd}).reshape({b * splits, nq, heads, hd});
+  const auto ks = k.reshape({b * splits, nk / splits, heads, hd}), vs = v.reshape({b * splits, nk / splits, heads, hd});
+  auto [out, lse] = compat::fused_attention(compat::FusedAttention::kCudnn, as_bhnd(qs), as_bhnd(ks), as_bhnd(vs), scale);
+  // cuDNN writes the output in the queries' layout, so this is [b, splits, nq, heads * hd] without a copy.
+  const auto parts = out.transpose(1, 2).contiguous();
+  const auto part_lse = lse.to(at::kFloat).contiguous();
+  AttentionResult r;
+  r.out = at::empty({b, nq, heads * hd}, q.options());
+  if (want_lse) r.lse = at::empty({b, heads, nq}, part_lse.options());
+  kernels::merge_attention_splits(reinterpret_cast<const kernels::bf16*>(parts.data_ptr()),
+                                  part_lse.data_ptr<float>(), b, splits, nq, heads, hd,
+                                  reinterpret_cast<kernels::bf16*>(r.out.data_ptr()),
+                                  want_lse ? r.lse.data_ptr<float>() : nullptr,
+                                  static_cast<kernels::Stream>(compat::current_stream(q.device())));
+  return r;
+}
+#endif
+
 AttentionResult fused_attention(AttentionBackend backend, const at::Tensor& q, const at::Tensor& k,
                                 const at::Tensor& v, bool want_lse) {
-  const int64_t b = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3);
-  // [B, N, H, hd] -> [B, H, N, hd] as a strided view of a contiguous tensor, the layout every fused
-  // kernel accepts (v arrives as a column slice of the fused qkv GEMM output; copying it is ~1%).
-  auto as_bhnd = [](const at::Tensor& t) { return t.contiguous().transpose(1, 2); };
+  const int64_t b = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3), nk = k.size(1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   AttentionResult r;
   if (records_grad({&q, &k, &v})) {
@@ -56,6 +92,15 @@ AttentionResult fused_attention(AttentionBackend backend, const at::Tensor& q, c
                 .reshape({b, nq, heads * hd});
     return r;
   }
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (backend == AttentionBackend::kCudnn && q.scalar_type() == at::kBFloat16) {
+    const int forced = g_key_splits.load();
+    const int64_t splits = forced == 0 ? choose_key_splits(b * heads, nq, nk, compat::multiprocessor_count(q.device()))
+                           : nk % forced == 0 ? forced
+                                              : 1;
+    if (splits > 1) return split_key_attention(q, k, v, splits, scale, want_lse);
+  }
+#endif
   compat::FusedAttention kind = compat::FusedAttention::kCudnn;
   if (backend == AttentionBackend::kFlash) kind = compat::FusedAttention::kFlash;
   if (backend == AttentionBackend::kEfficient) kind = compat::FusedAttention::kEfficient;
@@ -89,6 +134,26 @@ const char* attention_backend_name(AttentionBackend backend) {
 
 void set_default_gpu_attention(AttentionBackend backend) {
   if (backend != AttentionBackend::kAuto) g_gpu_default = backend;
+}
+
+int choose_key_splits(int64_t batch_heads, int64_t queries, int64_t keys, int64_t multiprocessors) {
+  constexpr int64_t kQueryTile = 128, kMinKeysPerSplit = 2048, kMaxSplits = 4;
+  constexpr double kMinSaving = 0.04;
+  if (batch_heads < 1 || queries < 1 || multiprocessors < 1) return 1;
+  const int64_t tiles = batch_heads * ((queries + kQueryTile - 1) / kQueryTile);
+  const auto waves = [&](int64_t s) {
+    return static_cast<double>((tiles * s + multiprocessors - 1) / multiprocessors) / static_cast<double>(s);
+  };
+  int64_t best = 1;
+  for (int64_t s = 2; s <= kMaxSplits; ++s) {
+    if (keys % s == 0 && keys / s >= kMinKeysPerSplit && waves(s) < waves(best)) best = s;
+  }
+  return waves(best) <= (1.0 - kMinSaving) * waves(1) ? static_cast<int>(best) : 1;
+}
+
+void set_attention_key_splits(int splits) {
+  TORCH_CHECK(splits >= 0, "attention key splits must be 0 (choose) or positive, got ", splits);
+  g_key_splits = splits;
 }
 
 AttentionResult attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

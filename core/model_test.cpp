@@ -311,6 +311,26 @@ TEST(VideoShape, MapsWanSizesToTheLatentGrid) {
   }
 }
 
+TEST(Attention, KeySplitsFillTheLastWave) {
+  // Wan2.1-1.3B at 480p: 32760 keys, 12 heads, 132 multiprocessors (H100 and H200 SXM).
+  // 13104 queries (budget 0.4): 12 * 103 = 1236 tiles, 9.36 waves -> 10; 2 parts: 19 / 2 = 9.5 (-5%).
+  EXPECT_EQ(choose_key_splits(12, 13104, 32760, 132), 2);
+  // Dense: 3072 tiles, 23.3 -> 24 waves; 3 parts would make 70 / 3 = 23.3 (-2.8%), under the 4% bar.
+  EXPECT_EQ(choose_key_splits(12, 32760, 32760, 132), 1);
+  // Budget 0.3: 924 tiles fill exactly 7 waves.
+  EXPECT_EQ(choose_key_splits(12, 9828, 32760, 132), 1);
+  // 8 tiles on 132 multiprocessors: 4 parts fill 32 of them, a quarter of the time.
+  EXPECT_EQ(choose_key_splits(1, 1024, 65536, 132), 4);
+  // ... unless the parts would be under 2048 keys, or do not divide the keys.
+  EXPECT_EQ(choose_key_splits(1, 1024, 4096, 132), 2);
+  EXPECT_EQ(choose_key_splits(1, 1024, 4095, 132), 1);
+  EXPECT_EQ(choose_key_splits(1, 1024, 4097 * 3, 132), 3);
+  // No card or nothing to do: one part.
+  EXPECT_EQ(choose_key_splits(12, 13104, 32760, 0), 1);
+  EXPECT_EQ(choose_key_splits(0, 13104, 32760, 132), 1);
+  EXPECT_THROW(set_attention_key_splits(-1), c10::Error);
+}
+
 // On a GPU: the bf16 model with fused kernels against the float32 CPU model, and against the
 // same bf16 model on ATen operations.
 TEST(WanDiTGpu, FusedBf16MatchesCpuFloat32) {
@@ -348,6 +368,45 @@ TEST(AttentionGpu, FusedKernelsMatchMathWithLogSumExp) {
     EXPECT_LT(((out - ref.out).norm() / ref.out.norm()).item<double>(), 1e-2) << attention_backend_name(b);
     EXPECT_LT((r.lse.cpu() - ref.lse).abs().max().item<double>(), 2e-2) << attention_backend_name(b);
   }
+}
+
+// Values as a column slice of a packed k|v projection (passed to the kernels without a copy), and
+// cuDNN with the keys split into parts and merged, against the plain call on contiguous tensors.
+TEST(AttentionGpu, StridedValuesAndSplitKeysMatchOneCall) {
+  if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device gpu(at::kCUDA, 0);
+  const auto bf = at::TensorOptions().device(gpu).dtype(at::kBFloat16);
+  const int64_t nq = 1000, nk = 6144, heads = 4, hd = 128;
+  auto q = at::randn({2, nq, heads, hd}, bf), kv = at::randn({2, nk, 2 * heads * hd}, bf);
+  auto k = kv.narrow(2, 0, heads * hd).view({2, nk, heads, hd});  // strided: a token every 2 * H * hd
+  auto v = kv.narrow(2, heads * hd, heads * hd).view({2, nk, heads, hd});
+  const auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((a.to(at::kFloat) - b.to(at::kFloat)).norm() / b.to(at::kFloat).norm()).item<double>();
+  };
+  set_attention_key_splits(1);
+  for (auto b : {AttentionBackend::kFlash, AttentionBackend::kCudnn, AttentionBackend::kEfficient}) {
+    const auto plain = attention(q, k.contiguous(), v.contiguous(), true, b);
+    const auto strided = attention(q, k, v, true, b);
+    EXPECT_LT(rel(strided.out, plain.out), 1e-3) << attention_backend_name(b);
+    EXPECT_LT((strided.lse - plain.lse).abs().max().item<double>(), 1e-3) << attention_backend_name(b);
+  }
+  const auto ref = attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), true, AttentionBackend::kEfficient);
+  const auto one = attention(q, k, v, true, AttentionBackend::kCudnn);
+  for (int splits : {2, 3, 4}) {
+    set_attention_key_splits(splits);
+    const auto split = attention(q, k, v, true, AttentionBackend::kCudnn);
+    const auto no_lse = attention(q, k, v, false, AttentionBackend::kCudnn);
+    ASSERT_EQ(split.out.sizes(), one.out.sizes());
+    ASSERT_EQ(split.lse.sizes(), one.lse.sizes());
+    // One more bf16 rounding than the single call: against float32 attention, no worse than it.
+    EXPECT_LT(rel(split.out, ref.out), 2 * rel(one.out, ref.out) + 2e-3) << splits << " parts";
+    EXPECT_LT(rel(split.out, one.out), 1e-2) << splits << " parts";
+    EXPECT_LT((split.lse - ref.lse).abs().max().item<double>(), 1e-2) << splits << " parts";
+    EXPECT_TRUE(at::equal(no_lse.out, split.out)) << splits << " parts";
+    EXPECT_FALSE(no_lse.lse.defined());
+  }
+  set_attention_key_splits(0);
+  std::printf("cuDNN one call vs float32: %.2e\n", rel(one.out, ref.out));
 }
 
 }  // namespace

@@ -98,6 +98,17 @@ inline bool cuda_available() {
 #endif
 }
 
+/// The number of streaming multiprocessors of a CUDA device; 0 without CUDA.
+inline int64_t multiprocessor_count(const at::Device& device) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  return at::cuda::getDeviceProperties(device.index() < 0 ? at::cuda::current_device() : device.index())
+      ->multiProcessorCount;
+#else
+  (void)device;
+  return 0;
+#endif
+}
+
 /// Lets float32 matrix products use TF32 on the GPU.
 inline void allow_tf32(bool on) { at::globalContext().setAllowTF32CuBLAS(on); }
 

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/attention_merge.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
@@ -235,6 +236,20 @@ void gather_bench(benchmark::State& state, bool selection_pass) {
 void BM_SelectionPassLayerNorm(benchmark::State& state) { gather_bench(state, true); }
 void BM_GatherResidualLayerNorm(benchmark::State& state) { gather_bench(state, false); }
 
+/// merge_attention_splits of 2 key parts for the 13104 queries of budget 0.4 (dim 1536, 12 heads of
+/// 128) or 5120 (40 heads): both parts and their log-sum-exps read, the output and its lse written.
+void BM_MergeAttentionSplits(benchmark::State& state) {
+  if (skip_without_device(state)) return;
+  constexpr int64_t kHeadDim = 128, kSplits = 2;
+  const int64_t dim = state.range(0), heads = dim / kHeadDim, rows = (kTokens * 2 + 4) / 5;
+  DeviceArray<bf16> parts(kSplits * rows * dim), out(rows * dim);
+  DeviceArray<float> part_lse(kSplits * heads * rows), lse(heads * rows);
+  const double bytes = (2.0 * kSplits + 2.0) * rows * dim + 4.0 * (kSplits + 1) * heads * rows;
+  time_launches(state, bytes, [&](cudaStream_t stream) {
+    merge_attention_splits(parts.get(), part_lse.get(), 1, kSplits, rows, heads, kHeadDim, out.get(), lse.get(), stream);
+  });
+}
+
 /// cudaMemcpyAsync of a float32 [kTokens, state.range(0)] array: what the hardware's copy reaches.
 void BM_MemcpyDeviceToDevice(benchmark::State& state) {
   if (skip_without_device(state)) return;
@@ -256,6 +271,7 @@ BENCHMARK(BM_SelectTokens)->Arg(32760)->Arg(75600)->UseManualTime()->Unit(benchm
 BENCHMARK(BM_ScatterTokens)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SelectionPassLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatherResidualLayerNorm)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MergeAttentionSplits)->Arg(1536)->Arg(5120)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace astraea::kernels

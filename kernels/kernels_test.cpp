@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "astraea/config.h"
+#include "kernels/attention_merge.cuh"
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
 #include "kernels/token_scatter.cuh"
@@ -492,6 +493,116 @@ TEST(ScatterTokensCpu, RejectsBadArguments) {
   expect_invalid_argument([&] { call(duplicate, 2, 1, 4, 4, h); }, "ascending");
   expect_invalid_argument([&] { call(outside, 2, 1, 4, 4, h); }, "ascending");
   expect_invalid_argument([&] { call(negative, 2, 1, 4, 4, h); }, "ascending");
+}
+
+// ------------------------------------------------------------------------------------------------
+// merge_attention_splits_cpu
+
+/// Softmax attention of one query over keys [begin, end) in double: the output row and its log-sum-exp.
+struct AttentionRow {
+  std::vector<double> out;
+  double lse;
+};
+AttentionRow attend(const std::vector<double>& q, const std::vector<std::vector<double>>& k,
+                    const std::vector<std::vector<double>>& v, size_t begin, size_t end) {
+  std::vector<double> score;
+  for (size_t j = begin; j < end; ++j) score.push_back(std::inner_product(q.begin(), q.end(), k[j].begin(), 0.0));
+  const double m = *std::max_element(score.begin(), score.end());
+  double total = 0.0;
+  for (double& x : score) total += (x = std::exp(x - m));
+  AttentionRow r{std::vector<double>(v[0].size(), 0.0), m + std::log(total)};
+  for (size_t j = begin; j < end; ++j)
+    for (size_t c = 0; c < r.out.size(); ++c) r.out[c] += score[j - begin] / total * v[j][c];
+  return r;
+}
+
+TEST(MergeAttentionSplitsCpu, MergedPartsEqualAttentionOverAllKeys) {
+  // Batch 2, 3 query rows, 2 heads of 4, 6 keys in 2 or 3 parts. Each part's output is rounded to bf16,
+  // as the fused kernel returns it; the merge must then agree with attention over all keys to bf16
+  // precision, and its log-sum-exp with the full one to float precision.
+  constexpr int64_t kBatch = 2, kRows = 3, kHeads = 2, kHd = 4, kKeys = 6, kWidth = kHeads * kHd;
+  std::mt19937 rng(17);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const auto random_rows = [&](size_t count) {
+    std::vector<std::vector<double>> rows(count, std::vector<double>(kHd));
+    for (auto& row : rows)
+      for (double& x : row) x = normal(rng);
+    return rows;
+  };
+  for (const int64_t splits : {2, 3}) {
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    const size_t per_part = kKeys / splits;
+    std::vector<bf16> parts(kBatch * splits * kRows * kWidth);
+    std::vector<float> part_lse(kBatch * splits * kHeads * kRows);
+    std::vector<AttentionRow> full;
+    for (int64_t b = 0; b < kBatch; ++b) {
+      for (int64_t h = 0; h < kHeads; ++h) {
+        const auto k = random_rows(kKeys), v = random_rows(kKeys), q = random_rows(kRows);
+        for (int64_t r = 0; r < kRows; ++r) {
+          full.push_back(attend(q[r], k, v, 0, kKeys));  // index (b * kHeads + h) * kRows + r
+          for (int64_t s = 0; s < splits; ++s) {
+            const auto part = attend(q[r], k, v, s * per_part, (s + 1) * per_part);
+            part_lse[((b * splits + s) * kHeads + h) * kRows + r] = static_cast<float>(part.lse);
+            for (int64_t c = 0; c < kHd; ++c)
+              parts[((b * splits + s) * kRows + r) * kWidth + h * kHd + c] = float_to_bf16(static_cast<float>(part.out[c]));
+          }
+        }
+      }
+    }
+    std::vector<bf16> out(kBatch * kRows * kWidth);
+    std::vector<float> lse(kBatch * kHeads * kRows);
+    merge_attention_splits_cpu(parts.data(), part_lse.data(), kBatch, splits, kRows, kHeads, kHd, out.data(),
+                               lse.data(), nullptr);
+    for (int64_t b = 0; b < kBatch; ++b) {
+      for (int64_t h = 0; h < kHeads; ++h) {
+        for (int64_t r = 0; r < kRows; ++r) {
+          const AttentionRow& want = full[(b * kHeads + h) * kRows + r];
+          const std::string at = "b " + std::to_string(b) + " head " + std::to_string(h) + " row " + std::to_string(r);
+          EXPECT_NEAR(lse[(b * kHeads + h) * kRows + r], want.lse, 1e-5 * std::fabs(want.lse) + 1e-6) << at;
+          // Each part's output carries half an ulp of bf16 (2^-9 relative), the merge one more rounding.
+          for (int64_t c = 0; c < kHd; ++c)
+            EXPECT_NEAR(bf16_to_float(out[(b * kRows + r) * kWidth + h * kHd + c]), want.out[c], 8e-3) << at << " col " << c;
+        }
+      }
+    }
+  }
+}
+
+TEST(MergeAttentionSplitsCpu, EmptyPartsWeighNothing) {
+  // One row, one head of 2, 3 parts: part 1 saw no keys (lse -inf, output garbage), parts 0 and 2 have
+  // lse log 1 and log 3, so weights 1/4 and 3/4 and merged lse log 4. A row whose parts are all empty
+  // gives 0 and -inf.
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<bf16> parts = to_bf16({4, -8, 1e30f, 1e30f, 8, 0});
+  const std::vector<float> part_lse = {0.0f, -inf, std::log(3.0f)};
+  std::vector<bf16> out(2);
+  float lse = 0;
+  merge_attention_splits_cpu(parts.data(), part_lse.data(), 1, 3, 1, 1, 2, out.data(), &lse, nullptr);
+  EXPECT_EQ(to_float(out), (std::vector<float>{7, -2}));  // 4/4 + 8 * 3/4, -8/4 + 0
+  EXPECT_NEAR(lse, std::log(4.0f), 1e-6);
+  const std::vector<float> empty = {-inf, -inf, -inf};
+  merge_attention_splits_cpu(parts.data(), empty.data(), 1, 3, 1, 1, 2, out.data(), &lse, nullptr);
+  EXPECT_EQ(to_float(out), (std::vector<float>{0, 0}));
+  EXPECT_EQ(lse, -inf);
+  // Without an lse output, the rows are merged all the same.
+  merge_attention_splits_cpu(parts.data(), part_lse.data(), 1, 3, 1, 1, 2, out.data(), nullptr, nullptr);
+  EXPECT_EQ(to_float(out), (std::vector<float>{7, -2}));
+}
+
+TEST(MergeAttentionSplitsCpu, RejectsBadArguments) {
+  const std::vector<bf16> parts(16);
+  const std::vector<float> lse(8);
+  std::vector<bf16> out(8);
+  const auto call = [&](const bf16* p, int64_t batch, int64_t splits, int64_t rows, int64_t heads, int64_t hd) {
+    merge_attention_splits_cpu(p, lse.data(), batch, splits, rows, heads, hd, out.data(), nullptr, nullptr);
+  };
+  expect_invalid_argument([&] { call(parts.data(), 1, 0, 2, 2, 2); }, "splits must be");
+  expect_invalid_argument([&] { call(parts.data(), -1, 2, 2, 2, 2); }, "batch must be");
+  expect_invalid_argument([&] { call(parts.data(), 1, 2, -2, 2, 2); }, "rows must be");
+  expect_invalid_argument([&] { call(parts.data(), 1, 2, 2, 0, 2); }, "heads must be");
+  expect_invalid_argument([&] { call(parts.data(), 1, 2, 2, 2, 0); }, "head_dim must be");
+  expect_invalid_argument([&] { call(nullptr, 1, 2, 2, 2, 2); }, "must not be null");
+  call(nullptr, 1, 2, 0, 2, 2);  // no rows: nothing to read
 }
 
 #if ASTRAEA_HAS_CUDA_KERNELS
@@ -1001,6 +1112,60 @@ std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase
   return result;
 }
 
+struct MergeSplitsCase {
+  const char* name;
+  int64_t batch, splits, rows, heads, head_dim;
+  bool lse = true;
+  size_t misalign = 0;  // elements in front of every array; 1 rules out 16-byte accesses
+};
+
+std::vector<Comparison> run_merge_attention_splits(const MergeSplitsCase& k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int64_t width = k.heads * k.head_dim;
+  const size_t part_size = static_cast<size_t>(k.batch * k.splits * k.rows * width),
+               lse_size = static_cast<size_t>(k.batch * k.splits * k.heads * k.rows),
+               out_size = static_cast<size_t>(k.batch * k.rows * width);
+  const std::vector<bf16> parts = to_bf16(normal_values(rng, part_size, 0.0f, 1.0f));
+  // Log-sum-exps spread over several units, so that the weights range from dominant to negligible.
+  const std::vector<float> part_lse = normal_values(rng, lse_size, 8.0f, 3.0f);
+  expect_real_input(to_float(parts), "parts");
+
+  DeviceBuffer<bf16> parts_dev(part_size, k.misalign), out_dev(out_size, k.misalign);
+  DeviceBuffer<float> part_lse_dev(lse_size, k.misalign), lse_dev(out_size / k.head_dim, k.misalign);
+  parts_dev.upload(parts);
+  part_lse_dev.upload(part_lse);
+  merge_attention_splits(parts_dev.get(), part_lse_dev.get(), k.batch, k.splits, k.rows, k.heads, k.head_dim,
+                         out_dev.get(), k.lse ? lse_dev.get() : nullptr, nullptr);
+  ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(out_dev.guards_intact()) << "write outside out";
+  EXPECT_TRUE(lse_dev.guards_intact()) << "write outside lse";
+
+  std::vector<bf16> out_ref(out_size);
+  std::vector<float> lse_ref(out_size / k.head_dim);
+  merge_attention_splits_cpu(parts.data(), part_lse.data(), k.batch, k.splits, k.rows, k.heads, k.head_dim,
+                             out_ref.data(), lse_ref.data(), nullptr);
+  const auto element_inputs = [=](size_t e) {
+    const size_t w = static_cast<size_t>(width), c = e % w, r = (e / w) % static_cast<size_t>(k.rows),
+                 b = e / w / static_cast<size_t>(k.rows), h = c / static_cast<size_t>(k.head_dim);
+    std::ostringstream s;
+    s << "batch " << b << " row " << r << " col " << c << ": parts";
+    for (int64_t p = 0; p < k.splits; ++p) {
+      const size_t at = ((b * k.splits + p) * k.rows + r) * w + c;
+      s << " " << bf16_to_float(parts[at]) << " (lse " << part_lse[((b * k.splits + p) * k.heads + h) * k.rows + r] << ")";
+    }
+    return s.str();
+  };
+  // The kernel's exp and log are the fast approximations (a few float ulps); bf16 rounding of the
+  // output may then differ by one unit on some elements.
+  std::vector<Comparison> result;
+  result.push_back({"out", to_float(out_ref), to_float(out_dev.download()), 4e-3, element_inputs});
+  if (k.lse) {
+    result.push_back({"lse", lse_ref, lse_dev.download(), 1e-6,
+                      [=](size_t i) { return "lse element " + std::to_string(i); }});
+  }
+  return result;
+}
+
 TEST(KernelsMatchReference, AllOpsAllSizes) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   // clang-format off
@@ -1084,6 +1249,15 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"no token selected",                      20,    16,     0,    2,    8},
       {"misaligned 1536 (scalar)",               64,  1536,    21,   12,    8,   true,    1},
   };
+  const MergeSplitsCase merge_cases[] = {
+      // name                                  batch splits  rows  heads  hd    lse    misalign
+      {"Wan 1.3B 480p, 0.4 of the queries",       1,    2, 13104,   12, 128},
+      {"batch 2, 3 splits, no lse",               2,    3,   300,   12, 128,  false},
+      {"Wan 14B, 4 splits (rows loop)",           1,    4,   100,   40, 128},
+      {"head_dim 6 (scalar)",                     2,    2,    37,    3,   6},
+      {"misaligned 1536 (scalar)",                1,    2,    64,   12, 128,  true,   1},
+      {"one split",                               1,    1,    17,    2,  64},
+  };
   // clang-format on
   struct Entry {
     std::string name;
@@ -1104,6 +1278,10 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
   for (const auto& c : scatter_cases)
     table.push_back(
         {std::string("scatter_tokens: ") + c.name, [c](uint32_t s) { return run_scatter_tokens(c, s); }});
+
+  for (const auto& c : merge_cases)
+    table.push_back({std::string("merge_attention_splits: ") + c.name,
+                     [c](uint32_t s) { return run_merge_attention_splits(c, s); }});
 
   for (size_t i = 0; i < table.size(); ++i) {
     SCOPED_TRACE(table[i].name);
