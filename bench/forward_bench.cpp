@@ -168,27 +168,35 @@ int main(int argc, char** argv) {
     // against this run's numbers above.
     {
       const int64_t sms = props->multiProcessorCount;
-      std::printf("%-10s %8s %7s %9s %9s %9s %9s %16s\n", "budget", "queries", "chosen", "1 part", "2 parts",
-                  "3 parts", "4 parts", "forward, 1 part");
+      std::printf("%-7s %8s %7s %9s %9s %9s %9s %14s %20s\n", "budget", "queries", "chosen", "1 part", "2 parts",
+                  "3 parts", "4 parts", "fwd, 1 part", "fwd, fastest parts");
       for (double b : {1.0, 0.7, 0.5, 0.4, 0.3}) {
         const int64_t nq = static_cast<int64_t>(std::ceil(b * n));
         const auto qs = at::randn({nq, config.heads, config.head_dim()}, bf16);
         const std::string key = std::to_string(b).substr(0, 3);
         const int chosen = astraea::choose_key_splits(config.heads, nq, n, sms);
         j["key_splits"][key]["chosen"] = chosen;
-        std::printf("%-10.1f %8lld %7d", b, static_cast<long long>(nq), chosen);
+        std::printf("%-7.1f %8lld %7d", b, static_cast<long long>(nq), chosen);
+        int fastest = 1;
+        double fastest_ms = 0.0;
         for (int parts = 1; parts <= 4; ++parts) {
           astraea::set_attention_key_splits(parts);
           const auto s = time_ms([&] { astraea::attention(qs, k, v, true, AttentionBackend::kCudnn); }, 2, 10);
           j["key_splits"][key]["attention_ms"][std::to_string(parts)] = s.median_ms;
           std::printf(" %9.3f", s.median_ms);
+          if (parts == 1 || s.median_ms < fastest_ms) fastest = parts, fastest_ms = s.median_ms;
         }
-        astraea::set_attention_key_splits(1);
-        if (b < 1.0) {
-          const double ms = tokenwise(b).first.median_ms;
-          j["key_splits"][key]["forward_one_part_ms"] = ms;
-          std::printf(" %16.1f", ms);
-        }
+        // The forward with one part, and with the part count that was fastest alone, where either
+        // differs from the chosen one (whose forward is in the tables above).
+        const auto forward_ms = [&](int parts) {
+          astraea::set_attention_key_splits(parts);
+          const double ms = b < 1.0 ? tokenwise(b).first.median_ms
+                                    : time_ms([&] { dit.forward(x, 500.0, ctx); }, warmup, reps).median_ms;
+          j["key_splits"][key]["forward_ms"][std::to_string(parts)] = ms;
+          return ms;
+        };
+        if (chosen != 1) std::printf(" %14.1f", forward_ms(1)); else std::printf(" %14s", "(above)");
+        if (fastest != chosen) std::printf(" %14.1f (%d)", forward_ms(fastest), fastest); else std::printf(" %20s", "(chosen)");
         astraea::set_attention_key_splits(0);
         std::printf("\n");
       }
