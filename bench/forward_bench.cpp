@@ -149,10 +149,10 @@ int main(int argc, char** argv) {
   if (j.contains("forward") && j["forward"].contains("fused + cudnn attention")) {
     const double dense_ms = j["forward"]["fused + cudnn attention"]["median_ms"].get<double>();
     std::printf("%-28s %10s %10s %10s %9s\n", "token-wise budget", "median ms", "of dense", "target", "cache GB");
-    const auto tokenwise = [&](double b) {
+    const auto tokenwise = [&](double b, const astraea::SelectionParams& sel = {}) {
       astraea::TokenEngineState state;
-      dit.forward_tokenwise(x, 500.0, ctx, 1.0, {}, state);
-      auto s = time_ms([&] { dit.forward_tokenwise(x, 480.0, ctx, b, {}, state); }, warmup, reps);
+      dit.forward_tokenwise(x, 500.0, ctx, 1.0, sel, state);
+      auto s = time_ms([&] { dit.forward_tokenwise(x, 480.0, ctx, b, sel, state); }, warmup, reps);
       return std::make_pair(s, state.bytes());
     };
     for (double b : {0.7, 0.5, 0.4, 0.3}) {
@@ -199,6 +199,29 @@ int main(int argc, char** argv) {
         if (fastest != chosen) std::printf(" %14.1f (%d)", forward_ms(fastest), fastest); else std::printf(" %20s", "(chosen)");
         astraea::set_attention_key_splits(0);
         std::printf("\n");
+      }
+    }
+    // The selection options (docs/schedule.md), each against the default in this run. Tiles and the
+    // per-frame floor run on ATen operations (the fused kernels select single tokens only).
+    {
+      struct Option {
+        const char* name;
+        astraea::SelectionParams sel;
+      };
+      astraea::SelectionParams reuse, tile, floor;
+      reuse.reuse_kv = true;
+      tile.tile = 4;
+      floor.min_frame_share = 0.2;
+      std::printf("%-7s %-28s %10s %10s %9s\n", "budget", "selection option", "median ms", "of default", "cache GB");
+      for (double b : {0.5, 0.3}) {
+        const double default_ms = j["tokenwise"][std::to_string(b).substr(0, 3)]["median_ms"].get<double>();
+        for (const Option& o : {Option{"reused keys and values", reuse}, Option{"tiles of 4 tokens", tile},
+                                Option{"frame floor 0.2", floor}}) {
+          const auto [s, bytes] = tokenwise(b, o.sel);
+          std::printf("%-7.1f %-28s %10.1f %10.3f %9.2f\n", b, o.name, s.median_ms, s.median_ms / default_ms, bytes / 1e9);
+          j["selection_options"][std::to_string(b).substr(0, 3)][o.name] = {
+              {"median_ms", s.median_ms}, {"of_default", s.median_ms / default_ms}, {"cache_bytes", bytes}};
+        }
       }
     }
     // Where a sparse block's time goes: each of its operations alone, with the engine's shapes, at
