@@ -358,9 +358,14 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   const double eps = config_.eps;
   auto mod = (b.modulation + e0).select(0, 0);  // [6, D]: shift, scale, gate (attention); the same (FFN)
   auto m = [&](int64_t i) { return mod.select(0, i); };
-  // The fused kernels cover single-token selection over a bf16 cache. Tiles and frame floors use ATen.
+  // The fused kernels run a bf16 cache. Their top-k takes single tokens; tiles and frame floors
+  // select from the same scores with ATen operations (select_tokens above), then go on fused.
   const bool fused = uses_fused_kernels(in) && in.scalar_type() == at::kBFloat16 &&
-                     cache.out.scalar_type() == at::kBFloat16 && sel.tile == 1 && sel.min_frame_share == 0;
+                     cache.out.scalar_type() == at::kBFloat16;
+  const auto scores = [&](const at::Tensor& new_sketch) {  // the paper's score, on ATen operations
+    const auto delta = (new_sketch - cache.sketch).norm(2, {1});
+    return sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
+  };
   const bool reuse_kv = sel.reuse_kv && cache.k.defined();
   OpSequence op(Op::kSelection);
   at::Tensor sketch, idx, xn;
@@ -384,24 +389,26 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
     pass.dim = d;
     pass.eps = static_cast<float>(eps);
     kernels::gather_residual_layer_norm(pass, stream);
-    // Score (the paper's: attention log-sum-exp times how far the input moved, plus staleness) and top-k.
-    const int64_t want = budget_tokens(budget, n);
-    auto score = at::empty({n}, sketch.options());
-    idx = at::empty({want}, sketch.options().dtype(at::kLong));
-    const size_t ws_bytes = kernels::select_tokens_workspace_bytes(n);
-    auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, sketch.options().dtype(at::kByte));
-    kernels::select_tokens(cache.lse.data_ptr<float>(), sketch.data_ptr<float>(), cache.sketch.data_ptr<float>(),
-                           kSketchDim, cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse),
-                           static_cast<float>(sel.w_stale), n, want, score.data_ptr<float>(), idx.data_ptr<int64_t>(),
-                           ws.data_ptr(), ws_bytes, stream);
+    if (sel.tile == 1 && sel.min_frame_share == 0) {
+      // Score (the paper's: attention log-sum-exp times how far the input moved, plus staleness) and top-k.
+      const int64_t want = budget_tokens(budget, n);
+      auto score = at::empty({n}, sketch.options());
+      idx = at::empty({want}, sketch.options().dtype(at::kLong));
+      const size_t ws_bytes = kernels::select_tokens_workspace_bytes(n);
+      auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, sketch.options().dtype(at::kByte));
+      kernels::select_tokens(cache.lse.data_ptr<float>(), sketch.data_ptr<float>(), cache.sketch.data_ptr<float>(),
+                             kSketchDim, cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse),
+                             static_cast<float>(sel.w_stale), n, want, score.data_ptr<float>(),
+                             idx.data_ptr<int64_t>(), ws.data_ptr(), ws_bytes, stream);
+    } else {
+      idx = select_tokens(scores(sketch), budget, sel, rope);
+    }
   }
 #endif
   at::Tensor x = fused ? at::Tensor() : in.to(at::kFloat);  // the ATen path's float residual stream
   if (!fused) {
     sketch = at::matmul(x, sketch_proj_.to(at::kFloat).t()).contiguous();
-    auto delta = (sketch - cache.sketch).norm(2, {1});
-    auto score = sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
-    idx = select_tokens(score, budget, sel, rope);
+    idx = select_tokens(scores(sketch), budget, sel, rope);
   }
   const int64_t k = idx.size(0);
   computed += k;

@@ -133,7 +133,8 @@ TEST(TokenEngine, ReusedKeysAndValuesMatchRecomputedOnesWhenAllTokensAreSelected
 }
 
 // On a GPU: budget 1 is the dense bf16 model there too, and a sparse step on the fused kernels
-// (gathered queries rotated inside rms_norm_rope) agrees with the same step on ATen operations.
+// (gathered queries rotated inside rms_norm_rope) agrees with the same step on ATen operations, for
+// single tokens (the fused top-k), tiles and a frame floor (ATen selection, then the fused kernels).
 TEST(TokenEngineGpu, DenseEqualityAndFusedSparseStep) {
   if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
   const at::Device gpu(at::kCUDA, 0);
@@ -141,23 +142,35 @@ TEST(TokenEngineGpu, DenseEqualityAndFusedSparseStep) {
   WanDiT model(c, random_weights(c, 12, gpu, at::kBFloat16), at::kBFloat16);
   auto x = at::randn({3, 8, 32, 32});  // 8 x 8 x 8 = 512 tokens
   auto ctx = model.embed_context(model.encode_prompt("a cyan triangle moving up on a navy background"));
-  TokenEngineState state, aten_state;
-  auto dense = model.forward_tokenwise(x, 700.0, ctx, 1.0, {}, state);
+  TokenEngineState primed;
+  auto dense = model.forward_tokenwise(x, 700.0, ctx, 1.0, {}, primed);
   EXPECT_TRUE(at::equal(dense, model.forward(x, 700.0, ctx)));
   // Distinct staleness and a staleness-only score: both paths pick the same tokens, whatever rounding does.
-  for (auto& b : state.blocks) b.stale = at::randperm(512, at::kFloat).mul_(0.01).to(gpu);
-  aten_state = state;  // same caches, deep-copied
-  for (auto& b : aten_state.blocks) {
-    b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
-  }
+  for (auto& b : primed.blocks) b.stale = at::randperm(512, at::kFloat).mul_(0.01).to(gpu);
+  const auto copy_of = [](const TokenEngineState& s) {  // the caches, deep-copied
+    TokenEngineState t = s;
+    for (auto& b : t.blocks) b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
+    return t;
+  };
   const auto x2 = x + 0.05 * at::randn_like(x);
-  const SelectionParams by_staleness{0.0, 1.0};
-  auto fused = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, state).cpu();
-  set_fused_kernels_disabled(true);
-  auto aten = model.forward_tokenwise(x2, 650.0, ctx, 0.4, by_staleness, aten_state).cpu();
-  set_fused_kernels_disabled(false);
-  EXPECT_TRUE(fused.isfinite().all().item<bool>());
-  EXPECT_LT(((fused - aten).norm() / aten.norm()).item<double>(), 2e-2);
+  SelectionParams by_staleness{0.0, 1.0}, tiles = by_staleness, floor = by_staleness;
+  tiles.tile = 4;
+  floor.min_frame_share = 0.3;
+  for (const auto& [name, sel] : {std::pair{"single tokens", by_staleness}, std::pair{"tiles of 4", tiles},
+                                  std::pair{"frame floor 0.3", floor}}) {
+    SCOPED_TRACE(name);
+    auto state = copy_of(primed), aten_state = copy_of(primed);
+    auto fused = model.forward_tokenwise(x2, 650.0, ctx, 0.4, sel, state).cpu();
+    set_fused_kernels_disabled(true);
+    auto aten = model.forward_tokenwise(x2, 650.0, ctx, 0.4, sel, aten_state).cpu();
+    set_fused_kernels_disabled(false);
+    EXPECT_TRUE(fused.isfinite().all().item<bool>());
+    EXPECT_LT(((fused - aten).norm() / aten.norm()).item<double>(), 2e-2);
+    // The same tokens computed: staleness reset on exactly the same ones in every block.
+    for (size_t i = 0; i < state.blocks.size(); ++i)
+      EXPECT_TRUE(at::equal(state.blocks[i].stale.eq(0), aten_state.blocks[i].stale.eq(0))) << "block " << i;
+    EXPECT_EQ(state.computed_tokens, aten_state.computed_tokens);
+  }
 }
 
 GenerateOptions tiny_run() {
