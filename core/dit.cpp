@@ -83,7 +83,8 @@ at::Tensor select_tokens(const at::Tensor& score, double budget, const Selection
     const int64_t kt = std::min<int64_t>(tiles, (k + sel.tile - 1) / sel.tile);
     auto chosen = std::get<1>(tile_score.topk(kt, 0, true, false));
     auto idx = (chosen.unsqueeze(1) * sel.tile + at::arange(sel.tile, chosen.options()).unsqueeze(0)).flatten();
-    idx = idx.masked_select(idx < n);
+    // Only a padded last tile reaches past n; masking waits for the device, so skip it when none can.
+    if (tiles * sel.tile != n) idx = idx.masked_select(idx < n);
     return std::get<0>(idx.sort());
   }
   return std::get<0>(std::get<1>(at::topk(s, k, 0, true, false)).sort());

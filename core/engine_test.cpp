@@ -97,6 +97,21 @@ TEST(TokenEngine, TilesSelectWholeRunsOfTokens) {
     EXPECT_EQ(per_tile.eq(8).sum().item<int64_t>(), 3);
     EXPECT_EQ(per_tile.eq(0).sum().item<int64_t>(), 5);
   }
+  // Tiles of 12 do not divide 64 tokens: the last tile holds tokens 60 to 63. Made the stalest, it is
+  // chosen with the next best tile (tokens 12 to 23), and nothing past token 63 is selected.
+  for (auto& b : state.blocks) {
+    b.stale.zero_();
+    b.stale.narrow(0, 60, 4).fill_(4.0);
+    b.stale.narrow(0, 12, 12).fill_(2.0);
+  }
+  sel = SelectionParams{0.0, 1.0};
+  sel.tile = 12;
+  f.model.forward_tokenwise(f.x, 600.0, f.ctx, 20.0 / 64, sel, state);  // 20 tokens -> 2 tiles
+  for (const auto& b : state.blocks) {
+    const auto fresh = b.stale.eq(0).nonzero().flatten();
+    ASSERT_EQ(fresh.numel(), 16);
+    EXPECT_TRUE(at::equal(fresh, at::cat({at::arange(12, 24), at::arange(60, 64)})));
+  }
 }
 
 TEST(TokenEngine, EveryFrameKeepsItsMinimumShare) {
