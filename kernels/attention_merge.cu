@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <cmath>
 
 #include "kernels/attention_merge.cuh"
@@ -75,7 +74,7 @@ void merge_attention_splits(const bf16* parts, const float* part_lse, int64_t ba
   using detail::aligned_16;
   const bool vectors = head_dim % kVectorElems == 0 && aligned_16(parts) && aligned_16(out);
   const int vec = vectors ? kVectorElems : 1;
-  const int threads = std::clamp(32 * detail::ceil_div(detail::ceil_div(heads * head_dim, vec), 32), 32, kMaxThreads);
+  const int threads = detail::row_threads(heads * head_dim, vec, kMaxThreads);
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(batch));
   if (vectors) {
     merge_rows<kVectorElems><<<grid, threads, 0, stream>>>(a);

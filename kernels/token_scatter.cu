@@ -112,7 +112,7 @@ void scatter_tokens(const float* h, const bf16* y, const float* gate, const int6
                        aligned_16(cache_out);
   const int vec = vectors ? kVectorElems : 1;
   // At least one warp: a row of dim 0 still updates lse, sketch and staleness.
-  const int threads = std::clamp(32 * detail::ceil_div(detail::ceil_div(dim, vec), 32), 32, kMaxThreads);
+  const int threads = detail::row_threads(dim, vec, kMaxThreads);
   const int grid = static_cast<int>(std::max<int64_t>(k, 1));
   if (vectors) {
     scatter_token_rows<kVectorElems><<<grid, threads, 0, stream>>>(a);

@@ -15,6 +15,12 @@ inline constexpr int kVectorElems = 8;
 
 inline bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+/// Threads for one CTA that loops over a row of `columns` in accesses of `vec`: whole warps, one
+/// access each where that fits in `max_threads`, at least one warp.
+inline int row_threads(int64_t columns, int vec, int max_threads) {
+  const int warps = ceil_div(ceil_div(columns, vec), 32);
+  return warps < 1 ? 32 : warps * 32 > max_threads ? max_threads : warps * 32;
+}
 
 /// One bf16 as a float (exact: bf16 is a float without its low 16 bits).
 __device__ __forceinline__ float widen(bf16 value) { return __uint_as_float(uint32_t{value.bits} << 16); }
