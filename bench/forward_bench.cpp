@@ -164,8 +164,8 @@ int main(int argc, char** argv) {
                                                          {"cache_bytes", cache_bytes}};
     }
     // Splitting the keys of cuDNN attention (astraea::choose_key_splits): attention alone at each
-    // budget's query count with 1 to 4 parts, then the token-wise forward with splitting off, both
-    // against this run's numbers above.
+    // budget's query count with 1 to 4 parts, then the forward with 1 part and with the part count
+    // that was fastest alone, where those differ from the chosen one.
     {
       const int64_t sms = props->multiProcessorCount;
       std::printf("%-7s %8s %7s %9s %9s %9s %9s %14s %20s\n", "budget", "queries", "chosen", "1 part", "2 parts",
@@ -196,13 +196,14 @@ int main(int argc, char** argv) {
           return ms;
         };
         if (chosen != 1) std::printf(" %14.1f", forward_ms(1)); else std::printf(" %14s", "(above)");
-        if (fastest != chosen) std::printf(" %14.1f (%d)", forward_ms(fastest), fastest); else std::printf(" %20s", "(chosen)");
+        if (fastest != chosen) std::printf(" %16.1f (%d)", forward_ms(fastest), fastest); else std::printf(" %20s", "(chosen)");
         astraea::set_attention_key_splits(0);
         std::printf("\n");
       }
     }
     // The selection options (docs/schedule.md), each against the default in this run. Tiles and the
-    // per-frame floor run on ATen operations (the fused kernels select single tokens only).
+    // per-frame floor select with ATen operations (the fused top-k takes single tokens), then run on
+    // the fused kernels like the default.
     {
       struct Option {
         const char* name;

@@ -17,6 +17,7 @@ namespace {
 
 std::atomic<AttentionBackend> g_gpu_default{AttentionBackend::kCudnn};
 std::atomic<int> g_key_splits{0};  // 0: choose_key_splits per call
+constexpr int64_t kMinKeysPerSplit = 2048;
 
 // The math path on [B, N, H, hd], in float32, in query chunks so that the score matrix stays
 // under ~64 MB. Differentiable, so it also serves CPU training.
@@ -46,13 +47,14 @@ AttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, const a
 }
 
 /// [B, N, H, hd] -> [B, H, N, hd], the layout the fused kernels take. A tensor whose tokens each
-/// hold their heads densely is passed as a view whatever its token stride (cuDNN, like the packed
-/// qkv layouts, takes any 16-byte aligned stride): v arrives as a column slice of the fused k|v or
-/// qkv projection, and copying it cost 1.5% of a forward. Anything else is copied.
+/// hold their heads densely is passed as a view whatever its token and batch strides, 0 included
+/// (cuDNN, like the packed qkv layouts, takes any 16-byte aligned stride): v arrives as a column
+/// slice of the fused k|v or qkv projection, and copying it cost 1.5% of a forward. Anything else
+/// is copied.
 at::Tensor as_bhnd(const at::Tensor& t) {
   const bool heads_dense = t.stride(3) == 1 && t.stride(2) == t.size(3);
-  const bool aligned = t.stride(1) % 8 == 0 && t.stride(0) % 8 == 0 &&
-                       reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  for (int64_t dim : {0, 1}) aligned = aligned && (t.size(dim) == 1 || t.stride(dim) % 8 == 0);
   return (heads_dense && aligned ? t : t.contiguous()).transpose(1, 2);
 }
 
@@ -61,11 +63,15 @@ at::Tensor as_bhnd(const at::Tensor& t) {
 AttentionResult split_key_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     int64_t splits, double scale, bool want_lse) {
   const int64_t b = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3), nk = k.size(1);
-  // Batch item i * splits + s: the queries of item i (copied once a part) against share s of its keys.
+  // Batch item i * splits + s: the queries of item i against share s of its keys. With one item the
+  // queries are a view with batch stride 0; with more, reshape copies them once a part.
   const auto qs = q.unsqueeze(1).expand({b, splits, nq, heads, hd}).reshape({b * splits, nq, heads, hd});
-  const auto ks = k.reshape({b * splits, nk / splits, heads, hd}), vs = v.reshape({b * splits, nk / splits, heads, hd});
-  auto [out, lse] = compat::fused_attention(compat::FusedAttention::kCudnn, as_bhnd(qs), as_bhnd(ks), as_bhnd(vs), scale);
-  // cuDNN writes the output in the queries' layout, so this is [b, splits, nq, heads * hd] without a copy.
+  const auto ks = k.reshape({b * splits, nk / splits, heads, hd});
+  const auto vs = v.reshape({b * splits, nk / splits, heads, hd});
+  auto [out, lse] =
+      compat::fused_attention(compat::FusedAttention::kCudnn, as_bhnd(qs), as_bhnd(ks), as_bhnd(vs), scale);
+  // [b, splits, nq, heads * hd] for the merge. Free where cuDNN wrote in the queries' layout (copied
+  // queries); for stride-0 queries the output's layout is cuDNN's choice, and this may copy it.
   const auto parts = out.transpose(1, 2).contiguous();
   const auto part_lse = lse.to(at::kFloat).contiguous();
   AttentionResult r;
@@ -95,9 +101,10 @@ AttentionResult fused_attention(AttentionBackend backend, const at::Tensor& q, c
 #if ASTRAEA_HAS_TORCH_CUDA
   if (backend == AttentionBackend::kCudnn && q.scalar_type() == at::kBFloat16) {
     const int forced = g_key_splits.load();
+    const bool forced_fits = forced > 0 && nk % forced == 0 && nk / forced >= kMinKeysPerSplit;
     const int64_t splits = forced == 0 ? choose_key_splits(b * heads, nq, nk, compat::multiprocessor_count(q.device()))
-                           : nk % forced == 0 ? forced
-                                              : 1;
+                           : forced_fits ? forced
+                                         : 1;
     if (splits > 1) return split_key_attention(q, k, v, splits, scale, want_lse);
   }
 #endif
@@ -136,8 +143,14 @@ void set_default_gpu_attention(AttentionBackend backend) {
   if (backend != AttentionBackend::kAuto) g_gpu_default = backend;
 }
 
+// The cuDNN kernel's tiles are inferred, not documented: in the step profile (docs/perf.md) attention
+// at budgets 0.4, 0.5, 0.7 and 0.3 cost 10/24, 12/24, 17/24 and 7/24 of dense, which is the waves of
+// 128-query tiles on 132 multiprocessors. Wan2.1-1.3B at 480p, 12 heads: budget 0.4 (13104 queries,
+// 9.4 waves rounded up to 10) takes 2 parts (9.5 waves); dense and budgets 0.7, 0.5 and 0.3 take 1.
+// The 4% bar covers the parts' copies of the queries and the merge (measured: 2 parts at 0.4 make
+// the forward 1.4 to 2.1% faster).
 int choose_key_splits(int64_t batch_heads, int64_t queries, int64_t keys, int64_t multiprocessors) {
-  constexpr int64_t kQueryTile = 128, kMinKeysPerSplit = 2048, kMaxSplits = 4;
+  constexpr int64_t kQueryTile = 128, kMaxSplits = 4;
   constexpr double kMinSaving = 0.04;
   if (batch_heads < 1 || queries < 1 || multiprocessors < 1) return 1;
   const int64_t tiles = batch_heads * ((queries + kQueryTile - 1) / kQueryTile);

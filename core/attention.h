@@ -30,20 +30,17 @@ AttentionResult attention(const at::Tensor& q, const at::Tensor& k, const at::Te
 /// Sets the backend that kAuto picks on the GPU (the process-wide default; the CLI's --attention).
 void set_default_gpu_attention(AttentionBackend backend);
 
-/// How many parts the cuDNN attention kernel splits the keys into, when one call's query tiles
-/// would leave most of the card idle in their last wave. Each part attends over a contiguous share
-/// of the keys in the same kernel launch (as batch items), and a merge kernel combines the parts by
-/// their log-sum-exps. Considers 1 to 4 parts that divide the keys into shares of at least 2048; picks
-/// the one with the fewest waves, `waves(s) = ceil(tiles * s / multiprocessors) / s` with `tiles =
-/// batch_heads * ceil(queries / 128)` (the kernel's 128-query tiles, one a multiprocessor), and
-/// splits only when that saves at least 4% of the waves of one part (the copies of the queries and
-/// the merge cost the rest). Wan2.1-1.3B at 480p on 132 multiprocessors: budget 0.4 (13104
-/// queries, 9.4 waves rounded up to 10) takes 2 parts (9.5 waves); dense and budgets 0.7, 0.5 and
-/// 0.3 take 1.
+/// How many parts to split the keys of one cuDNN attention call into, so that the last wave of its
+/// 128-query tiles fills more of the card: 1 to 4 parts that divide the keys into shares of at least
+/// 2048, the one with the fewest waves `ceil(tiles * s / multiprocessors) / s` (tiles = batch_heads *
+/// ceil(queries / 128)), and only when it saves at least 4% of one part's waves. The parts run as
+/// batch items of one launch, each over a contiguous share of the keys, and are merged by their
+/// log-sum-exps (kernels/attention_merge.cuh).
 int choose_key_splits(int64_t batch_heads, int64_t queries, int64_t keys, int64_t multiprocessors);
 
-/// Overrides choose_key_splits for every later GPU attention call: 0 (the default) chooses per
-/// call, 1 never splits, n > 1 splits into n parts wherever n divides the keys. For benchmarks.
+/// Overrides choose_key_splits for every later GPU attention call: 0 (the default) chooses per call,
+/// 1 never splits, n > 1 splits into n parts wherever that makes shares of at least 2048 keys. For
+/// benchmarks and tests.
 void set_attention_key_splits(int splits);
 
 }  // namespace astraea

@@ -15,7 +15,8 @@ namespace astraea::kernels {
 ///   (lse[b][h][r] = lse when lse is not null).
 /// parts: bf16 [batch, splits, rows, heads * head_dim]; part_lse: float [batch, splits, heads, rows];
 /// out: bf16 [batch, rows, heads * head_dim]; lse: float [batch, heads, rows] or null. No two arrays
-/// overlap. A part whose l_s is -inf (no keys) weighs nothing; all parts -inf give out 0 and lse -inf.
+/// overlap. A part whose l_s is -inf (no keys) weighs nothing if its output is finite; all parts -inf
+/// give out 0 and lse -inf.
 /// Runs on `stream`. Throws std::invalid_argument. Defined only when the kernels are built with CUDA
 /// (astraea/config.h: ASTRAEA_HAS_CUDA_KERNELS).
 void merge_attention_splits(const bf16* parts, const float* part_lse, int64_t batch, int64_t splits, int64_t rows,

@@ -49,7 +49,7 @@ void merge_attention_splits_cpu(const bf16* parts, const float* part_lse, int64_
         for (int64_t s = 0; s < splits; ++s) m = std::max(m, l(s));
         double total = 0.0;
         for (int64_t s = 0; s < splits; ++s) {
-          weight[s] = std::isinf(m) ? 0.0 : std::exp(l(s) - m);
+          weight[s] = m == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(l(s) - m);
           total += weight[s];
         }
         for (int64_t c = h * head_dim; c < (h + 1) * head_dim; ++c) {

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "astraea/config.h"
@@ -1110,6 +1111,31 @@ std::vector<Comparison> run_gather_residual_layer_norm(const GatherLayerNormCase
                       }});
   }
   return result;
+}
+
+// The kernel's own handling of empty parts (lse -inf), which the random table cannot reach: the
+// hand case of MergeAttentionSplitsCpu.EmptyPartsWeighNothing.
+TEST(MergeAttentionSplitsGpu, EmptyPartsWeighNothing) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<bf16> parts = to_bf16({4, -8, 1e30f, 1e30f, 8, 0});
+  DeviceBuffer<bf16> parts_dev(parts.size()), out_dev(2);
+  DeviceBuffer<float> lse_dev(3), merged_lse_dev(1);
+  parts_dev.upload(parts);
+  for (const auto& [part_lse, want_out, want_lse] :
+       {std::tuple{std::vector<float>{0.0f, -inf, std::log(3.0f)}, std::vector<float>{7, -2}, std::log(4.0f)},
+        std::tuple{std::vector<float>{-inf, -inf, -inf}, std::vector<float>{0, 0}, -inf}}) {
+    lse_dev.upload(part_lse);
+    merge_attention_splits(parts_dev.get(), lse_dev.get(), 1, 3, 1, 1, 2, out_dev.get(), merged_lse_dev.get(), nullptr);
+    ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(to_float(out_dev.download()), want_out);
+    const float lse = merged_lse_dev.download()[0];
+    if (std::isinf(want_lse)) {
+      EXPECT_EQ(lse, want_lse);
+    } else {
+      EXPECT_NEAR(lse, want_lse, 1e-6);
+    }
+  }
 }
 
 struct MergeSplitsCase {
