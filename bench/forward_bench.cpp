@@ -159,17 +159,19 @@ int main(int argc, char** argv) {
       const auto [s, cache_bytes] = tokenwise(b);
       const double ratio = s.median_ms / dense_ms;
       std::printf("%-28.1f %10.1f %10.3f %10.2f %9.2f\n", b, s.median_ms, ratio, b + 0.04, cache_bytes / 1e9);
-      j["tokenwise"][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms}, {"min_ms", s.min_ms},
-                                                         {"max_ms", s.max_ms}, {"of_dense", ratio},
-                                                         {"cache_bytes", cache_bytes}};
+      j["tokenwise"][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms},
+                                                        {"min_ms", s.min_ms},
+                                                        {"max_ms", s.max_ms},
+                                                        {"of_dense", ratio},
+                                                        {"cache_bytes", cache_bytes}};
     }
     // Splitting the keys of cuDNN attention (astraea::choose_key_splits): attention alone at each
     // budget's query count with 1 to 4 parts, then the forward with 1 part and with the part count
     // that was fastest alone, where those differ from the chosen one.
     {
       const int64_t sms = props->multiProcessorCount;
-      std::printf("%-7s %8s %7s %9s %9s %9s %9s %14s %20s\n", "budget", "queries", "chosen", "1 part", "2 parts",
-                  "3 parts", "4 parts", "fwd, 1 part", "fwd, fastest parts");
+      std::printf("%-7s %8s %7s %9s %9s %9s %9s %14s %20s\n", "budget", "queries", "chosen", "1 part",
+                  "2 parts", "3 parts", "4 parts", "fwd, 1 part", "fwd, fastest parts");
       for (double b : {1.0, 0.7, 0.5, 0.4, 0.3}) {
         const int64_t nq = static_cast<int64_t>(std::ceil(b * n));
         const auto qs = at::randn({nq, config.heads, config.head_dim()}, bf16);
@@ -181,7 +183,8 @@ int main(int argc, char** argv) {
         double fastest_ms = 0.0;
         for (int parts = 1; parts <= 4; ++parts) {
           astraea::set_attention_key_splits(parts);
-          const auto s = time_ms([&] { astraea::attention(qs, k, v, true, AttentionBackend::kCudnn); }, 2, 10);
+          const auto s =
+              time_ms([&] { astraea::attention(qs, k, v, true, AttentionBackend::kCudnn); }, 2, 10);
           j["key_splits"][key]["attention_ms"][std::to_string(parts)] = s.median_ms;
           std::printf(" %9.3f", s.median_ms);
           if (parts == 1 || s.median_ms < fastest_ms) fastest = parts, fastest_ms = s.median_ms;
@@ -195,8 +198,14 @@ int main(int argc, char** argv) {
           j["key_splits"][key]["forward_ms"][std::to_string(parts)] = ms;
           return ms;
         };
-        if (chosen != 1) std::printf(" %14.1f", forward_ms(1)); else std::printf(" %14s", "(above)");
-        if (fastest != chosen) std::printf(" %16.1f (%d)", forward_ms(fastest), fastest); else std::printf(" %20s", "(chosen)");
+        if (chosen != 1)
+          std::printf(" %14.1f", forward_ms(1));
+        else
+          std::printf(" %14s", "(above)");
+        if (fastest != chosen)
+          std::printf(" %16.1f (%d)", forward_ms(fastest), fastest);
+        else
+          std::printf(" %20s", "(chosen)");
         astraea::set_attention_key_splits(0);
         std::printf("\n");
       }
@@ -213,13 +222,15 @@ int main(int argc, char** argv) {
       reuse.reuse_kv = true;
       tile.tile = 4;
       floor.min_frame_share = 0.2;
-      std::printf("%-7s %-28s %10s %10s %9s\n", "budget", "selection option", "median ms", "of default", "cache GB");
+      std::printf("%-7s %-28s %10s %10s %9s\n", "budget", "selection option", "median ms", "of default",
+                  "cache GB");
       for (double b : {0.5, 0.3}) {
         const double default_ms = j["tokenwise"][std::to_string(b).substr(0, 3)]["median_ms"].get<double>();
         for (const Option& o : {Option{"reused keys and values", reuse}, Option{"tiles of 4 tokens", tile},
                                 Option{"frame floor 0.2", floor}}) {
           const auto [s, bytes] = tokenwise(b, o.sel);
-          std::printf("%-7.1f %-28s %10.1f %10.3f %9.2f\n", b, o.name, s.median_ms, s.median_ms / default_ms, bytes / 1e9);
+          std::printf("%-7.1f %-28s %10.1f %10.3f %9.2f\n", b, o.name, s.median_ms, s.median_ms / default_ms,
+                      bytes / 1e9);
           j["selection_options"][std::to_string(b).substr(0, 3)][o.name] = {
               {"median_ms", s.median_ms}, {"of_default", s.median_ms / default_ms}, {"cache_bytes", bytes}};
         }

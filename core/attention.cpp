@@ -102,9 +102,10 @@ AttentionResult fused_attention(AttentionBackend backend, const at::Tensor& q, c
   if (backend == AttentionBackend::kCudnn && q.scalar_type() == at::kBFloat16) {
     const int forced = g_key_splits.load();
     const bool forced_fits = forced > 0 && nk % forced == 0 && nk / forced >= kMinKeysPerSplit;
-    const int64_t splits = forced == 0 ? choose_key_splits(b * heads, nq, nk, compat::multiprocessor_count(q.device()))
-                           : forced_fits ? forced
-                                         : 1;
+    const int64_t splits =
+        forced == 0   ? choose_key_splits(b * heads, nq, nk, compat::multiprocessor_count(q.device()))
+        : forced_fits ? forced
+                      : 1;
     if (splits > 1) return split_key_attention(q, k, v, splits, scale, want_lse);
   }
 #endif

@@ -361,8 +361,8 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   auto m = [&](int64_t i) { return mod.select(0, i); };
   // The fused kernels run a bf16 cache. Their top-k takes single tokens; tiles and frame floors
   // select from the same scores with ATen operations (select_tokens above), then go on fused.
-  const bool fused = uses_fused_kernels(in) && in.scalar_type() == at::kBFloat16 &&
-                     cache.out.scalar_type() == at::kBFloat16;
+  const bool fused =
+      uses_fused_kernels(in) && in.scalar_type() == at::kBFloat16 && cache.out.scalar_type() == at::kBFloat16;
   const auto scores = [&](const at::Tensor& new_sketch) {  // the paper's score, on ATen operations
     const auto delta = (new_sketch - cache.sketch).norm(2, {1});
     return sel.w_lse * cache.lse * delta + sel.w_stale * at::exp(cache.stale);
@@ -397,10 +397,10 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
       idx = at::empty({want}, sketch.options().dtype(at::kLong));
       const size_t ws_bytes = kernels::select_tokens_workspace_bytes(n);
       auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, sketch.options().dtype(at::kByte));
-      kernels::select_tokens(cache.lse.data_ptr<float>(), sketch.data_ptr<float>(), cache.sketch.data_ptr<float>(),
-                             kSketchDim, cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse),
-                             static_cast<float>(sel.w_stale), n, want, score.data_ptr<float>(),
-                             idx.data_ptr<int64_t>(), ws.data_ptr(), ws_bytes, stream);
+      kernels::select_tokens(
+          cache.lse.data_ptr<float>(), sketch.data_ptr<float>(), cache.sketch.data_ptr<float>(), kSketchDim,
+          cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse), static_cast<float>(sel.w_stale), n,
+          want, score.data_ptr<float>(), idx.data_ptr<int64_t>(), ws.data_ptr(), ws_bytes, stream);
     } else {
       idx = select_tokens(scores(sketch), budget, sel, rope);
     }

@@ -164,7 +164,8 @@ TEST(TokenEngineGpu, DenseEqualityAndFusedSparseStep) {
   for (auto& b : primed.blocks) b.stale = at::randperm(512, at::kFloat).mul_(0.01).to(gpu);
   const auto copy_of = [](const TokenEngineState& s) {  // the caches, deep-copied
     TokenEngineState t = s;
-    for (auto& b : t.blocks) b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
+    for (auto& b : t.blocks)
+      b.out = b.out.clone(), b.lse = b.lse.clone(), b.sketch = b.sketch.clone(), b.stale = b.stale.clone();
     return t;
   };
   const auto x2 = x + 0.05 * at::randn_like(x);

@@ -403,7 +403,8 @@ TEST(AttentionGpu, StridedValuesAndSplitKeysMatchOneCall) {
       EXPECT_LT((strided.lse - plain.lse).abs().max().item<double>(), 1e-3) << attention_backend_name(b);
     }
   }
-  const auto ref = attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), true, AttentionBackend::kEfficient);
+  const auto ref =
+      attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), true, AttentionBackend::kEfficient);
   at::Tensor one_out;
   {
     ForcedKeySplits one(1);

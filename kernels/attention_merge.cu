@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(kMaxThreads) merge_rows(const MergeArgs a) {
   for (int col = threadIdx.x * kVec; col < width; col += blockDim.x * kVec) {
     const int h = col / a.head_dim;
     float m = -INFINITY;
-    for (int s = 0; s < a.splits; ++s) m = fmaxf(m, __ldg(part_lse + (static_cast<int64_t>(s) * a.heads + h) * a.rows));
+    for (int s = 0; s < a.splits; ++s)
+      m = fmaxf(m, __ldg(part_lse + (static_cast<int64_t>(s) * a.heads + h) * a.rows));
     float acc[kVec] = {}, total = 0.0f;
     for (int s = 0; s < a.splits; ++s) {
       const float l = __ldg(part_lse + (static_cast<int64_t>(s) * a.heads + h) * a.rows);
@@ -58,8 +59,9 @@ __global__ void __launch_bounds__(kMaxThreads) merge_rows(const MergeArgs a) {
 
 }  // namespace
 
-void merge_attention_splits(const bf16* parts, const float* part_lse, int64_t batch, int64_t splits, int64_t rows,
-                            int64_t heads, int64_t head_dim, bf16* out, float* lse, Stream stream) {
+void merge_attention_splits(const bf16* parts, const float* part_lse, int64_t batch, int64_t splits,
+                            int64_t rows, int64_t heads, int64_t head_dim, bf16* out, float* lse,
+                            Stream stream) {
   detail::validate_merge_attention_splits(parts, part_lse, batch, splits, rows, heads, head_dim, out);
   if (batch == 0 || rows == 0) return;
   MergeArgs a{};

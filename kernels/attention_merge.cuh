@@ -19,8 +19,9 @@ namespace astraea::kernels {
 /// give out 0 and lse -inf.
 /// Runs on `stream`. Throws std::invalid_argument. Defined only when the kernels are built with CUDA
 /// (astraea/config.h: ASTRAEA_HAS_CUDA_KERNELS).
-void merge_attention_splits(const bf16* parts, const float* part_lse, int64_t batch, int64_t splits, int64_t rows,
-                            int64_t heads, int64_t head_dim, bf16* out, float* lse, Stream stream);
+void merge_attention_splits(const bf16* parts, const float* part_lse, int64_t batch, int64_t splits,
+                            int64_t rows, int64_t heads, int64_t head_dim, bf16* out, float* lse,
+                            Stream stream);
 
 /// CPU reference of merge_attention_splits (weights and sums in double). Ignores `stream`.
 void merge_attention_splits_cpu(const bf16* parts, const float* part_lse, int64_t batch, int64_t splits,

@@ -10,7 +10,9 @@
 namespace astraea::kernels {
 
 namespace {
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("merge_attention_splits: " + what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("merge_attention_splits: " + what);
+}
 }  // namespace
 
 namespace detail {
@@ -19,7 +21,8 @@ void validate_merge_attention_splits(const bf16* parts, const float* part_lse, i
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();  // grid sizes and int columns
   const auto check_range = [](const char* name, int64_t value, int64_t lo) {
     if (value < lo || value > kMax) {
-      fail(std::string(name) + " must be in [" + std::to_string(lo) + ", 2^31 - 1], got " + std::to_string(value));
+      fail(std::string(name) + " must be in [" + std::to_string(lo) + ", 2^31 - 1], got " +
+           std::to_string(value));
     }
   };
   check_range("batch", batch, 0);
@@ -44,7 +47,9 @@ void merge_attention_splits_cpu(const bf16* parts, const float* part_lse, int64_
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t h = 0; h < heads; ++h) {
-        const auto l = [&](int64_t s) { return static_cast<double>(part_lse[((b * splits + s) * heads + h) * rows + r]); };
+        const auto l = [&](int64_t s) {
+          return static_cast<double>(part_lse[((b * splits + s) * heads + h) * rows + r]);
+        };
         double m = -std::numeric_limits<double>::infinity();
         for (int64_t s = 0; s < splits; ++s) m = std::max(m, l(s));
         double total = 0.0;
@@ -57,9 +62,11 @@ void merge_attention_splits_cpu(const bf16* parts, const float* part_lse, int64_
           for (int64_t s = 0; s < splits; ++s) {
             sum += weight[s] * bf16_to_float(parts[((b * splits + s) * rows + r) * width + c]);
           }
-          out[(b * rows + r) * width + c] = float_to_bf16(total > 0.0 ? static_cast<float>(sum / total) : 0.0f);
+          out[(b * rows + r) * width + c] =
+              float_to_bf16(total > 0.0 ? static_cast<float>(sum / total) : 0.0f);
         }
-        if (lse != nullptr) lse[(b * heads + h) * rows + r] = static_cast<float>(total > 0.0 ? m + std::log(total) : m);
+        if (lse != nullptr)
+          lse[(b * heads + h) * rows + r] = static_cast<float>(total > 0.0 ? m + std::log(total) : m);
       }
     }
   }

@@ -246,7 +246,8 @@ void BM_MergeAttentionSplits(benchmark::State& state) {
   DeviceArray<float> part_lse(kSplits * heads * rows), lse(heads * rows);
   const double bytes = (2.0 * kSplits + 2.0) * rows * dim + 4.0 * (kSplits + 1) * heads * rows;
   time_launches(state, bytes, [&](cudaStream_t stream) {
-    merge_attention_splits(parts.get(), part_lse.get(), 1, kSplits, rows, heads, kHeadDim, out.get(), lse.get(), stream);
+    merge_attention_splits(parts.get(), part_lse.get(), 1, kSplits, rows, heads, kHeadDim, out.get(),
+                           lse.get(), stream);
   });
 }
 

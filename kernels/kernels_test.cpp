@@ -507,7 +507,8 @@ struct AttentionRow {
 AttentionRow attend(const std::vector<double>& q, const std::vector<std::vector<double>>& k,
                     const std::vector<std::vector<double>>& v, size_t begin, size_t end) {
   std::vector<double> score;
-  for (size_t j = begin; j < end; ++j) score.push_back(std::inner_product(q.begin(), q.end(), k[j].begin(), 0.0));
+  for (size_t j = begin; j < end; ++j)
+    score.push_back(std::inner_product(q.begin(), q.end(), k[j].begin(), 0.0));
   const double m = *std::max_element(score.begin(), score.end());
   double total = 0.0;
   for (double& x : score) total += (x = std::exp(x - m));
@@ -545,7 +546,8 @@ TEST(MergeAttentionSplitsCpu, MergedPartsEqualAttentionOverAllKeys) {
             const auto part = attend(q[r], k, v, s * per_part, (s + 1) * per_part);
             part_lse[((b * splits + s) * kHeads + h) * kRows + r] = static_cast<float>(part.lse);
             for (int64_t c = 0; c < kHd; ++c)
-              parts[((b * splits + s) * kRows + r) * kWidth + h * kHd + c] = float_to_bf16(static_cast<float>(part.out[c]));
+              parts[((b * splits + s) * kRows + r) * kWidth + h * kHd + c] =
+                  float_to_bf16(static_cast<float>(part.out[c]));
           }
         }
       }
@@ -558,11 +560,13 @@ TEST(MergeAttentionSplitsCpu, MergedPartsEqualAttentionOverAllKeys) {
       for (int64_t h = 0; h < kHeads; ++h) {
         for (int64_t r = 0; r < kRows; ++r) {
           const AttentionRow& want = full[(b * kHeads + h) * kRows + r];
-          const std::string at = "b " + std::to_string(b) + " head " + std::to_string(h) + " row " + std::to_string(r);
+          const std::string at =
+              "b " + std::to_string(b) + " head " + std::to_string(h) + " row " + std::to_string(r);
           EXPECT_NEAR(lse[(b * kHeads + h) * kRows + r], want.lse, 1e-5 * std::fabs(want.lse) + 1e-6) << at;
           // Each part's output carries half an ulp of bf16 (2^-9 relative), the merge one more rounding.
           for (int64_t c = 0; c < kHd; ++c)
-            EXPECT_NEAR(bf16_to_float(out[(b * kRows + r) * kWidth + h * kHd + c]), want.out[c], 8e-3) << at << " col " << c;
+            EXPECT_NEAR(bf16_to_float(out[(b * kRows + r) * kWidth + h * kHd + c]), want.out[c], 8e-3)
+                << at << " col " << c;
         }
       }
     }
@@ -594,7 +598,8 @@ TEST(MergeAttentionSplitsCpu, RejectsBadArguments) {
   const std::vector<bf16> parts(16);
   const std::vector<float> lse(8);
   std::vector<bf16> out(8);
-  const auto call = [&](const bf16* p, int64_t batch, int64_t splits, int64_t rows, int64_t heads, int64_t hd) {
+  const auto call = [&](const bf16* p, int64_t batch, int64_t splits, int64_t rows, int64_t heads,
+                        int64_t hd) {
     merge_attention_splits_cpu(p, lse.data(), batch, splits, rows, heads, hd, out.data(), nullptr, nullptr);
   };
   expect_invalid_argument([&] { call(parts.data(), 1, 0, 2, 2, 2); }, "splits must be");
@@ -1126,7 +1131,8 @@ TEST(MergeAttentionSplitsGpu, EmptyPartsWeighNothing) {
        {std::tuple{std::vector<float>{0.0f, -inf, std::log(3.0f)}, std::vector<float>{7, -2}, std::log(4.0f)},
         std::tuple{std::vector<float>{-inf, -inf, -inf}, std::vector<float>{0, 0}, -inf}}) {
     lse_dev.upload(part_lse);
-    merge_attention_splits(parts_dev.get(), lse_dev.get(), 1, 3, 1, 1, 2, out_dev.get(), merged_lse_dev.get(), nullptr);
+    merge_attention_splits(parts_dev.get(), lse_dev.get(), 1, 3, 1, 1, 2, out_dev.get(), merged_lse_dev.get(),
+                           nullptr);
     ASTRAEA_CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_EQ(to_float(out_dev.download()), want_out);
     const float lse = merged_lse_dev.download()[0];
@@ -1177,7 +1183,8 @@ std::vector<Comparison> run_merge_attention_splits(const MergeSplitsCase& k, uin
     s << "batch " << b << " row " << r << " col " << c << ": parts";
     for (int64_t p = 0; p < k.splits; ++p) {
       const size_t at = ((b * k.splits + p) * k.rows + r) * w + c;
-      s << " " << bf16_to_float(parts[at]) << " (lse " << part_lse[((b * k.splits + p) * k.heads + h) * k.rows + r] << ")";
+      s << " " << bf16_to_float(parts[at]) << " (lse "
+        << part_lse[((b * k.splits + p) * k.heads + h) * k.rows + r] << ")";
     }
     return s.str();
   };
