@@ -174,7 +174,7 @@ void run(TrainFlags f) {
                         {"direction_contrast", f.o.direction_contrast}, {"contrast_margin", f.o.contrast_margin},
                         {"contrast_min_sigma", f.o.contrast_min_sigma},
                         {"position_octaves", r.position_octaves},
-                        {"noise_shift", f.o.noise_shift > 0 ? f.o.noise_shift : model_preset(f.o.model).default_shift},
+                        {"noise_shift", r.noise_shift},
                         {"schedule_steps", f.o.steps},  {"time_limit_s", f.o.time_limit_s}};
   // The loss curve, thinned to at most 20 points, plus its ends.
   auto& curve = record["loss_curve"];

@@ -265,6 +265,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   TrainResult result;
   result.device_name = compat::device_name(device);
   result.position_octaves = config.position_octaves;
+  result.noise_shift = o.noise_shift > 0 ? o.noise_shift : config.default_shift;
   nlohmann::json state;
   if (resume) state = nlohmann::json::parse(std::ifstream(dir / "state.json"));
 
@@ -317,7 +318,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   auto batch_for = [&](int64_t s) {
     const auto& size = o.sizes[static_cast<size_t>(s) % o.sizes.size()];
     return std::async(std::launch::async, make_batch, size, o.data_seed, o.seed, s, o.null_prompt_prob,
-                      o.noise_shift > 0 ? o.noise_shift : config.default_shift, device.is_cuda());
+                      result.noise_shift, device.is_cuda());
   };
   const auto t0 = Clock::now();
   auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(Clock::now() - t0).count(); };

@@ -67,6 +67,7 @@ struct TrainResult {
   Weights weights;                                     ///< final (EMA if on) weights, float32, CPU
   std::string device_name;
   int64_t position_octaves = 0;  ///< of the trained model: the flag's, the starting weights', or the preset's
+  double noise_shift = 1;        ///< the shift its noise levels were drawn with: the option's, or the preset's
 };
 
 /// The mean loss over the last `steps` steps of a run (all of them, if fewer), from `curve`'s interval

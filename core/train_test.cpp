@@ -52,6 +52,7 @@ TEST_F(Train, LossFallsOnTheShapesWorld) {
   EXPECT_LT(losses.back(), 0.8 * losses.front()) << "first " << losses.front() << ", last " << losses.back();
   EXPECT_FALSE(r.weights.empty());
   EXPECT_TRUE(fs::exists(dir_ / "a" / "state.json"));
+  EXPECT_EQ(r.noise_shift, model_preset("tiny").default_shift);  // option 0: the preset's
   // One step in each interval of 5 was timed phase by phase, in the loop's order.
   ASSERT_EQ(r.step_ms.size(), 5u);
   const char* phases[] = {"data", "forward", "backward", "optimizer", "ema"};
