@@ -19,6 +19,11 @@ std::atomic<AttentionBackend> g_gpu_default{AttentionBackend::kCudnn};
 std::atomic<int> g_key_splits{0};  // 0: choose_key_splits per call
 constexpr int64_t kMinKeysPerSplit = 2048;
 
+/// Whether `splits` parts divide the keys into equal shares of at least kMinKeysPerSplit.
+bool splits_fit(int64_t keys, int64_t splits) {
+  return keys % splits == 0 && keys / splits >= kMinKeysPerSplit;
+}
+
 // The math path on [B, N, H, hd], in float32, in query chunks so that the score matrix stays
 // under ~64 MB. Differentiable, so it also serves CPU training.
 AttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -101,11 +106,10 @@ AttentionResult fused_attention(AttentionBackend backend, const at::Tensor& q, c
 #if ASTRAEA_HAS_TORCH_CUDA
   if (backend == AttentionBackend::kCudnn && q.scalar_type() == at::kBFloat16) {
     const int forced = g_key_splits.load();
-    const bool forced_fits = forced > 0 && nk % forced == 0 && nk / forced >= kMinKeysPerSplit;
     const int64_t splits =
-        forced == 0   ? choose_key_splits(b * heads, nq, nk, compat::multiprocessor_count(q.device()))
-        : forced_fits ? forced
-                      : 1;
+        forced == 0 ? choose_key_splits(b * heads, nq, nk, compat::multiprocessor_count(q.device()))
+        : splits_fit(nk, forced) ? forced
+                                 : 1;
     if (splits > 1) return split_key_attention(q, k, v, splits, scale, want_lse);
   }
 #endif
@@ -160,7 +164,7 @@ int choose_key_splits(int64_t batch_heads, int64_t queries, int64_t keys, int64_
   };
   int64_t best = 1;
   for (int64_t s = 2; s <= kMaxSplits; ++s) {
-    if (keys % s == 0 && keys / s >= kMinKeysPerSplit && waves(s) < waves(best)) best = s;
+    if (splits_fit(keys, s) && waves(s) < waves(best)) best = s;
   }
   return waves(best) <= (1.0 - kMinSaving) * waves(1) ? static_cast<int>(best) : 1;
 }
