@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
   if (j.contains("forward") && j["forward"].contains("fused + cudnn attention")) {
     const double dense_ms = j["forward"]["fused + cudnn attention"]["median_ms"].get<double>();
     std::printf("%-28s %10s %10s %10s %9s\n", "token-wise budget", "median ms", "of dense", "target", "cache GB");
+    const auto budget_key = [](double b) { return std::to_string(b).substr(0, 3); };  // "0.4"
     const auto tokenwise = [&](double b, const astraea::SelectionParams& sel = {}) {
       astraea::TokenEngineState state;
       dit.forward_tokenwise(x, 500.0, ctx, 1.0, sel, state);
@@ -159,7 +160,7 @@ int main(int argc, char** argv) {
       const auto [s, cache_bytes] = tokenwise(b);
       const double ratio = s.median_ms / dense_ms;
       std::printf("%-28.1f %10.1f %10.3f %10.2f %9.2f\n", b, s.median_ms, ratio, b + 0.04, cache_bytes / 1e9);
-      j["tokenwise"][std::to_string(b).substr(0, 3)] = {{"median_ms", s.median_ms},
+      j["tokenwise"][budget_key(b)] = {{"median_ms", s.median_ms},
                                                         {"min_ms", s.min_ms},
                                                         {"max_ms", s.max_ms},
                                                         {"of_dense", ratio},
@@ -175,7 +176,7 @@ int main(int argc, char** argv) {
       for (double b : {1.0, 0.7, 0.5, 0.4, 0.3}) {
         const int64_t nq = static_cast<int64_t>(std::ceil(b * n));
         const auto qs = at::randn({nq, config.heads, config.head_dim()}, bf16);
-        const std::string key = std::to_string(b).substr(0, 3);
+        const std::string key = budget_key(b);
         const int chosen = astraea::choose_key_splits(config.heads, nq, n, sms);
         j["key_splits"][key]["chosen"] = chosen;
         std::printf("%-7.1f %8lld %7d", b, static_cast<long long>(nq), chosen);
@@ -225,13 +226,13 @@ int main(int argc, char** argv) {
       std::printf("%-7s %-28s %10s %10s %9s\n", "budget", "selection option", "median ms", "of default",
                   "cache GB");
       for (double b : {0.5, 0.3}) {
-        const double default_ms = j["tokenwise"][std::to_string(b).substr(0, 3)]["median_ms"].get<double>();
+        const double default_ms = j["tokenwise"][budget_key(b)]["median_ms"].get<double>();
         for (const Option& o : {Option{"reused keys and values", reuse}, Option{"tiles of 4 tokens", tile},
                                 Option{"frame floor 0.2", floor}}) {
           const auto [s, bytes] = tokenwise(b, o.sel);
           std::printf("%-7.1f %-28s %10.1f %10.3f %9.2f\n", b, o.name, s.median_ms, s.median_ms / default_ms,
                       bytes / 1e9);
-          j["selection_options"][std::to_string(b).substr(0, 3)][o.name] = {
+          j["selection_options"][budget_key(b)][o.name] = {
               {"median_ms", s.median_ms}, {"of_default", s.median_ms / default_ms}, {"cache_bytes", bytes}};
         }
       }
