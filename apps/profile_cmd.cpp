@@ -5,11 +5,16 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
@@ -22,6 +27,7 @@
 #include "db/store.h"
 #include "profiler/profiler.h"
 #include "profiler/timing.h"
+#include "tuner/latency_model.h"
 
 namespace astraea::app {
 namespace {
@@ -38,7 +44,105 @@ struct ProfileFlags {
 struct Row {
   double budget = 1;  // NaN: the plain dense forward (no caches)
   profiler::TimingStats stats;
+  bool inverted = false;  // still out of order with another budget beyond the noise after re-timing
 };
+
+std::string format_budget(double b) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", b);
+  return text;
+}
+
+// How many times the budgets caught out of order are timed again before the profile gives up and
+// marks them (the tuner then falls back to the work-proportional model).
+constexpr int kRetimings = 2;
+
+struct OrderedTiming {
+  std::vector<profiler::TimingStats> stats;  // per variant
+  std::set<double> inverted;                 // budgets still out of order after the re-timings
+};
+
+// Times VARIANTS (0: dense, then one per budget) interleaved with progress on stderr, then times
+// again, among themselves, the budgets whose medians contradict their order beyond the noise.
+OrderedTiming time_until_ordered(const std::vector<profiler::Sampler>& variants,
+                                 const std::vector<double>& budgets, const profiler::TimingOptions& options,
+                                 const std::function<std::string(size_t)>& label) {
+  auto timed = [&](const std::vector<size_t>& which, uint64_t seed, const std::string& what) {
+    std::vector<profiler::Sampler> chosen;
+    for (size_t v : which) chosen.push_back(variants[v]);
+    const double limit_s = options.max_seconds * static_cast<double>(which.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    Progress progress(what, options.max_reps);
+    const auto out = profiler::measure_interleaved(
+        chosen, options, seed, {}, [&](int round, const std::vector<profiler::TimingStats>& s) {
+          // The rounds left: the fewer of the round limit and what the time limit allows at this pace.
+          const double per_round =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / round;
+          const double by_time = per_round > 0 ? std::ceil(limit_s / per_round) : options.max_reps;
+          progress.set_total(
+              std::max<int64_t>(round, std::min<int64_t>(options.max_reps, static_cast<int64_t>(by_time))));
+          size_t noisiest = 0;
+          for (size_t k = 1; k < s.size(); ++k)
+            if (s[k].noise > s[noisiest].noise) noisiest = k;
+          char extra[120];
+          std::snprintf(extra, sizeof extra, "round %d, noisiest %s at %.1f%% (target %.1f%%)", round,
+                        label(which[noisiest]).c_str(), 100 * s[noisiest].noise, 100 * options.noise);
+          progress.update(round, extra);
+        });
+    progress.finish();
+    return out;
+  };
+  std::vector<size_t> all(variants.size());
+  std::iota(all.begin(), all.end(), size_t{0});
+  OrderedTiming result{timed(all, 0, "profile"), {}};
+  auto inverted = [&] {
+    std::map<double, tuner::LatencyPoint> points;
+    for (size_t i = 0; i < budgets.size(); ++i)
+      points[budgets[i]] = {result.stats[i + 1].median_ms, result.stats[i + 1].noise};
+    return tuner::inverted_budgets(points);
+  };
+  for (int attempt = 1; attempt <= kRetimings; ++attempt) {
+    const auto bad = inverted();
+    if (bad.empty()) return result;
+    std::vector<size_t> again;
+    std::string names;
+    for (double b : bad) {
+      again.push_back(static_cast<size_t>(std::find(budgets.begin(), budgets.end(), b) - budgets.begin()) +
+                      1);
+      names += (names.empty() ? "" : ", ") + format_budget(b);
+    }
+    std::fprintf(
+        stderr,
+        "profile: budgets %s measured out of order beyond their noise; timing them again (%d of %d)\n",
+        names.c_str(), attempt, kRetimings);
+    const auto retimed = timed(again, static_cast<uint64_t>(attempt), "re-time");
+    for (size_t k = 0; k < again.size(); ++k) result.stats[again[k]] = retimed[k];
+  }
+  for (double b : inverted()) result.inverted.insert(b);
+  return result;
+}
+
+// One warning line for the budgets whose noise stayed above the target, one for those still out of
+// order: both are marked in the table, the JSON and the store.
+void warn_about(const std::vector<Row>& rows, double target) {
+  std::string noisy, inverted;
+  for (const auto& r : rows) {
+    const std::string name = std::isnan(r.budget) ? "dense" : format_budget(r.budget);
+    char item[80];
+    std::snprintf(item, sizeof item, "%s (%.1f%%)", name.c_str(), 100 * r.stats.noise);
+    if (!r.stats.converged) noisy += (noisy.empty() ? "" : ", ") + std::string(item);
+    if (r.inverted) inverted += (inverted.empty() ? "" : ", ") + name;
+  }
+  if (!noisy.empty())
+    std::fprintf(stderr, "warning: noise stayed above the %.1f%% target for %s: marked noisy\n", 100 * target,
+                 noisy.c_str());
+  if (!inverted.empty())
+    std::fprintf(
+        stderr,
+        "warning: budgets %s are still slower than a higher budget beyond their noise: marked inverted; "
+        "tune will use the work-proportional latency model\n",
+        inverted.c_str());
+}
 
 void run(const ProfileFlags& f) {
   const auto budgets = parse_number_list("--budgets", f.budgets, 0.0, 1.0);
@@ -74,28 +178,38 @@ void run(const ProfileFlags& f) {
   const auto env = profiler::environment(device);
 
   // One step: a model call per guidance branch, each with its own caches, as generate runs them.
+  // Variant 0 is the plain dense forward (no caches), then one per budget; all are timed
+  // interleaved, so that a load change on a shared machine falls on every budget alike.
+  std::vector<std::vector<TokenEngineState>> timed_states(
+      budgets.size(), std::vector<TokenEngineState>(static_cast<size_t>(calls)));
+  for (auto& per_budget : timed_states)
+    for (auto& s : per_budget) model.forward_tokenwise(x, 999.0, ctx, 1.0, {}, s);  // prime the caches
+  std::vector<profiler::Sampler> variants;
+  variants.push_back([&] {
+    return timer->time_ms([&] {
+      for (int c = 0; c < calls; ++c) model.forward(x, 500.0, ctx);
+    });
+  });
+  for (size_t i = 0; i < budgets.size(); ++i) {
+    variants.push_back([&, i] {
+      return timer->time_ms([&] {
+        for (auto& s : timed_states[i]) model.forward_tokenwise(x, 500.0, ctx, budgets[i], {}, s);
+      });
+    });
+  }
+  auto label = [&](size_t v) { return v == 0 ? std::string("dense") : format_budget(budgets[v - 1]); };
+  const auto stats = time_until_ordered(variants, budgets, f.timing, label);
+
   std::vector<Row> rows;
-  Progress progress("profile", static_cast<int64_t>(budgets.size()) + 1);
-  {
-    Row dense;
-    dense.budget = std::nan("");
-    dense.stats = profiler::measure([&] { for (int c = 0; c < calls; ++c) model.forward(x, 500.0, ctx); }, *timer, f.timing);
-    rows.push_back(dense);
-    progress.update(1, "dense " + std::to_string(dense.stats.median_ms) + " ms");
-  }
-  for (double b : budgets) {
-    std::vector<TokenEngineState> states(static_cast<size_t>(calls));
-    for (auto& s : states) model.forward_tokenwise(x, 999.0, ctx, 1.0, {}, s);  // prime the caches
-    auto step = [&] {
-      for (auto& s : states) model.forward_tokenwise(x, 500.0, ctx, b, {}, s);
-    };
+  for (size_t v = 0; v < variants.size(); ++v) {
     Row row;
-    row.budget = b;
-    row.stats = profiler::measure(step, *timer, f.timing);
+    row.budget = v == 0 ? std::nan("") : budgets[v - 1];
+    row.stats = stats.stats[v];
+    row.stats.clock = timer->clock();
+    row.inverted = v > 0 && stats.inverted.count(budgets[v - 1]) > 0;
     rows.push_back(row);
-    progress.update(static_cast<int64_t>(rows.size()));
   }
-  progress.finish();
+  warn_about(rows, f.timing.noise);
 
   // The traced pass, apart from the timed one: one step per budget, step i = budgets[i].
   // On the CPU there is no device to trace: the pass times its ranges by the wall clock, labelled so.
@@ -120,9 +234,15 @@ void run(const ProfileFlags& f) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     nlohmann::json j{{"budget", std::isnan(r.budget) ? nlohmann::json("dense") : nlohmann::json(r.budget)},
-                     {"step_ms", r.stats.median_ms}, {"min_ms", r.stats.min_ms}, {"max_ms", r.stats.max_ms},
-                     {"noise", r.stats.noise}, {"reps", r.stats.reps}, {"converged", r.stats.converged},
-                     {"of_dense", r.stats.median_ms / dense_ms}, {"clock", r.stats.clock}};
+                     {"step_ms", r.stats.median_ms},
+                     {"min_ms", r.stats.min_ms},
+                     {"max_ms", r.stats.max_ms},
+                     {"noise", r.stats.noise},
+                     {"rounds", r.stats.reps},
+                     {"noisy", !r.stats.converged},
+                     {"inverted", r.inverted},
+                     {"of_dense", r.stats.median_ms / dense_ms},
+                     {"clock", r.stats.clock}};
     if (i > 0) {
       const auto it = profile.attribution.step_ns.find(static_cast<int64_t>(i - 1));
       if (it != profile.attribution.step_ns.end()) {
@@ -157,7 +277,11 @@ void run(const ProfileFlags& f) {
       add("step_ms_max", "ms", r.stats.max_ms);
       add("step_noise", "", r.stats.noise);
       add("reps", "", r.stats.reps);
+      add("noisy", "", r.stats.converged ? 0 : 1);
+      add("inverted", "", r.inverted ? 1 : 0);
+      add("noise_target", "", f.timing.noise);
       add("dense_step_ms", "ms", dense_ms);
+      add("dense_step_noise", "", rows[0].stats.noise);
       // Per operation, summed over blocks, from the traced pass.
       std::map<std::string, double> per_op;
       for (const auto& t : profile.attribution.ops) {
@@ -181,18 +305,23 @@ void run(const ProfileFlags& f) {
               static_cast<long long>(shape.frames), static_cast<long long>(shape.height),
               static_cast<long long>(shape.width), static_cast<long long>(shape.tokens()), calls, calls > 1 ? "s" : "",
               env.value("device", "").c_str());
-  std::printf("%-8s %10s %9s %10s %10s %7s %5s %11s %9s\n", "budget", "step ms", "of dense", "min ms", "max ms", "noise",
-              "reps", "traced ms", "traced/ms");
+  std::printf("%-8s %10s %9s %10s %10s %7s %6s %11s %9s\n", "budget", "step ms", "of dense", "min ms",
+              "max ms", "noise", "rounds", "traced ms", "traced/ms");
   for (const auto& j : out) {
     const std::string b = j["budget"].is_string() ? "dense" : std::to_string(j["budget"].get<double>()).substr(0, 4);
-    std::printf("%-8s %10.3f %9.3f %10.3f %10.3f %6.1f%% %5d", b.c_str(), j["step_ms"].get<double>(),
+    std::printf("%-8s %10.3f %9.3f %10.3f %10.3f %6.1f%%%s %6d", b.c_str(), j["step_ms"].get<double>(),
                 j["of_dense"].get<double>(), j["min_ms"].get<double>(), j["max_ms"].get<double>(),
-                100 * j["noise"].get<double>(), j["reps"].get<int>());
+                100 * j["noise"].get<double>(), j["noisy"].get<bool>() ? "*" : " ", j["rounds"].get<int>());
     // Traced over timed: how much of the step the trace accounts for (near 1 when nothing is missed).
     if (j.contains("traced_ms"))
       std::printf(" %11.3f %9.3f", j["traced_ms"].get<double>(), j["traced_ms"].get<double>() / j["step_ms"].get<double>());
+    if (j["inverted"].get<bool>()) std::printf("  inverted");
     std::printf("\n");
   }
+  std::printf(
+      "noise: * above the %.1f%% target (noisy); the budgets were timed interleaved, in a shuffled order "
+      "each round\n",
+      100 * f.timing.noise);
   std::printf("timed with %s; traced ms: %s, one step per budget in a separate pass%s\n", rows[0].stats.clock.c_str(),
               profile.clock == "cupti" ? "device kernel time attributed by CUPTI" : "wall clock (no device trace)",
               f.no_store ? "" : ("; stored in " + f.db).c_str());
@@ -220,7 +349,9 @@ void register_profile(CLI::App& app) {
   sub->add_option("--warmup", f->timing.warmup, "untimed steps first")->default_val(f->timing.warmup)->check(CLI::NonNegativeNumber);
   sub->add_option("--min-reps", f->timing.min_reps)->default_val(f->timing.min_reps)->check(CLI::PositiveNumber);
   sub->add_option("--max-reps", f->timing.max_reps)->default_val(f->timing.max_reps)->check(CLI::PositiveNumber);
-  sub->add_option("--max-seconds", f->timing.max_seconds, "time limit per budget")->default_val(f->timing.max_seconds);
+  sub->add_option("--max-seconds", f->timing.max_seconds,
+                  "time limit per budget (the interleaved rounds get this times the budgets and dense)")
+      ->default_val(f->timing.max_seconds);
   sub->add_option("--noise", f->timing.noise, "stop repeating once the relative noise is under this")
       ->default_val(f->timing.noise);
   on_run(sub, [f] { run(*f); });

@@ -12,6 +12,8 @@ class Progress {
   Progress(std::string label, int64_t total);
   /// Marks `done` of `total` finished; `extra` is appended (e.g. the best result so far).
   void update(int64_t done, const std::string& extra = "");
+  /// Changes the total, for work whose length is known better as it goes (rounds until quiet).
+  void set_total(int64_t total) { total_ = total; }
   /// Ends the line.
   void finish();
 

@@ -50,19 +50,37 @@ struct TuneFlags {
   uint64_t seed = 0;
 };
 
-// The newest profiled step time at each budget for (model, size, device); empty if none.
-std::map<double, double> stored_latency(const db::Store& store, const std::string& model, const VideoShape& shape,
-                                        const std::string& device) {
-  const auto rows = store.query(
-      "SELECT json_extract(r.config_json, '$.budget'), m.value FROM runs r JOIN measurements m ON m.run_id = r.id "
-      "AND m.name = 'step_ms' WHERE r.id IN (" + db::newest_profile_ids_sql() + ") AND json_extract(r.config_json, '$.model') = " + db::sql_quote(model) +
-      " AND json_extract(r.config_json, '$.frames') = " + std::to_string(shape.frames) +
-      " AND json_extract(r.config_json, '$.height') = " + std::to_string(shape.height) +
-      " AND json_extract(r.config_json, '$.width') = " + std::to_string(shape.width) +
-      (device.empty() ? std::string() : " AND r.device = " + db::sql_quote(device)) + " ORDER BY r.id");
-  std::map<double, double> points;
-  for (const auto& row : rows.rows) points[std::stod(*row[0])] = std::stod(*row[1]);  // of several cards, the newest
-  return points;
+// The latency model of (model, size, device) from the store: the measured line, or the
+// work-proportional one where the profile's times do not grow with the budget (said in one line).
+// nullopt if nothing was profiled.
+std::optional<tuner::LatencyFit> stored_latency(const db::Store& store, const std::string& model,
+                                                const VideoShape& shape, const std::string& device,
+                                                const std::string& source) {
+  const auto rows = store.latency_rows(model, shape.frames, shape.height, shape.width, device);
+  if (rows.empty()) return std::nullopt;
+  std::map<double, tuner::LatencyPoint> points;
+  double dense_ms = 0;
+  bool marked_inverted = false;
+  for (const auto& r : rows) {
+    points[r.budget] = {r.step_ms, r.noise};
+    if (r.dense_step_ms > 0) dense_ms = r.dense_step_ms;
+    marked_inverted = marked_inverted || r.inverted;
+  }
+  if (dense_ms <= 0)
+    dense_ms =
+        points.count(1.0) ? points.at(1.0).step_ms : points.rbegin()->second.step_ms / points.rbegin()->first;
+  auto fit = tuner::fit_latency(points, dense_ms);
+  if (!fit.work_proportional && marked_inverted) {
+    fit = {tuner::LatencyModel::work_proportional(dense_ms), true, "the profile marked budgets inverted"};
+  }
+  if (fit.work_proportional) {
+    std::fprintf(
+        stderr,
+        "warning: latency model %s: %s; using the work-proportional model instead (dense step %.1f ms x "
+        "budget); re-profile on a quiet machine for a measured one\n",
+        source.c_str(), fit.why.c_str(), dense_ms);
+  }
+  return fit;
 }
 
 // Writes trial TRIAL of STUDY as a schedule file (docs/schedule.md) with its provenance, and
@@ -122,15 +140,15 @@ void run(const TuneFlags& f) {
   auto store = db::Store::open(f.db);
   const auto env = profiler::environment(parse_device(devices.front()));
   const std::string card = env.value("device", devices.front());
-  std::map<double, double> points;
+  std::optional<tuner::LatencyFit> fit;
   std::string latency_source;
   // Where latency is measured: this preset and shape, or --latency-model's.
   std::string latency_preset = preset.name;
   long long latency_frames = shape.frames, latency_height = shape.height, latency_width = shape.width;
   if (f.latency_model.empty()) {
-    points = stored_latency(store, preset.name, shape, card);
     latency_source = preset.name + "@" + std::to_string(shape.frames) + "x" + std::to_string(shape.height) + "x" +
                      std::to_string(shape.width) + " on " + card;
+    fit = stored_latency(store, preset.name, shape, card, latency_source);
   } else {
     // PRESET@FxHxW: latency measured on another model and shape (any card, newest first).
     const auto at = f.latency_model.find('@');
@@ -139,15 +157,16 @@ void run(const TuneFlags& f) {
     }
     const auto size = parse_video_size(f.latency_model.substr(at + 1), "--latency-model size");
     const auto& other = model_preset(f.latency_model.substr(0, at));
-    points = stored_latency(store, other.name, video_shape(other, size.frames, size.height, size.width), "");
     latency_source = f.latency_model;
+    fit = stored_latency(store, other.name, video_shape(other, size.frames, size.height, size.width), "",
+                         latency_source);
     latency_preset = other.name, latency_frames = size.frames, latency_height = size.height, latency_width = size.width;
   }
-  if (points.empty()) {
+  if (!fit) {
     throw UsageError("--db " + f.db + " has no latency model for " + latency_source + ": run astraea-bench profile "
                      "with the same model and size first");
   }
-  const tuner::LatencyModel latency(points);
+  const tuner::LatencyModel latency = fit->model;
   const double dense_ms = latency.dense_ms(space.steps);
   if (target.within(tuner::Genome(static_cast<size_t>(space.steps), 1.0), latency)) {
     char msg[160];
@@ -155,10 +174,19 @@ void run(const TuneFlags& f) {
     throw UsageError(msg);
   }
 
-  nlohmann::json config{{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
-                        {"width", shape.width}, {"steps", space.steps}, {"dense_steps", space.dense_steps},
-                        {"grid", space.grid}, {"fitness", f.fitness}, {"prompts", prompts}, {"seeds", seeds},
-                        {"latency_model", latency_source}};
+  nlohmann::json config{{"model", preset.name},
+                        {"frames", shape.frames},
+                        {"height", shape.height},
+                        {"width", shape.width},
+                        {"steps", space.steps},
+                        {"dense_steps", space.dense_steps},
+                        {"grid", space.grid},
+                        {"fitness", f.fitness},
+                        {"prompts", prompts},
+                        {"seeds", seeds},
+                        {"latency_model", latency_source},
+                        {"latency_model_kind", fit->kind()}};
+  if (fit->work_proportional) config["latency_model_fallback"] = fit->why;
   config["weights_digest"] = weights_digest(preset.name, f.weights);
   const int64_t study = store.create_or_get_study(f.study, config.dump());
   {
@@ -352,9 +380,10 @@ void run(const TuneFlags& f) {
   run.kind = "validation";
   run.git_revision = git_revision();
   run.device = card;
-  nlohmann::json validation_config{{"study", f.study},        {"genome", best.genome}, {"prompts", held_out},
-                                   {"seeds", seeds},          {"fitness_metric", f.fitness},
-                                   {"command", command_line()}};
+  nlohmann::json validation_config{
+      {"study", f.study},         {"genome", best.genome},       {"prompts", held_out},
+      {"seeds", seeds},           {"fitness_metric", f.fitness}, {"latency_model_kind", fit->kind()},
+      {"command", command_line()}};
   auto measure = [&](const std::string& name, double value, const std::string& unit, const std::string& source) {
     run.measurements.push_back({name, unit, value, std::nullopt, std::nullopt, "", source});
   };
@@ -466,20 +495,35 @@ void run(const TuneFlags& f) {
       w.steps = static_cast<int64_t>(warm.size());
       generate(w);
     }
-    std::vector<double> dense_s, tuned_s, uniform_s;
-    for (int r = 0; r < f.measure_repeats; ++r) {
-      dense_s.push_back(generate(o).sample_seconds);
-      tuned_s.push_back(generate(with_budgets(best.genome)).sample_seconds);
-      uniform_s.push_back(generate(with_budgets(uniform)).sample_seconds);
-    }
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    // Whole sampling runs, interleaved in a shuffled order each round, so that a load change on a
+    // shared machine falls on all three alike; a fixed count of rounds, since each is a whole run.
+    profiler::TimingOptions rounds;
+    rounds.warmup = 0;
+    rounds.min_reps = rounds.max_reps = f.measure_repeats;
+    rounds.noise = 0.05;  // whole runs of a few repeats: 5% is what a quiet CPU gives
+    const auto sampled = [&](GenerateOptions run_o) -> profiler::Sampler {
+      return [run_o] { return 1e3 * generate(run_o).sample_seconds; };
     };
-    const double dense_ms = 1e3 * median(dense_s), tuned_ms = 1e3 * median(tuned_s), uniform_ms = 1e3 * median(uniform_s);
-    std::printf("  measured: dense %.1f ms, tuned %.1f ms (%.2fx; predicted %.2fx), uniform %.1f ms (%.2fx)\n", dense_ms,
-                tuned_ms, dense_ms / tuned_ms, latency.dense_ms(space.steps) / best.cost_ms, uniform_ms,
-                dense_ms / uniform_ms);
+    const auto timed = profiler::measure_interleaved(
+        {sampled(o), sampled(with_budgets(best.genome)), sampled(with_budgets(uniform))}, rounds, f.seed);
+    const double dense_ms = timed[0].median_ms, tuned_ms = timed[1].median_ms,
+                 uniform_ms = timed[2].median_ms;
+    std::printf(
+        "  measured: dense %.1f ms, tuned %.1f ms (%.2fx; predicted %.2fx), uniform %.1f ms (%.2fx); noise "
+        "%.1f%%, "
+        "%.1f%%, %.1f%%\n",
+        dense_ms, tuned_ms, dense_ms / tuned_ms, latency.dense_ms(space.steps) / best.cost_ms, uniform_ms,
+        dense_ms / uniform_ms, 100 * timed[0].noise, 100 * timed[1].noise, 100 * timed[2].noise);
+    std::string noisy;
+    for (size_t i = 0; i < timed.size(); ++i)
+      if (!timed[i].converged)
+        noisy += std::string(noisy.empty() ? "" : ", ") + (i == 0 ? "dense" : i == 1 ? "tuned" : "uniform");
+    if (!noisy.empty() && f.measure_repeats > 1)
+      std::fprintf(
+          stderr, "warning: measured runs of %s stayed noisier than 5%%: the measured speedup is uncertain\n",
+          noisy.c_str());
+    measure("measured_noise", timed[1].noise, "", "wall, synchronized");
+    measure("measured_dense_noise", timed[0].noise, "", "wall, synchronized");
     measure("measured_dense_ms", dense_ms, "ms", "wall, synchronized");
     measure("measured_ms", tuned_ms, "ms", "wall, synchronized");
     measure("measured_uniform_ms", uniform_ms, "ms", "wall, synchronized");

@@ -1,5 +1,6 @@
 #include "db/store.h"
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -251,6 +252,39 @@ QueryResult Store::query(const std::string& select_sql) const {
     result.rows.push_back(std::move(row));
   }
   return result;
+}
+
+std::vector<LatencyRow> Store::latency_rows(const std::string& model, int64_t frames, int64_t height,
+                                            int64_t width, const std::string& device) const {
+  auto measurement = [](const char* name) {
+    return std::string("(SELECT m.value FROM measurements m WHERE m.run_id = r.id AND m.name = '") + name +
+           "' ORDER BY m.id DESC LIMIT 1)";
+  };
+  Statement select = db_.prepare(
+      "SELECT json_extract(r.config_json, '$.budget'), " + measurement("step_ms") + ", " +
+      measurement("step_noise") + ", " + measurement("dense_step_ms") + ", " + measurement("noisy") + ", " +
+      measurement("inverted") + ", r.device FROM runs r WHERE r.id IN (" + newest_profile_ids_sql() +
+      ") AND json_extract(r.config_json, '$.model') = ? AND json_extract(r.config_json, '$.frames') = ? "
+      "AND json_extract(r.config_json, '$.height') = ? AND json_extract(r.config_json, '$.width') = ? "
+      "AND (? = '' OR r.device = ?) ORDER BY r.id");
+  select.bind_text(1, model).bind_int64(2, frames).bind_int64(3, height).bind_int64(4, width);
+  select.bind_text(5, device).bind_text(6, device);
+  std::map<double, LatencyRow> by_budget;  // of several cards, the newest run
+  while (select.step()) {
+    if (select.column_is_null(0) || select.column_is_null(1)) continue;
+    LatencyRow row;
+    row.budget = select.column_double(0);
+    row.step_ms = select.column_double(1);
+    row.noise = select.column_optional_double(2).value_or(0.0);
+    row.dense_step_ms = select.column_optional_double(3).value_or(0.0);
+    row.noisy = select.column_optional_double(4).value_or(0.0) != 0.0;
+    row.inverted = select.column_optional_double(5).value_or(0.0) != 0.0;
+    row.device = select.column_text(6);
+    by_budget[row.budget] = row;
+  }
+  std::vector<LatencyRow> rows;
+  for (auto& [budget, row] : by_budget) rows.push_back(std::move(row));
+  return rows;
 }
 
 int64_t Store::create_or_get_study(const std::string& name, const std::string& config_json) {

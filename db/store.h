@@ -61,6 +61,17 @@ struct QueryResult {
   std::vector<std::vector<std::optional<std::string>>> rows;
 };
 
+/// One budget of a stored latency model: the newest `profile` run of its (card, model, size, budget).
+struct LatencyRow {
+  double budget = 1;
+  double step_ms = 0;        ///< the median step
+  double noise = 0;          ///< its relative noise (standard deviation over mean)
+  double dense_step_ms = 0;  ///< the plain dense forward timed in the same profile (0: not stored)
+  bool noisy = false;        ///< the noise stayed above the profile's target
+  bool inverted = false;     ///< the profile found it out of order with another budget beyond the noise
+  std::string device;
+};
+
 /// A trial's lifecycle: pending (queued) -> running (claimed by a worker) -> complete | failed.
 enum class TrialState { kPending, kRunning, kComplete, kFailed };
 
@@ -119,6 +130,11 @@ class Store {
   /// Runs one SELECT through a separate read-only connection. SQL that could write (INSERT,
   /// UPDATE, DELETE, DROP, PRAGMA assignments, ...) is refused with a StoreError.
   QueryResult query(const std::string& select_sql) const;
+
+  /// The latency model of MODEL at FRAMES x HEIGHT x WIDTH on DEVICE ("": any card, the newest
+  /// run of each budget winning), by ascending budget; empty when nothing was profiled.
+  std::vector<LatencyRow> latency_rows(const std::string& model, int64_t frames, int64_t height,
+                                       int64_t width, const std::string& device) const;
 
   /// The id of study NAME, created with CONFIG_JSON if it does not exist yet.
   int64_t create_or_get_study(const std::string& name, const std::string& config_json);

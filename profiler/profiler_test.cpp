@@ -1,19 +1,22 @@
 // The profiler's attribution on made-up activity, its fallback when tracing is unavailable, the
 // Chrome trace it writes, the timing protocol on a scripted timer, and wall-clock attribution of
 // a real token-wise forward on the CPU.
+#include "profiler/profiler.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
 
 #include "core/dit.h"
 #include "core/model_config.h"
 #include "core/token_cache.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
-#include "profiler/profiler.h"
 #include "profiler/timing.h"
 
 namespace astraea::profiler {
@@ -261,6 +264,87 @@ TEST(Timing, NoisyRunsStopAtTheTimeLimitOrTheRepLimit) {
   EXPECT_FALSE(by_reps.converged);
   EXPECT_EQ(by_reps.reps, 8);
   EXPECT_THROW(measure([] {}, t2, {0, 0, 8, 1, 0.02}), std::invalid_argument);
+}
+
+// A machine whose load jumps part-way through: every sample after the first `quiet_samples` (of
+// all variants together) costs `factor` times more. Variants differ only in their quiet cost.
+struct LoadedMachine {
+  double now_s = 0;
+  int quiet_samples = 0;
+  double factor = 1;
+  int taken = 0;
+  std::vector<int> calls;
+  Sampler variant(size_t i, double quiet_ms) {
+    if (calls.size() <= i) calls.resize(i + 1);
+    return [this, i, quiet_ms] {
+      ++calls[i];
+      const double ms = quiet_ms * (taken++ >= quiet_samples ? factor : 1.0);
+      now_s += ms / 1000.0;
+      return ms;
+    };
+  }
+};
+
+TEST(Timing, InterleavedRoundsTimeEveryVariantOnceInAShuffledOrder) {
+  std::vector<std::vector<size_t>> orders;
+  std::vector<size_t> round;
+  std::vector<Sampler> variants;
+  for (size_t i = 0; i < 4; ++i) {
+    variants.push_back([&, i] {
+      round.push_back(i);
+      if (round.size() == 4) orders.push_back(std::exchange(round, {}));
+      return 10.0 + static_cast<double>(i);
+    });
+  }
+  int callbacks = 0;
+  const auto stats = measure_interleaved(variants, {1, 6, 6, 1e9, 0.0}, 7, {},
+                                         [&](int r, const std::vector<TimingStats>& s) {
+                                           EXPECT_EQ(r, ++callbacks);
+                                           EXPECT_EQ(s.size(), 4u);
+                                         });
+  ASSERT_EQ(orders.size(), 7u);  // one warm-up round, then six timed
+  std::set<std::vector<size_t>> distinct;
+  for (auto order : orders) {
+    distinct.insert(order);
+    std::sort(order.begin(), order.end());
+    EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2, 3})) << "every variant once a round";
+  }
+  EXPECT_GT(distinct.size(), 1u) << "the order is shuffled from round to round";
+  EXPECT_EQ(callbacks, 6);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(stats[i].reps, 6);
+    EXPECT_DOUBLE_EQ(stats[i].median_ms, 10.0 + static_cast<double>(i));
+    EXPECT_FALSE(stats[i].converged) << "a noise target of 0 cannot be met";
+  }
+}
+
+TEST(Timing, ALoadSpikeFallsOnEveryVariantAlike) {
+  // Quiet costs 30, 50, 70, 100 ms; after two rounds' worth of samples the machine gets 10x
+  // slower. Timed one after the other (the old protocol), the later variants would take all of the
+  // spike; interleaved, the medians keep their order and their ratios.
+  LoadedMachine m{0, 8, 10.0, 0, {}};
+  const std::vector<double> quiet{30, 50, 70, 100};
+  std::vector<Sampler> variants;
+  for (size_t i = 0; i < quiet.size(); ++i) variants.push_back(m.variant(i, quiet[i]));
+  const auto stats = measure_interleaved(variants, {0, 5, 40, 2.0, 0.02}, 3, [&] { return m.now_s; });
+  for (size_t i = 1; i < stats.size(); ++i) {
+    EXPECT_GT(stats[i].median_ms, stats[i - 1].median_ms) << "variant " << i;
+    EXPECT_NEAR(stats[i].median_ms / stats[0].median_ms, quiet[i] / quiet[0], 1e-9);
+    EXPECT_EQ(stats[i].reps, stats[0].reps) << "every variant gets the same rounds";
+  }
+  EXPECT_FALSE(stats[0].converged) << "samples on both sides of the spike are noisy";
+  EXPECT_GE(m.now_s, 7.9) << "the time limit is per variant: 4 variants x 2 s";
+}
+
+TEST(Timing, InterleavingStopsWhenEveryVariantIsQuiet) {
+  LoadedMachine m{0, 1 << 30, 1, 0, {}};
+  const auto stats = measure_interleaved({m.variant(0, 10), m.variant(1, 20)}, {2, 5, 100, 30.0, 0.02}, 0,
+                                         [&] { return m.now_s; });
+  EXPECT_EQ(m.calls[0], 7);  // 2 warm-up + 5 rounds
+  EXPECT_EQ(m.calls[1], 7);
+  EXPECT_TRUE(stats[0].converged);
+  EXPECT_TRUE(stats[1].converged);
+  EXPECT_THROW(measure_interleaved({}, {}, 0), std::invalid_argument);
 }
 
 TEST(Timing, EnvironmentNamesTheDeviceAndVersions) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <stdexcept>
 
 #include "astraea/config.h"
@@ -101,28 +102,46 @@ TimingStats summarize(std::vector<double> samples) {
   return s;
 }
 
-TimingStats measure(const std::function<void()>& fn, IntervalTimer& timer, const TimingOptions& o,
-                    const std::function<double()>& elapsed_s) {
+std::vector<TimingStats> measure_interleaved(const std::vector<Sampler>& variants, const TimingOptions& o,
+                                             uint64_t seed, const std::function<double()>& elapsed_s,
+                                             const RoundCallback& on_round) {
   if (o.min_reps < 1 || o.max_reps < o.min_reps) {
     throw std::invalid_argument("timing: need 1 <= min_reps <= max_reps, got " + std::to_string(o.min_reps) + " and " +
                                 std::to_string(o.max_reps));
   }
+  if (variants.empty()) throw std::invalid_argument("timing: no variants to time");
   const auto clock = elapsed_s ? elapsed_s : std::function<double()>(steady_s);
-  for (int i = 0; i < o.warmup; ++i) timer.time_ms(fn);
-  std::vector<double> samples;
+  const size_t n = variants.size();
+  for (int i = 0; i < o.warmup; ++i)
+    for (const auto& v : variants) v();
+  std::vector<std::vector<double>> samples(n);
+  std::vector<TimingStats> stats(n);
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::mt19937_64 rng(seed);
+  const double limit_s = o.max_seconds * static_cast<double>(n);
   const double t0 = clock();
-  bool converged = false;
-  while (static_cast<int>(samples.size()) < o.max_reps) {
-    samples.push_back(timer.time_ms(fn));
-    if (static_cast<int>(samples.size()) < o.min_reps) continue;
-    if (summarize(samples).noise < o.noise) {
-      converged = true;
-      break;
+  bool all_quiet = false;
+  for (int round = 1; round <= o.max_reps; ++round) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t i : order) samples[i].push_back(variants[i]());
+    all_quiet = true;
+    for (size_t i = 0; i < n; ++i) {
+      stats[i] = summarize(samples[i]);
+      all_quiet = all_quiet && stats[i].noise < o.noise;
     }
-    if (clock() - t0 >= o.max_seconds) break;
+    if (on_round) on_round(round, stats);
+    if (round < o.min_reps) continue;
+    if (all_quiet || clock() - t0 >= limit_s) break;
   }
-  auto s = summarize(std::move(samples));
-  s.converged = converged;
+  // A variant is converged when its own noise ended under the target, whether or not the others' did.
+  for (auto& s : stats) s.converged = s.noise < o.noise;
+  return stats;
+}
+
+TimingStats measure(const std::function<void()>& fn, IntervalTimer& timer, const TimingOptions& o,
+                    const std::function<double()>& elapsed_s) {
+  auto s = measure_interleaved({[&] { return timer.time_ms(fn); }}, o, 0, elapsed_s).front();
   s.clock = timer.clock();
   return s;
 }

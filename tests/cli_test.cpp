@@ -1,23 +1,25 @@
 // astraea-bench as a user meets it: exit codes, one-line errors, and no partial outputs.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-
-#include <algorithm>
-#include <array>
-#include <cstring>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <string>
-#include <csignal>
-#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
 #include "core/model_config.h"
-#include "db/store.h"
 #include "core/safetensors.h"
 #include "core/weights.h"
+#include "db/store.h"
+#include "tuner/latency_model.h"
 
 namespace fs = std::filesystem;
 
@@ -258,7 +260,10 @@ TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
   EXPECT_NE(r.out.find("budget"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("0.50"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("timed with wall"), std::string::npos) << "a CPU run says its clock: " << r.out;
-  EXPECT_EQ(r.out.find("warning"), std::string::npos) << "no device to trace on the CPU is not a warning: " << r.out;
+  // No device to trace on the CPU is not a warning; on a busy machine, noise may be.
+  for (size_t at = r.out.find("warning"); at != std::string::npos; at = r.out.find("warning", at + 1)) {
+    EXPECT_EQ(r.out.compare(at, 36, "warning: noise stayed above the 2.0%"), 0) << r.out;
+  }
   // The latency model: one row per budget, with its dense reference and per-operation times.
   r = run("query latency --format csv --db " + db);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -287,6 +292,63 @@ TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
   expect_error(run(small + " --trace /nonexistent/t.json --db " + db), 2, "/nonexistent");
   expect_error(run("profile --model tiny --frames 2 --height 16 --width 16 --min-reps 5 --max-reps 2 --db " + db), 2,
                "--max-reps");
+}
+
+// Processes that keep the CPUs busy beside a test: each spins until the test ends it, and ends
+// itself after 10 minutes should the test die first.
+class BusyProcesses {
+ public:
+  explicit BusyProcesses(int count) {
+    for (int i = 0; i < count; ++i) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        alarm(600);
+        for (volatile uint64_t x = 0;; x = x + 1) {
+        }
+      }
+      pids_.push_back(pid);
+    }
+  }
+  ~BusyProcesses() {
+    for (pid_t pid : pids_) {
+      ::kill(pid, SIGKILL);
+      int status = 0;
+      waitpid(pid, &status, 0);
+    }
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+TEST_F(Cli, ProfileBesideBusyProcessesStoresALatencyModelThatGrows) {
+  const auto db = path("busy.db");
+  ::Run r;
+  {
+    BusyProcesses busy(2);  // as many as the CI machine has cores
+    r =
+        run("profile --model tiny --frames 4 --height 32 --width 32 --budgets 1,0.7,0.5,0.3 --warmup 1 "
+            "--min-reps 5 "
+            "--max-reps 40 --max-seconds 3 --db " +
+            db);
+  }
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("timed interleaved"), std::string::npos) << r.out;
+  auto store = astraea::db::Store::open(db);
+  const auto rows = store.latency_rows("tiny", 4, 32, 32, "");
+  ASSERT_EQ(rows.size(), 4u) << r.out;
+  std::map<double, astraea::tuner::LatencyPoint> points;
+  for (const auto& row : rows) {
+    // Marked noisy exactly when the noise stayed at or above the 2% target, in the table too.
+    EXPECT_EQ(row.noisy, row.noise >= 0.02) << "budget " << row.budget << ", noise " << row.noise;
+    EXPECT_FALSE(row.inverted) << "budget " << row.budget << "\n" << r.out;
+    EXPECT_GT(row.dense_step_ms, 0);
+    points[row.budget] = {row.step_ms, row.noise};
+  }
+  const auto fit = astraea::tuner::fit_latency(points, rows.back().dense_step_ms);
+  EXPECT_FALSE(fit.work_proportional) << fit.why << "\n" << r.out;
+  EXPECT_GT(fit.model.slope_ms(), 0) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'noisy'"), 4);
 }
 
 TEST_F(Cli, SweepResumesAfterAKillWithNoLostOrDuplicatedCell) {
@@ -420,6 +482,53 @@ void store_made_up_latency(const std::string& db, const std::vector<double>& bud
                       std::to_string(b) + "}";
     run.measurements = {{"step_ms", "ms", 5 + 95 * b, std::nullopt, std::nullopt, "", "wall"}};
     store.add_run(run);
+  }
+}
+
+TEST_F(Cli, TuneFallsBackToTheWorkProportionalModelWhenTheProfileIsInverted) {
+  // The busy-machine profile that once stopped the demo: 0.5 and 0.3 timed during a load spike.
+  const auto db = path("inverted.db");
+  {
+    auto store = astraea::db::Store::open(db);
+    const std::vector<std::array<double, 3>> rows{
+        {1.0, 428, 0.02}, {0.7, 313, 0.03}, {0.5, 5679, 0.147}, {0.3, 3826, 0.63}};
+    for (const auto& [budget, ms, noise] : rows) {
+      astraea::db::RunRecord run;
+      run.kind = "profile";
+      run.device = "cpu";
+      run.config_json = "{\"model\": \"tiny\", \"frames\": 2, \"height\": 16, \"width\": 16, \"budget\": " +
+                        std::to_string(budget) + "}";
+      run.measurements = {{"step_ms", "ms", ms, std::nullopt, std::nullopt, "", "wall"},
+                          {"step_noise", "", noise, std::nullopt, std::nullopt, "", "wall"},
+                          {"dense_step_ms", "ms", 430, std::nullopt, std::nullopt, "", "wall"}};
+      store.add_run(run);
+    }
+  }
+  const auto r =
+      run("tune --study inv --model tiny --frames 2 --height 16 --width 16 --weights random --steps 4 "
+          "--target-speedup 1.5 --population 2 --generations 0 --prompt 'a red circle moving left on a gray "
+          "background' --validation-count 0 --measure-repeats 0 --db " +
+          db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto at = r.out.find("warning: latency model tiny@2x16x16 on ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const auto line = r.out.substr(at, r.out.find('\n', at) - at);
+  EXPECT_NE(line.find("budget 0.5 measured slower than budget 0.7"), std::string::npos) << line;
+  EXPECT_NE(line.find("work-proportional model instead (dense step 430.0 ms x budget)"), std::string::npos)
+      << line;
+  EXPECT_EQ(count_rows(db,
+                       "SELECT count(*) FROM studies WHERE name = 'inv' AND "
+                       "json_extract(config_json, '$.latency_model_kind') = 'work-proportional'"),
+            1);
+  // The trials' predicted costs are the work-proportional ones: 430 ms x the sum of the budgets.
+  auto store = astraea::db::Store::open(db);
+  const auto trials = store.query("SELECT genome_json, predicted_cost FROM trials WHERE state = 'complete'");
+  ASSERT_FALSE(trials.rows.empty());
+  for (const auto& row : trials.rows) {
+    const auto genome = nlohmann::json::parse(*row[0]).get<std::vector<double>>();
+    double sum = 0;
+    for (double b : genome) sum += b;
+    EXPECT_NEAR(std::stod(*row[1]), 430.0 * sum, 1e-6) << *row[0];
   }
 }
 

@@ -222,45 +222,6 @@ void SearchSpace::validate() const {
   if (!(min_budget >= 0 && min_budget <= 1)) throw std::invalid_argument("--min-budget must be in [0, 1]");
 }
 
-LatencyModel::LatencyModel(std::map<double, double> points) {
-  if (points.empty()) throw std::invalid_argument("the latency model has no measured budgets");
-  for (const auto& [b, ms] : points) {
-    if (!(b > 0 && b <= 1) || !(ms > 0)) {
-      throw std::invalid_argument("the latency model needs budgets in (0, 1] with positive times, got " +
-                                  std::to_string(b) + " -> " + std::to_string(ms) + " ms");
-    }
-  }
-  if (points.size() == 1) {
-    b_ = points.begin()->second / points.begin()->first;
-    return;
-  }
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  const double n = static_cast<double>(points.size());
-  for (const auto& [x, y] : points) {
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
-  }
-  b_ = (n * sxy - sx * sy) / (n * sxx - sx * sx);
-  a_ = (sy - b_ * sx) / n;
-  if (b_ <= 0) {
-    throw std::invalid_argument("the latency model does not grow with the budget (slope " + std::to_string(b_) +
-                                " ms): re-profile on a quiet machine");
-  }
-}
-
-double LatencyModel::step_ms(double budget) const {
-  if (budget <= 0) return 0.0;  // a skipped step reuses the last output
-  return std::max(0.0, a_ + b_ * budget);
-}
-
-double LatencyModel::cost_ms(const Genome& genome) const {
-  double total = 0;
-  for (double b : genome) total += step_ms(b);
-  return total;
-}
-
 double Target::limit_ms(const LatencyModel& model, int64_t steps) const {
   switch (kind) {
     case Kind::kSpeedup: return model.dense_ms(steps) / value;

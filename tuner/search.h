@@ -14,10 +14,9 @@
 #include <string>
 #include <vector>
 
-namespace astraea::tuner {
+#include "tuner/latency_model.h"
 
-/// One budget per sampling step, each a multiple of the grid in [0, 1].
-using Genome = std::vector<double>;
+namespace astraea::tuner {
 
 struct SearchSpace {
   int64_t steps = 30;
@@ -28,25 +27,6 @@ struct SearchSpace {
   std::vector<double> levels() const;
   /// Throws std::invalid_argument naming the field when the space is empty or inconsistent.
   void validate() const;
-};
-
-/// Step latency as a function of the budget: the least-squares line a + b x budget through the
-/// measured points (budget -> ms), since a step's work is affine in its budget (the keys and
-/// values of all tokens, plus the selected share of everything else) and a line does not chase
-/// the noise of single points; budget 0 costs nothing (the step is skipped). Built from
-/// `astraea-bench profile` runs. One point: proportional to the budget.
-class LatencyModel {
- public:
-  explicit LatencyModel(std::map<double, double> step_ms_by_budget);
-  double step_ms(double budget) const;
-  double intercept_ms() const { return a_; }
-  double slope_ms() const { return b_; }
-  /// Predicted latency of a whole schedule.
-  double cost_ms(const Genome& genome) const;
-  double dense_ms(int64_t steps) const { return step_ms(1.0) * static_cast<double>(steps); }
-
- private:
-  double a_ = 0, b_ = 0;
 };
 
 /// The performance target: a latency limit in ms, derived from what the user asked for.

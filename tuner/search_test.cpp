@@ -27,6 +27,40 @@ TEST(SearchSpace, LevelsFollowTheGrid) {
   EXPECT_THROW(s.validate(), std::invalid_argument);
 }
 
+TEST(LatencyModelTest, AnInvertedProfileFallsBackToTheWorkProportionalModel) {
+  // The busy-machine profile that stopped the demo: 0.5 and 0.3 timed during a load spike.
+  const std::map<double, LatencyPoint> spiked{
+      {1.0, {428, 0.02}}, {0.7, {313, 0.03}}, {0.5, {5679, 0.147}}, {0.3, {3826, 0.63}}};
+  EXPECT_EQ(inverted_budgets(spiked), (std::vector<double>{0.3, 0.5, 0.7, 1.0}));
+  EXPECT_THROW(LatencyModel({{1.0, 428}, {0.7, 313}, {0.5, 5679}, {0.3, 3826}}), std::invalid_argument);
+  const auto fit = fit_latency(spiked, 430.0);
+  EXPECT_TRUE(fit.work_proportional);
+  EXPECT_EQ(fit.kind(), "work-proportional");
+  EXPECT_NE(fit.why.find("budget 0.5 measured slower than budget 0.7"), std::string::npos) << fit.why;
+  EXPECT_DOUBLE_EQ(fit.model.step_ms(1.0), 430.0);  // the measured dense step
+  EXPECT_DOUBLE_EQ(fit.model.step_ms(0.3), 129.0);  // times the share of tokens computed
+  EXPECT_DOUBLE_EQ(fit.model.step_ms(0.0), 0.0);
+
+  // Out of order, but within the noise: a measured line, not a fallback.
+  const std::map<double, LatencyPoint> close{{1.0, {100, 0.05}}, {0.5, {60, 0.05}}, {0.4, {61, 0.05}}};
+  EXPECT_TRUE(inverted_budgets(close).empty());
+  const auto measured = fit_latency(close, 100);
+  EXPECT_FALSE(measured.work_proportional);
+  EXPECT_EQ(measured.kind(), "measured");
+  EXPECT_TRUE(measured.why.empty());
+  EXPECT_GT(measured.model.slope_ms(), 0);
+
+  // In order pairwise within the noise, yet a line that falls: also a fallback.
+  const std::map<double, LatencyPoint> flat{{1.0, {100, 0.2}}, {0.6, {110, 0.2}}, {0.2, {115, 0.2}}};
+  EXPECT_TRUE(inverted_budgets(flat).empty());
+  const auto falls = fit_latency(flat, 100);
+  EXPECT_TRUE(falls.work_proportional);
+  EXPECT_NE(falls.why.find("do not grow"), std::string::npos) << falls.why;
+
+  EXPECT_THROW(fit_latency({}, 100), std::invalid_argument);
+  EXPECT_THROW(LatencyModel::work_proportional(0), std::invalid_argument);
+}
+
 TEST(LatencyModelTest, FitsALineThroughTheMeasuredBudgets) {
   // Exact on affine data: 5 ms + 95 ms x budget.
   const auto exact = linear_model();
@@ -44,7 +78,7 @@ TEST(LatencyModelTest, FitsALineThroughTheMeasuredBudgets) {
   EXPECT_NEAR(two.intercept_ms(), -10, 1e-9);
   EXPECT_DOUBLE_EQ(two.step_ms(0.05), 0) << "never negative";
   EXPECT_DOUBLE_EQ(LatencyModel({{0.5, 40}}).step_ms(1.0), 80);  // one point: proportional
-  EXPECT_THROW(LatencyModel({}), std::invalid_argument);
+  EXPECT_THROW(LatencyModel(std::map<double, double>{}), std::invalid_argument);
   EXPECT_THROW(LatencyModel({{1.5, 10}}), std::invalid_argument);
   EXPECT_THROW(LatencyModel({{0.5, 100}, {1.0, 50}}), std::invalid_argument);  // shrinking with the budget
 }
