@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   astraea::app::register_sweep(app);
   astraea::app::register_score(app);
   astraea::app::register_tune(app);
+  astraea::app::register_export(app);
   astraea::app::register_report(app);
   astraea::app::register_query(app);
 

@@ -33,6 +33,15 @@ void require_existing_db(const std::string& db) {
   if (!std::filesystem::exists(db)) throw UsageError("--db " + db + " does not exist");
 }
 
+void add_model_flags(CLI::App* sub, std::string& model, std::string& weights, int64_t& frames,
+                     int64_t& height, int64_t& width, const std::string& weights_help) {
+  sub->add_option("--model", model, "model preset")->default_val(model);
+  sub->add_option("--weights", weights, weights_help);
+  sub->add_option("--frames", frames, "video frames (default: the preset's)");
+  sub->add_option("--height", height, "video height in pixels");
+  sub->add_option("--width", width, "video width in pixels");
+}
+
 void on_run(CLI::App* sub, std::function<void()> run) { runners()[sub] = std::move(run); }
 
 void run_selected(CLI::App& app) {

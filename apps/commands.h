@@ -2,11 +2,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
+#include <cstdint>
 #include <functional>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
-#include <stdexcept>
+
+#include "db/store.h"
 
 namespace astraea::app {
 
@@ -24,6 +27,12 @@ void check_output_path(const std::string& flag, const std::string& path, const s
 /// Throws UsageError unless the store DB exists (reading commands must not create one).
 void require_existing_db(const std::string& db);
 
+/// The flags every model-running command shares: --model, --weights (WEIGHTS_HELP says what its
+/// default is) and the video size --frames, --height, --width (0: the preset's).
+void add_model_flags(
+    CLI::App* sub, std::string& model, std::string& weights, int64_t& frames, int64_t& height, int64_t& width,
+    const std::string& weights_help = "safetensors file or 'random' (default: the preset's shipped weights)");
+
 /// Adds `generate` to the app.
 void register_generate(CLI::App& app);
 /// Adds `train` to the app.
@@ -34,12 +43,20 @@ void register_query(CLI::App& app);
 void register_profile(CLI::App& app);
 /// Adds `report` to the app.
 void register_report(CLI::App& app);
-/// Adds `tune` and `export` (a study's trial as a schedule file) to the app.
+/// Adds `tune` to the app.
 void register_tune(CLI::App& app);
+/// Adds `export` (a study's trial as a schedule file) to the app.
+void register_export(CLI::App& app);
 /// Adds `score` to the app.
 void register_score(CLI::App& app);
 /// Adds `sweep` to the app.
 void register_sweep(CLI::App& app);
+
+/// Writes TRIAL of study STUDY_ID (named STUDY) as a schedule file for MODEL at PATH, with
+/// PROVENANCE and the git revision, and records the export in STORE.
+void export_trial(db::Store& store, int64_t study_id, const std::string& study, const std::string& model,
+                  const db::Trial& trial, const std::string& path,
+                  std::map<std::string, std::string> provenance);
 
 /// Runs the subcommand that was parsed.
 void run_selected(CLI::App& app);

@@ -332,12 +332,8 @@ void run(const ProfileFlags& f) {
 void register_profile(CLI::App& app) {
   auto f = std::make_shared<ProfileFlags>();
   auto* sub = app.add_subcommand("profile", "Per-step latency at each token budget: the latency model the tuner reads");
-  sub->add_option("--model", f->model, "model preset")->default_val("tiny");
-  sub->add_option("--weights", f->weights, "safetensors file, or 'random' (latency does not depend on the values)")
-      ->default_val("random");
-  sub->add_option("--frames", f->frames, "video frames (default: the preset's)");
-  sub->add_option("--height", f->height, "video height in pixels");
-  sub->add_option("--width", f->width, "video width in pixels");
+  add_model_flags(sub, f->model, f->weights, f->frames, f->height, f->width,
+                  "safetensors file, or 'random' (the default: latency does not depend on the values)");
   sub->add_option("--budgets", f->budgets, "token budgets in (0, 1], comma-separated")->default_val(f->budgets);
   sub->add_option("--guidance", f->guidance, "guidance scale: 1 makes a step one model call, anything else two");
   sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");

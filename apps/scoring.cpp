@@ -8,7 +8,6 @@
 
 #include "apps/commands.h"
 #include "core/safetensors.h"
-#include "core/shapes_world.h"
 #include "core/video_io.h"
 
 namespace astraea::app {
@@ -66,17 +65,8 @@ at::Tensor load_video(const std::string& flag, const std::string& path, double* 
 
 Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
                    const quality::MetricSet& metrics) {
-  Scores s;
-  if (metrics.fidelity) {
-    if (!reference) throw UsageError("PSNR and SSIM need a reference video (--reference)");
-    s.fidelity = quality::fidelity(video, *reference);
-  }
-  if (metrics.vbench) {
-    std::optional<shapes::Prompt> parsed;
-    if (!prompt.empty()) parsed = shapes::parse_prompt(prompt);
-    s.vbench = quality::vbench_proxy(video, fps, parsed ? &*parsed : nullptr);
-  }
-  return s;
+  if (metrics.fidelity && !reference) throw UsageError("PSNR and SSIM need a reference video (--reference)");
+  return quality::score(video, reference, prompt, fps, metrics);
 }
 
 std::vector<db::MeasurementRecord> score_records(const Scores& scores) {

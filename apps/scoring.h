@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "db/store.h"
-#include "quality/video_metrics.h"
+#include "quality/scoring.h"
 
 namespace astraea::app {
 
@@ -19,13 +19,9 @@ namespace astraea::app {
 /// Throws UsageError naming the flag, file and what is wrong.
 at::Tensor load_video(const std::string& flag, const std::string& path, double* fps);
 
-struct Scores {
-  std::optional<quality::Fidelity> fidelity;
-  std::optional<quality::VBenchProxy> vbench;
-};
+using Scores = quality::Scores;
 
-/// Scores VIDEO with METRICS: fidelity needs REFERENCE, VBench-proxy uses PROMPT when given (the
-/// shapes world's semantic dimensions).
+/// quality::score, with a missing --reference named.
 Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
                    const quality::MetricSet& metrics);
 

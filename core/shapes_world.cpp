@@ -334,6 +334,16 @@ Prompt parse_prompt(const std::string& text) {
   return Parser(text, split_words(text)).parse();
 }
 
+std::vector<std::string> fresh_prompts(int count, const std::vector<std::string>& exclude, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> out;
+  while (static_cast<int>(out.size()) < count) {
+    const auto p = to_text(random_prompt(rng));
+    if (std::find(exclude.begin(), exclude.end(), p) == exclude.end()) out.push_back(p);
+  }
+  return out;
+}
+
 Prompt random_prompt(std::mt19937_64& rng) {
   Prompt prompt;
   int count = uniform01(rng) < 0.5 ? 1 : 2;

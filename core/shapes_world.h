@@ -79,6 +79,9 @@ std::string to_text(const Prompt& prompt);
 Prompt parse_prompt(const std::string& text);
 /// A random prompt: one or two objects with probability 1/2 each, every word uniform.
 Prompt random_prompt(std::mt19937_64& rng);
+/// COUNT distinct random prompts (as text) from SEED's stream, none of them among EXCLUDE: fresh
+/// prompts a search never saw, for held-out checks.
+std::vector<std::string> fresh_prompts(int count, const std::vector<std::string>& exclude, uint64_t seed);
 /// The prompt of a clip of PROMPT played backwards: left and right swap, up and down swap.
 Prompt time_reversed(Prompt prompt);
 

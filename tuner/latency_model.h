@@ -23,6 +23,8 @@ class LatencyModel {
   /// Throws std::invalid_argument for no points, a budget outside (0, 1], a time that is not
   /// positive, or a line that does not grow with the budget (fit_latency() falls back instead).
   explicit LatencyModel(std::map<double, double> step_ms_by_budget);
+  /// A model in which every step costs nothing: only a placeholder to assign to.
+  LatencyModel() = default;
   /// The work-proportional model: a step costs DENSE_STEP_MS times its budget, the share of
   /// tokens it computes. What the tuner uses when the measured points cannot be trusted.
   static LatencyModel work_proportional(double dense_step_ms);
@@ -35,7 +37,6 @@ class LatencyModel {
   double dense_ms(int64_t steps) const { return step_ms(1.0) * static_cast<double>(steps); }
 
  private:
-  LatencyModel() = default;
   double a_ = 0, b_ = 0;
 };
 
