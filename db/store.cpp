@@ -4,80 +4,21 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "db/embedded.h"
+
 namespace astraea::db {
 
 namespace {
 
-// The schema's history: migration i (1-based) takes user_version i-1 to i. Append new entries;
-// never edit a shipped one, since files in the field were built by it.
+// The schema's history, in db/schema/ and embedded at build time: migration i (1-based) takes
+// user_version i-1 to i. Append new files; never edit a shipped one, since files in the field
+// were built by it.
 const std::vector<std::string>& migrations() {
   static const std::vector<std::string> scripts = {
-      // v1: the base schema.
-      R"sql(
-CREATE TABLE runs (
-  id            INTEGER PRIMARY KEY,
-  kind          TEXT NOT NULL CHECK (kind <> ''),
-  created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-  config_json   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(config_json)),
-  git_revision  TEXT NOT NULL DEFAULT '',
-  seed          INTEGER NOT NULL DEFAULT 0,
-  device        TEXT NOT NULL DEFAULT '',
-  versions_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(versions_json)),
-  status        TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('running', 'complete', 'failed'))
-);
-CREATE TABLE measurements (
-  id     INTEGER PRIMARY KEY,
-  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  name   TEXT NOT NULL CHECK (name <> ''),
-  unit   TEXT NOT NULL DEFAULT '',
-  value  REAL NOT NULL,
-  step   INTEGER,
-  block  INTEGER,
-  op     TEXT,
-  source TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX measurements_by_run ON measurements(run_id);
-CREATE TABLE studies (
-  id          INTEGER PRIMARY KEY,
-  name        TEXT NOT NULL UNIQUE CHECK (name <> ''),
-  config_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(config_json)),
-  created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);
-CREATE TABLE trials (
-  id             INTEGER PRIMARY KEY,
-  study_id       INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
-  number         INTEGER NOT NULL,
-  genome_json    TEXT NOT NULL CHECK (json_valid(genome_json)),
-  state          TEXT NOT NULL DEFAULT 'pending'
-                 CHECK (state IN ('pending', 'running', 'complete', 'failed')),
-  claimed_by     TEXT,
-  claimed_at     TEXT,
-  predicted_cost REAL,
-  fitness        REAL,
-  wall_s         REAL,
-  device         TEXT,
-  UNIQUE (study_id, genome_json),  -- a genome is never evaluated twice
-  UNIQUE (study_id, number)
-);
-)sql",
-      // v2: exported schedules, and an index for "this metric across runs" queries.
-      R"sql(
-CREATE TABLE exported_schedules (
-  id            INTEGER PRIMARY KEY,
-  study_id      INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
-  trial_id      INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
-  path          TEXT NOT NULL CHECK (path <> ''),
-  schedule_json TEXT NOT NULL CHECK (json_valid(schedule_json)),
-  created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);
-CREATE INDEX measurements_by_name ON measurements(name, run_id);
-)sql",
-      // v3: sweep cells. A cell's key (its canonical configuration) is unique among runs, so an
-      // interrupted sweep resumes without repeating a cell, even with several writers.
-      R"sql(
-ALTER TABLE runs ADD COLUMN cell_key TEXT;
-CREATE UNIQUE INDEX runs_by_cell ON runs(cell_key) WHERE cell_key IS NOT NULL;
-)sql",
+      std::string(embedded_file("001_base.sql")),
+      std::string(embedded_file("002_exported_schedules.sql")),
+      std::string(embedded_file("003_sweep_cells.sql")),
+      std::string(embedded_file("004_views.sql")),
   };
   return scripts;
 }
@@ -235,7 +176,7 @@ std::vector<MeasurementRecord> Store::measurements(int64_t run_id) const {
   return records;
 }
 
-QueryResult Store::query(const std::string& select_sql) const {
+QueryResult Store::query(const std::string& select_sql, const std::vector<std::string>& params) const {
   // Two locks: the connection is opened read-only, so SQLite itself refuses any write, and the
   // statement is checked up front, so the caller gets a clear refusal rather than a write error.
   Database reader = Database::open(path(), Database::Access::kReadOnly, options_.busy_timeout_ms);
@@ -244,6 +185,7 @@ QueryResult Store::query(const std::string& select_sql) const {
     throw StoreError(path() + ": query() runs read-only SELECT statements only; refused \"" + select_sql +
                      "\"");
   }
+  for (size_t i = 0; i < params.size(); ++i) statement.bind_text(static_cast<int>(i) + 1, params[i]);
   QueryResult result;
   for (int c = 0; c < statement.column_count(); ++c) result.columns.push_back(statement.column_name(c));
   while (statement.step()) {
@@ -256,29 +198,22 @@ QueryResult Store::query(const std::string& select_sql) const {
 
 std::vector<LatencyRow> Store::latency_rows(const std::string& model, int64_t frames, int64_t height,
                                             int64_t width, const std::string& device) const {
-  auto measurement = [](const char* name) {
-    return std::string("(SELECT m.value FROM measurements m WHERE m.run_id = r.id AND m.name = '") + name +
-           "' ORDER BY m.id DESC LIMIT 1)";
-  };
   Statement select = db_.prepare(
-      "SELECT json_extract(r.config_json, '$.budget'), " + measurement("step_ms") + ", " +
-      measurement("step_noise") + ", " + measurement("dense_step_ms") + ", " + measurement("noisy") + ", " +
-      measurement("inverted") + ", r.device FROM runs r WHERE r.id IN (" + newest_profile_ids_sql() +
-      ") AND json_extract(r.config_json, '$.model') = ? AND json_extract(r.config_json, '$.frames') = ? "
-      "AND json_extract(r.config_json, '$.height') = ? AND json_extract(r.config_json, '$.width') = ? "
-      "AND (? = '' OR r.device = ?) ORDER BY r.id");
-  select.bind_text(1, model).bind_int64(2, frames).bind_int64(3, height).bind_int64(4, width);
-  select.bind_text(5, device).bind_text(6, device);
+      "SELECT budget, step_ms, noise, dense_step_ms, noisy, inverted, device FROM latency "
+      "WHERE model = ?1 AND frames = ?2 AND height = ?3 AND width = ?4 AND (?5 = '' OR device = ?5) ORDER BY "
+      "run_id");
+  select.bind_text(1, model).bind_int64(2, frames).bind_int64(3, height).bind_int64(4, width).bind_text(
+      5, device);
   std::map<double, LatencyRow> by_budget;  // of several cards, the newest run
   while (select.step()) {
-    if (select.column_is_null(0) || select.column_is_null(1)) continue;
+    if (select.column_is_null(0)) continue;
     LatencyRow row;
     row.budget = select.column_double(0);
     row.step_ms = select.column_double(1);
     row.noise = select.column_optional_double(2).value_or(0.0);
     row.dense_step_ms = select.column_optional_double(3).value_or(0.0);
-    row.noisy = select.column_optional_double(4).value_or(0.0) != 0.0;
-    row.inverted = select.column_optional_double(5).value_or(0.0) != 0.0;
+    row.noisy = select.column_double(4) != 0.0;
+    row.inverted = select.column_double(5) != 0.0;
     row.device = select.column_text(6);
     by_budget[row.budget] = row;
   }
@@ -299,6 +234,13 @@ int64_t Store::create_or_get_study(const std::string& name, const std::string& c
   const int64_t id = select.column_int64(0);
   transaction.commit();
   return id;
+}
+
+std::optional<int64_t> Store::find_study(const std::string& name) const {
+  Statement select = db_.prepare("SELECT id FROM studies WHERE name = ?");
+  select.bind_text(1, name);
+  if (!select.step()) return std::nullopt;
+  return select.column_int64(0);
 }
 
 std::string Store::study_config(int64_t study_id) const {

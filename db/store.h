@@ -16,22 +16,6 @@
 
 namespace astraea::db {
 
-/// TEXT as an SQL string literal: in single quotes, inner quotes doubled.
-inline std::string sql_quote(const std::string& text) {
-  std::string q = "'";
-  for (char c : text) q += c == '\'' ? std::string("''") : std::string(1, c);
-  return q + "'";
-}
-
-/// A subquery selecting the id of the newest `profile` run of each (card, model, frames, height,
-/// width, budget): the latency model, as `query latency`, `tune` and the report all read it.
-inline std::string newest_profile_ids_sql() {
-  return "SELECT max(p.id) FROM runs p WHERE p.kind = 'profile' GROUP BY p.device, "
-         "json_extract(p.config_json, '$.model'), json_extract(p.config_json, '$.frames'), "
-         "json_extract(p.config_json, '$.height'), json_extract(p.config_json, '$.width'), "
-         "json_extract(p.config_json, '$.budget')";
-}
-
 /// One self-describing metric value: a new metric needs no schema change.
 struct MeasurementRecord {
   std::string name;                    ///< e.g. "kernel_time_ns"; must not be empty.
@@ -127,9 +111,10 @@ class Store {
   /// The run that holds sweep cell CELL_KEY, if one does.
   std::optional<int64_t> find_cell(const std::string& cell_key) const;
 
-  /// Runs one SELECT through a separate read-only connection. SQL that could write (INSERT,
-  /// UPDATE, DELETE, DROP, PRAGMA assignments, ...) is refused with a StoreError.
-  QueryResult query(const std::string& select_sql) const;
+  /// Runs one SELECT through a separate read-only connection, with PARAMS bound as text to its
+  /// parameters ?1, ?2, ... in order. SQL that could write (INSERT, UPDATE, DELETE, DROP, PRAGMA
+  /// assignments, ...) is refused with a StoreError. The views it can read are in db/schema/.
+  QueryResult query(const std::string& select_sql, const std::vector<std::string>& params = {}) const;
 
   /// The latency model of MODEL at FRAMES x HEIGHT x WIDTH on DEVICE ("": any card, the newest
   /// run of each budget winning), by ascending budget; empty when nothing was profiled.
@@ -138,6 +123,8 @@ class Store {
 
   /// The id of study NAME, created with CONFIG_JSON if it does not exist yet.
   int64_t create_or_get_study(const std::string& name, const std::string& config_json);
+  /// The id of study NAME, if it exists.
+  std::optional<int64_t> find_study(const std::string& name) const;
   /// The configuration JSON study STUDY_ID was created with.
   std::string study_config(int64_t study_id) const;
   /// Atomically claims GENOME_JSON in STUDY_ID for WORKER, or reports who has it: a genome is

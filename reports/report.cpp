@@ -1,15 +1,17 @@
 #include "reports/report.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
-#include <unistd.h>
 
 #include "core/safetensors.h"
 #include "core/video_io.h"
+#include "reports/embedded.h"
 
 namespace astraea::reports {
 namespace {
@@ -52,26 +54,34 @@ std::string method_label(const json& method) {
 // Measurements of the runs of KIND, by run id: name -> value.
 std::map<int64_t, std::map<std::string, double>> measurements_of(const db::Store& store, const std::string& kind) {
   std::map<int64_t, std::map<std::string, double>> out;
-  const auto r = store.query("SELECT m.run_id, m.name, m.value FROM measurements m JOIN runs r ON r.id = m.run_id "
-                             "WHERE r.kind = '" + kind + "' AND m.op IS NULL ORDER BY m.id");
+  const auto r = store.query(
+      "SELECT m.run_id, m.name, m.value FROM measurements m JOIN runs r ON r.id = m.run_id "
+      "WHERE r.kind = ?1 AND m.op IS NULL ORDER BY m.id",
+      {kind});
   for (const auto& row : r.rows) out[std::stoll(*row[0])][*row[1]] = number(row[2]);
   return out;
 }
 
 json null_if_nan(double v) { return std::isnan(v) ? json(nullptr) : std::isinf(v) ? json("inf") : json(v); }
 
-// " AND (id BETWEEN a AND b OR ...)" for --runs, on COLUMN; "" for all runs.
-std::string runs_filter(const ReportOptions& o, const std::string& column) {
-  if (o.runs.empty()) return {};
-  std::string sql;
-  for (const auto& [lo, hi] : o.runs)
-    sql += (sql.empty() ? "" : " OR ") + column + " BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi);
-  return " AND (" + sql + ")";
+// " AND <COLUMN is in --runs>", reading the ranges from parameter ?1 (runs_ranges()). COLUMN must be
+// qualified by its table: json_each has an `id` column of its own.
+std::string runs_filter(const std::string& column) {
+  return " AND (json_array_length(?1) = 0 OR EXISTS (SELECT 1 FROM json_each(?1) j WHERE " + column +
+         " BETWEEN json_extract(j.value, '$[0]') AND json_extract(j.value, '$[1]')))";
+}
+
+// --runs as the JSON array of [first, last] ranges that runs_filter() binds; [] for all runs.
+std::string runs_ranges(const ReportOptions& o) {
+  json ranges = json::array();
+  for (const auto& [lo, hi] : o.runs) ranges.push_back({lo, hi});
+  return ranges.dump();
 }
 
 json summary(const db::Store& store, const ReportOptions& o, json& missing) {
   const auto runs = store.query("SELECT id, config_json, device FROM runs WHERE kind = 'sweep-cell'" +
-                                runs_filter(o, "id") + " ORDER BY id");
+                                    runs_filter("runs.id") + " ORDER BY id",
+                                {runs_ranges(o)});
   if (runs.rows.empty()) {
     missing.push_back(o.runs.empty() ? "summary: no sweep cells; run astraea-bench sweep"
                                      : "summary: no sweep cells among --runs");
@@ -124,8 +134,8 @@ json summary(const db::Store& store, const ReportOptions& o, json& missing) {
 
 json latency(const db::Store& store, json& missing) {
   const auto runs = store.query(
-      "SELECT r.id, r.config_json, r.device FROM runs r WHERE r.id IN (" + db::newest_profile_ids_sql() +
-      ") ORDER BY r.id");
+      "SELECT r.id, r.config_json, r.device FROM runs r WHERE r.id IN (SELECT run_id FROM newest_profiles) "
+      "ORDER BY r.id");
   if (runs.rows.empty()) {
     missing.push_back("where the time goes: no profiles; run astraea-bench profile");
     return json::array();
@@ -173,8 +183,11 @@ json study(const db::Store& store, const ReportOptions& o, json& missing) {
     return nullptr;
   }
   const std::string id = *(*chosen)[0];
-  const auto trials = store.query("SELECT number, predicted_cost, fitness, genome_json FROM trials WHERE study_id = " + id +
-                                  " AND state = 'complete' ORDER BY number");
+  const auto trials = store.query(
+      "SELECT number, predicted_cost, fitness, genome_json FROM trials WHERE study_id = ?1 AND state = "
+      "'complete' "
+      "ORDER BY number",
+      {id});
   json s{{"name", *(*chosen)[1]}, {"config", parse_or_empty((*chosen)[2])}};
   json all = json::array(), convergence = json::array();
   double best = -INFINITY;
@@ -207,8 +220,9 @@ json study(const db::Store& store, const ReportOptions& o, json& missing) {
   // exported twice would otherwise label two series alike.
   const auto exported = store.query(
       "SELECT e.path, e.schedule_json, t.number FROM exported_schedules e JOIN trials t ON t.id = e.trial_id "
-      "WHERE e.study_id = " + id + " AND e.id = (SELECT max(id) FROM exported_schedules WHERE trial_id = e.trial_id) "
-      "ORDER BY e.id");
+      "WHERE e.study_id = ?1 AND e.id = (SELECT max(id) FROM exported_schedules WHERE trial_id = e.trial_id) "
+      "ORDER BY e.id",
+      {id});
   for (const auto& row : exported.rows) {
     const auto j = parse_or_empty(row[1]);
     const std::string name = "trial " + *row[2] + " (" + std::filesystem::path(*row[0]).filename().string() + ")";
@@ -324,9 +338,11 @@ json gather(const db::Store& store, const ReportOptions& o) {
 
 std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions& o) {
   const auto runs = store.query(
-      "SELECT r.config_json, (SELECT m.value FROM measurements m WHERE m.run_id = r.id AND m.name = 'psnr') FROM runs r "
-      "WHERE r.kind = 'sweep-cell' AND json_extract(r.config_json, '$.video') IS NOT NULL" + runs_filter(o, "r.id") +
-      " ORDER BY r.id");
+      "SELECT r.config_json, (SELECT m.value FROM measurements m WHERE m.run_id = r.id AND m.name = 'psnr') "
+      "FROM runs r "
+      "WHERE r.kind = 'sweep-cell' AND json_extract(r.config_json, '$.video') IS NOT NULL" +
+          runs_filter("r.id") + " ORDER BY r.id",
+      {runs_ranges(o)});
   std::map<std::string, std::string> dense;  // (model, size, prompt, seed) -> video path
   std::vector<std::pair<json, double>> accelerated;
   for (const auto& row : runs.rows) {
@@ -417,82 +433,23 @@ std::string render_html(const json& data, const std::vector<VideoPair>& videos, 
     }
     v += "</div><figcaption>" + p.caption + " &middot; " + psnr + "</figcaption></figure>";
   }
-  std::string html = R"html(<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Astraea report</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;color:#1d232a}
-h1{font-size:24px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d7dde3;padding-bottom:4px}
-p.lead{color:#4a5561;margin:0 0 12px}.missing{color:#8a5300;background:#fff6e6;padding:6px 10px;border-radius:4px}
-table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:4px 8px;border-bottom:1px solid #e6eaee;text-align:right}
-th{cursor:pointer;background:#f3f5f7;user-select:none}th:first-child,td:first-child{text-align:left}td.best{font-weight:700;color:#0a6b2e}
-.charts{display:grid;grid-template-columns:1fr 1fr;gap:16px}.chart{position:relative;height:300px}
-.pair{margin:0 0 16px}.videos{display:flex;gap:12px}.label{font-weight:600;margin-bottom:2px}video{background:#000;image-rendering:pixelated}
-pre{background:#f3f5f7;padding:8px;overflow:auto;font-size:12px}
-</style></head><body>
-<h1>Astraea report</h1><p class="lead">Token-wise acceleration of video diffusion transformers: what the store knows.</p>
-<div id="missing"></div>
-<h2>Summary</h2><p class="lead">Per method: speedup of sampling over the dense cells of the same model, size and device (measured), quality against the dense video, cache memory. Best of each column in bold; click a header to sort.</p>
-<div id="summary"></div>
-<h2>Pareto front</h2><p class="lead">Predicted latency against fitness for the study's trials; the front joined, the chosen schedule highlighted.</p>
-<div class="chart"><canvas id="pareto"></canvas></div>
-<h2>Schedule</h2><p class="lead">Token budget of every sampling step (1 dense, 0 skipped).</p>
-<div class="chart"><canvas id="schedule"></canvas></div>
-<h2>Where the time goes</h2><p class="lead">Time per operation of one step at each profiled budget (stacked), and step latency against budget beside the ideal line (dense latency times the budget).</p>
-<div class="charts"><div class="chart"><canvas id="ops"></canvas></div><div class="chart"><canvas id="latency"></canvas></div></div>
-<h2>Videos</h2><div id="videos">)html" + v + R"html(</div>
-<h2>Convergence</h2><p class="lead">Best fitness against evaluations.</p>
-<div class="chart"><canvas id="convergence"></canvas></div>
-<h2>Provenance</h2><div id="provenance"></div>
-<script type="application/json" id="astraea-data">)html" + escape_script(data.dump(1)) + R"html(</script>
-<script>
-window.__astraea={errors:[],charts:0};
-window.addEventListener('error',function(e){window.__astraea.errors.push(String(e.message))});
-(function(){var ce=console.error;console.error=function(){window.__astraea.errors.push(Array.prototype.join.call(arguments,' '));ce.apply(console,arguments)};})();
-</script>
-<script>)html" + escape_script(chart_js) + R"html(</script>
-<script>
-(function(){
-var D=JSON.parse(document.getElementById('astraea-data').textContent);
-function el(t,a,txt){var e=document.createElement(t);for(var k in a)e.setAttribute(k,a[k]);if(txt!==undefined)e.textContent=txt;return e}
-function fmt(v,d){return v===null||v===undefined?'–':(v==='inf'?'∞':(typeof v==='number'?v.toFixed(d):String(v)))}
-function none(id,msg){var c=document.getElementById(id);var p=el('p',{'class':'missing'},msg);c.parentNode.replaceChild(p,c);}
-var miss=document.getElementById('missing');D.missing.forEach(function(m){miss.appendChild(el('p',{'class':'missing'},'Missing: '+m))});
-// Summary, sortable, best values marked.
-var cols=[['method','method',null],['model','model',null],['size','size',null],['device','device',null],['cells','cells',0],['sample_s','sampling s',2],['speedup','speedup',2],['psnr','PSNR dB',2],['ssim','SSIM',4],['vbench_proxy','VBench-proxy',4],['cache_mb','cache MB',1]];
-var better={sample_s:-1,speedup:1,psnr:1,ssim:1,vbench_proxy:1};
-function num(v){return v==='inf'?Infinity:(typeof v==='number'?v:null)}
-function drawSummary(rows){var host=document.getElementById('summary');host.innerHTML='';if(!rows.length){host.appendChild(el('p',{'class':'missing'},'No sweep cells yet.'));return}
-var best={};Object.keys(better).forEach(function(k){var vals=rows.map(function(r){return num(r[k])}).filter(function(x){return x!==null});if(vals.length)best[k]=better[k]>0?Math.max.apply(null,vals):Math.min.apply(null,vals)});
-var t=el('table'),h=el('tr');cols.forEach(function(c){var th=el('th',{},c[1]);th.onclick=function(){var dir=th.dataset.dir==='a'?-1:1;th.dataset.dir=dir>0?'a':'d';rows.sort(function(a,b){var x=num(a[c[0]]),y=num(b[c[0]]);if(x===null&&y===null){x=String(a[c[0]]);y=String(b[c[0]])}return (x>y?1:x<y?-1:0)*dir});drawSummary(rows)};h.appendChild(th)});t.appendChild(h);
-rows.forEach(function(r){var tr=el('tr');cols.forEach(function(c){var td=el('td',{},c[2]===null?String(r[c[0]]):fmt(r[c[0]],c[2]));if(best[c[0]]!==undefined&&num(r[c[0]])===best[c[0]])td.className='best';tr.appendChild(td)});t.appendChild(tr)});host.appendChild(t)}
-drawSummary(D.summary.slice());
-function chart(id,cfg){cfg.options=Object.assign({animation:false,responsive:true,maintainAspectRatio:false},cfg.options||{});var c=document.getElementById(id);new Chart(c,cfg);c.dataset.rendered='1';window.__astraea.charts++}
-var S=D.study;
-if(S&&S.trials.length){var front=S.trials.filter(function(t){return S.front.indexOf(t.number)>=0}).sort(function(a,b){return a.cost_ms-b.cost_ms});var chosen=S.trials.filter(function(t){return t.number===S.best});
-chart('pareto',{type:'scatter',data:{datasets:[{label:'trials',data:S.trials.map(function(t){return{x:t.cost_ms,y:t.fitness}}),backgroundColor:'#9fb3c8'},{label:'Pareto front',type:'line',data:front.map(function(t){return{x:t.cost_ms,y:t.fitness}}),borderColor:'#1f6feb',backgroundColor:'#1f6feb'},{label:'chosen',data:chosen.map(function(t){return{x:t.cost_ms,y:t.fitness}}),backgroundColor:'#d1242f',pointRadius:8}]},options:{scales:{x:{title:{display:true,text:'predicted latency (ms)'}},y:{title:{display:true,text:'fitness ('+(S.config.fitness||'')+')'}}}}});
-chart('convergence',{type:'line',data:{labels:S.convergence.map(function(c){return c.evaluations}),datasets:[{label:'best fitness',data:S.convergence.map(function(c){return c.best}),borderColor:'#1f6feb',stepped:true}]},options:{scales:{x:{title:{display:true,text:'evaluations'}}}}});
-}else{none('pareto','No complete trials: run astraea-bench tune.');none('convergence','No complete trials: run astraea-bench tune.')}
-if(S&&S.schedules.length){var n=Math.max.apply(null,S.schedules.map(function(s){return s.budgets.length}));var labels=[];for(var i=0;i<n;i++)labels.push(i);
-chart('schedule',{type:'bar',data:{labels:labels,datasets:S.schedules.map(function(s,i){return{label:s.name,data:s.budgets,backgroundColor:['#1f6feb','#d1242f','#0a6b2e','#8250df'][i%4]}})},options:{scales:{x:{title:{display:true,text:'sampling step'}},y:{min:0,max:1,title:{display:true,text:'token budget'}}}}});
-}else none('schedule','No schedule: run astraea-bench tune (--export).');
-if(D.latency.length){var L=D.latency;var groups={};L.forEach(function(r){var k=r.model+' '+r.size+' '+r.device;(groups[k]=groups[k]||[]).push(r)});var key=Object.keys(groups)[0],G=groups[key];
-var ops={};G.forEach(function(r){Object.keys(r.ops).forEach(function(o){ops[o]=1})});var palette=['#1f6feb','#d1242f','#0a6b2e','#8250df','#bf8700','#57606a','#e16f24','#2da44e','#cf222e'];
-chart('ops',{type:'bar',data:{labels:G.map(function(r){return 'budget '+r.budget}),datasets:Object.keys(ops).sort().map(function(o,i){return{label:o,data:G.map(function(r){return r.ops[o]||0}),backgroundColor:palette[i%palette.length]}})},options:{plugins:{title:{display:true,text:key+' ('+(G[0].ops_clock||'')+')'}},scales:{x:{stacked:true},y:{stacked:true,title:{display:true,text:'ms per step'}}}}});
-var dense=G[0].dense_ms||G.filter(function(r){return r.budget===1})[0]&&G.filter(function(r){return r.budget===1})[0].step_ms;var asc=G.slice().sort(function(a,b){return a.budget-b.budget});
-chart('latency',{type:'line',data:{labels:asc.map(function(r){return r.budget}),datasets:[{label:'measured step',data:asc.map(function(r){return r.step_ms}),borderColor:'#d1242f'},{label:'ideal (dense x budget)',data:asc.map(function(r){return dense*r.budget}),borderColor:'#57606a',borderDash:[6,4]}]},options:{plugins:{title:{display:true,text:key}},scales:{x:{title:{display:true,text:'token budget'}},y:{title:{display:true,text:'ms per step'}}}}});
-}else{none('ops','No profile: run astraea-bench profile.');none('latency','No profile: run astraea-bench profile.')}
-var P=D.provenance,pv=document.getElementById('provenance');var list=el('table');
-[['devices',P.devices.join(', ')],['git revisions',P.git_revisions.join(', ')],['runs',JSON.stringify(P.runs)],['schema version',String(P.schema_version)]].forEach(function(r){var tr=el('tr');tr.appendChild(el('td',{},r[0]));tr.appendChild(el('td',{},r[1]||'–'));list.appendChild(tr)});pv.appendChild(list);
-if(P.commands.length){pv.appendChild(el('h3',{},'Commands'));pv.appendChild(el('pre',{},P.commands.join('\n')))}
-if(P.versions.length){pv.appendChild(el('h3',{},'Versions'));pv.appendChild(el('pre',{},P.versions.map(function(v){return JSON.stringify(v)}).join('\n')))}
-document.querySelectorAll('video').forEach(function(v){v.dataset.canPlay=v.canPlayType('video/mp4; codecs="avc1.42E01E"');v.addEventListener('loadedmetadata',function(){v.dataset.ready='1'})});
-document.body.dataset.charts=String(window.__astraea.charts);
-document.body.dataset.errors=String(window.__astraea.errors.length);
-document.body.dataset.done='1';
-})();
-</script>
-</body></html>
-)html";
+  // The page is reports/assets/report.html, embedded at build time, with its style sheet and
+  // script; the placeholders take the data island, the videos and Chart.js.
+  std::string html(embedded_file("report.html"));
+  const std::pair<std::string, std::string> parts[] = {
+      {"{{css}}", std::string(embedded_file("report.css"))},
+      {"{{videos}}", v},
+      {"{{data}}", escape_script(data.dump(1))},
+      {"{{chart_js}}", escape_script(chart_js)},
+      {"{{script}}", std::string(embedded_file("report.js"))}};
+  size_t from = 0;  // in page order, after what was put in already: a prompt may read "{{data}}"
+  for (const auto& [placeholder, text] : parts) {
+    const auto at = html.find(placeholder, from);
+    if (at == std::string::npos)
+      throw std::logic_error("report.html has no " + placeholder + " after byte " + std::to_string(from));
+    html.replace(at, placeholder.size(), text);
+    from = at + text.size();
+  }
   return html;
 }
 
