@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -1199,8 +1200,18 @@ std::vector<Comparison> run_merge_attention_splits(const MergeSplitsCase& k, uin
   return result;
 }
 
-TEST(KernelsMatchReference, AllOpsAllSizes) {
-  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+/// One kernel at one size against its CPU reference, with its own seed: one test each, so that a
+/// filter selects one op or one size.
+struct KernelCase {
+  std::string name;  ///< "op: size"
+  std::function<std::vector<Comparison>(uint32_t)> run;
+  uint32_t seed = 0;
+};
+
+// What gtest prints for a case (and CTest shows beside its name): the case's own name.
+void PrintTo(const KernelCase& c, std::ostream* out) { *out << c.name; }
+
+std::vector<KernelCase> kernel_cases() {
   // clang-format off
   const ResidualLayerNormCase layer_norm_cases[] = {
       // name                                rows   dim     y      gate   out    mul    add   misalign
@@ -1292,11 +1303,7 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
       {"one split",                               1,    1,    17,    2,  64},
   };
   // clang-format on
-  struct Entry {
-    std::string name;
-    std::function<std::vector<Comparison>(uint32_t)> run;
-  };
-  std::vector<Entry> table;
+  std::vector<KernelCase> table;
   for (const auto& c : layer_norm_cases)
     table.push_back(
         {std::string("residual_layer_norm: ") + c.name, [c](uint32_t s) { return run_residual_layer_norm(c, s); }});
@@ -1316,11 +1323,35 @@ TEST(KernelsMatchReference, AllOpsAllSizes) {
     table.push_back({std::string("merge_attention_splits: ") + c.name,
                      [c](uint32_t s) { return run_merge_attention_splits(c, s); }});
 
-  for (size_t i = 0; i < table.size(); ++i) {
-    SCOPED_TRACE(table[i].name);
-    for (const Comparison& c : table[i].run(static_cast<uint32_t>(1234 + 7919 * i))) expect_matches(c);
-  }
+  for (size_t i = 0; i < table.size(); ++i) table[i].seed = static_cast<uint32_t>(1234 + 7919 * i);
+  return table;
 }
+
+class KernelsMatchReference : public ::testing::TestWithParam<KernelCase> {};
+
+TEST_P(KernelsMatchReference, OnRandomInputs) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const auto& c = GetParam();
+  SCOPED_TRACE(c.name);
+  for (const Comparison& comparison : c.run(c.seed)) expect_matches(comparison);
+}
+
+// "residual_layer_norm: fused, Wan 1.3B" -> "residual_layer_norm_fused_Wan_1_3B".
+std::string case_test_name(const ::testing::TestParamInfo<KernelCase>& info) {
+  std::string name;
+  for (char ch : info.param.name) {
+    const bool word = std::isalnum(static_cast<unsigned char>(ch)) != 0;
+    if (word)
+      name += ch;
+    else if (!name.empty() && name.back() != '_')
+      name += '_';
+  }
+  while (!name.empty() && name.back() == '_') name.pop_back();
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOpsAllSizes, KernelsMatchReference, ::testing::ValuesIn(kernel_cases()),
+                         case_test_name);
 
 #else
 
