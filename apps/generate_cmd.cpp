@@ -10,9 +10,9 @@
 #include "apps/progress.h"
 #include "apps/scoring.h"
 #include "core/generate.h"
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "core/schedule.h"
-#include "core/video_io.h"
+#include "io/video_io.h"
 
 namespace astraea::app {
 namespace {

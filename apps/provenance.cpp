@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "apps/commands.h"
-#include "core/fnv1a.h"
+#include "io/fnv1a.h"
 #include "core/generate.h"
 
 namespace astraea::app {

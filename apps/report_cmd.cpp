@@ -6,7 +6,7 @@
 
 #include "apps/commands.h"
 #include "apps/provenance.h"
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 #include "db/store.h"
 #include "reports/report.h"
 

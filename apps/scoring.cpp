@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
-#include "core/safetensors.h"
-#include "core/video_io.h"
+#include "io/safetensors.h"
+#include "io/video_io.h"
 
 namespace astraea::app {
 namespace {

@@ -16,7 +16,7 @@
 #include "apps/provenance.h"
 #include "apps/scoring.h"
 #include "core/generate.h"
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "core/schedule.h"
 #include "core/shapes_world.h"
 #include "astraea/config.h"

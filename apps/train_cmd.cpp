@@ -10,7 +10,7 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 #include "core/generate.h"
 #include "core/shapes_world.h"
 #include "core/train.h"

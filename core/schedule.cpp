@@ -1,6 +1,6 @@
 #include "core/schedule.h"
 
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 
 #include <algorithm>
 #include <cmath>

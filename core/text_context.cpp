@@ -5,8 +5,8 @@
 
 #include <stdexcept>
 
-#include "core/fnv1a.h"
-#include "core/safetensors.h"
+#include "io/fnv1a.h"
+#include "io/safetensors.h"
 
 namespace astraea {
 namespace {

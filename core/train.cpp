@@ -18,7 +18,7 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 #include "core/dit.h"
 #include "core/generate.h"
 #include "core/shapes_world.h"

@@ -6,7 +6,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 
 namespace astraea {
 namespace {

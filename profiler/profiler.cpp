@@ -10,7 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace astraea::profiler {
 namespace {

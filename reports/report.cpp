@@ -9,8 +9,8 @@
 #include <map>
 #include <set>
 
-#include "core/safetensors.h"
-#include "core/video_io.h"
+#include "io/safetensors.h"
+#include "io/video_io.h"
 #include "reports/embedded.h"
 
 namespace astraea::reports {

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "core/model_config.h"
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "core/weights.h"
 #include "db/store.h"
 #include "tuner/latency_model.h"

@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 #include "core/generate.h"
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "quality/scoring.h"
 
 namespace astraea::tuner {

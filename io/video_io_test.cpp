@@ -1,5 +1,5 @@
 // Built only when FFmpeg is found (ASTRAEA_HAS_FFMPEG).
-#include "core/video_io.h"
+#include "io/video_io.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "core/video_io.h"
+#include "io/video_io.h"
 
 #include "astraea/config.h"
 

@@ -1,4 +1,4 @@
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
