@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   bool verbose = false;
   app.add_flag("--verbose", verbose, "print full error details");
   astraea::app::register_generate(app);
+  astraea::app::register_methods(app);
   astraea::app::register_train(app);
   astraea::app::register_profile(app);
   astraea::app::register_sweep(app);

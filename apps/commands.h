@@ -47,6 +47,8 @@ void register_report(CLI::App& app);
 void register_tune(CLI::App& app);
 /// Adds `export` (a study's trial as a schedule file) to the app.
 void register_export(CLI::App& app);
+/// Adds `methods` (the registered acceleration methods) to the app.
+void register_methods(CLI::App& app);
 /// Adds `score` to the app.
 void register_score(CLI::App& app);
 /// Adds `sweep` to the app.

@@ -4,8 +4,8 @@
 
 #include "apps/commands.h"
 #include "apps/provenance.h"
-#include "core/schedule.h"
 #include "db/store.h"
+#include "engine/schedule.h"
 #include "tuner/study.h"
 
 namespace astraea::app {

@@ -9,9 +9,10 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/scoring.h"
-#include "core/generate.h"
+#include "engine/generate.h"
+#include "engine/methods.h"
+#include "engine/schedule.h"
 #include "io/safetensors.h"
-#include "core/schedule.h"
 #include "io/video_io.h"
 
 namespace astraea::app {
@@ -19,7 +20,7 @@ namespace {
 
 struct GenerateFlags {
   GenerateOptions o;
-  std::string out, attention = "auto", schedule, metrics, reference;
+  std::string out, attention = "auto", schedule, metrics, reference, method;
   double budget = std::nan("");  // unset
   int64_t dense_steps = 2;
   SelectionParams selection;
@@ -60,6 +61,15 @@ void run(const GenerateFlags& f) {
     o.schedule = uniform_schedule(preset.name, steps, f.budget, f.dense_steps);
     o.schedule->selection = f.selection;
   }
+  if (!f.method.empty()) {
+    try {
+      o.method = engine::make_method(f.method);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--method " + f.method + ": " + e.what());
+    }
+    if (const auto why = o.method->can_run(preset.name, steps); !why.empty())
+      throw UsageError("--method " + f.method + ": " + why);
+  }
   Progress progress("sampling", steps);
   o.on_step = [&](int64_t step, int64_t) { progress.update(step + 1); };
   const auto r = generate(o);
@@ -72,7 +82,8 @@ void run(const GenerateFlags& f) {
               static_cast<long long>(r.model_calls), r.sample_seconds,
               r.sample_seconds / static_cast<double>(std::max<int64_t>(1, r.model_calls)), r.load_seconds);
   std::printf("  weights: %s\n  text: %s\n", r.weights_source.c_str(), r.text_source.c_str());
-  if (o.schedule) {
+  if (r.method != "dense") {
+    std::printf("  method: %s %s\n", r.method.c_str(), r.method_params.dump().c_str());
     std::printf("  token-wise: %.1f%% of a dense run's block-token computations, %lld skipped steps, caches %.1f MB\n",
                 100 * r.token_share, static_cast<long long>(r.skipped_steps), r.cache_bytes / 1e6);
   }
@@ -110,10 +121,17 @@ void register_generate(CLI::App& app) {
   sub->add_option("--device", o.device, "cpu, cuda or cuda:N")->default_val("cpu");
   sub->add_option("--dtype", o.dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--attention", flags->attention, "auto, math, flash, cudnn or efficient")->default_val("auto");
-  auto* schedule = sub->add_option("--schedule", flags->schedule,
-                                   "token-budget schedule (JSON, docs/schedule.md): one budget per step");
-  sub->add_option("--budget", flags->budget, "the same token budget in [0, 1] at every step after --dense-steps")
-      ->excludes(schedule);
+  auto* method = sub->add_option(
+      "--method", flags->method,
+      "acceleration method NAME[:KEY=VALUE,...] (astraea-bench methods lists them; default dense)");
+  auto* schedule =
+      sub->add_option("--schedule", flags->schedule,
+                      "token-budget schedule (JSON, docs/schedule.md): one budget per step (ASTRAEA)")
+          ->excludes(method);
+  sub->add_option("--budget", flags->budget,
+                  "the same token budget in [0, 1] at every step after --dense-steps (ASTRAEA)")
+      ->excludes(schedule)
+      ->excludes(method);
   sub->add_option("--dense-steps", flags->dense_steps, "dense steps before --budget applies")->default_val(2);
   sub->add_option("--tile", flags->selection.tile, "with --budget: select runs of this many tokens")->default_val(1);
   sub->add_option("--min-frame-share", flags->selection.min_frame_share,

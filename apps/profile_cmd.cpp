@@ -20,11 +20,12 @@
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "core/dit.h"
-#include "core/generate.h"
 #include "core/ranges.h"
-#include "core/token_cache.h"
 #include "core/torch_compat.h"
 #include "db/store.h"
+#include "engine/generate.h"
+#include "engine/guided_step.h"
+#include "engine/methods.h"
 #include "profiler/profiler.h"
 #include "profiler/timing.h"
 #include "tuner/latency_model.h"
@@ -122,6 +123,18 @@ OrderedTiming time_until_ordered(const std::vector<profiler::Sampler>& variants,
   return result;
 }
 
+// A guided step of MODEL under ASTRAEA at budget B, its caches primed by a dense step: call it as
+// step 1 of 2 to time what a step of generate at that budget costs.
+std::unique_ptr<engine::GuidedStep> primed_step(const WanDiT& model, double b, double guidance,
+                                                const at::Tensor& x, const at::Tensor& ctx) {
+  TokenBudgetSchedule schedule;
+  schedule.model = model.config().name;
+  schedule.budgets = {1.0, b};
+  auto step = std::make_unique<engine::GuidedStep>(model, engine::make_astraea(schedule), guidance);
+  (*step)(x, {0, 2, 999.0}, ctx, ctx);
+  return step;
+}
+
 // One warning line for the budgets whose noise stayed above the target, one for those still out of
 // order: both are marked in the table, the JSON and the store.
 void warn_about(const std::vector<Row>& rows, double target) {
@@ -177,24 +190,18 @@ void run(const ProfileFlags& f) {
   auto timer = profiler::make_timer(device);
   const auto env = profiler::environment(device);
 
-  // One step: a model call per guidance branch, each with its own caches, as generate runs them.
-  // Variant 0 is the plain dense forward (no caches), then one per budget; all are timed
-  // interleaved, so that a load change on a shared machine falls on every budget alike.
-  std::vector<std::vector<TokenEngineState>> timed_states(
-      budgets.size(), std::vector<TokenEngineState>(static_cast<size_t>(calls)));
-  for (auto& per_budget : timed_states)
-    for (auto& s : per_budget) model.forward_tokenwise(x, 999.0, ctx, 1.0, {}, s);  // prime the caches
+  // One guided step as generate runs it (engine::GuidedStep: a model call per guidance branch, each
+  // with its own caches). Variant 0 is the dense method (no caches), then ASTRAEA at each budget
+  // with caches primed by a dense step; all are timed interleaved, so that a load change on a
+  // shared machine falls on every budget alike.
+  auto dense_step = std::make_unique<engine::GuidedStep>(model, engine::make_method("dense"), guidance);
+  std::vector<std::unique_ptr<engine::GuidedStep>> timed_steps;
+  for (double b : budgets) timed_steps.push_back(primed_step(model, b, guidance, x, ctx));
   std::vector<profiler::Sampler> variants;
-  variants.push_back([&] {
-    return timer->time_ms([&] {
-      for (int c = 0; c < calls; ++c) model.forward(x, 500.0, ctx);
-    });
-  });
+  variants.push_back([&] { return timer->time_ms([&] { (*dense_step)(x, {0, 1, 500.0}, ctx, ctx); }); });
   for (size_t i = 0; i < budgets.size(); ++i) {
     variants.push_back([&, i] {
-      return timer->time_ms([&] {
-        for (auto& s : timed_states[i]) model.forward_tokenwise(x, 500.0, ctx, budgets[i], {}, s);
-      });
+      return timer->time_ms([&] { (*timed_steps[i])(x, {1, 2, 500.0}, ctx, ctx); });
     });
   }
   auto label = [&](size_t v) { return v == 0 ? std::string("dense") : format_budget(budgets[v - 1]); };
@@ -215,14 +222,13 @@ void run(const ProfileFlags& f) {
   // On the CPU there is no device to trace: the pass times its ranges by the wall clock, labelled so.
   profiler::Profiler prof(device.is_cuda() ? profiler::make_cupti_source() : nullptr, [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); });
   {
-    std::vector<std::vector<TokenEngineState>> states(budgets.size(), std::vector<TokenEngineState>(static_cast<size_t>(calls)));
-    for (auto& per_budget : states)
-      for (auto& s : per_budget) model.forward_tokenwise(x, 999.0, ctx, 1.0, {}, s);
+    std::vector<std::unique_ptr<engine::GuidedStep>> steps;
+    for (double b : budgets) steps.push_back(primed_step(model, b, guidance, x, ctx));
     compat::synchronize(device);
     prof.start();
     for (size_t i = 0; i < budgets.size(); ++i) {
       const auto range = ScopedRange::step(static_cast<int64_t>(i));
-      for (auto& s : states[i]) model.forward_tokenwise(x, 500.0, ctx, budgets[i], {}, s);
+      (*steps[i])(x, {1, 2, 500.0}, ctx, ctx);
       compat::synchronize(device);
     }
   }

@@ -1,16 +1,16 @@
 #include "apps/provenance.h"
 
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <vector>
 
 #include "apps/commands.h"
+#include "engine/generate.h"
 #include "io/fnv1a.h"
-#include "core/generate.h"
 
 namespace astraea::app {
 namespace {

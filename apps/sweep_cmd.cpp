@@ -8,19 +8,19 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "apps/scoring.h"
-#include "core/generate.h"
-#include "io/safetensors.h"
-#include "core/schedule.h"
-#include "core/shapes_world.h"
 #include "astraea/config.h"
+#include "core/shapes_world.h"
 #include "db/store.h"
+#include "engine/generate.h"
+#include "engine/schedule.h"
+#include "io/safetensors.h"
 #include "profiler/timing.h"
 
 namespace astraea::app {

@@ -10,11 +10,11 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
-#include "io/atomic_file.h"
-#include "core/generate.h"
 #include "core/shapes_world.h"
-#include "core/train.h"
+#include "engine/generate.h"
+#include "io/atomic_file.h"
 #include "quality/prompt_adherence.h"
+#include "shapes/train.h"
 
 namespace astraea::app {
 namespace {

@@ -10,8 +10,8 @@
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "apps/tune_output.h"
-#include "core/generate.h"
 #include "core/shapes_world.h"
+#include "engine/generate.h"
 #include "profiler/timing.h"
 #include "tuner/tune.h"
 

@@ -9,7 +9,6 @@
 
 #include "core/attention.h"
 #include "core/model_config.h"
-#include "core/schedule.h"
 #include "core/token_cache.h"
 #include "core/weights.h"
 

@@ -19,6 +19,20 @@ struct BlockTokenCache {
   at::Tensor k, v;    ///< [N, D] keys (normed, rotated) and values, only with SelectionParams::reuse_kv
 };
 
+/// How each block picks its tokens (docs/schedule.md): score_i = w_lse * lse_i * delta_i
+/// + w_stale * exp(stale_i), top ceil(budget * N).
+struct SelectionParams {
+  double w_lse = 1.0;          ///< weight of attention log-sum-exp times input change
+  double w_stale = 0.1;        ///< weight of the staleness term
+  int64_t tile = 1;            ///< select runs of this many consecutive tokens (1: single tokens)
+  double min_frame_share = 0;  ///< every frame keeps at least this share of its tokens fresh
+  bool reuse_kv = false;       ///< unselected tokens keep cached keys and values too (two more token tensors)
+  bool operator==(const SelectionParams& o) const {
+    return w_lse == o.w_lse && w_stale == o.w_stale && tile == o.tile &&
+           min_frame_share == o.min_frame_share && reuse_kv == o.reuse_kv;
+  }
+};
+
 /// Width of the input sketch that measures how much a token's block input changed.
 constexpr int64_t kSketchDim = 8;
 

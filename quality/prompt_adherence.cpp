@@ -4,8 +4,8 @@
 
 #include <random>
 
-#include "core/generate.h"
 #include "core/shapes_world.h"
+#include "engine/generate.h"
 
 namespace astraea::quality {
 

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/generate.h"
 #include "core/shapes_world.h"
+#include "engine/generate.h"
 #include "quality/shapes_checker.h"
 
 namespace astraea::quality {

@@ -200,6 +200,35 @@ TEST_F(Cli, QueryReadsTheStoreInEveryFormatAndNeverWrites) {
   EXPECT_NE(r.out.find("n\r\n1\r\n"), std::string::npos) << r.out;  // the DELETE did nothing
 }
 
+TEST_F(Cli, MethodsByNameAndTheirShorthandsAgree) {
+  const auto r = run("methods");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("dense: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("astraea: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dense_steps      dense steps before budget applies (default 2)"), std::string::npos)
+      << r.out;
+  // --budget is ASTRAEA's shorthand: the same video, byte for byte, as --method astraea.
+  const auto by_flag = path("flag.safetensors"), by_name = path("name.safetensors"),
+             dense = path("dense.safetensors");
+  ASSERT_EQ(run(std::string(kSmall) + " --budget 0.5 --dense-steps 1 --out " + by_flag).code, 0);
+  const auto named = run(std::string(kSmall) + " --method astraea:budget=0.5,dense_steps=1 --out " + by_name);
+  ASSERT_EQ(named.code, 0) << named.out;
+  EXPECT_NE(named.out.find("method: astraea {\"budget\":0.5,\"dense_steps\":1,"), std::string::npos)
+      << named.out;
+  ASSERT_EQ(run(std::string(kSmall) + " --method dense --out " + dense).code, 0);
+  auto bytes = [](const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_EQ(bytes(by_flag), bytes(by_name));
+  EXPECT_NE(bytes(by_flag), bytes(dense));
+  expect_error(run(std::string(kSmall) + " --method teacache --out " + path("x.safetensors")), 2,
+               "--method teacache: method 'teacache' is not registered (known: dense, astraea)");
+  expect_error(run(std::string(kSmall) + " --method astraea:budget=1.5 --out " + path("x.safetensors")), 2,
+               "budget=1.5 is not a number in [0, 1]");
+  EXPECT_FALSE(fs::exists(path("x.safetensors")));
+}
+
 TEST_F(Cli, CorruptOrMisshapedWeightsAreNamed) {
   const auto out = path("x.safetensors");
   // Truncated: a valid file cut in half.

@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "engine/generate.h"
 #include "io/atomic_file.h"
-#include "core/generate.h"
 #include "io/safetensors.h"
 #include "quality/scoring.h"
 

@@ -1,4 +1,4 @@
-// Text-to-video generation: model, text context, sampler, on one device.
+// Text-to-video generation: model, text context, sampler and an acceleration method, on one device.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -12,7 +12,8 @@
 
 #include "core/attention.h"
 #include "core/model_config.h"
-#include "core/schedule.h"
+#include "engine/accelerator.h"
+#include "engine/schedule.h"
 
 namespace astraea {
 
@@ -35,7 +36,9 @@ struct GenerateOptions {
   uint64_t seed = 0;
   std::string device = "cpu", dtype;
   AttentionBackend attention = AttentionBackend::kAuto;
-  std::optional<TokenBudgetSchedule> schedule;  ///< token-wise acceleration; none: every step dense
+  std::optional<TokenBudgetSchedule> schedule;  ///< ASTRAEA's schedule (when no method is given)
+  /// The acceleration method (engine/methods.h); none: ASTRAEA with `schedule`, else dense.
+  std::shared_ptr<const engine::Accelerator> method;
   std::function<void(int64_t step, int64_t steps)> on_step;
   /// A model already loaded (its preset must be `model`, on `device`): weights, dtype and loading
   /// are skipped, so repeated runs (timing a schedule against dense) pay for the weights once.
@@ -58,9 +61,11 @@ struct GenerateResult {
   int64_t steps = 0, model_calls = 0;
   double guidance = 0, shift = 0;
   double load_seconds = 0, sample_seconds = 0;
-  double token_share = 1;     ///< block-token computations done, over a dense run's
-  int64_t cache_bytes = 0;    ///< the token-wise engine's caches (both guidance branches)
-  int64_t skipped_steps = 0;  ///< budget-0 steps
+  std::string method;            ///< the method's registered name
+  nlohmann::json method_params;  ///< and its parameters
+  double token_share = 1;        ///< block-token computations done, over a dense run's
+  int64_t cache_bytes = 0;       ///< the token-wise engine's caches (both guidance branches)
+  int64_t skipped_steps = 0;     ///< budget-0 steps
 };
 
 /// Runs one generation. Same options and seed, same output. Throws on bad input (the message

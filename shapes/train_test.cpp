@@ -1,6 +1,6 @@
 // Training on the CPU at a toy size: the loss falls, and a run stopped and resumed ends where an
 // uninterrupted run ends.
-#include "core/train.h"
+#include "shapes/train.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -46,7 +46,8 @@ TEST_F(Train, LossFallsOnTheShapesWorld) {
   auto o = toy((dir_ / "a").string());
   o.steps = 40;
   std::vector<double> losses;
-  auto r = train(o, [&](const TrainProgress& p) { losses.push_back(p.loss); }, 5);
+  auto r = train(
+      o, [&](const TrainProgress& p) { losses.push_back(p.loss); }, 5);
   ASSERT_EQ(r.steps, 40);
   ASSERT_GE(losses.size(), 8u);
   EXPECT_LT(losses.back(), 0.8 * losses.front()) << "first " << losses.front() << ", last " << losses.back();
@@ -147,7 +148,8 @@ TEST_F(Train, StartingWeightsDecideThePositionFeaturesAndAFlagMustAgree) {
     ADD_FAILURE() << "trained weights without position features as a model with them";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("--position-octaves 4 does not match " + init + ", which has 0"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   o.init.clear();  // from scratch: the flag's, else the preset's
   EXPECT_EQ(train(o, {}).weights.at("pos_embedding.weight").size(1), 24);

@@ -1,5 +1,5 @@
 // The schedule file: round trip, and every malformed case refused with the file and field named.
-#include "core/schedule.h"
+#include "engine/schedule.h"
 
 #include <gtest/gtest.h>
 
@@ -69,20 +69,22 @@ const std::string kHead = R"({"format": "astraea-schedule", "version": 1, "model
 INSTANTIATE_TEST_SUITE_P(
     Cases, MalformedSchedule,
     ::testing::Values(
-        Bad{"not_json", "{budgets: [1", "not valid JSON"},
-        Bad{"not_object", "[1, 2]", "not a JSON object"},
+        Bad{"not_json", "{budgets: [1", "not valid JSON"}, Bad{"not_object", "[1, 2]", "not a JSON object"},
         Bad{"format", R"({"format": "other", "version": 1})", "'format'"},
         Bad{"version", R"({"format": "astraea-schedule", "version": 2, "model": "tiny"})", "'version' 2"},
-        Bad{"unknown_field", kHead + R"("steps": 3, "budgets": [1, 1, 1], "speed": 2})", "unknown field 'speed'"},
+        Bad{"unknown_field", kHead + R"("steps": 3, "budgets": [1, 1, 1], "speed": 2})",
+            "unknown field 'speed'"},
         Bad{"steps_mismatch", kHead + R"("steps": 4, "budgets": [1, 1, 1]})", "'budgets' has 3"},
         Bad{"run_steps", kHead + R"("steps": 2, "budgets": [1, 1]})", "the run has 3"},
         Bad{"above_one", kHead + R"("steps": 3, "budgets": [1, 1.5, 1]})", "budgets[1]"},
         Bad{"negative", kHead + R"("steps": 3, "budgets": [1, -0.1, 1]})", "budgets[1]"},
         Bad{"nan", kHead + R"("steps": 3, "budgets": [1, null, 1]})", "budgets[1] = null"},
         Bad{"first_zero", kHead + R"("steps": 3, "budgets": [0, 1, 1]})", "budgets[0] is 0"},
-        Bad{"wrong_model", R"({"format": "astraea-schedule", "version": 1, "model": "wan2.1-1.3b", "steps": 3, "budgets": [1, 1, 1]})",
+        Bad{"wrong_model",
+            R"({"format": "astraea-schedule", "version": 1, "model": "wan2.1-1.3b", "steps": 3, "budgets": [1, 1, 1]})",
             "for model 'wan2.1-1.3b'"},
-        Bad{"tile", kHead + R"("steps": 3, "budgets": [1, 1, 1], "selection": {"tile": 0}})", "'selection.tile'"},
+        Bad{"tile", kHead + R"("steps": 3, "budgets": [1, 1, 1], "selection": {"tile": 0}})",
+            "'selection.tile'"},
         Bad{"selection_field", kHead + R"("steps": 3, "budgets": [1, 1, 1], "selection": {"w_x": 1}})",
             "unknown field 'selection.w_x'"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });

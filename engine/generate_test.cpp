@@ -1,5 +1,5 @@
 // End to end on the CPU: the tiny preset generates deterministically by seed.
-#include "core/generate.h"
+#include "engine/generate.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "core/generate.h"
+#include "engine/generate.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -9,11 +9,13 @@
 
 #include "core/dit.h"
 #include "core/ranges.h"
-#include "core/schedule.h"
 #include "core/sampler.h"
 #include "core/text_context.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
+#include "engine/guided_step.h"
+#include "engine/methods.h"
+#include "engine/schedule.h"
 
 namespace astraea {
 namespace {
@@ -79,9 +81,10 @@ std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
   } else {
     const std::string path = weights_file(o);
     if (path.empty()) {
-      throw std::runtime_error("--model " + c.name + " has no shipped weights in this checkout (" +
-                               (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
-                               "); pass --weights FILE or --weights random");
+      throw std::runtime_error(
+          "--model " + c.name + " has no shipped weights in this checkout (" +
+          (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
+          "); pass --weights FILE or --weights random");
     }
     c = config_for_weights(c, path);
     weights = load_weights(path, c, device, dtype);
@@ -93,13 +96,17 @@ GenerateResult generate(const GenerateOptions& o) {
   GenerateResult r;
   r.config = model_preset(o.model);
   const auto& c = r.config;
-  r.shape = video_shape(c, o.frames ? o.frames : c.default_frames,
-                        o.height ? o.height : c.default_height, o.width ? o.width : c.default_width);
+  r.shape = video_shape(c, o.frames ? o.frames : c.default_frames, o.height ? o.height : c.default_height,
+                        o.width ? o.width : c.default_width);
   r.steps = o.steps ? o.steps : c.default_steps;
   r.guidance = o.guidance >= 0 ? o.guidance : c.default_guidance;
   r.shift = o.shift > 0 ? o.shift : c.default_shift;
   const auto sigmas = flow_sigmas(r.steps, r.shift);
   if (o.schedule) validate_schedule(*o.schedule, "--schedule", c.name, r.steps);  // before any loading
+  if (o.method) {
+    const auto why = o.method->can_run(c.name, r.steps);
+    if (!why.empty()) throw std::invalid_argument("method " + o.method->name() + ": " + why);
+  }
   const auto device = parse_device(o.device);
   set_default_gpu_attention(o.attention);
 
@@ -113,7 +120,8 @@ GenerateResult generate(const GenerateOptions& o) {
     r.weights_source = "already loaded";
   } else {
     loaded = load_model(o);
-    r.weights_source = o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
+    r.weights_source =
+        o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   }
   const WanDiT& model = *loaded;
   auto text = text_contexts(model, o.prompt, o.context_file);
@@ -125,36 +133,28 @@ GenerateResult generate(const GenerateOptions& o) {
   // Noise is drawn on the CPU so that a seed gives the same start on every device.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   auto noise = at::randn({c.in_channels, r.shape.latent_f, r.shape.latent_h, r.shape.latent_w}, gen);
-  const bool guided = r.guidance != 1.0;
-  TokenEngineState cond_state, uncond_state;  // one cache per guidance branch
-  at::Tensor last_velocity;
-  auto call = [&](const at::Tensor& xt, double t, const at::Tensor& ctx, TokenEngineState& state, double budget) {
-    ++r.model_calls;
-    return o.schedule ? model.forward_tokenwise(xt, t, ctx, budget, o.schedule->selection, state)
-                      : model.forward(xt, t, ctx);
-  };
+  // The method: --method, else ASTRAEA with the schedule (--budget, --schedule), else dense.
+  const auto method = o.method     ? o.method
+                      : o.schedule ? engine::make_astraea(*o.schedule)
+                                   : engine::make_method("dense");
+  r.method = method->name();
+  r.method_params = method->params();
+  engine::GuidedStep guided_step(model, method, r.guidance);
   const auto t_sample = std::chrono::steady_clock::now();
   auto x = sample_euler(
       noise.to(device), sigmas,
       [&](const at::Tensor& xt, double sigma, int64_t step) {
         const auto range = ScopedRange::step(step);
-        const double budget = o.schedule ? o.schedule->budgets[static_cast<size_t>(step)] : 1.0;
-        if (budget == 0.0) {  // skip the step: reuse the last (guided) model output
-          ++r.skipped_steps;
-          return last_velocity;
-        }
-        auto v = call(xt, 1000.0 * sigma, cond, cond_state, budget);
-        if (guided) v = classifier_free_guidance(v, call(xt, 1000.0 * sigma, uncond, uncond_state, budget), r.guidance);
-        last_velocity = v;
-        return v;
+        return guided_step(xt, {step, r.steps, 1000.0 * sigma}, cond, uncond);
       },
       o.on_step);
-  if (o.schedule) {
-    // Against a dense run of every step (skipped steps count as computing nothing).
-    const double dense = static_cast<double>(r.steps * (guided ? 2 : 1) * c.layers * r.shape.tokens());
-    r.token_share = static_cast<double>(cond_state.computed_tokens + uncond_state.computed_tokens) / dense;
-    r.cache_bytes = cond_state.bytes() + uncond_state.bytes();
-  }
+  r.model_calls = guided_step.model_calls();
+  r.skipped_steps = guided_step.skipped_steps();
+  // Against a dense run of every step (skipped steps count as computing nothing).
+  const double dense =
+      static_cast<double>(r.steps * (guided_step.guided() ? 2 : 1) * c.layers * r.shape.tokens());
+  r.token_share = static_cast<double>(guided_step.computed_tokens()) / dense;
+  r.cache_bytes = guided_step.cache_bytes();
   compat::synchronize(device);
   r.sample_seconds = seconds_since(t_sample);
 

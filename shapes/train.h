@@ -24,17 +24,18 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
 
 struct TrainOptions {
   std::string model = "tiny";
-  uint64_t seed = 0;       ///< initial weights and noise
-  std::string init;        ///< start from these weights instead of random ones (ignored when resuming)
-  uint64_t data_seed = 1;  ///< the clips: step s always sees the same batch
-  int64_t steps = 2000;    ///< schedule length
-  double time_limit_s = 0; ///< also ends training, decaying the schedule by elapsed time (0: none)
+  uint64_t seed = 0;        ///< initial weights and noise
+  std::string init;         ///< start from these weights instead of random ones (ignored when resuming)
+  uint64_t data_seed = 1;   ///< the clips: step s always sees the same batch
+  int64_t steps = 2000;     ///< schedule length
+  double time_limit_s = 0;  ///< also ends training, decaying the schedule by elapsed time (0: none)
   std::vector<TrainSize> sizes{TrainSize{}};  ///< cycled step by step
   double lr = 5e-4, min_lr_ratio = 0.05, weight_decay = 0.01, grad_clip = 1.0;
   int64_t warmup = 100;
-  double ema = 0.999;            ///< EMA decay (0: no EMA)
-  double null_prompt_prob = 0.1; ///< prompt dropout, for classifier-free guidance
-  double noise_shift = 0;        ///< shift of the logit-normal noise levels (0: the preset's sampling shift; 1: none)
+  double ema = 0.999;             ///< EMA decay (0: no EMA)
+  double null_prompt_prob = 0.1;  ///< prompt dropout, for classifier-free guidance
+  double noise_shift =
+      0;  ///< shift of the logit-normal noise levels (0: the preset's sampling shift; 1: none)
   /// Weight of the direction contrast (0: off). Clips with a moving object, at noise levels of at
   /// least `contrast_min_sigma`, are also denoised under their time-reversed prompt (left and right
   /// swapped, up and down swapped), and a hinge asks that prompt's loss to exceed the true one's by
@@ -46,9 +47,9 @@ struct TrainOptions {
   /// from (checkpoint or `init`), else the preset's. Otherwise it must match the weights started from.
   int64_t position_octaves = -1;
   std::string device = "cpu";
-  std::string checkpoint_dir;    ///< checkpoints here, and resume from here if one exists
+  std::string checkpoint_dir;  ///< checkpoints here, and resume from here if one exists
   int64_t checkpoint_every = 500;
-  int64_t stop_after = 0;        ///< end this run after this many steps, checkpointed (0: run to the end)
+  int64_t stop_after = 0;  ///< end this run after this many steps, checkpointed (0: run to the end)
 };
 
 struct TrainProgress {
@@ -64,10 +65,10 @@ struct TrainResult {
   /// Where a step's time goes, in ms: the mean over one step of every logging interval, timed by
   /// waiting for the device at each phase's end (data, forward, backward, optimizer, ema).
   std::vector<std::pair<std::string, double>> step_ms;
-  Weights weights;                                     ///< final (EMA if on) weights, float32, CPU
+  Weights weights;  ///< final (EMA if on) weights, float32, CPU
   std::string device_name;
   int64_t position_octaves = 0;  ///< of the trained model: the flag's, the starting weights', or the preset's
-  double noise_shift = 1;        ///< the shift its noise levels were drawn with: the option's, or the preset's
+  double noise_shift = 1;  ///< the shift its noise levels were drawn with: the option's, or the preset's
 };
 
 /// The mean loss over the last `steps` steps of a run (all of them, if fewer), from `curve`'s interval

@@ -1,11 +1,11 @@
-#include "core/train.h"
+#include "shapes/train.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
-#include <torch/types.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
+#include <torch/types.h>
 
 #include <chrono>
 #include <cmath>
@@ -18,11 +18,11 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "io/atomic_file.h"
 #include "core/dit.h"
-#include "core/generate.h"
 #include "core/shapes_world.h"
 #include "core/torch_compat.h"
+#include "engine/generate.h"
+#include "io/atomic_file.h"
 
 namespace astraea {
 namespace {
@@ -30,7 +30,8 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-uint64_t mix(uint64_t a, uint64_t b) {  // splitmix64 of a combination: independent streams per (seed, step, item)
+uint64_t mix(uint64_t a,
+             uint64_t b) {  // splitmix64 of a combination: independent streams per (seed, step, item)
   uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -49,8 +50,8 @@ struct Batch {
 // same data. Built on a worker thread while the device trains on the previous batch; the noise is
 // drawn here too, clip by clip in parallel (drawing it in one call on the training thread cost
 // about as much as the step itself). `pinned` page-locks the tensors for asynchronous copies.
-Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed, int64_t step, double null_prompt_prob,
-                 double noise_shift, bool pinned) {
+Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed, int64_t step,
+                 double null_prompt_prob, double noise_shift, bool pinned) {
   Batch b;
   const auto options = at::TensorOptions().pinned_memory(pinned);
   b.x0 = at::empty({size.batch, 3, size.frames, size.height, size.width}, options);
@@ -60,7 +61,8 @@ Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed,
   b.reversed.resize(static_cast<size_t>(size.batch));
   at::parallel_for(0, size.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(mix(noise_seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(i)));
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(
+          mix(mix(noise_seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(i)));
       b.noise[i].normal_(0.0, 1.0, gen);
       // The sampler spends half its steps above sigma 0.75 with shift 3, where a clip's layout and
       // motion are decided; plain logit-normal levels put 13% of the training there, shifted 50%.
@@ -84,7 +86,8 @@ Batch make_batch(const TrainSize& size, uint64_t data_seed, uint64_t noise_seed,
 
 // The rows of BATCH that the direction contrast uses (an object moves, the prompt was kept, the
 // noise level is at least MIN_SIGMA) and their time-reversed prompts.
-std::pair<std::vector<int64_t>, std::vector<std::string>> contrast_rows(const Batch& batch, double min_sigma) {
+std::pair<std::vector<int64_t>, std::vector<std::string>> contrast_rows(const Batch& batch,
+                                                                        double min_sigma) {
   std::vector<int64_t> rows;
   std::vector<std::string> prompts;
   const auto sigma = batch.sigma.accessor<float, 1>();
@@ -105,7 +108,8 @@ Objective training_objective(const WanDiT& model, const at::Tensor& xt, const at
     throw std::invalid_argument("training_objective: one reversed prompt per contrast row");
   const int64_t bsz = xt.size(0);
   if (weight <= 0 || contrast_rows.empty()) {
-    const auto pred = model.forward_batch(xt, sigma * 1000.0, model.embed_context(model.encode_prompts(prompts)));
+    const auto pred =
+        model.forward_batch(xt, sigma * 1000.0, model.embed_context(model.encode_prompts(prompts)));
     auto loss = at::mse_loss(pred, target);
     return {loss, loss};
   }
@@ -174,14 +178,17 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
     const size_t colon = item.find(':');
     char tail;
     long long b = 0;
-    bool ok = colon != std::string::npos && std::sscanf(item.c_str() + colon + 1, "%lld%c", &b, &tail) == 1 && b >= 1;
+    bool ok = colon != std::string::npos && std::sscanf(item.c_str() + colon + 1, "%lld%c", &b, &tail) == 1 &&
+              b >= 1;
     VideoSize size;
     try {
       if (ok) size = parse_video_size(item.substr(0, colon), flag);
     } catch (const std::invalid_argument&) {
       ok = false;  // named below, with the batch
     }
-    if (!ok) throw std::invalid_argument(flag + " '" + item + "' is not FRAMESxHEIGHTxWIDTH:BATCH (e.g. 8x32x48:32)");
+    if (!ok)
+      throw std::invalid_argument(flag + " '" + item +
+                                  "' is not FRAMESxHEIGHTxWIDTH:BATCH (e.g. 8x32x48:32)");
     TrainSize s;
     s.frames = size.frames;
     s.height = size.height;
@@ -204,9 +211,14 @@ std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProb
     const shapes::Prompt reversed = shapes::time_reversed(prompt);
     if (reversed == prompt) continue;  // nothing moves: no direction to tell
     auto rgb = shapes::render_clip(shapes::layout_clip(prompt, seed, static_cast<int>(probe.frames),
-                                                       static_cast<int>(probe.height), static_cast<int>(probe.width)));
+                                                       static_cast<int>(probe.height),
+                                                       static_cast<int>(probe.width)));
     const auto x0 = at::from_blob(rgb.data(), {probe.frames, probe.height, probe.width, 3})
-                        .permute({3, 0, 1, 2}).mul(2.0).sub(1.0).contiguous().to(device);
+                        .permute({3, 0, 1, 2})
+                        .mul(2.0)
+                        .sub(1.0)
+                        .contiguous()
+                        .to(device);
     const auto noise = at::randn(x0.sizes(), at::make_generator<at::CPUGeneratorImpl>(seed)).to(device);
     const auto own = model.embed_context(model.encode_prompt(shapes::to_text(prompt)));
     const auto other = model.embed_context(model.encode_prompt(shapes::to_text(reversed)));
@@ -247,13 +259,14 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   if (!start.empty()) {
     const int64_t in_file = config_for_weights(config, start).position_octaves;
     if (o.position_octaves >= 0 && o.position_octaves != in_file) {
-      throw std::invalid_argument("--position-octaves " + std::to_string(o.position_octaves) + " does not match " +
-                                  start + ", which has " + std::to_string(in_file));
+      throw std::invalid_argument("--position-octaves " + std::to_string(o.position_octaves) +
+                                  " does not match " + start + ", which has " + std::to_string(in_file));
     }
     config.position_octaves = in_file;
   }
   if (config.text_vocab == 0) {
-    throw std::invalid_argument("--model " + o.model + " has no text encoder of its own to train on the shapes world");
+    throw std::invalid_argument("--model " + o.model +
+                                " has no text encoder of its own to train on the shapes world");
   }
   if (o.steps < 1) throw std::invalid_argument("--steps must be at least 1");
   if (o.sizes.empty()) throw std::invalid_argument("--sizes must name at least one clip size");
@@ -271,18 +284,20 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
 
   // Master weights in float32 on the device; matrix products run in `compute`.
   WanDiT model(config,
-               resume             ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
+               resume ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
                : o.init.empty() ? random_weights(config, o.seed, device, at::kFloat)
-                                  : load_weights(o.init, config, device, at::kFloat),
+                                : load_weights(o.init, config, device, at::kFloat),
                compute);
   auto params = model.parameters();
   for (auto& p : params) p.requires_grad_(true);
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.99}));
+  torch::optim::AdamW optimizer(
+      params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.99}));
   std::vector<at::Tensor> ema;
   {
     at::NoGradGuard no_grad;
     if (o.ema > 0 && resume && fs::exists(dir / "ema.safetensors")) {
-      WanDiT ema_model(config, load_weights((dir / "ema.safetensors").string(), config, device, at::kFloat), compute);
+      WanDiT ema_model(config, load_weights((dir / "ema.safetensors").string(), config, device, at::kFloat),
+                       compute);
       ema = ema_model.parameters();
     } else if (o.ema > 0) {
       for (const auto& p : params) ema.push_back(p.detach().clone());
@@ -294,7 +309,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     torch::load(optimizer, (dir / "optimizer.pt").string());
     step = state.at("step").get<int64_t>();
     elapsed_before = state.at("elapsed_s").get<double>();
-    for (const auto& p : state.at("loss_curve")) result.loss_curve.emplace_back(p[0].get<int64_t>(), p[1].get<double>());
+    for (const auto& p : state.at("loss_curve"))
+      result.loss_curve.emplace_back(p[0].get<int64_t>(), p[1].get<double>());
     result.resumed_at = step;
   }
 
@@ -310,8 +326,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     }
     torch::save(optimizer, (dir / "optimizer.pt.tmp").string());
     fs::rename(dir / "optimizer.pt.tmp", dir / "optimizer.pt");
-    nlohmann::json s{{"step", step}, {"elapsed_s", elapsed}, {"loss_curve", result.loss_curve},
-                     {"model", o.model}, {"seed", o.seed}, {"data_seed", o.data_seed}, {"steps", o.steps}};
+    nlohmann::json s{{"step", step},     {"elapsed_s", elapsed}, {"loss_curve", result.loss_curve},
+                     {"model", o.model}, {"seed", o.seed},       {"data_seed", o.data_seed},
+                     {"steps", o.steps}};
     write_json_atomically(dir / "state.json", s);  // written last: it marks the checkpoint complete
   };
 
@@ -347,9 +364,11 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     };
     if (timed) compat::synchronize(device), phase_start = Clock::now();
     const double f = fraction(step);
-    const double warm = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.warmup)));
+    const double warm =
+        std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.warmup)));
     const double lr = o.lr * warm * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * f)));
-    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    for (auto& group : optimizer.param_groups())
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
     Batch batch = next.get();
     next = batch_for(step + 1);
@@ -375,7 +394,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
     end_phase(3);
     if (!ema.empty()) {
       at::NoGradGuard no_grad;
-      const double d = std::min(o.ema, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+      const double d =
+          std::min(o.ema, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
       for (size_t i = 0; i < ema.size(); ++i) ema[i].mul_(d).add_(params[i].detach(), 1 - d);
     }
     end_phase(4);
@@ -396,7 +416,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   }
   next.wait();
   if (timed_steps > 0) {
-    for (int i = 0; i < 5; ++i) result.step_ms.emplace_back(phases[i], phase_sum[i] / static_cast<double>(timed_steps));
+    for (int i = 0; i < 5; ++i)
+      result.step_ms.emplace_back(phases[i], phase_sum[i] / static_cast<double>(timed_steps));
   }
   result.steps = step;
   result.wall_s = elapsed();

@@ -1,6 +1,4 @@
-#include "core/schedule.h"
-
-#include "io/atomic_file.h"
+#include "engine/schedule.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <stdexcept>
+
+#include "io/atomic_file.h"
 
 namespace astraea {
 namespace {
@@ -34,10 +34,13 @@ void only_fields(const json& j, const std::vector<std::string>& known, const std
 }  // namespace
 
 double TokenBudgetSchedule::compute_share() const {
-  return budgets.empty() ? 0.0 : std::accumulate(budgets.begin(), budgets.end(), 0.0) / static_cast<double>(budgets.size());
+  return budgets.empty()
+             ? 0.0
+             : std::accumulate(budgets.begin(), budgets.end(), 0.0) / static_cast<double>(budgets.size());
 }
 
-TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget, int64_t dense_steps) {
+TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget,
+                                     int64_t dense_steps) {
   if (!(budget >= 0.0 && budget <= 1.0)) {
     throw std::invalid_argument("--budget " + std::to_string(budget) + " is not in [0, 1]");
   }
@@ -49,8 +52,8 @@ TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, do
   s.model = model;
   s.budgets.assign(static_cast<size_t>(steps), budget);
   std::fill(s.budgets.begin(), s.budgets.begin() + dense_steps, 1.0);
-  s.provenance["source"] = "uniform budget " + std::to_string(budget) + " after " + std::to_string(dense_steps) +
-                           " dense steps";
+  s.provenance["source"] =
+      "uniform budget " + std::to_string(budget) + " after " + std::to_string(dense_steps) + " dense steps";
   return s;
 }
 
@@ -63,7 +66,8 @@ void validate_schedule(const TokenBudgetSchedule& s, const std::string& where, c
       fail(where, "budgets[" + std::to_string(i) + "] = " + std::to_string(b) + " is not in [0, 1]");
     }
   }
-  if (s.budgets.front() == 0.0) fail(where, "budgets[0] is 0, but the first step has no earlier output to reuse");
+  if (s.budgets.front() == 0.0)
+    fail(where, "budgets[0] is 0, but the first step has no earlier output to reuse");
   if (!model.empty() && s.model != model) {
     fail(where, "schedule is for model '" + s.model + "', not '" + model + "'");
   }
@@ -107,18 +111,22 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   }
   if (!j.contains("steps") || !j["steps"].is_number_integer()) fail(path, "'steps' must be an integer");
   if (j["steps"].get<int64_t>() != s.steps()) {
-    fail(path, "'steps' is " + j["steps"].dump() + " but 'budgets' has " + std::to_string(s.steps()) + " entries");
+    fail(path,
+         "'steps' is " + j["steps"].dump() + " but 'budgets' has " + std::to_string(s.steps()) + " entries");
   }
   if (j.contains("selection")) {
     const auto& sel = j["selection"];
     if (!sel.is_object()) fail(path, "'selection' must be an object");
     only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share", "reuse_kv"}, path, "selection.");
-    if (sel.contains("reuse_kv") && !sel["reuse_kv"].is_boolean()) fail(path, "'selection.reuse_kv' must be true or false");
+    if (sel.contains("reuse_kv") && !sel["reuse_kv"].is_boolean())
+      fail(path, "'selection.reuse_kv' must be true or false");
     s.selection.reuse_kv = sel.value("reuse_kv", false);
     for (const char* k : {"w_lse", "w_stale", "min_frame_share"}) {
-      if (sel.contains(k) && !sel[k].is_number()) fail(path, std::string("'selection.") + k + "' must be a number");
+      if (sel.contains(k) && !sel[k].is_number())
+        fail(path, std::string("'selection.") + k + "' must be a number");
     }
-    if (sel.contains("tile") && !sel["tile"].is_number_integer()) fail(path, "'selection.tile' must be an integer");
+    if (sel.contains("tile") && !sel["tile"].is_number_integer())
+      fail(path, "'selection.tile' must be an integer");
     s.selection.w_lse = sel.value("w_lse", s.selection.w_lse);
     s.selection.w_stale = sel.value("w_stale", s.selection.w_stale);
     s.selection.tile = sel.value("tile", s.selection.tile);

@@ -1,4 +1,5 @@
-// Per-step token budgets and the selection parameters: what the engine runs and the tuner exports.
+// Per-step token budgets (and the selection parameters, core/token_cache.h): the ASTRAEA method's
+// schedule, what the tuner exports, and its file format.
 #pragma once
 
 #include <cstdint>
@@ -6,27 +7,15 @@
 #include <string>
 #include <vector>
 
-namespace astraea {
+#include "core/token_cache.h"
 
-/// How each block picks its tokens (docs/schedule.md): score_i = w_lse * lse_i * delta_i
-/// + w_stale * exp(stale_i), top ceil(budget * N).
-struct SelectionParams {
-  double w_lse = 1.0;           ///< weight of attention log-sum-exp times input change
-  double w_stale = 0.1;         ///< weight of the staleness term
-  int64_t tile = 1;             ///< select runs of this many consecutive tokens (1: single tokens)
-  double min_frame_share = 0;   ///< every frame keeps at least this share of its tokens fresh
-  bool reuse_kv = false;        ///< unselected tokens keep cached keys and values too (two more token tensors)
-  bool operator==(const SelectionParams& o) const {
-    return w_lse == o.w_lse && w_stale == o.w_stale && tile == o.tile && min_frame_share == o.min_frame_share &&
-           reuse_kv == o.reuse_kv;
-  }
-};
+namespace astraea {
 
 /// One budget in [0, 1] per sampling step: 1 computes every token, 0 skips the step (the last
 /// model output is reused), anything between computes that share of tokens in every block.
 struct TokenBudgetSchedule {
-  std::string model;             ///< preset it was made for
-  std::vector<double> budgets;   ///< one per step
+  std::string model;            ///< preset it was made for
+  std::vector<double> budgets;  ///< one per step
   SelectionParams selection;
   std::map<std::string, std::string> provenance;  ///< free-form: study, trial, card, ...
 
@@ -36,7 +25,8 @@ struct TokenBudgetSchedule {
 };
 
 /// `budget` at every step after `dense_steps` dense ones (--budget B, --dense-steps K).
-TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget, int64_t dense_steps);
+TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget,
+                                     int64_t dense_steps);
 
 /// Reads a schedule file (format "astraea-schedule", version 1). Throws std::runtime_error
 /// naming the file and field: malformed JSON, wrong format or version, a budget outside [0, 1]
@@ -50,7 +40,7 @@ std::string write_schedule(const std::string& path, const TokenBudgetSchedule& s
 std::string schedule_json(const TokenBudgetSchedule& schedule);
 
 /// Checks a schedule in memory (same rules as read_schedule); `where` prefixes the message.
-void validate_schedule(const TokenBudgetSchedule& schedule, const std::string& where, const std::string& model = "",
-                       int64_t steps = 0);
+void validate_schedule(const TokenBudgetSchedule& schedule, const std::string& where,
+                       const std::string& model = "", int64_t steps = 0);
 
 }  // namespace astraea

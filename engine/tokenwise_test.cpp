@@ -7,8 +7,8 @@
 
 #include "core/block_ops.h"
 #include "core/dit.h"
-#include "core/generate.h"
 #include "core/torch_compat.h"
+#include "engine/generate.h"
 
 namespace astraea {
 namespace {
@@ -90,7 +90,8 @@ TEST(TokenEngine, TilesSelectWholeRunsOfTokens) {
   f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
   SelectionParams sel;
   sel.tile = 8;
-  f.model.forward_tokenwise(f.x + 0.05 * at::randn_like(f.x), 650.0, f.ctx, 0.3, sel, state);  // 20 tokens -> 3 tiles
+  f.model.forward_tokenwise(f.x + 0.05 * at::randn_like(f.x), 650.0, f.ctx, 0.3, sel,
+                            state);  // 20 tokens -> 3 tiles
   for (const auto& b : state.blocks) {
     auto fresh = b.stale.eq(0).view({8, 8});  // 64 tokens as 8 tiles of 8
     auto per_tile = fresh.sum(1);
@@ -121,7 +122,7 @@ TEST(TokenEngine, EveryFrameKeepsItsMinimumShare) {
   // Make frame 0 the stalest by far: without a floor it would take the whole budget.
   for (auto& b : state.blocks) b.stale.narrow(0, 0, 16).fill_(5.0);
   SelectionParams sel{0.0, 1.0};
-  sel.min_frame_share = 0.25;  // 4 of each frame's 16 tokens
+  sel.min_frame_share = 0.25;                                      // 4 of each frame's 16 tokens
   f.model.forward_tokenwise(f.x, 650.0, f.ctx, 0.25, sel, state);  // 16 tokens in all
   auto fresh = state.blocks[0].stale.eq(0).view({4, 16}).sum(1);
   for (int64_t fr = 0; fr < 4; ++fr) EXPECT_EQ(fresh[fr].item<int64_t>(), 4) << "frame " << fr;
@@ -135,7 +136,8 @@ TEST(TokenEngine, ReusedKeysAndValuesMatchRecomputedOnesWhenAllTokensAreSelected
   TokenEngineState plain_state, reuse_state;
   f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, plain_state);
   f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, reuse, reuse_state);
-  EXPECT_EQ(reuse_state.bytes() - plain_state.bytes(), f.c.layers * 2 * 64 * f.c.dim * 4);  // k and v per block
+  EXPECT_EQ(reuse_state.bytes() - plain_state.bytes(),
+            f.c.layers * 2 * 64 * f.c.dim * 4);  // k and v per block
   // 0.999 of 64 tokens rounds up to all of them: the sparse path with fresh keys and values everywhere.
   auto plain = f.model.forward_tokenwise(x2, 650.0, f.ctx, 0.999, {}, plain_state);
   auto reused = f.model.forward_tokenwise(x2, 650.0, f.ctx, 0.999, reuse, reuse_state);

@@ -1,0 +1,61 @@
+// How one denoising step is computed: the seam every acceleration method plugs into (dense,
+// ASTRAEA's token-wise engine, and the peers), after ggml's backend interface: a few calls, a
+// registry by name (engine/methods.h), and callers that never name a concrete method.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace astraea {
+class WanDiT;
+}
+
+namespace astraea::engine {
+
+/// Where a model call stands in the sampling loop.
+struct CallInfo {
+  int64_t step = 0;     ///< 0-based
+  int64_t steps = 0;    ///< of the whole run
+  double timestep = 0;  ///< the model's timestep, 0..1000
+};
+
+/// What one guidance branch keeps between steps under a method (its caches), and what it did.
+class BranchState {
+ public:
+  virtual ~BranchState() = default;
+  /// Block-token computations done so far (a dense call does layers x tokens of them).
+  virtual int64_t computed_tokens() const { return computed_tokens_; }
+  /// Bytes of the branch's caches.
+  virtual int64_t bytes() const { return 0; }
+
+ protected:
+  int64_t computed_tokens_ = 0;
+};
+
+/// An acceleration method, configured. Stateless between runs: each run asks for fresh branch
+/// state, so one instance serves every run (and every thread) at once.
+class Accelerator {
+ public:
+  virtual ~Accelerator() = default;
+  /// The registered name ("dense", "astraea", ...).
+  virtual std::string name() const = 0;
+  /// The parameters this instance runs with, as runs record them.
+  virtual nlohmann::json params() const = 0;
+  /// Whether it can run STEPS steps of the preset MODEL: "" if so, else why not, naming the
+  /// parameter. A tuner rejects a candidate with it before launching anything.
+  virtual std::string can_run(const std::string& model, int64_t steps) const = 0;
+  /// Fresh state for one guidance branch.
+  virtual std::unique_ptr<BranchState> new_branch() const = 0;
+  /// Whether CALL's whole step is skipped: no model call on any branch, the last guided output
+  /// reused.
+  virtual bool skips(const CallInfo& call) const = 0;
+  /// One model call on BRANCH: the velocity for LATENTS [C, F, H, W] given the embedded CONTEXT.
+  virtual at::Tensor call(const WanDiT& model, const at::Tensor& latents, const CallInfo& call,
+                          const at::Tensor& context, BranchState& branch) const = 0;
+};
+
+}  // namespace astraea::engine

@@ -1,0 +1,44 @@
+// One guided denoising step: the conditional and the unconditional model call, each on its own
+// branch state under the method, then classifier-free guidance. generate, profile, the
+// benchmarks and the tuner all step through it.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+
+#include "engine/accelerator.h"
+
+namespace astraea::engine {
+
+class GuidedStep {
+ public:
+  /// Steps MODEL under METHOD with guidance scale GUIDANCE (1: one call a step, no uncond branch).
+  GuidedStep(const WanDiT& model, std::shared_ptr<const Accelerator> method, double guidance);
+
+  /// The guided velocity at LATENTS for CALL, given the embedded COND and UNCOND contexts. A step
+  /// the method skips returns the last step's velocity without a model call.
+  at::Tensor operator()(const at::Tensor& latents, const CallInfo& call, const at::Tensor& cond,
+                        const at::Tensor& uncond);
+
+  const Accelerator& method() const { return *method_; }
+  bool guided() const { return guidance_ != 1.0; }
+  int64_t model_calls() const { return model_calls_; }
+  int64_t skipped_steps() const { return skipped_steps_; }
+  /// Block-token computations of both branches so far.
+  int64_t computed_tokens() const;
+  /// Bytes of both branches' caches.
+  int64_t cache_bytes() const;
+
+ private:
+  const WanDiT& model_;
+  std::shared_ptr<const Accelerator> method_;
+  double guidance_;
+  std::array<std::unique_ptr<BranchState>, 2> branches_;  // cond, uncond
+  at::Tensor last_;
+  int64_t model_calls_ = 0, skipped_steps_ = 0;
+};
+
+}  // namespace astraea::engine

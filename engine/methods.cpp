@@ -1,0 +1,79 @@
+#include "engine/methods.h"
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace astraea::engine {
+
+const std::vector<MethodInfo>& methods() {
+  // The registration table: a new method is one file and one line here.
+  static const std::vector<MethodInfo> table = {
+      dense_method(),
+      astraea_method(),
+  };
+  return table;
+}
+
+const MethodInfo& method_info(const std::string& name) {
+  std::string known;
+  for (const auto& m : methods()) {
+    if (m.name == name) return m;
+    known += (known.empty() ? "" : ", ") + m.name;
+  }
+  throw std::invalid_argument("method '" + name + "' is not registered (known: " + known + ")");
+}
+
+std::shared_ptr<const Accelerator> make_method(const std::string& spec) {
+  const auto colon = spec.find(':');
+  const auto& info = method_info(spec.substr(0, colon));
+  MethodParams params;
+  if (colon != std::string::npos) {
+    size_t begin = colon + 1;
+    while (begin <= spec.size()) {
+      const size_t end = std::min(spec.find(',', begin), spec.size());
+      const std::string item = spec.substr(begin, end - begin);
+      const auto eq = item.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw std::invalid_argument("method " + info.name + ": '" + item + "' is not KEY=VALUE");
+      }
+      const std::string key = item.substr(0, eq);
+      bool known = false;
+      std::string names;
+      for (const auto& k : info.knobs) {
+        known = known || k.name == key;
+        names += (names.empty() ? "" : ", ") + k.name;
+      }
+      if (!known) {
+        throw std::invalid_argument("method " + info.name + " has no parameter '" + key +
+                                    "' (it takes: " + (names.empty() ? std::string("none") : names) + ")");
+      }
+      if (!params.emplace(key, item.substr(eq + 1)).second) {
+        throw std::invalid_argument("method " + info.name + ": parameter '" + key + "' given twice");
+      }
+      begin = end + 1;
+    }
+  }
+  return info.make(params);
+}
+
+double number_param(const MethodParams& params, const std::string& key, double fallback, double lo,
+                    double hi) {
+  const auto it = params.find(key);
+  if (it == params.end()) return fallback;
+  size_t used = 0;
+  double v = NAN;
+  try {
+    v = std::stod(it->second, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != it->second.size() || !(v >= lo && v <= hi)) {
+    char range[64];
+    std::snprintf(range, sizeof range, "[%g, %g]", lo, hi);
+    throw std::invalid_argument("parameter " + key + "=" + it->second + " is not a number in " + range);
+  }
+  return v;
+}
+
+}  // namespace astraea::engine

@@ -1,0 +1,54 @@
+// The registry of acceleration methods: every method is one file in engine/ and one line in
+// engine/methods.cpp's table; callers reach it by name, as `--method NAME[:KEY=VALUE,...]`.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/accelerator.h"
+#include "engine/schedule.h"
+
+namespace astraea::engine {
+
+/// A method's parameters as given: value text by key.
+using MethodParams = std::map<std::string, std::string>;
+
+/// One parameter a method takes.
+struct Knob {
+  std::string name;
+  std::string default_value;  ///< "" for none (the parameter is optional or required as `doc` says)
+  std::string doc;
+};
+
+/// A registered method: its name, what it does, its parameters, and how to make one. `make`
+/// throws std::invalid_argument naming a bad parameter; unknown keys are refused before it runs.
+struct MethodInfo {
+  std::string name;
+  std::string summary;
+  std::vector<Knob> knobs;
+  std::function<std::shared_ptr<const Accelerator>(const MethodParams&)> make;
+};
+
+/// Every registered method, in the table's order.
+const std::vector<MethodInfo>& methods();
+/// The method NAME; std::invalid_argument listing the registered ones for another name.
+const MethodInfo& method_info(const std::string& name);
+/// Parses "NAME[:KEY=VALUE,...]" (SPEC) and makes the method. std::invalid_argument names an
+/// unknown method or key, or a malformed item.
+std::shared_ptr<const Accelerator> make_method(const std::string& spec);
+
+/// The parameter KEY of PARAMS as a number in [LO, HI], or FALLBACK when absent; for `make`.
+double number_param(const MethodParams& params, const std::string& key, double fallback, double lo,
+                    double hi);
+
+/// ASTRAEA with a schedule in memory (what --budget, --schedule and the tuner make).
+std::shared_ptr<const Accelerator> make_astraea(const TokenBudgetSchedule& schedule);
+
+/// The methods of the table (engine/dense.cpp, engine/astraea.cpp, ...).
+MethodInfo dense_method();
+MethodInfo astraea_method();
+
+}  // namespace astraea::engine

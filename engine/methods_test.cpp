@@ -1,0 +1,117 @@
+// The method registry and the guided step: methods by name with checked parameters, dense and
+// ASTRAEA through the one interface, a guided step against hand-written guidance, skipped steps,
+// and a schedule the method refuses before it runs.
+#include "engine/methods.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/dit.h"
+#include "core/sampler.h"
+#include "engine/guided_step.h"
+
+namespace astraea::engine {
+namespace {
+
+struct Fixture {
+  ModelConfig c = model_preset("tiny");
+  WanDiT model{c, random_weights(c, 5, at::kCPU, at::kFloat), at::kFloat};
+  at::Tensor x = at::randn({3, 4, 16, 16});  // 4 x 4 x 4 = 64 tokens
+  at::Tensor cond = model.embed_context(model.encode_prompt("a red circle moving left on a gray background"));
+  at::Tensor uncond = model.embed_context(model.encode_prompt(""));
+};
+
+TEST(Methods, TheRegistryNamesEveryMethodWithItsKnobs) {
+  std::vector<std::string> names;
+  for (const auto& m : methods()) {
+    names.push_back(m.name);
+    EXPECT_FALSE(m.summary.empty()) << m.name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"dense", "astraea"}));
+  EXPECT_EQ(make_method("dense")->name(), "dense");
+  const auto a = make_method("astraea:budget=0.5,dense_steps=3,tile=4");
+  EXPECT_EQ(a->name(), "astraea");
+  EXPECT_EQ(a->params().at("budget"), 0.5);
+  EXPECT_EQ(a->params().at("dense_steps"), 3);
+  EXPECT_EQ(a->params().at("tile"), 4);
+  EXPECT_EQ(a->params().at("w_stale"), 0.1);  // the default
+}
+
+TEST(Methods, BadSpecsAreNamed) {
+  auto message = [](const std::string& spec) {
+    try {
+      make_method(spec);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message("teacache"), "method 'teacache' is not registered (known: dense, astraea)");
+  EXPECT_NE(message("astraea:budgit=0.5").find("has no parameter 'budgit'"), std::string::npos);
+  EXPECT_NE(message("astraea:budget").find("'budget' is not KEY=VALUE"), std::string::npos);
+  EXPECT_NE(message("astraea:budget=2").find("budget=2 is not a number in [0, 1]"), std::string::npos);
+  EXPECT_NE(message("astraea:budget=0.5,budget=0.4").find("given twice"), std::string::npos);
+  EXPECT_NE(message("astraea:dense_steps=2").find("needs budget=B or schedule=FILE"), std::string::npos);
+  EXPECT_NE(message("astraea:schedule=/no/such.json").find("/no/such.json"), std::string::npos);
+  EXPECT_NE(message("dense:budget=1").find("it takes: none"), std::string::npos);
+}
+
+TEST(Methods, AScheduleForAnotherRunIsRefusedBeforeItRuns) {
+  TokenBudgetSchedule s;
+  s.model = "tiny";
+  s.budgets = {1, 0.5, 0.5};
+  const auto a = make_astraea(s);
+  EXPECT_EQ(a->can_run("tiny", 3), "");
+  EXPECT_NE(a->can_run("tiny", 4), "") << "three budgets for four steps";
+  EXPECT_NE(a->can_run("wan2.1-1.3b", 3), "") << "made for another preset";
+  EXPECT_EQ(make_method("dense")->can_run("tiny", 4), "");
+}
+
+TEST(GuidedStepTest, DenseIsHandWrittenGuidanceAndCountsEveryToken) {
+  Fixture f;
+  GuidedStep step(f.model, make_method("dense"), 5.0);
+  const auto v = step(f.x, {0, 2, 700.0}, f.cond, f.uncond);
+  const auto expected = classifier_free_guidance(f.model.forward(f.x, 700.0, f.cond),
+                                                 f.model.forward(f.x, 700.0, f.uncond), 5.0);
+  EXPECT_TRUE(at::equal(v, expected));
+  EXPECT_EQ(step.model_calls(), 2);
+  EXPECT_EQ(step.computed_tokens(), 2 * f.c.layers * 64);
+  EXPECT_EQ(step.cache_bytes(), 0);
+  GuidedStep unguided(f.model, make_method("dense"), 1.0);
+  EXPECT_TRUE(at::equal(unguided(f.x, {0, 2, 700.0}, f.cond, f.uncond), f.model.forward(f.x, 700.0, f.cond)));
+  EXPECT_EQ(unguided.model_calls(), 1);
+}
+
+TEST(GuidedStepTest, AstraeaKeepsOneCachePerBranchAndSkipsZeroBudgetSteps) {
+  Fixture f;
+  TokenBudgetSchedule s;
+  s.model = "tiny";
+  s.budgets = {1, 0.5, 0};
+  GuidedStep step(f.model, make_astraea(s), 5.0);
+  // Budget 1: the dense guided step exactly, and both branches' caches filled.
+  const auto first = step(f.x, {0, 3, 900.0}, f.cond, f.uncond);
+  const auto dense = classifier_free_guidance(f.model.forward(f.x, 900.0, f.cond),
+                                              f.model.forward(f.x, 900.0, f.uncond), 5.0);
+  EXPECT_TRUE(at::equal(first, dense));
+  EXPECT_GT(step.cache_bytes(), 0);
+  // Budget 0.5: half the tokens of each branch, from each branch's own cache.
+  const int64_t before = step.computed_tokens();
+  const auto second = step(f.x * 0.9, {1, 3, 600.0}, f.cond, f.uncond);
+  EXPECT_EQ(step.computed_tokens() - before, 2 * f.c.layers * 32);
+  EXPECT_FALSE(at::equal(second, first));
+  // Budget 0: no model call, the last guided output.
+  const auto third = step(f.x * 0.8, {2, 3, 300.0}, f.cond, f.uncond);
+  EXPECT_TRUE(at::equal(third, second));
+  EXPECT_EQ(step.model_calls(), 4);
+  EXPECT_EQ(step.skipped_steps(), 1);
+  // A method that skips its first step has nothing to reuse.
+  s.budgets = {0, 1, 1};
+  GuidedStep skips_first(f.model, make_astraea(s), 5.0);
+  EXPECT_THROW(skips_first(f.x, {0, 3, 900.0}, f.cond, f.uncond), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace astraea::engine
