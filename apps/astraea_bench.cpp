@@ -3,7 +3,6 @@
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
@@ -11,6 +10,7 @@
 #include "apps/commands.h"
 #include "apps/provenance.h"
 #include "core/cpu_threads.h"
+#include "io/field_error.h"
 
 namespace {
 
@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const astraea::app::UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const astraea::FieldError& e) {  // the library names fields; here they are flags
+    std::cerr << "error: " << e.render("--") << "\n";
     return 2;
   } catch (const c10::Error& e) {
     std::cerr << "error: " << short_message(e) << "\n";

@@ -9,6 +9,7 @@
 #include "core/ranges.h"
 #include "core/shapes_world.h"
 #include "core/torch_compat.h"
+#include "io/field_error.h"
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/rms_norm_rope.cuh"
 #include "kernels/token_scatter.cuh"
@@ -183,8 +184,8 @@ at::Tensor WanDiT::encode_prompts(const std::vector<std::string>& prompts) const
   for (int64_t i = 0; i < b; ++i) {
     const auto words = shapes::tokenize(prompts[static_cast<size_t>(i)]);  // throws naming an unknown word
     if (static_cast<int64_t>(words.size()) > len) {
-      throw std::invalid_argument("--prompt has " + std::to_string(words.size()) + " words; " + config_.name +
-                                  " reads at most " + std::to_string(len));
+      throw FieldError("prompt", "has " + std::to_string(words.size()) + " words; " + config_.name +
+                                     " reads at most " + std::to_string(len));
     }
     std::copy(words.begin(), words.end(), ids.begin() + i * len);
   }

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "core/shapes_world.h"
+#include "io/field_error.h"
 
 namespace astraea {
 namespace {
@@ -98,30 +99,31 @@ VideoSize parse_video_size(const std::string& text, const std::string& what) {
 }
 
 VideoShape video_shape(const ModelConfig& c, int64_t frames, int64_t height, int64_t width) {
-  auto need = [](bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument(what);
+  auto need = [](bool ok, const std::vector<std::string>& fields, const std::string& what) {
+    if (!ok) throw FieldError(fields, what);
   };
-  need(frames > 0 && height > 0 && width > 0, "--frames, --height and --width must be positive");
+  need(frames > 0 && height > 0 && width > 0, {"frames", "height", "width"},
+       "{0}, {1} and {2} must be positive");
   VideoShape s;
   s.frames = frames;
   s.height = height;
   s.width = width;
   s.channels = c.in_channels;
   // Wan's causal VAE keeps the first frame and compresses the rest 4x: 81 frames -> 21 latents.
-  need((frames - 1) % c.vae_time_stride == 0,
-       "--frames " + std::to_string(frames) + " must be 1 + a multiple of " +
-           std::to_string(c.vae_time_stride) + " for " + c.name);
+  need((frames - 1) % c.vae_time_stride == 0, {"frames"},
+       "{0} " + std::to_string(frames) + " must be 1 + a multiple of " + std::to_string(c.vae_time_stride) +
+           " for " + c.name);
   s.latent_f = c.vae_time_stride == 1 ? frames : 1 + (frames - 1) / c.vae_time_stride;
   const int64_t space = c.vae_space_stride * c.patch[1];
-  need(height % (c.vae_space_stride * c.patch[1]) == 0,
-       "--height " + std::to_string(height) + " must be a multiple of " + std::to_string(space) +
-           " for " + c.name);
-  need(width % (c.vae_space_stride * c.patch[2]) == 0,
-       "--width " + std::to_string(width) + " must be a multiple of " +
+  need(
+      height % (c.vae_space_stride * c.patch[1]) == 0, {"height"},
+      "{0} " + std::to_string(height) + " must be a multiple of " + std::to_string(space) + " for " + c.name);
+  need(width % (c.vae_space_stride * c.patch[2]) == 0, {"width"},
+       "{0} " + std::to_string(width) + " must be a multiple of " +
            std::to_string(c.vae_space_stride * c.patch[2]) + " for " + c.name);
   s.latent_h = height / c.vae_space_stride;
   s.latent_w = width / c.vae_space_stride;
-  need(s.latent_f % c.patch[0] == 0, "--frames does not fit the temporal patch of " + c.name);
+  need(s.latent_f % c.patch[0] == 0, {"frames"}, "{0} does not fit the temporal patch of " + c.name);
   s.grid_f = s.latent_f / c.patch[0];
   s.grid_h = s.latent_h / c.patch[1];
   s.grid_w = s.latent_w / c.patch[2];

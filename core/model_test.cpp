@@ -11,6 +11,7 @@
 #include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
+#include "io/field_error.h"
 #include "kernels/rms_norm_rope.cuh"
 
 namespace astraea {
@@ -306,8 +307,17 @@ TEST(VideoShape, MapsWanSizesToTheLatentGrid) {
   try {
     video_shape(model_preset("tiny"), 8, 30, 48);
     ADD_FAILURE();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("--height 30"), std::string::npos) << e.what();
+  } catch (const FieldError& e) {  // the library names the field; the command line, its flag
+    EXPECT_EQ(e.fields(), std::vector<std::string>{"height"});
+    EXPECT_EQ(std::string(e.what()).rfind("height 30 must be a multiple of 4 for tiny", 0), 0u) << e.what();
+    EXPECT_EQ(e.render("--").rfind("--height 30 must be a multiple of 4 for tiny", 0), 0u) << e.render("--");
+  }
+  try {
+    video_shape(model_preset("tiny"), 0, 32, 48);
+    ADD_FAILURE();
+  } catch (const FieldError& e) {
+    EXPECT_STREQ(e.what(), "frames, height and width must be positive");
+    EXPECT_EQ(e.render("--"), "--frames, --height and --width must be positive");
   }
 }
 

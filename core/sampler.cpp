@@ -4,11 +4,13 @@
 
 #include <stdexcept>
 
+#include "io/field_error.h"
+
 namespace astraea {
 
 std::vector<double> flow_sigmas(int64_t steps, double shift) {
-  if (steps < 1) throw std::invalid_argument("--steps must be at least 1");
-  if (!(shift > 0)) throw std::invalid_argument("--shift must be positive");
+  if (steps < 1) throw FieldError("steps", "must be at least 1");
+  if (!(shift > 0)) throw FieldError("shift", "must be positive");
   std::vector<double> s(steps + 1);
   for (int64_t i = 0; i <= steps; ++i) {
     const double u = 1.0 - static_cast<double>(i) / static_cast<double>(steps);

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include "io/field_error.h"
 #include "io/fnv1a.h"
 #include "io/safetensors.h"
 
@@ -36,7 +37,7 @@ TextContexts text_contexts(const WanDiT& model, const std::string& prompt, const
   TextContexts r;
   if (model.has_text_encoder()) {
     if (!context_file.empty()) {
-      throw std::invalid_argument("--context: " + config.name + " encodes its own prompts; pass --prompt");
+      throw FieldError({"context", "prompt"}, "{0}: " + config.name + " encodes its own prompts; pass {1}");
     }
     at::NoGradGuard no_grad;
     r.cond = model.encode_prompt(prompt).cpu();

@@ -114,8 +114,8 @@ Weights load_weights(const std::string& path, const ModelConfig& config, const a
   }
   for (const auto& t : file.tensors()) {
     if (!expected.count(t.name)) {
-      throw std::runtime_error(path + ": unexpected tensor '" + t.name + "' for preset " +
-                               config.name + " (is this the right --model?)");
+      throw std::runtime_error(path + ": unexpected tensor '" + t.name + "' for preset " + config.name +
+                               " (is this the right model preset?)");
     }
   }
   return w;

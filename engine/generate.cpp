@@ -16,6 +16,7 @@
 #include "engine/guided_step.h"
 #include "engine/methods.h"
 #include "engine/schedule.h"
+#include "io/field_error.h"
 
 namespace astraea {
 namespace {
@@ -43,18 +44,18 @@ std::string find_shipped(const ModelConfig& c) {
 at::Device parse_device(const std::string& name) {
   if (name == "cpu") return at::kCPU;
   if (name.rfind("cuda", 0) != 0) {
-    throw std::invalid_argument("--device '" + name + "' is not cpu, cuda or cuda:N");
+    throw FieldError("device", "'" + name + "' is not cpu, cuda or cuda:N");
   }
   int index = 0;
   if (name.size() > 4) {
     if (name[4] != ':' || name.size() == 5 || name.find_first_not_of("0123456789", 5) != std::string::npos) {
-      throw std::invalid_argument("--device '" + name + "' is not cpu, cuda or cuda:N");
+      throw FieldError("device", "'" + name + "' is not cpu, cuda or cuda:N");
     }
     index = std::stoi(name.substr(5));
   }
   if (!compat::cuda_available()) {
-    throw std::invalid_argument("--device " + name +
-                                ": no CUDA device (or this LibTorch has no CUDA); use --device cpu");
+    throw FieldError(std::vector<std::string>{"device"},
+                     "{0} " + name + ": no CUDA device (or this LibTorch has no CUDA); use {0} cpu");
   }
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
@@ -63,7 +64,7 @@ at::ScalarType parse_dtype(const std::string& name, const at::Device& device) {
   if (name.empty()) return device.is_cuda() ? at::kBFloat16 : at::kFloat;
   if (name == "fp32") return at::kFloat;
   if (name == "bf16") return at::kBFloat16;
-  throw std::invalid_argument("--dtype '" + name + "' is not fp32 or bf16");
+  throw FieldError("dtype", "'" + name + "' is not fp32 or bf16");
 }
 
 std::string weights_file(const GenerateOptions& o) {
@@ -81,10 +82,10 @@ std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
   } else {
     const std::string path = weights_file(o);
     if (path.empty()) {
-      throw std::runtime_error(
-          "--model " + c.name + " has no shipped weights in this checkout (" +
-          (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
-          "); pass --weights FILE or --weights random");
+      throw FieldError({"model", "weights"},
+                       "{0} " + c.name + " has no shipped weights in this checkout (" +
+                           (c.shipped_weights.empty() ? std::string("none published") : c.shipped_weights) +
+                           "); pass {1} FILE or {1} random");
     }
     c = config_for_weights(c, path);
     weights = load_weights(path, c, device, dtype);
@@ -114,8 +115,9 @@ GenerateResult generate(const GenerateOptions& o) {
   std::shared_ptr<const WanDiT> loaded = o.loaded;
   if (loaded) {
     if (loaded->config().name != c.name || loaded->device() != device) {
-      throw std::invalid_argument("generate: the loaded model is " + loaded->config().name + " on " +
-                                  loaded->device().str() + ", not --model " + c.name + " on " + device.str());
+      throw FieldError(std::vector<std::string>{"model"},
+                       "generate: the loaded model is " + loaded->config().name + " on " +
+                           loaded->device().str() + ", not {0} " + c.name + " on " + device.str());
     }
     r.weights_source = "already loaded";
   } else {

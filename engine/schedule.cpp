@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "io/atomic_file.h"
+#include "io/field_error.h"
 
 namespace astraea {
 namespace {
@@ -42,11 +43,11 @@ double TokenBudgetSchedule::compute_share() const {
 TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget,
                                      int64_t dense_steps) {
   if (!(budget >= 0.0 && budget <= 1.0)) {
-    throw std::invalid_argument("--budget " + std::to_string(budget) + " is not in [0, 1]");
+    throw FieldError("budget", std::to_string(budget) + " is not in [0, 1]");
   }
   if (dense_steps < 0 || dense_steps > steps) {
-    throw std::invalid_argument("--dense-steps " + std::to_string(dense_steps) + " is not in [0, " +
-                                std::to_string(steps) + "]");
+    throw FieldError("dense_steps",
+                     std::to_string(dense_steps) + " is not in [0, " + std::to_string(steps) + "]");
   }
   TokenBudgetSchedule s;
   s.model = model;

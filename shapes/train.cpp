@@ -23,6 +23,7 @@
 #include "core/torch_compat.h"
 #include "engine/generate.h"
 #include "io/atomic_file.h"
+#include "io/field_error.h"
 
 namespace astraea {
 namespace {
@@ -259,17 +260,16 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   if (!start.empty()) {
     const int64_t in_file = config_for_weights(config, start).position_octaves;
     if (o.position_octaves >= 0 && o.position_octaves != in_file) {
-      throw std::invalid_argument("--position-octaves " + std::to_string(o.position_octaves) +
-                                  " does not match " + start + ", which has " + std::to_string(in_file));
+      throw FieldError("position_octaves", std::to_string(o.position_octaves) + " does not match " + start +
+                                               ", which has " + std::to_string(in_file));
     }
     config.position_octaves = in_file;
   }
   if (config.text_vocab == 0) {
-    throw std::invalid_argument("--model " + o.model +
-                                " has no text encoder of its own to train on the shapes world");
+    throw FieldError("model", o.model + " has no text encoder of its own to train on the shapes world");
   }
-  if (o.steps < 1) throw std::invalid_argument("--steps must be at least 1");
-  if (o.sizes.empty()) throw std::invalid_argument("--sizes must name at least one clip size");
+  if (o.steps < 1) throw FieldError("steps", "must be at least 1");
+  if (o.sizes.empty()) throw FieldError("sizes", "must name at least one clip size");
   for (const auto& s : o.sizes) video_shape(config, s.frames, s.height, s.width);  // throws naming the misfit
   const auto device = parse_device(o.device);
   const auto compute = device.is_cuda() ? at::kBFloat16 : at::kFloat;

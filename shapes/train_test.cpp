@@ -15,6 +15,7 @@
 #include "core/model_config.h"
 #include "core/shapes_world.h"
 #include "core/weights.h"
+#include "io/field_error.h"
 
 namespace astraea {
 namespace {
@@ -146,10 +147,8 @@ TEST_F(Train, StartingWeightsDecideThePositionFeaturesAndAFlagMustAgree) {
   try {
     train(o, {});
     ADD_FAILURE() << "trained weights without position features as a model with them";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("--position-octaves 4 does not match " + init + ", which has 0"),
-              std::string::npos)
-        << e.what();
+  } catch (const FieldError& e) {
+    EXPECT_EQ(e.render("--"), "--position-octaves 4 does not match " + init + ", which has 0") << e.what();
   }
   o.init.clear();  // from scratch: the flag's, else the preset's
   EXPECT_EQ(train(o, {}).weights.at("pos_embedding.weight").size(1), 24);

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/field_error.h"
+
 namespace astraea::tuner {
 namespace {
 
@@ -34,8 +36,8 @@ class Engine {
       : space_(space), model_(model), target_(target), evaluate_(evaluate), options_(options), rng_(options.seed),
         levels_(space.levels()) {
     space.validate();
-    if (options.population < 2) throw std::invalid_argument("--population must be at least 2");
-    if (options.generations < 0) throw std::invalid_argument("--generations must not be negative");
+    if (options.population < 2) throw FieldError("population", "must be at least 2");
+    if (options.generations < 0) throw FieldError("generations", "must not be negative");
     Genome lowest(static_cast<size_t>(space.steps), levels_.front());
     force_dense(lowest, space);
     if (!target.within(lowest, model)) {
@@ -214,12 +216,13 @@ std::vector<double> SearchSpace::levels() const {
 }
 
 void SearchSpace::validate() const {
-  if (steps < 1) throw std::invalid_argument("--steps must be at least 1");
-  if (dense_steps < 0 || dense_steps > steps) throw std::invalid_argument("--dense-steps must be in [0, --steps]");
+  if (steps < 1) throw FieldError("steps", "must be at least 1");
+  if (dense_steps < 0 || dense_steps > steps)
+    throw FieldError({"dense_steps", "steps"}, "{0} must be in [0, {1}]");
   if (!(grid > 0 && grid <= 1) || std::abs(1.0 / grid - std::round(1.0 / grid)) > 1e-6) {
-    throw std::invalid_argument("--grid must divide 1 (0.1, 0.05, 0.25, ...), got " + std::to_string(grid));
+    throw FieldError("grid", "must divide 1 (0.1, 0.05, 0.25, ...), got " + std::to_string(grid));
   }
-  if (!(min_budget >= 0 && min_budget <= 1)) throw std::invalid_argument("--min-budget must be in [0, 1]");
+  if (!(min_budget >= 0 && min_budget <= 1)) throw FieldError("min_budget", "must be in [0, 1]");
 }
 
 double Target::limit_ms(const LatencyModel& model, int64_t steps) const {
