@@ -9,6 +9,7 @@
 #include "apps/commands.h"
 #include "io/safetensors.h"
 #include "io/video_io.h"
+#include "shapes/semantic_check.h"
 
 namespace astraea::app {
 namespace {
@@ -66,7 +67,9 @@ at::Tensor load_video(const std::string& flag, const std::string& path, double* 
 Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
                    const quality::MetricSet& metrics) {
   if (metrics.fidelity && !reference) throw UsageError("PSNR and SSIM need a reference video (--reference)");
-  return quality::score(video, reference, prompt, fps, metrics);
+  const auto semantic =
+      metrics.vbench ? shapes::semantic_check(prompt) : nullptr;  // throws naming a bad word
+  return quality::score(video, reference, semantic.get(), fps, metrics);
 }
 
 std::vector<db::MeasurementRecord> score_records(const Scores& scores) {

@@ -16,12 +16,12 @@
 #include "apps/provenance.h"
 #include "apps/scoring.h"
 #include "astraea/config.h"
-#include "core/shapes_world.h"
 #include "db/store.h"
 #include "engine/generate.h"
 #include "engine/schedule.h"
 #include "io/safetensors.h"
 #include "profiler/timing.h"
+#include "shapes/shapes_world.h"
 
 namespace astraea::app {
 namespace {

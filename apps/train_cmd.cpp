@@ -10,10 +10,10 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
-#include "core/shapes_world.h"
 #include "engine/generate.h"
 #include "io/atomic_file.h"
-#include "quality/prompt_adherence.h"
+#include "shapes/prompt_adherence.h"
+#include "shapes/shapes_world.h"
 #include "shapes/train.h"
 
 namespace astraea::app {
@@ -36,21 +36,22 @@ std::string json_path_for(const std::string& weights) {
   return (has_ext ? weights.substr(0, weights.size() - ext.size()) : weights) + ".json";
 }
 
-nlohmann::json agreement_json(const quality::Agreement& a) {
+nlohmann::json agreement_json(const shapes::Agreement& a) {
   return {{"clips", a.clips}, {"objects", a.objects}, {"colour", a.colour}, {"shape", a.shape},
           {"motion", a.motion}, {"background", a.background}};
 }
 
 // A motion's name, or "not found" for MotionConfusion's last column.
 std::string motion_column(int k) {
-  return k == quality::MotionConfusion::kNotFound ? "not found" : shapes::motion_name(static_cast<shapes::Motion>(k));
+  return k == shapes::MotionConfusion::kNotFound ? "not found"
+                                                 : shapes::motion_name(static_cast<shapes::Motion>(k));
 }
 
-nlohmann::json confusion_json(const quality::MotionConfusion& c) {
+nlohmann::json confusion_json(const shapes::MotionConfusion& c) {
   nlohmann::json found, by_count;
-  for (int m = 0; m < quality::MotionConfusion::kMotions; ++m) {
+  for (int m = 0; m < shapes::MotionConfusion::kMotions; ++m) {
     nlohmann::json row = nlohmann::json::object();
-    for (int k = 0; k <= quality::MotionConfusion::kNotFound; ++k) {
+    for (int k = 0; k <= shapes::MotionConfusion::kNotFound; ++k) {
       if (c.found[m][k]) row[motion_column(k)] = c.found[m][k];
     }
     found[motion_column(m)] = row;
@@ -61,13 +62,15 @@ nlohmann::json confusion_json(const quality::MotionConfusion& c) {
   return {{"motion_found", found}, {"motion_by_objects_per_clip", by_count}};
 }
 
-void print_confusion(const quality::MotionConfusion& c) {
+void print_confusion(const shapes::MotionConfusion& c) {
   std::printf("  %-16s", "prompted\\found");
-  for (int k = 0; k <= quality::MotionConfusion::kNotFound; ++k) std::printf(" %14s", motion_column(k).c_str());
+  for (int k = 0; k <= shapes::MotionConfusion::kNotFound; ++k)
+    std::printf(" %14s", motion_column(k).c_str());
   std::printf("\n");
-  for (int m = 0; m < quality::MotionConfusion::kMotions; ++m) {
+  for (int m = 0; m < shapes::MotionConfusion::kMotions; ++m) {
     std::printf("  %-16s", motion_column(m).c_str());
-    for (int k = 0; k <= quality::MotionConfusion::kNotFound; ++k) std::printf(" %14lld", static_cast<long long>(c.found[m][k]));
+    for (int k = 0; k <= shapes::MotionConfusion::kNotFound; ++k)
+      std::printf(" %14lld", static_cast<long long>(c.found[m][k]));
     std::printf("\n");
   }
   for (int n = 1; n <= 2; ++n) {
@@ -94,7 +97,7 @@ void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann
   model.device = f.o.device;
   const auto loaded = load_model(model);
   for (double g : eval_scales(f)) {
-    quality::AdherenceOptions a;
+    shapes::AdherenceOptions a;
     a.model = f.o.model;
     a.weights = weights;
     a.loaded = loaded;
@@ -104,11 +107,12 @@ void measure_adherence(const TrainFlags& f, const std::string& weights, nlohmann
     a.guidance = g;
     a.frames = size.frames, a.height = size.height, a.width = size.width;
     Progress eval("adherence", a.prompts);
-    quality::MotionConfusion confusion;
-    const auto agreement = quality::prompt_adherence(a, [&](int64_t i, const std::string& prompt, const quality::ClipVerdict& v) {
-      confusion.add(shapes::parse_prompt(prompt), v);
-      eval.update(i + 1);
-    });
+    shapes::MotionConfusion confusion;
+    const auto agreement =
+        shapes::prompt_adherence(a, [&](int64_t i, const std::string& prompt, const shapes::ClipVerdict& v) {
+          confusion.add(shapes::parse_prompt(prompt), v);
+          eval.update(i + 1);
+        });
     eval.finish();
     auto entry = agreement_json(agreement);
     entry["size"] = f.eval_size;

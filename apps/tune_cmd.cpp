@@ -10,9 +10,9 @@
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "apps/tune_output.h"
-#include "core/shapes_world.h"
 #include "engine/generate.h"
 #include "profiler/timing.h"
+#include "shapes/shapes_world.h"
 #include "tuner/tune.h"
 
 namespace astraea::app {

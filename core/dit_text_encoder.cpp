@@ -1,4 +1,4 @@
-// The tiny preset's own text encoder: word ids of the shapes world's vocabulary, one pre-norm
+// The tiny preset's own text encoder: word ids of the preset's vocabulary, one pre-norm
 // transformer layer, under the "text_encoder." keys of its weights file.
 #include <ATen/ATen.h>
 
@@ -6,13 +6,13 @@
 #include <cmath>
 
 #include "core/dit.h"
-#include "core/shapes_world.h"
+#include "core/word_tokenizer.h"
 #include "io/field_error.h"
 
 namespace astraea {
 
 at::Tensor WanDiT::encode_prompt(const std::string& prompt) const {
-  const int64_t words = static_cast<int64_t>(shapes::tokenize(prompt).size());
+  const int64_t words = static_cast<int64_t>(word_ids(config_.vocabulary, prompt).size());
   return encode_prompts({prompt})[0].narrow(0, 0, std::min(words, config_.text_len));
 }
 
@@ -22,7 +22,8 @@ at::Tensor WanDiT::encode_prompts(const std::vector<std::string>& prompts) const
   // Word ids, padded with 0, and which positions hold words.
   std::vector<int64_t> ids(static_cast<size_t>(b * len), 0);
   for (int64_t i = 0; i < b; ++i) {
-    const auto words = shapes::tokenize(prompts[static_cast<size_t>(i)]);  // throws naming an unknown word
+    const auto words =
+        word_ids(config_.vocabulary, prompts[static_cast<size_t>(i)]);  // throws naming an unknown word
     if (static_cast<int64_t>(words.size()) > len) {
       throw FieldError("prompt", "has " + std::to_string(words.size()) + " words; " + config_.name +
                                      " reads at most " + std::to_string(len));

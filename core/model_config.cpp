@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "core/shapes_world.h"
 #include "io/field_error.h"
 
 namespace astraea {
@@ -35,7 +34,11 @@ ModelConfig tiny() {
   c.position_octaves = 4;  // the shipped weights have them (docs/shapes.md)
   c.text_dim = 128;
   c.text_len = 24;
-  c.text_vocab = static_cast<int64_t>(shapes::vocabulary().size()) + 1;  // id 0 is padding
+  c.vocabulary = {"a",       "an",       "and",    "background", "black", "blue",   "brown",    "checkered",
+                  "circle",  "cyan",     "down",   "gray",       "green", "left",   "moving",   "navy",
+                  "on",      "orange",   "purple", "red",        "right", "square", "standing", "still",
+                  "striped", "triangle", "up",     "white",      "yellow"};
+  c.text_vocab = static_cast<int64_t>(c.vocabulary.size()) + 1;  // id 0 is padding
   c.pixel_space = true;
   c.vae_time_stride = 1;
   c.vae_space_stride = 1;

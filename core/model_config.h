@@ -21,6 +21,9 @@ struct ModelConfig {
   int64_t text_dim = 4096;                ///< width of the text encoder's output
   int64_t text_len = 512;                 ///< context tokens (zero-padded)
   int64_t text_vocab = 0;  ///< word ids of the preset's own text encoder (0: none; Wan reads umT5 output)
+  /// The words of that encoder, sorted: embedding rows 1..N (row 0 is padding). The trained weights
+  /// fix them, so they are the model's data; shapes_world_test checks the shapes grammar uses these.
+  std::vector<std::string> vocabulary;
   double eps = 1e-6;
   /// Absolute positions (0: none; Wan's are rotary only, so relative): the sine and cosine of each
   /// token's frame, row and column, normalised to (0, 1), at this many octaves, mapped to `dim` by

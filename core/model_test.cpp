@@ -8,9 +8,9 @@
 #include "core/attention.h"
 #include "core/block_ops.h"
 #include "core/dit.h"
-#include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "core/weights.h"
+#include "core/word_tokenizer.h"
 #include "io/field_error.h"
 #include "kernels/rms_norm_rope.cuh"
 
@@ -151,7 +151,7 @@ TEST(TextEncoder, BatchedPromptsMatchOneByOneAndPadWithZeros) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     auto one = model.encode_prompt(prompts[i]);
     const int64_t n = one.size(0);
-    EXPECT_EQ(n, static_cast<int64_t>(shapes::tokenize(prompts[i]).size()));
+    EXPECT_EQ(n, static_cast<int64_t>(word_ids(c.vocabulary, prompts[i]).size()));
     EXPECT_TRUE(at::allclose(batch[static_cast<int64_t>(i)].narrow(0, 0, n), one, 1e-5, 1e-6)) << i;
     EXPECT_EQ(batch[static_cast<int64_t>(i)].narrow(0, n, c.text_len - n).abs().max().item<float>(), 0.f) << i;
     if (n > 0) EXPECT_GT(one.abs().max().item<float>(), 0.1f);

@@ -17,8 +17,8 @@ struct Scores {
 };
 
 /// Scores VIDEO with METRICS: fidelity needs REFERENCE (std::invalid_argument without one),
-/// VBench-proxy uses PROMPT when given (the shapes world's semantic dimensions).
-Scores score(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
+/// VBench-proxy takes its semantic dimensions from SEMANTIC when given.
+Scores score(const at::Tensor& video, const at::Tensor* reference, const SemanticCheck* semantic, double fps,
              const MetricSet& metrics);
 
 }  // namespace astraea::quality

@@ -10,7 +10,6 @@
 #include <stdexcept>
 
 #include "astraea/config.h"
-#include "quality/shapes_checker.h"
 #if ASTRAEA_HAS_OPENCV
 #include <opencv2/imgproc.hpp>
 #include <opencv2/video/tracking.hpp>
@@ -168,7 +167,7 @@ std::vector<float> optical_flow(const std::vector<uint8_t>& a, const std::vector
 #endif
 }
 
-VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prompt* prompt) {
+VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticCheck* semantic) {
   check_video(video, "video");
   if (!vbench_applies(video.size(0), video.size(1), video.size(2))) {
     throw std::invalid_argument("VBench-proxy needs at least 3 frames of 16x16 pixels, got " + c10::str(video.sizes()));
@@ -242,10 +241,8 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prom
                      0.5 * (r.dynamic ? 1.0 : 0.0)) /
                     2.5;
   r.total = r.quality_score;
-  if (prompt) {
-    Agreement a;
-    a.add(check_clip(cpu.data_ptr<float>(), f.frames, f.height, f.width, *prompt));
-    r.semantic = {{"colour", a.colour}, {"shape", a.shape}, {"motion", a.motion}, {"background", a.background}};
+  if (semantic) {
+    r.semantic = semantic->agreement(cpu.data_ptr<float>(), f.frames, f.height, f.width);
     double s = 0;
     for (const auto& [k, v] : r.semantic) s += v;  // each weighs 1, on [0, 1] already
     r.semantic_score = s / static_cast<double>(r.semantic.size());

@@ -15,8 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "core/shapes_world.h"
-
 namespace astraea::quality {
 
 /// Fidelity of VIDEO to REFERENCE (same shape). PSNR is over a data range of 1; identical frames
@@ -57,10 +55,21 @@ struct VBenchProxy {
   double total = 0;          ///< (4 quality + 1 semantic) / 5 as VBench weighs them; quality alone without a prompt
 };
 
+/// VBench's semantic dimensions of one video, judged by whatever knows its prompt's world (for the
+/// tiny model, the shapes world's checker: shapes/semantic_check.h).
+class SemanticCheck {
+ public:
+  virtual ~SemanticCheck() = default;
+  /// Agreement of the video RGB ([FRAMES, HEIGHT, WIDTH, 3] floats in [0, 1]) with the prompt, by
+  /// dimension ("colour", "shape", ...), each in [0, 1].
+  virtual std::map<std::string, double> agreement(const float* rgb, int frames, int height,
+                                                  int width) const = 0;
+};
+
 /// Scores VIDEO (on any device; copied to the CPU). FPS is the video's frame rate: dynamic degree
-/// samples frames at 8 per second as VBench does. With PROMPT (the shapes world's), the semantic
-/// dimensions are the shapes checker's verdicts. Needs OpenCV and at least 3 frames of 16 pixels.
-VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const shapes::Prompt* prompt = nullptr);
+/// samples frames at 8 per second as VBench does. With SEMANTIC, the semantic dimensions are its
+/// verdicts. Needs OpenCV and at least 3 frames of 16 pixels.
+VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticCheck* semantic = nullptr);
 
 /// Which metrics a command computes: "psnr" (fidelity to the dense reference), "vbench-proxy",
 /// or "both". Throws std::invalid_argument naming FLAG otherwise.

@@ -1,13 +1,13 @@
 // Fidelity and VBench-proxy metrics on synthetic videos with known answers.
+#include "quality/video_metrics.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/shapes_world.h"
 #include "core/torch_compat.h"
-#include "quality/video_metrics.h"
 
 namespace astraea::quality {
 namespace {
@@ -142,24 +142,6 @@ TEST(VBenchProxy, ADroppedFrameLowersMotionSmoothness) {
   const double s_dropped = vbench_proxy(dropped, 8.0).motion_smoothness;
   EXPECT_GT(s_smooth, 0.99);
   EXPECT_LT(s_dropped, s_smooth - 0.002) << s_smooth << " vs " << s_dropped;
-}
-
-TEST(VBenchProxy, GroundTruthClipsAgreeWithTheirPrompt) {
-  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
-  const auto prompt = shapes::parse_prompt("a red circle moving right on a gray background");
-  const auto clip = shapes::layout_clip(prompt, 11, 16, 64, 64);
-  auto rgb = shapes::render_clip(clip);
-  const auto video = at::from_blob(rgb.data(), {16, 64, 64, 3}).clone();
-  const auto r = vbench_proxy(video, 16.0, &prompt);
-  ASSERT_TRUE(r.semantic_score.has_value());
-  for (const char* k : {"colour", "shape", "motion", "background"}) EXPECT_DOUBLE_EQ(r.semantic.at(k), 1.0) << k;
-  EXPECT_NEAR(r.total, (4 * r.quality_score + 1.0) / 5, 1e-12);
-  // The wrong prompt loses the colour and the motion.
-  const auto wrong = shapes::parse_prompt("a blue circle moving left on a gray background");
-  const auto w = vbench_proxy(video, 16.0, &wrong);
-  EXPECT_EQ(w.semantic.at("colour"), 0.0);
-  EXPECT_EQ(w.semantic.at("motion"), 0.0);
-  EXPECT_LT(w.total, r.total);
 }
 
 TEST(VBenchProxy, RejectsTooShortOrTooSmallVideos) {

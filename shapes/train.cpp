@@ -19,11 +19,11 @@
 #include <tuple>
 
 #include "core/dit.h"
-#include "core/shapes_world.h"
 #include "core/torch_compat.h"
 #include "engine/generate.h"
 #include "io/atomic_file.h"
 #include "io/field_error.h"
+#include "shapes/shapes_world.h"
 
 namespace astraea {
 namespace {

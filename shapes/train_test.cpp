@@ -13,9 +13,9 @@
 
 #include "core/dit.h"
 #include "core/model_config.h"
-#include "core/shapes_world.h"
 #include "core/weights.h"
 #include "io/field_error.h"
+#include "shapes/shapes_world.h"
 
 namespace astraea {
 namespace {

@@ -11,6 +11,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "quality/scoring.h"
+#include "shapes/semantic_check.h"
 
 namespace astraea::tuner {
 namespace {
@@ -91,7 +92,8 @@ Quality ScheduleRunner::quality(const Genome& genome, const std::vector<std::str
       o.loaded = models_.at(device);
       const auto video = generate(o).video;
       if (keep) keep(prompt, seed, video);
-      const auto s = quality::score(video, &ref, prompt, 16.0, metrics);
+      const auto semantic = metrics.vbench ? shapes::semantic_check(prompt) : nullptr;
+      const auto s = quality::score(video, &ref, semantic.get(), 16.0, metrics);
       if (s.fidelity) q.psnr += std::min(60.0, s.fidelity->psnr);
       if (s.vbench) q.vbench += s.vbench->total;
     }
@@ -104,7 +106,9 @@ double ScheduleRunner::dense_vbench(const std::vector<std::string>& prompts) con
   double total = 0;
   for (const auto& p : prompts)
     for (uint64_t seed : setup_.seeds)
-      total += quality::score(reference(p, seed), nullptr, p, 16.0, {false, true}).vbench->total;
+      total +=
+          quality::score(reference(p, seed), nullptr, shapes::semantic_check(p).get(), 16.0, {false, true})
+              .vbench->total;
   return total / static_cast<double>(prompts.size() * setup_.seeds.size());
 }
 

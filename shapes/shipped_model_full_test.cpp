@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "quality/prompt_adherence.h"
+#include "shapes/prompt_adherence.h"
 
-namespace astraea::quality {
+namespace astraea::shapes {
 namespace {
 
 TEST(ShippedTinyFull, FreshPromptsAtTheCpuSizeGetTheirColourMotionAndBackground) {
@@ -34,4 +34,4 @@ TEST(ShippedTinyFull, FreshPromptsAtTheCpuSizeGetTheirColourMotionAndBackground)
 }
 
 }  // namespace
-}  // namespace astraea::quality
+}  // namespace astraea::shapes

@@ -1,4 +1,4 @@
-#include "quality/shapes_checker.h"
+#include "shapes/shapes_checker.h"
 
 #include <algorithm>
 #include <array>
@@ -7,7 +7,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace astraea::quality {
+#include "shapes/box_filter.h"
+
+namespace astraea::shapes {
 namespace {
 
 using shapes::Background;
@@ -53,36 +55,6 @@ struct ToneSegment {
   }
   Rgb nearest(const Rgb& p) const { return axpy(position(p), sub(b, a), a); }
 };
-
-// 3x3 box filter over each of COUNT planes of height x width x channels, the window clipped at
-// the border (so a flat image stays flat).
-std::vector<float> box3(const float* in, int count, int height, int width, int channels) {
-  std::vector<float> tmp(static_cast<size_t>(count) * height * width * channels), out(tmp.size());
-  auto at = [&](int n, int y, int x) {
-    return (static_cast<size_t>(n) * height + y) * width * channels + x * channels;
-  };
-  for (int n = 0; n < count; ++n)
-    for (int y = 0; y < height; ++y)
-      for (int x = 0; x < width; ++x) {
-        int xa = std::max(0, x - 1), xb = std::min(width - 1, x + 1);
-        for (int k = 0; k < channels; ++k) {
-          float sum = 0;
-          for (int xx = xa; xx <= xb; ++xx) sum += in[at(n, y, xx) + k];
-          tmp[at(n, y, x) + k] = sum / (xb - xa + 1);
-        }
-      }
-  for (int n = 0; n < count; ++n)
-    for (int y = 0; y < height; ++y) {
-      int ya = std::max(0, y - 1), yb = std::min(height - 1, y + 1);
-      for (int x = 0; x < width; ++x)
-        for (int k = 0; k < channels; ++k) {
-          float sum = 0;
-          for (int yy = ya; yy <= yb; ++yy) sum += tmp[at(n, yy, x) + k];
-          out[at(n, y, x) + k] = sum / (yb - ya + 1);
-        }
-    }
-  return out;
-}
 
 // One connected same-colour region of one frame.
 struct Blob {
@@ -469,27 +441,4 @@ ClipVerdict check_clip(const float* rgb, int frames, int height, int width, cons
   return verdict;
 }
 
-void Agreement::add(const ClipVerdict& verdict) {
-  auto fold = [](double rate, int count, bool ok) { return (rate * count + ok) / (count + 1); };
-  background = fold(background, clips, verdict.background_ok);
-  ++clips;
-  for (const ObjectVerdict& v : verdict.objects) {
-    colour = fold(colour, objects, v.colour_ok);
-    shape = fold(shape, objects, v.shape_ok);
-    motion = fold(motion, objects, v.motion_ok);
-    ++objects;
-  }
-}
-
-void MotionConfusion::add(const shapes::Prompt& prompt, const ClipVerdict& verdict) {
-  const size_t n = std::min(prompt.objects.size(), verdict.objects.size());
-  const size_t count = std::min<size_t>(prompt.objects.size(), 2);
-  for (size_t i = 0; i < n; ++i) {
-    const ObjectVerdict& v = verdict.objects[i];
-    ++found[static_cast<int>(prompt.objects[i].motion)][v.found ? static_cast<int>(v.found_motion) : kNotFound];
-    right[count] += v.motion_ok;
-    ++objects[count];
-  }
-}
-
-}  // namespace astraea::quality
+}  // namespace astraea::shapes

@@ -7,9 +7,9 @@
 #include <string>
 
 #include "core/dit.h"
-#include "quality/shapes_checker.h"
+#include "shapes/shapes_checker.h"
 
-namespace astraea::quality {
+namespace astraea::shapes {
 
 struct AdherenceOptions {
   std::string model = "tiny";
@@ -29,4 +29,4 @@ Agreement prompt_adherence(const AdherenceOptions& options,
                            const std::function<void(int64_t index, const std::string& prompt,
                                                     const ClipVerdict& verdict)>& on_clip = {});
 
-}  // namespace astraea::quality
+}  // namespace astraea::shapes

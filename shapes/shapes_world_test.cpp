@@ -1,4 +1,4 @@
-#include "core/shapes_world.h"
+#include "shapes/shapes_world.h"
 
 #include <gtest/gtest.h>
 
@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <set>
+
+#include "core/model_config.h"
 
 namespace astraea::shapes {
 namespace {
@@ -103,6 +105,13 @@ TEST(Grammar, RejectsBadPromptsNamingTheProblem) {
 
   std::string trailing = error_of("a red circle moving left on a gray background background");
   EXPECT_NE(trailing.find("unexpected word"), std::string::npos) << trailing;
+}
+
+TEST(Vocabulary, IsTheTinyModelsOwn) {
+  // The tiny preset's text encoder embeds exactly these words (core/model_config.cpp): the grammar
+  // must not use a word the shipped weights have no embedding row for, nor shift the ids.
+  EXPECT_EQ(vocabulary(), model_preset("tiny").vocabulary);
+  EXPECT_EQ(model_preset("tiny").text_vocab, static_cast<int64_t>(vocabulary().size()) + 1);
 }
 
 TEST(Tokenizer, MapsWordsToVocabularyIdsAndRejectsUnknownWords) {
@@ -270,8 +279,10 @@ TEST(Render, MovingLeftObjectCentreDecreasesInX) {
 
 TEST(Grammar, TimeReversalSwapsDirectionsAndUndoesItself) {
   const Prompt p = parse_prompt("a red circle moving left and a blue square moving up on a gray background");
-  EXPECT_EQ(to_text(time_reversed(p)), "a red circle moving right and a blue square moving down on a gray background");
-  EXPECT_EQ(to_text(time_reversed(parse_prompt("a cyan triangle moving down and an orange circle moving right on a navy background"))),
+  EXPECT_EQ(to_text(time_reversed(p)),
+            "a red circle moving right and a blue square moving down on a gray background");
+  EXPECT_EQ(to_text(time_reversed(parse_prompt(
+                "a cyan triangle moving down and an orange circle moving right on a navy background"))),
             "a cyan triangle moving up and an orange circle moving left on a navy background");
   const Prompt still = parse_prompt("a white square standing still on a black background");
   EXPECT_EQ(time_reversed(still), still);

@@ -7,9 +7,9 @@
 
 #include <vector>
 
-#include "core/shapes_world.h"
+#include "shapes/shapes_world.h"
 
-namespace astraea::quality {
+namespace astraea::shapes {
 
 /// What the checker saw for one prompted object. The judged blob track is the one of the prompted
 /// colour or, when there is none, the largest one no other object claimed (so shape and motion are
@@ -49,11 +49,13 @@ struct MotionConfusion {
   static constexpr int kMotions = 5;  ///< shapes::Motion's values
   static constexpr int kNotFound = kMotions;
   int64_t found[kMotions][kMotions + 1] = {};  ///< [prompted][found, or kNotFound]
-  int64_t right[3] = {}, objects[3] = {};     ///< motion right / objects, in clips of [1] or [2] objects
+  int64_t right[3] = {}, objects[3] = {};      ///< motion right / objects, in clips of [1] or [2] objects
   /// Folds one clip's verdict on `prompt` in; objects are matched in the prompt's order.
   void add(const shapes::Prompt& prompt, const ClipVerdict& verdict);
   /// Motion agreement in clips of `count` (1 or 2) objects; 0 when there were none.
-  double right_share(int count) const { return objects[count] ? double(right[count]) / double(objects[count]) : 0.0; }
+  double right_share(int count) const {
+    return objects[count] ? double(right[count]) / double(objects[count]) : 0.0;
+  }
 };
 
-}  // namespace astraea::quality
+}  // namespace astraea::shapes

@@ -1,4 +1,4 @@
-#include "quality/shapes_checker.h"
+#include "shapes/shapes_checker.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <limits>
 #include <random>
 
-namespace astraea::quality {
+namespace astraea::shapes {
 namespace {
 
 using shapes::Prompt;
@@ -171,24 +171,28 @@ TEST(CheckClip, AClipPlayedBackwardsMatchesTheTimeReversedPrompt) {
     const auto rgb = shapes::render_clip(shapes::layout_clip(p, rng(), 16, 64, 64));
     std::vector<float> backwards(rgb.size());
     const size_t frame = rgb.size() / 16;
-    for (size_t f = 0; f < 16; ++f) std::copy_n(rgb.begin() + (15 - f) * frame, frame, backwards.begin() + f * frame);
+    for (size_t f = 0; f < 16; ++f)
+      std::copy_n(rgb.begin() + (15 - f) * frame, frame, backwards.begin() + f * frame);
     const auto r = check_clip(backwards.data(), 16, 64, 64, shapes::time_reversed(p));
     const auto o = check_clip(backwards.data(), 16, 64, 64, p);
     for (size_t k = 0; k < p.objects.size(); ++k) {
       ++objects;
       reversed_ok += r.objects[k].motion_ok;
-      if (p.objects[k].motion != shapes::Motion::kStill) ++moving, moving_ok_as_prompted += o.objects[k].motion_ok;
+      if (p.objects[k].motion != shapes::Motion::kStill)
+        ++moving, moving_ok_as_prompted += o.objects[k].motion_ok;
     }
   }
   ASSERT_GT(moving, 20);
   EXPECT_EQ(reversed_ok, objects);
-  EXPECT_EQ(moving_ok_as_prompted, 0) << "a moving object played backwards still matched its prompted direction";
+  EXPECT_EQ(moving_ok_as_prompted, 0)
+      << "a moving object played backwards still matched its prompted direction";
 }
 
 // A clip rendered with one object's motion swapped: the checker must see the swap, and the
 // confusion must file it under the prompted motion, the found one, and the clip's object count.
 TEST(MotionConfusion, FilesEachObjectUnderItsPromptedAndFoundMotion) {
-  const Prompt asked = shapes::parse_prompt("a red circle moving left and a blue square standing still on a black background");
+  const Prompt asked =
+      shapes::parse_prompt("a red circle moving left and a blue square standing still on a black background");
   Prompt drawn = asked;
   drawn.objects[0].motion = shapes::Motion::kUp;
   auto rgb = shapes::render_clip(shapes::layout_clip(drawn, 3, 16, 64, 64));
@@ -202,7 +206,8 @@ TEST(MotionConfusion, FilesEachObjectUnderItsPromptedAndFoundMotion) {
   c.add(asked, two);
   c.add(alone, one);
   const int left = static_cast<int>(shapes::Motion::kLeft), up = static_cast<int>(shapes::Motion::kUp);
-  const int still = static_cast<int>(shapes::Motion::kStill), right = static_cast<int>(shapes::Motion::kRight);
+  const int still = static_cast<int>(shapes::Motion::kStill),
+            right = static_cast<int>(shapes::Motion::kRight);
   EXPECT_EQ(c.found[left][up], 1);
   EXPECT_EQ(c.found[still][still], 1);
   EXPECT_EQ(c.found[right][right], 1);
@@ -228,4 +233,4 @@ TEST(MotionConfusion, FilesEachObjectUnderItsPromptedAndFoundMotion) {
 }
 
 }  // namespace
-}  // namespace astraea::quality
+}  // namespace astraea::shapes

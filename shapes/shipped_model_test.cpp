@@ -7,11 +7,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/shapes_world.h"
 #include "engine/generate.h"
-#include "quality/shapes_checker.h"
+#include "shapes/shapes_checker.h"
+#include "shapes/shapes_world.h"
 
-namespace astraea::quality {
+namespace astraea::shapes {
 namespace {
 
 std::string shipped_weights() {
@@ -32,9 +32,11 @@ TEST(ShippedTiny, DrawsAnEasyPromptAtTheCpuSize) {
   const auto verdict = check_clip(r.video.data_ptr<float>(), 8, 32, 48, shapes::parse_prompt(o.prompt));
   ASSERT_EQ(verdict.objects.size(), 1u);
   EXPECT_TRUE(verdict.objects[0].found);
-  EXPECT_TRUE(verdict.objects[0].colour_ok) << "found " << shapes::colour_name(verdict.objects[0].found_colour);
+  EXPECT_TRUE(verdict.objects[0].colour_ok)
+      << "found " << shapes::colour_name(verdict.objects[0].found_colour);
   EXPECT_TRUE(verdict.objects[0].shape_ok) << "found " << shapes::shape_name(verdict.objects[0].found_shape);
-  EXPECT_TRUE(verdict.objects[0].motion_ok) << "found " << shapes::motion_name(verdict.objects[0].found_motion);
+  EXPECT_TRUE(verdict.objects[0].motion_ok)
+      << "found " << shapes::motion_name(verdict.objects[0].found_motion);
   EXPECT_TRUE(verdict.background_ok) << "found " << shapes::background_name(verdict.found_background);
 }
 
@@ -45,11 +47,12 @@ TEST(ShippedTiny, MetadataRecordsTheTrainingRun) {
   ASSERT_TRUE(std::filesystem::exists(json)) << json;
   EXPECT_LE(std::filesystem::file_size(weights), 16u << 20);
   const auto record = nlohmann::json::parse(std::ifstream(json));
-  for (const char* key : {"steps", "loss_first", "loss_last", "loss_curve", "data_seed", "wall_s", "card", "adherence"}) {
+  for (const char* key :
+       {"steps", "loss_first", "loss_last", "loss_curve", "data_seed", "wall_s", "card", "adherence"}) {
     EXPECT_TRUE(record.contains(key)) << json << " lacks '" << key << "'";
   }
   EXPECT_LT(record.at("loss_last").get<double>(), record.at("loss_first").get<double>());
 }
 
 }  // namespace
-}  // namespace astraea::quality
+}  // namespace astraea::shapes

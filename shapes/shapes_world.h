@@ -53,6 +53,9 @@ struct ObjectSpec {
   }
 };
 
+/// The most objects one prompt names (the grammar: "... [and a COLOUR SHAPE MOTION] ...").
+inline constexpr int kMaxObjects = 2;
+
 /// A parsed prompt: one or two objects on a background.
 struct Prompt {
   std::vector<ObjectSpec> objects;
