@@ -12,17 +12,10 @@
 #include "core/dit.h"
 #include "core/sampler.h"
 #include "engine/guided_step.h"
+#include "engine/tiny_model_fixture.h"
 
 namespace astraea::engine {
 namespace {
-
-struct Fixture {
-  ModelConfig c = model_preset("tiny");
-  WanDiT model{c, random_weights(c, 5, at::kCPU, at::kFloat), at::kFloat};
-  at::Tensor x = at::randn({3, 4, 16, 16});  // 4 x 4 x 4 = 64 tokens
-  at::Tensor cond = model.embed_context(model.encode_prompt("a red circle moving left on a gray background"));
-  at::Tensor uncond = model.embed_context(model.encode_prompt(""));
-};
 
 TEST(Methods, TheRegistryNamesEveryMethodWithItsKnobs) {
   std::vector<std::string> names;
@@ -71,46 +64,48 @@ TEST(Methods, AScheduleForAnotherRunIsRefusedBeforeItRuns) {
 }
 
 TEST(GuidedStepTest, DenseIsHandWrittenGuidanceAndCountsEveryToken) {
-  Fixture f;
+  TinyModelFixture f;
+  const auto uncond = f.uncond();
   GuidedStep step(f.model, make_method("dense"), 5.0);
-  const auto v = step(f.x, {0, 2, 700.0}, f.cond, f.uncond);
-  const auto expected = classifier_free_guidance(f.model.forward(f.x, 700.0, f.cond),
-                                                 f.model.forward(f.x, 700.0, f.uncond), 5.0);
+  const auto v = step(f.x, {0, 2, 700.0}, f.ctx, uncond);
+  const auto expected =
+      classifier_free_guidance(f.model.forward(f.x, 700.0, f.ctx), f.model.forward(f.x, 700.0, uncond), 5.0);
   EXPECT_TRUE(at::equal(v, expected));
   EXPECT_EQ(step.model_calls(), 2);
   EXPECT_EQ(step.computed_tokens(), 2 * f.c.layers * 64);
   EXPECT_EQ(step.cache_bytes(), 0);
   GuidedStep unguided(f.model, make_method("dense"), 1.0);
-  EXPECT_TRUE(at::equal(unguided(f.x, {0, 2, 700.0}, f.cond, f.uncond), f.model.forward(f.x, 700.0, f.cond)));
+  EXPECT_TRUE(at::equal(unguided(f.x, {0, 2, 700.0}, f.ctx, uncond), f.model.forward(f.x, 700.0, f.ctx)));
   EXPECT_EQ(unguided.model_calls(), 1);
 }
 
 TEST(GuidedStepTest, AstraeaKeepsOneCachePerBranchAndSkipsZeroBudgetSteps) {
-  Fixture f;
+  TinyModelFixture f;
+  const auto uncond = f.uncond();
   TokenBudgetSchedule s;
   s.model = "tiny";
   s.budgets = {1, 0.5, 0};
   GuidedStep step(f.model, make_astraea(s), 5.0);
   // Budget 1: the dense guided step exactly, and both branches' caches filled.
-  const auto first = step(f.x, {0, 3, 900.0}, f.cond, f.uncond);
-  const auto dense = classifier_free_guidance(f.model.forward(f.x, 900.0, f.cond),
-                                              f.model.forward(f.x, 900.0, f.uncond), 5.0);
+  const auto first = step(f.x, {0, 3, 900.0}, f.ctx, uncond);
+  const auto dense =
+      classifier_free_guidance(f.model.forward(f.x, 900.0, f.ctx), f.model.forward(f.x, 900.0, uncond), 5.0);
   EXPECT_TRUE(at::equal(first, dense));
   EXPECT_GT(step.cache_bytes(), 0);
   // Budget 0.5: half the tokens of each branch, from each branch's own cache.
   const int64_t before = step.computed_tokens();
-  const auto second = step(f.x * 0.9, {1, 3, 600.0}, f.cond, f.uncond);
+  const auto second = step(f.x * 0.9, {1, 3, 600.0}, f.ctx, uncond);
   EXPECT_EQ(step.computed_tokens() - before, 2 * f.c.layers * 32);
   EXPECT_FALSE(at::equal(second, first));
   // Budget 0: no model call, the last guided output.
-  const auto third = step(f.x * 0.8, {2, 3, 300.0}, f.cond, f.uncond);
+  const auto third = step(f.x * 0.8, {2, 3, 300.0}, f.ctx, uncond);
   EXPECT_TRUE(at::equal(third, second));
   EXPECT_EQ(step.model_calls(), 4);
   EXPECT_EQ(step.skipped_steps(), 1);
   // A method that skips its first step has nothing to reuse.
   s.budgets = {0, 1, 1};
   GuidedStep skips_first(f.model, make_astraea(s), 5.0);
-  EXPECT_THROW(skips_first(f.x, {0, 3, 900.0}, f.cond, f.uncond), std::invalid_argument);
+  EXPECT_THROW(skips_first(f.x, {0, 3, 900.0}, f.ctx, uncond), std::invalid_argument);
 }
 
 }  // namespace

@@ -9,16 +9,12 @@
 #include "core/dit.h"
 #include "core/torch_compat.h"
 #include "engine/generate.h"
+#include "engine/tiny_model_fixture.h"
 
 namespace astraea {
 namespace {
 
-struct Fixture {
-  ModelConfig c = model_preset("tiny");
-  WanDiT model{c, random_weights(c, 11, at::kCPU, at::kFloat), at::kFloat};
-  at::Tensor x = at::randn({3, 4, 16, 16});  // 4 x 4 x 4 = 64 tokens
-  at::Tensor ctx = model.embed_context(model.encode_prompt("a red circle moving left on a gray background"));
-};
+using Fixture = TinyModelFixture;
 
 TEST(TokenEngine, BudgetOneIsTheDenseModel) {
   Fixture f;

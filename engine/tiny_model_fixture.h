@@ -1,0 +1,22 @@
+// For the engine's tests: the tiny preset with random weights on the CPU, a 64-token input and the
+// embedded context of one prompt.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "core/dit.h"
+#include "core/model_config.h"
+#include "core/weights.h"
+
+namespace astraea {
+
+struct TinyModelFixture {
+  ModelConfig c = model_preset("tiny");
+  WanDiT model{c, random_weights(c, 11, at::kCPU, at::kFloat), at::kFloat};
+  at::Tensor x = at::randn({3, 4, 16, 16});  // 4 x 4 x 4 = 64 tokens
+  at::Tensor ctx = model.embed_context(model.encode_prompt("a red circle moving left on a gray background"));
+  /// The empty prompt's context, for the unconditional branch.
+  at::Tensor uncond() const { return model.embed_context(model.encode_prompt("")); }
+};
+
+}  // namespace astraea
