@@ -133,14 +133,13 @@ json summary(const db::Store& store, const ReportOptions& o, json& missing) {
 }
 
 json latency(const db::Store& store, json& missing) {
-  const auto runs = store.query(
-      "SELECT r.id, r.config_json, r.device FROM runs r WHERE r.id IN (SELECT run_id FROM newest_profiles) "
-      "ORDER BY r.id");
-  if (runs.rows.empty()) {
+  // The latency model as the store defines it (db/schema/004_views.sql), as query and tune read it.
+  const auto rows = store.query(
+      "SELECT run_id, model, size, device, budget, step_ms, dense_step_ms, noise FROM latency ORDER BY run_id");
+  if (rows.rows.empty()) {
     missing.push_back("where the time goes: no profiles; run astraea-bench profile");
     return json::array();
   }
-  const auto m = measurements_of(store, "profile");
   const auto ops = store.query("SELECT m.run_id, m.op, m.value, m.source FROM measurements m JOIN runs r ON r.id = m.run_id "
                                "WHERE r.kind = 'profile' AND m.name = 'op_ms' ORDER BY m.id");
   std::map<int64_t, json> op_ms;
@@ -149,19 +148,14 @@ json latency(const db::Store& store, json& missing) {
     op_ms[std::stoll(*row[0])][*row[1]] = number(row[2]);
     op_source[std::stoll(*row[0])] = row[3].value_or("");
   }
+  auto or_null = [](const std::optional<std::string>& v) { return v ? json(number(v)) : json(nullptr); };
   json out = json::array();
-  for (const auto& row : runs.rows) {
+  for (const auto& row : rows.rows) {
     const int64_t id = std::stoll(*row[0]);
-    const auto c = parse_or_empty(row[1]);
-    const auto it = m.find(id);
-    if (it == m.end() || !it->second.count("step_ms")) continue;
-    const auto& v = it->second;
-    json r{{"model", c.value("model", "")}, {"size", size_of(c)}, {"device", row[2].value_or("")},
-           {"budget", c.value("budget", 1.0)}, {"step_ms", v.at("step_ms")},
-           {"dense_ms", v.count("dense_step_ms") ? json(v.at("dense_step_ms")) : json(nullptr)},
-           {"noise", v.count("step_noise") ? json(v.at("step_noise")) : json(nullptr)},
-           {"ops", op_ms.count(id) ? op_ms[id] : json::object()}, {"ops_clock", op_source[id]}};
-    out.push_back(r);
+    out.push_back({{"model", row[1].value_or("")}, {"size", row[2].value_or("")}, {"device", row[3].value_or("")},
+                   {"budget", row[4] ? number(row[4]) : 1.0}, {"step_ms", number(row[5])},
+                   {"dense_ms", or_null(row[6])}, {"noise", or_null(row[7])},
+                   {"ops", op_ms.count(id) ? op_ms[id] : json::object()}, {"ops_clock", op_source[id]}});
   }
   std::sort(out.begin(), out.end(), [](const json& a, const json& b) {
     return std::tie(a["model"], a["size"], a["device"]) < std::tie(b["model"], b["size"], b["device"]) ||
