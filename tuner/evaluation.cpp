@@ -86,13 +86,13 @@ Quality ScheduleRunner::quality(const Genome& genome, const std::vector<std::str
                                 const quality::MetricSet& metrics, const KeepVideo& keep) const {
   Quality q;
   for (const auto& prompt : prompts) {
+    const auto semantic = metrics.vbench ? shapes::semantic_check(prompt) : nullptr;  // parsed once a prompt
     for (uint64_t seed : setup_.seeds) {
       const auto& ref = reference(prompt, seed);
       auto o = with_budgets(options_for(setup_, prompt, seed, setup_.devices.at(device)), genome);
       o.loaded = models_.at(device);
       const auto video = generate(o).video;
       if (keep) keep(prompt, seed, video);
-      const auto semantic = metrics.vbench ? shapes::semantic_check(prompt) : nullptr;
       const auto s = quality::score(video, &ref, semantic.get(), 16.0, metrics);
       if (s.fidelity) q.psnr += std::min(60.0, s.fidelity->psnr);
       if (s.vbench) q.vbench += s.vbench->total;
@@ -104,11 +104,11 @@ Quality ScheduleRunner::quality(const Genome& genome, const std::vector<std::str
 
 double ScheduleRunner::dense_vbench(const std::vector<std::string>& prompts) const {
   double total = 0;
-  for (const auto& p : prompts)
+  for (const auto& p : prompts) {
+    const auto semantic = shapes::semantic_check(p);
     for (uint64_t seed : setup_.seeds)
-      total +=
-          quality::score(reference(p, seed), nullptr, shapes::semantic_check(p).get(), 16.0, {false, true})
-              .vbench->total;
+      total += quality::score(reference(p, seed), nullptr, semantic.get(), 16.0, {false, true}).vbench->total;
+  }
   return total / static_cast<double>(prompts.size() * setup_.seeds.size());
 }
 

@@ -55,8 +55,6 @@ Study Study::open(db::Store& store, const std::string& name, const nlohmann::jso
   return Study(store, id, name);
 }
 
-nlohmann::json Study::stored_config() const { return nlohmann::json::parse(store_->study_config(id_)); }
-
 int64_t Study::trial_id(const Genome& genome) const {
   const auto it = state_->trial_ids.find(genome_key(genome));
   if (it == state_->trial_ids.end())

@@ -80,8 +80,6 @@ class Study {
 
   int64_t id() const { return id_; }
   const std::string& name() const { return name_; }
-  /// The configuration the study was created with.
-  nlohmann::json stored_config() const;
 
   /// The batch evaluation the searches call (tuner::Evaluate). For each genome: the store's
   /// answer if it is complete; else OBJECTIVE here if this worker claimed it or its worker is
