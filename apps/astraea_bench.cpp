@@ -9,8 +9,8 @@
 
 #include "apps/commands.h"
 #include "apps/provenance.h"
-#include "core/cpu_threads.h"
 #include "io/field_error.h"
+#include "model/cpu_threads.h"
 
 namespace {
 

@@ -37,9 +37,17 @@ void add_model_flags(CLI::App* sub, std::string& model, std::string& weights, in
                      int64_t& height, int64_t& width, const std::string& weights_help) {
   sub->add_option("--model", model, "model preset")->default_val(model);
   sub->add_option("--weights", weights, weights_help);
+  add_size_flags(sub, frames, height, width);
+}
+
+void add_size_flags(CLI::App* sub, int64_t& frames, int64_t& height, int64_t& width) {
   sub->add_option("--frames", frames, "video frames (default: the preset's)");
   sub->add_option("--height", height, "video height in pixels");
   sub->add_option("--width", width, "video width in pixels");
+}
+
+void add_device_flag(CLI::App* sub, std::string& device) {
+  sub->add_option("--device", device, "cpu, cuda or cuda:N")->default_val("cpu");
 }
 
 void on_run(CLI::App* sub, std::function<void()> run) { runners()[sub] = std::move(run); }

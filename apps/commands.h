@@ -32,6 +32,10 @@ void require_existing_db(const std::string& db);
 void add_model_flags(
     CLI::App* sub, std::string& model, std::string& weights, int64_t& frames, int64_t& height, int64_t& width,
     const std::string& weights_help = "safetensors file or 'random' (default: the preset's shipped weights)");
+/// The size flags alone (--frames, --height, --width), for commands whose --model repeats.
+void add_size_flags(CLI::App* sub, int64_t& frames, int64_t& height, int64_t& width);
+/// --device: cpu, cuda or cuda:N, default cpu.
+void add_device_flag(CLI::App* sub, std::string& device);
 
 /// Adds `generate` to the app.
 void register_generate(CLI::App& app);

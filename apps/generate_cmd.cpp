@@ -47,11 +47,13 @@ void write_result(const GenerateResult& r, const GenerateFlags& f) {
 
 void run(const GenerateFlags& f) {
   check_output_path("--out", f.out, {".mp4", ".safetensors"});  // before any work
-  std::optional<quality::MetricSet> metrics;
-  if (!f.metrics.empty()) metrics = quality::parse_metric_set(f.metrics, "--metrics");
-  if (metrics && metrics->fidelity && f.reference.empty()) throw UsageError("--metrics " + f.metrics + " needs --reference FILE");
+  std::optional<quality::MetricList> metrics;
+  if (!f.metrics.empty()) metrics = quality::parse_metrics(f.metrics);
+  if (metrics && quality::needs_reference(*metrics) && f.reference.empty())
+    throw UsageError("--metrics " + f.metrics + " needs --reference FILE");
   at::Tensor reference;  // read before the slow part, so that a bad file fails at once
-  if (metrics && metrics->fidelity) reference = load_video("--reference", f.reference, nullptr);
+  if (metrics && quality::needs_reference(*metrics))
+    reference = load_video("--reference", f.reference, nullptr);
   GenerateOptions o = f.o;
   o.attention = parse_attention_backend(f.attention);
   const auto& preset = model_preset(o.model);
@@ -118,7 +120,7 @@ void register_generate(CLI::App& app) {
   sub->add_option("--guidance", o.guidance, "classifier-free guidance scale (1 = unguided)");
   sub->add_option("--shift", o.shift, "flow-matching timestep shift");
   sub->add_option("--seed", o.seed, "noise seed")->default_val(0);
-  sub->add_option("--device", o.device, "cpu, cuda or cuda:N")->default_val("cpu");
+  add_device_flag(sub, o.device);
   sub->add_option("--dtype", o.dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--attention", flags->attention, "auto, math, flash, cudnn or efficient")->default_val("auto");
   auto* method = sub->add_option(
@@ -139,7 +141,8 @@ void register_generate(CLI::App& app) {
       ->default_val(0);
   sub->add_flag("--reuse-kv", flags->selection.reuse_kv,
                 "with --budget: unselected tokens keep cached keys and values (more memory, fewer FLOPs)");
-  sub->add_option("--metrics", flags->metrics, "also score the video: psnr (needs --reference), vbench-proxy or both");
+  sub->add_option("--metrics", flags->metrics,
+                  "also score the video: metric names, comma-separated (psnr needs --reference), or both");
   sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });

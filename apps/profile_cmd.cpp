@@ -19,13 +19,13 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
-#include "core/dit.h"
-#include "core/ranges.h"
-#include "core/torch_compat.h"
 #include "db/store.h"
 #include "engine/generate.h"
 #include "engine/guided_step.h"
 #include "engine/methods.h"
+#include "model/denoiser.h"
+#include "model/ranges.h"
+#include "model/torch_compat.h"
 #include "profiler/profiler.h"
 #include "profiler/timing.h"
 #include "tuner/latency_model.h"
@@ -34,8 +34,8 @@ namespace astraea::app {
 namespace {
 
 struct ProfileFlags {
-  std::string model = "tiny", weights = "random", budgets = "1,0.7,0.5,0.4,0.3", device = "cpu", dtype, db = "astraea.db",
-              trace, format = "table";
+  std::string model = "tiny", weights = "random", budgets = "1,0.7,0.5,0.4,0.3", device = "cpu", dtype,
+              db = "astraea.db", trace, format = "table", method = "astraea";
   int64_t frames = 0, height = 0, width = 0;
   double guidance = -1;
   bool no_store = false;
@@ -43,7 +43,8 @@ struct ProfileFlags {
 };
 
 struct Row {
-  double budget = 1;  // NaN: the plain dense forward (no caches)
+  std::string label;  // "dense", the budget, or the method's name
+  double budget = 1;  // NaN: not an ASTRAEA budget (the plain dense forward, or another method)
   profiler::TimingStats stats;
   bool inverted = false;  // still out of order with another budget beyond the noise after re-timing
 };
@@ -123,16 +124,22 @@ OrderedTiming time_until_ordered(const std::vector<profiler::Sampler>& variants,
   return result;
 }
 
-// A guided step of MODEL under ASTRAEA at budget B, its caches primed by a dense step: call it as
-// step 1 of 2 to time what a step of generate at that budget costs.
-std::unique_ptr<engine::GuidedStep> primed_step(const WanDiT& model, double b, double guidance,
-                                                const at::Tensor& x, const at::Tensor& ctx) {
+// A guided step of MODEL under METHOD, its state primed by the first of two steps: call it as step
+// 1 of 2 to time what a step of generate after a first step costs.
+std::unique_ptr<engine::GuidedStep> primed_step(const Denoiser& model,
+                                                std::shared_ptr<const engine::Accelerator> method,
+                                                double guidance, const at::Tensor& x, const at::Tensor& ctx) {
+  auto step = std::make_unique<engine::GuidedStep>(model, std::move(method), guidance);
+  (*step)(x, {0, 2, 999.0}, ctx, ctx);
+  return step;
+}
+
+// ASTRAEA at budget B after a dense step.
+std::shared_ptr<const engine::Accelerator> at_budget(const Denoiser& model, double b) {
   TokenBudgetSchedule schedule;
   schedule.model = model.config().name;
   schedule.budgets = {1.0, b};
-  auto step = std::make_unique<engine::GuidedStep>(model, engine::make_astraea(schedule), guidance);
-  (*step)(x, {0, 2, 999.0}, ctx, ctx);
-  return step;
+  return engine::make_astraea(schedule);
 }
 
 // One warning line for the budgets whose noise stayed above the target, one for those still out of
@@ -140,7 +147,7 @@ std::unique_ptr<engine::GuidedStep> primed_step(const WanDiT& model, double b, d
 void warn_about(const std::vector<Row>& rows, double target) {
   std::string noisy, inverted;
   for (const auto& r : rows) {
-    const std::string name = std::isnan(r.budget) ? "dense" : format_budget(r.budget);
+    const std::string& name = r.label;
     char item[80];
     std::snprintf(item, sizeof item, "%s (%.1f%%)", name.c_str(), 100 * r.stats.noise);
     if (!r.stats.converged) noisy += (noisy.empty() ? "" : ", ") + std::string(item);
@@ -158,7 +165,17 @@ void warn_about(const std::vector<Row>& rows, double target) {
 }
 
 void run(const ProfileFlags& f) {
-  const auto budgets = parse_number_list("--budgets", f.budgets, 0.0, 1.0);
+  // ASTRAEA is profiled at each of --budgets (the tuner's latency model); another method is timed
+  // as one step after a first one, against dense.
+  std::shared_ptr<const engine::Accelerator> other;
+  if (f.method != "astraea") {
+    try {
+      other = engine::make_method(f.method);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--method " + f.method + ": " + e.what());
+    }
+  }
+  const auto budgets = other ? std::vector<double>{} : parse_number_list("--budgets", f.budgets, 0.0, 1.0);
   for (double b : budgets) {
     if (b == 0.0) throw UsageError("--budgets: 0 skips the step and costs nothing; profile budgets in (0, 1]");
   }
@@ -171,6 +188,10 @@ void run(const ProfileFlags& f) {
   const auto dtype = parse_dtype(f.dtype, device);
   const double guidance = f.guidance >= 0 ? f.guidance : config.default_guidance;
   const int calls = guidance != 1.0 ? 2 : 1;
+  if (other) {
+    if (const auto why = other->can_run(config.name, 2); !why.empty())
+      throw UsageError("--method " + f.method + ": " + why);
+  }
   std::optional<db::Store> store;
   if (!f.no_store) store.emplace(db::Store::open(f.db));  // before the slow part: a bad --db fails now
 
@@ -181,7 +202,7 @@ void run(const ProfileFlags& f) {
   load.device = f.device;
   load.dtype = f.dtype;
   const auto loaded = load_model(load);
-  const WanDiT& model = *loaded;
+  const Denoiser& model = *loaded;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
   const auto ctx = model.has_text_encoder()
                        ? model.embed_context(model.encode_prompt(""))
@@ -195,38 +216,45 @@ void run(const ProfileFlags& f) {
   // with caches primed by a dense step; all are timed interleaved, so that a load change on a
   // shared machine falls on every budget alike.
   auto dense_step = std::make_unique<engine::GuidedStep>(model, engine::make_method("dense"), guidance);
+  // The methods of the timed steps, in variant order after dense: one per budget, or the other one.
+  std::vector<std::shared_ptr<const engine::Accelerator>> methods;
+  for (double b : budgets) methods.push_back(at_budget(model, b));
+  if (other) methods.push_back(other);
   std::vector<std::unique_ptr<engine::GuidedStep>> timed_steps;
-  for (double b : budgets) timed_steps.push_back(primed_step(model, b, guidance, x, ctx));
+  for (const auto& m : methods) timed_steps.push_back(primed_step(model, m, guidance, x, ctx));
   std::vector<profiler::Sampler> variants;
   variants.push_back([&] { return timer->time_ms([&] { (*dense_step)(x, {0, 1, 500.0}, ctx, ctx); }); });
-  for (size_t i = 0; i < budgets.size(); ++i) {
+  for (size_t i = 0; i < methods.size(); ++i) {
     variants.push_back([&, i] {
       return timer->time_ms([&] { (*timed_steps[i])(x, {1, 2, 500.0}, ctx, ctx); });
     });
   }
-  auto label = [&](size_t v) { return v == 0 ? std::string("dense") : format_budget(budgets[v - 1]); };
+  auto label = [&](size_t v) {
+    return v == 0 ? std::string("dense") : other ? other->name() : format_budget(budgets[v - 1]);
+  };
   const auto stats = time_until_ordered(variants, budgets, f.timing, label);
 
   std::vector<Row> rows;
   for (size_t v = 0; v < variants.size(); ++v) {
     Row row;
-    row.budget = v == 0 ? std::nan("") : budgets[v - 1];
+    row.label = label(v);
+    row.budget = v == 0 || other ? std::nan("") : budgets[v - 1];
     row.stats = stats.stats[v];
     row.stats.clock = timer->clock();
-    row.inverted = v > 0 && stats.inverted.count(budgets[v - 1]) > 0;
+    row.inverted = v > 0 && !other && stats.inverted.count(budgets[v - 1]) > 0;
     rows.push_back(row);
   }
   warn_about(rows, f.timing.noise);
 
-  // The traced pass, apart from the timed one: one step per budget, step i = budgets[i].
+  // The traced pass, apart from the timed one: one step per timed method, step i = methods[i].
   // On the CPU there is no device to trace: the pass times its ranges by the wall clock, labelled so.
   profiler::Profiler prof(device.is_cuda() ? profiler::make_cupti_source() : nullptr, [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); });
   {
     std::vector<std::unique_ptr<engine::GuidedStep>> steps;
-    for (double b : budgets) steps.push_back(primed_step(model, b, guidance, x, ctx));
+    for (const auto& m : methods) steps.push_back(primed_step(model, m, guidance, x, ctx));
     compat::synchronize(device);
     prof.start();
-    for (size_t i = 0; i < budgets.size(); ++i) {
+    for (size_t i = 0; i < methods.size(); ++i) {
       const auto range = ScopedRange::step(static_cast<int64_t>(i));
       (*steps[i])(x, {1, 2, 500.0}, ctx, ctx);
       compat::synchronize(device);
@@ -239,7 +267,9 @@ void run(const ProfileFlags& f) {
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
-    nlohmann::json j{{"budget", std::isnan(r.budget) ? nlohmann::json("dense") : nlohmann::json(r.budget)},
+    nlohmann::json j{{"budget", i == 0  ? nlohmann::json("dense")
+                                : other ? nlohmann::json()
+                                        : nlohmann::json(r.budget)},
                      {"step_ms", r.stats.median_ms},
                      {"min_ms", r.stats.min_ms},
                      {"max_ms", r.stats.max_ms},
@@ -249,6 +279,7 @@ void run(const ProfileFlags& f) {
                      {"inverted", r.inverted},
                      {"of_dense", r.stats.median_ms / dense_ms},
                      {"clock", r.stats.clock}};
+    if (i > 0 && other) j["method"] = other->name();
     if (i > 0) {
       const auto it = profile.attribution.step_ns.find(static_cast<int64_t>(i - 1));
       if (it != profile.attribution.step_ns.end()) {
@@ -264,12 +295,20 @@ void run(const ProfileFlags& f) {
       const auto& r = rows[i];
       db::RunRecord run;
       run.kind = "profile";
-      run.config_json = nlohmann::json{{"model", config.name}, {"frames", shape.frames}, {"height", shape.height},
-                                       {"width", shape.width}, {"tokens", shape.tokens()}, {"budget", r.budget},
-                                       {"guidance", guidance}, {"calls_per_step", calls},
-                                       {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"}, {"weights", f.weights},
-                                       {"command", command_line()}}
-                            .dump();
+      nlohmann::json c{{"model", config.name},
+                       {"frames", shape.frames},
+                       {"height", shape.height},
+                       {"width", shape.width},
+                       {"tokens", shape.tokens()},
+                       {"budget", r.budget},
+                       {"guidance", guidance},
+                       {"calls_per_step", calls},
+                       {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"},
+                       {"weights", f.weights},
+                       {"method", methods[i - 1]->name()},
+                       {"command", command_line()}};
+      if (other) c["method_params"] = other->params();
+      run.config_json = c.dump();
       run.git_revision = git_revision();
       run.device = env.value("device", f.device);
       run.versions_json = env.dump();
@@ -314,7 +353,9 @@ void run(const ProfileFlags& f) {
   std::printf("%-8s %10s %9s %10s %10s %7s %6s %11s %9s\n", "budget", "step ms", "of dense", "min ms",
               "max ms", "noise", "rounds", "traced ms", "traced/ms");
   for (const auto& j : out) {
-    const std::string b = j["budget"].is_string() ? "dense" : std::to_string(j["budget"].get<double>()).substr(0, 4);
+    const std::string b = j["budget"].is_string() ? "dense"
+                          : j["budget"].is_null() ? j["method"].get<std::string>()
+                                                  : std::to_string(j["budget"].get<double>()).substr(0, 4);
     std::printf("%-8s %10.3f %9.3f %10.3f %10.3f %6.1f%%%s %6d", b.c_str(), j["step_ms"].get<double>(),
                 j["of_dense"].get<double>(), j["min_ms"].get<double>(), j["max_ms"].get<double>(),
                 100 * j["noise"].get<double>(), j["noisy"].get<bool>() ? "*" : " ", j["rounds"].get<int>());
@@ -340,9 +381,17 @@ void register_profile(CLI::App& app) {
   auto* sub = app.add_subcommand("profile", "Per-step latency at each token budget: the latency model the tuner reads");
   add_model_flags(sub, f->model, f->weights, f->frames, f->height, f->width,
                   "safetensors file, or 'random' (the default: latency does not depend on the values)");
-  sub->add_option("--budgets", f->budgets, "token budgets in (0, 1], comma-separated")->default_val(f->budgets);
+  auto* budgets =
+      sub->add_option("--budgets", f->budgets, "ASTRAEA's token budgets in (0, 1], comma-separated")
+          ->default_val(f->budgets);
+  sub->add_option(
+         "--method", f->method,
+         "astraea (at each of --budgets), or another method NAME[:KEY=VALUE,...] timed as one step after a "
+         "first one")
+      ->default_val(f->method)
+      ->excludes(budgets);
   sub->add_option("--guidance", f->guidance, "guidance scale: 1 makes a step one model call, anything else two");
-  sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
+  add_device_flag(sub, f->device);
   sub->add_option("--dtype", f->dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_flag("--no-store", f->no_store, "print only");

@@ -79,6 +79,9 @@ void register_report(CLI::App& app) {
                 "leave out the difference heat map beside each video pair");
   sub->add_option("--runs", f->runs, "show only these sweep cells in the summary and videos: run ids and ranges, "
                   "e.g. 3,10-20 (query runs lists them)");
+  sub->add_option(
+      "--method", f->options.method,
+      "show only the sweep cells of this method (astraea-bench methods), beside their dense cells");
   sub->add_option("--chart-js", f->chart_js, "Chart.js UMD build to inline (default: the checkout's node_modules)");
   on_run(sub, [f] { run(*f); });
 }

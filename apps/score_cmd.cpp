@@ -18,8 +18,10 @@ struct ScoreFlags {
 
 void run(const ScoreFlags& f) {
   const std::string metric_text = f.metrics.empty() ? (f.reference.empty() ? "vbench-proxy" : "both") : f.metrics;
-  const auto metrics = quality::parse_metric_set(metric_text, "--metrics");
-  if (metrics.fidelity && f.reference.empty()) throw UsageError("--metrics " + metric_text + " needs --reference FILE");
+  const auto metrics = quality::parse_metrics(metric_text);
+  if (quality::needs_reference(metrics) && f.reference.empty()) {
+    throw UsageError("--metrics " + metric_text + " needs --reference FILE");
+  }
   double fps = f.fps;
   const auto video = load_video("--video", f.video, &fps);
   at::Tensor reference;
@@ -55,7 +57,9 @@ void register_score(CLI::App& app) {
   sub->add_option("--reference", f->reference, "the dense reference, for PSNR, SSIM and MSE");
   sub->add_option("--prompt", f->prompt, "the shapes-world prompt it was made from: adds colour, shape, motion and "
                                          "background adherence");
-  sub->add_option("--metrics", f->metrics, "psnr, vbench-proxy or both (default: both with --reference, else vbench-proxy)");
+  sub->add_option("--metrics", f->metrics,
+                  "metric names, comma-separated: psnr, vbench-proxy, or both (default: both with "
+                  "--reference, else vbench-proxy)");
   sub->add_option("--fps", f->fps, "frame rate of a safetensors video (an MP4 says its own)")->default_val(16.0);
   sub->add_option("--format", f->format, "table or json")->default_val("table")->check(CLI::IsMember({"table", "json"}));
   sub->add_option("--db", f->db, "also store the scores as a run in this store");

@@ -17,24 +17,7 @@ namespace {
 // (name, unit, value) of every score, in print order.
 std::vector<std::tuple<std::string, std::string, double>> rows(const Scores& s) {
   std::vector<std::tuple<std::string, std::string, double>> r;
-  if (s.fidelity) {
-    const auto& f = *s.fidelity;
-    r.emplace_back("psnr", "dB", f.psnr);
-    r.emplace_back("psnr_video", "dB", f.psnr_video);
-    r.emplace_back("ssim", "", f.ssim);
-    r.emplace_back("mse", "", f.mse);
-  }
-  if (s.vbench) {
-    const auto& v = *s.vbench;
-    r.emplace_back("temporal_flickering", "", v.temporal_flickering);
-    r.emplace_back("static_filter", "", v.static_video ? 1.0 : 0.0);
-    r.emplace_back("dynamic_degree", "", v.dynamic ? 1.0 : 0.0);
-    r.emplace_back("motion_smoothness", "", v.motion_smoothness);
-    for (const auto& [k, value] : v.semantic) r.emplace_back("adherence_" + k, "", value);
-    r.emplace_back("vbench_proxy_quality", "", v.quality_score);
-    if (v.semantic_score) r.emplace_back("vbench_proxy_semantic", "", *v.semantic_score);
-    r.emplace_back("vbench_proxy_total", "", v.total);
-  }
+  for (const auto& m : s.all()) r.emplace_back(m.name, m.unit, m.value);
   return r;
 }
 
@@ -64,12 +47,20 @@ at::Tensor load_video(const std::string& flag, const std::string& path, double* 
   return at::from_blob(v.rgb.data(), {v.frames, v.height, v.width, 3}, at::kFloat).clone();
 }
 
-Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
-                   const quality::MetricSet& metrics) {
-  if (metrics.fidelity && !reference) throw UsageError("PSNR and SSIM need a reference video (--reference)");
+Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt,
+                   double fps, const quality::MetricList& metrics) {
+  for (const auto* m : metrics) {
+    if (m->needs_reference && !reference)
+      throw UsageError(m->name + " needs a reference video (--reference)");
+  }
   const auto semantic =
-      metrics.vbench ? shapes::semantic_check(prompt) : nullptr;  // throws naming a bad word
-  return quality::score(video, reference, semantic.get(), fps, metrics);
+      quality::judges_prompt(metrics) ? shapes::semantic_check(prompt) : nullptr;  // throws naming a bad word
+  quality::MetricInput in;
+  in.video = &video;
+  in.reference = reference;
+  in.semantic = semantic.get();
+  in.fps = fps;
+  return quality::score(metrics, in);
 }
 
 std::vector<db::MeasurementRecord> score_records(const Scores& scores) {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "db/store.h"
-#include "quality/scoring.h"
+#include "quality/metric.h"
 
 namespace astraea::app {
 
@@ -21,9 +21,10 @@ at::Tensor load_video(const std::string& flag, const std::string& path, double* 
 
 using Scores = quality::Scores;
 
-/// quality::score, with a missing --reference named.
-Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt, double fps,
-                   const quality::MetricSet& metrics);
+/// quality::score with PROMPT's semantic check (when a metric judges prompts), a missing
+/// --reference named.
+Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt,
+                   double fps, const quality::MetricList& metrics);
 
 /// The scores as self-describing records (source "quality"); +inf PSNR is kept as such.
 std::vector<db::MeasurementRecord> score_records(const Scores& scores);

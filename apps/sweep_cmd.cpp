@@ -18,6 +18,7 @@
 #include "astraea/config.h"
 #include "db/store.h"
 #include "engine/generate.h"
+#include "engine/methods.h"
 #include "engine/schedule.h"
 #include "io/safetensors.h"
 #include "profiler/timing.h"
@@ -27,7 +28,7 @@ namespace astraea::app {
 namespace {
 
 struct SweepFlags {
-  std::vector<std::string> models, prompts;
+  std::vector<std::string> models, prompts, methods;
   std::string metrics = "both", weights, sizes, budgets, schedules, seeds = "0", prompts_file, grid, device = "cpu", db = "astraea.db", videos;
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
   double guidance = -1;
@@ -40,6 +41,7 @@ struct Size {
 struct Method {
   double budget = 1;                          // 1 without a schedule: the dense reference
   std::optional<std::string> schedule_file;
+  std::string spec;  // --method NAME[:PARAMS]: a registered method instead
 };
 
 std::vector<std::string> read_prompts(const std::string& path) {
@@ -74,7 +76,8 @@ void merge_grid(SweepFlags& f) {
   } catch (const nlohmann::json::exception& e) {
     throw UsageError("--grid " + f.grid + " is not JSON: " + std::string(e.what()).substr(0, 120));
   }
-  static const std::set<std::string> known = {"models", "sizes", "prompts", "budgets", "schedules", "seeds", "steps"};
+  static const std::set<std::string> known = {"models",  "sizes",     "prompts", "methods",
+                                              "budgets", "schedules", "seeds",   "steps"};
   auto join = [](const nlohmann::json& a) {
     std::string s;
     for (const auto& v : a) s += (s.empty() ? "" : ",") + (v.is_string() ? v.get<std::string>() : v.dump());
@@ -90,6 +93,7 @@ void merge_grid(SweepFlags& f) {
       if (!value.is_array()) throw UsageError("--grid " + f.grid + ": field '" + key + "' must be a list");
       if (key == "models" && f.models.empty()) f.models = value.get<std::vector<std::string>>();
       if (key == "prompts" && f.prompts.empty()) f.prompts = value.get<std::vector<std::string>>();
+      if (key == "methods" && f.methods.empty()) f.methods = value.get<std::vector<std::string>>();
       if (key == "sizes" && f.sizes.empty()) f.sizes = join(value);
       if (key == "budgets" && f.budgets.empty()) f.budgets = join(value);
       if (key == "schedules" && f.schedules.empty()) f.schedules = join(value);
@@ -113,6 +117,7 @@ void run(SweepFlags f) {
     for (double b : parse_number_list("--budgets", f.budgets, 0.0, 1.0)) methods.push_back({b, std::nullopt});
   }
   for (const auto& s : split_list(f.schedules)) methods.push_back({1, s});
+  for (const auto& spec : f.methods) methods.push_back({1, std::nullopt, spec});
   if (methods.empty()) methods.push_back({1, std::nullopt});
   std::vector<uint64_t> seeds;
   for (double s : parse_number_list("--seeds", f.seeds, 0, 9.0e15)) {
@@ -144,8 +149,18 @@ void run(SweepFlags f) {
                                      size.width ? size.width : preset.default_width);
       for (const auto& m : methods) {
         std::optional<TokenBudgetSchedule> schedule;
+        std::shared_ptr<const engine::Accelerator> accelerator;
         nlohmann::json method;
-        if (m.schedule_file) {
+        if (!m.spec.empty()) {
+          try {
+            accelerator = engine::make_method(m.spec);
+          } catch (const std::invalid_argument& e) {
+            throw UsageError("--method " + m.spec + ": " + e.what());
+          }
+          if (const auto why = accelerator->can_run(preset.name, steps); !why.empty())
+            throw UsageError("--method " + m.spec + ": " + why);
+          method = {{"name", accelerator->name()}, {"params", accelerator->params()}};
+        } else if (m.schedule_file) {
           schedule = read_schedule(*m.schedule_file, preset.name, steps);
           method = {{"schedule", schedule->budgets},
                     {"selection", nlohmann::json::parse(schedule_json(*schedule))["selection"]}};
@@ -170,6 +185,7 @@ void run(SweepFlags f) {
             c.o.seed = seed;
             c.o.device = f.device;
             c.o.schedule = schedule;
+            c.o.method = accelerator;
             c.key = {{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
                      {"width", shape.width},  {"steps", steps},        {"guidance", f.guidance},
                      {"method", method},      {"prompt", prompt},      {"seed", seed},
@@ -183,7 +199,7 @@ void run(SweepFlags f) {
   }
 
   const bool score = f.metrics != "none";
-  const auto metrics = score ? quality::parse_metric_set(f.metrics, "--metrics") : quality::MetricSet{};
+  const auto metrics = score ? quality::parse_metrics(f.metrics) : quality::MetricList{};
   auto store = db::Store::open(f.db);
   // Dense references for fidelity, generated once per (model, size, prompt, seed, ...).
   std::map<std::string, at::Tensor> references;
@@ -194,6 +210,7 @@ void run(SweepFlags f) {
     if (fresh) {
       GenerateOptions dense = c.o;
       dense.schedule.reset();
+      dense.method.reset();
       it->second = generate(dense).video;
     }
     return it->second;
@@ -215,11 +232,11 @@ void run(SweepFlags f) {
     std::optional<Scores> scores;
     if (score) {
       // A dense cell is its own reference: it gets the VBench-proxy scores only.
-      const bool dense = !c.o.schedule.has_value();
-      at::Tensor reference = metrics.fidelity && !dense ? reference_for(c) : at::Tensor();
-      quality::MetricSet m = metrics;
-      m.fidelity = m.fidelity && !dense;
-      if (m.fidelity || m.vbench) scores = score_video(r.video, reference.defined() ? &reference : nullptr, c.o.prompt, 16.0, m);
+      const bool dense = c.o.method ? c.o.method->name() == "dense" : !c.o.schedule.has_value();
+      const auto m = dense ? quality::without_reference(metrics) : metrics;
+      at::Tensor reference = quality::needs_reference(m) ? reference_for(c) : at::Tensor();
+      if (!m.empty())
+        scores = score_video(r.video, reference.defined() ? &reference : nullptr, c.o.prompt, 16.0, m);
     }
     db::RunRecord run;
     run.kind = "sweep-cell";
@@ -261,7 +278,9 @@ void run(SweepFlags f) {
     std::snprintf(extra, sizeof extra, "ran %lld, skipped %lld, last %.2f s", static_cast<long long>(ran),
                   static_cast<long long>(skipped), r.sample_seconds);
     std::string line = extra;
-    if (scores && scores->fidelity) line += ", PSNR " + std::to_string(scores->fidelity->psnr).substr(0, 5) + " dB";
+    if (const auto psnr = scores ? scores->value("psnr") : std::nullopt) {
+      line += ", PSNR " + std::to_string(*psnr).substr(0, 5) + " dB";
+    }
     progress.update(static_cast<int64_t>(i + 1), line);
   }
   progress.finish();
@@ -280,16 +299,17 @@ void register_sweep(CLI::App& app) {
   sub->add_option("--prompts-file", f->prompts_file, "prompts, one per line ('#' starts a comment)");
   sub->add_option("--budgets", f->budgets, "uniform token budgets in [0, 1], comma-separated (1: dense)");
   sub->add_option("--schedules", f->schedules, "schedule files, comma-separated (docs/schedule.md)");
+  sub->add_option("--method", f->methods,
+                  "acceleration method NAME[:KEY=VALUE,...] (repeatable; astraea-bench methods lists them)");
   sub->add_option("--dense-steps", f->dense_steps, "with --budgets: dense steps first")->default_val(2);
   sub->add_option("--seeds", f->seeds, "noise seeds, comma-separated")->default_val("0");
   sub->add_option("--steps", f->steps, "sampling steps (default: the preset's)");
   sub->add_option("--guidance", f->guidance, "classifier-free guidance scale (default: the preset's)");
-  sub->add_option("--frames", f->frames, "video frames (default: the preset's)");
-  sub->add_option("--height", f->height, "video height in pixels");
-  sub->add_option("--width", f->width, "video width in pixels");
+  add_size_flags(sub, f->frames, f->height, f->width);
   sub->add_option("--sizes", f->sizes, "several sizes instead: FxHxW,... (e.g. 8x32x48,16x64x64)");
-  sub->add_option("--grid", f->grid, "JSON file with any of models, sizes, prompts, budgets, schedules, seeds, steps");
-  sub->add_option("--device", f->device, "cpu, cuda or cuda:N")->default_val("cpu");
+  sub->add_option("--grid", f->grid,
+                  "JSON file with any of models, sizes, prompts, methods, budgets, schedules, seeds, steps");
+  add_device_flag(sub, f->device);
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_option("--metrics", f->metrics,
                   "scores stored with each cell: psnr (against the dense cell of the same prompt and seed), "

@@ -247,7 +247,7 @@ void register_train(CLI::App& app) {
   sub->add_option("--seed", f->o.seed, "initial weights and noise")->default_val(0);
   sub->add_option("--init", f->o.init, "start from these weights (e.g. the shipped ones) instead of random ones");
   sub->add_option("--data-seed", f->o.data_seed, "training clips")->default_val(1);
-  sub->add_option("--device", f->o.device, "cpu, cuda or cuda:N")->default_val("cpu");
+  add_device_flag(sub, f->o.device);
   sub->add_option("--eval-prompts", f->eval_prompts, "fresh prompts for the adherence check (0: skip)")
       ->default_val(32);
   sub->add_option("--eval-seed", f->eval_seed, "seed of the adherence check's prompts and noise")->default_val(1000);

@@ -11,6 +11,7 @@
 #include "apps/provenance.h"
 #include "apps/tune_output.h"
 #include "engine/generate.h"
+#include "engine/methods.h"
 #include "profiler/timing.h"
 #include "shapes/shapes_world.h"
 #include "tuner/tune.h"
@@ -20,7 +21,8 @@ namespace {
 
 struct TuneFlags {
   std::string study, model = "tiny", weights, prompts_file, seeds = "0", fitness = "psnr", algorithm = "ea",
-                     latency_model, db = "astraea.db", export_path, devices = "cpu", save_videos;
+                     method = "astraea", latency_model, db = "astraea.db", export_path, devices = "cpu",
+                     save_videos;
   std::vector<std::string> prompts, validation_prompts;
   int validation_count = 4, measure_repeats = 2, population = 8, generations = 5;
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
@@ -62,7 +64,15 @@ tuner::TuneRequest request_of(const TuneFlags& f) {
   if (f.algorithm != "ea" && f.algorithm != "nsga2")
     throw UsageError("--algorithm '" + f.algorithm + "' is not ea or nsga2");
   r.algorithm = f.algorithm;
-  r.metrics = quality::parse_metric_set(f.fitness, "--fitness");
+  try {
+    engine::method_info(f.method);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("--method " + std::string(e.what()));
+  }
+  if (f.method != "astraea")
+    throw UsageError("--method " + f.method +
+                     ": tune searches per-step token budgets, which only astraea takes");
+  r.metrics = quality::parse_metrics(f.fitness, "fitness");
   r.fitness_name = f.fitness;
   if (!f.export_path.empty()) check_output_path("--export", f.export_path, {".json"});
   read_prompts(f, r);
@@ -153,12 +163,15 @@ void register_tune(CLI::App& app) {
   sub->add_option("--target-latency-ms", f->target_latency_ms, "predicted latency to meet, ms");
   sub->add_option("--target-compute", f->target_compute, "share of dense compute (mean budget) to meet");
   sub->add_option("--algorithm", f->algorithm, "ea (the paper's) or nsga2")->default_val("ea");
+  sub->add_option("--method", f->method, "the method whose per-step schedule is searched")
+      ->default_val("astraea");
   sub->add_option("--population", f->population, "population size")->default_val(8)->check(CLI::Range(2, 1000));
   sub->add_option("--generations", f->generations, "generations")->default_val(5)->check(CLI::Range(0, 10000));
   sub->add_option("--prompt", f->prompts, "calibration prompt (repeatable)");
   sub->add_option("--calibration-prompts", f->prompts_file, "calibration prompts, one per line");
   sub->add_option("--seeds", f->seeds, "calibration seeds, comma-separated")->default_val("0");
-  sub->add_option("--fitness", f->fitness, "psnr, vbench-proxy or both")->default_val("psnr");
+  sub->add_option("--fitness", f->fitness, "metric names, comma-separated: psnr, vbench-proxy, or both")
+      ->default_val("psnr");
   sub->add_option("--latency-model", f->latency_model, "take latency from another profiled PRESET@FxHxW");
   sub->add_option("--devices", f->devices, "where trials run: cpu, or cuda:0,cuda:1,... (one evaluation at a time on each)")
       ->default_val("cpu");

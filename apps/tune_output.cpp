@@ -30,16 +30,18 @@ void print_outcome(const tuner::TuneRequest& r, const tuner::TuneOutcome& out) {
       std::printf(
           "  tuned:                   PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%% of dense %.4f), predicted "
           "%.1f ms\n",
-          h->tuned.psnr, h->tuned.vbench, share(h->tuned.vbench), h->dense_vbench, best.cost_ms);
+          h->tuned.of("psnr"), h->tuned.of("vbench-proxy"), share(h->tuned.of("vbench-proxy")),
+          h->dense_vbench, best.cost_ms);
       std::printf("  uniform %.3f, same cost: PSNR %6.2f dB, VBench-proxy %.4f (%+.2f%%); tuned %+.2f dB\n",
-                  u, h->uniform.psnr, h->uniform.vbench, share(h->uniform.vbench),
-                  h->tuned.psnr - h->uniform.psnr);
+                  u, h->uniform.of("psnr"), h->uniform.of("vbench-proxy"),
+                  share(h->uniform.of("vbench-proxy")), h->tuned.of("psnr") - h->uniform.of("psnr"));
     } else {
       std::printf(
           "  tuned:                   PSNR %6.2f dB, predicted %.1f ms (no VBench-proxy: no optical flow or "
           "too "
           "small)\n  uniform %.3f, same cost: PSNR %6.2f dB; tuned %+.2f dB\n",
-          h->tuned.psnr, best.cost_ms, u, h->uniform.psnr, h->tuned.psnr - h->uniform.psnr);
+          h->tuned.of("psnr"), best.cost_ms, u, h->uniform.of("psnr"),
+          h->tuned.of("psnr") - h->uniform.of("psnr"));
     }
     if (!r.save_videos.empty())
       std::printf("wrote the held-out videos and %s/index.json\n", r.save_videos.c_str());

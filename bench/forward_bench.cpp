@@ -3,24 +3,24 @@
 // fused elementwise kernels on and off. Prints a table; --json writes every number.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
-#include "core/attention.h"
-#include "core/block_ops.h"
-#include "core/dit.h"
-#include "core/token_cache.h"
-#include "core/torch_compat.h"
-#include "core/weights.h"
 #include "kernels/token_select.cuh"
+#include "model/attention.h"
+#include "model/block_ops.h"
+#include "model/denoiser.h"
+#include "model/token_cache.h"
+#include "model/torch_compat.h"
+#include "model/weights.h"
 #include "profiler/timing.h"
 
 #if ASTRAEA_HAS_TORCH_CUDA
@@ -115,7 +115,9 @@ int main(int argc, char** argv) {
   const double flop = (8.0 * d * d + 4.0 * n * d + 4.0 * d * d + 4.0 * t * d + 4.0 * d * config.ffn_dim) *
                       n * config.layers;
   j["forward_tflop"] = flop / 1e12;
-  astraea::WanDiT dit(config, astraea::random_weights(config, 0, gpu, at::kBFloat16), at::kBFloat16);
+  const auto owned =
+      astraea::make_denoiser(config, astraea::random_weights(config, 0, gpu, at::kBFloat16), at::kBFloat16);
+  const astraea::Denoiser& dit = *owned;
   auto latents = at::randn({config.in_channels, shape.latent_f, shape.latent_h, shape.latent_w});
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
   auto ctx = dit.embed_context(at::randn({t, config.text_dim}, gen).to(gpu, at::kBFloat16));

@@ -19,6 +19,7 @@ const std::vector<std::string>& migrations() {
       std::string(embedded_file("002_exported_schedules.sql")),
       std::string(embedded_file("003_sweep_cells.sql")),
       std::string(embedded_file("004_views.sql")),
+      std::string(embedded_file("005_profile_methods.sql")),
   };
   return scripts;
 }

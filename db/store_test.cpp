@@ -194,6 +194,37 @@ TEST_F(StoreTest, TheNewestProfileOfEachCardModelSizeAndBudgetIsTheLatencyModel)
   EXPECT_EQ(ids, (std::vector<int64_t>{rerun, same_tokens, other_card, other_budget}));
 }
 
+// Profiles name their method (v5); older rows have none and are ASTRAEA's. The latency model is
+// ASTRAEA's budgets only; method_latency has every method's step.
+TEST_F(StoreTest, TheLatencyModelIsAstraeasBudgetsAndMethodLatencyHasEveryMethod) {
+  Store store = Store::open(path_);
+  auto profile = [&](nlohmann::json config, double step_ms) {
+    RunRecord run;
+    run.kind = "profile";
+    run.device = "cardA";
+    config.update({{"model", "tiny"}, {"frames", 16}, {"height", 64}, {"width", 64}});
+    run.config_json = config.dump();
+    run.measurements = {{"step_ms", "ms", step_ms, std::nullopt, std::nullopt, "", "t"},
+                        {"dense_step_ms", "ms", 10.0, std::nullopt, std::nullopt, "", "t"}};
+    return store.add_run(run);
+  };
+  const int64_t old_row = profile({{"budget", 0.5}}, 6);  // before v5: no method
+  const int64_t named = profile({{"budget", 0.3}, {"method", "astraea"}}, 4);
+  const int64_t other =
+      profile({{"budget", nullptr}, {"method", "dense"}, {"method_params", nlohmann::json::object()}}, 10);
+  const auto latency = store.query("SELECT run_id, budget, of_dense FROM latency ORDER BY run_id");
+  ASSERT_EQ(latency.rows.size(), 2u);
+  EXPECT_EQ(std::stoll(*latency.rows[0][0]), old_row);
+  EXPECT_EQ(std::stoll(*latency.rows[1][0]), named);
+  EXPECT_DOUBLE_EQ(std::stod(*latency.rows[1][2]), 0.4);
+  const auto all = store.query("SELECT run_id, method, budget FROM method_latency ORDER BY run_id");
+  ASSERT_EQ(all.rows.size(), 3u);
+  EXPECT_EQ(*all.rows[0][1], "astraea");
+  EXPECT_EQ(std::stoll(*all.rows[2][0]), other);
+  EXPECT_EQ(*all.rows[2][1], "dense");
+  EXPECT_EQ(all.rows[2][2], std::nullopt);
+}
+
 TEST_F(StoreTest, AFailedMeasurementLeavesNoHalfRun) {
   Store store = Store::open(path_);
   RunRecord run = sample_run(0, 5);

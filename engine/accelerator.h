@@ -11,7 +11,7 @@
 #include <string>
 
 namespace astraea {
-class WanDiT;
+class Denoiser;
 }
 
 namespace astraea::engine {
@@ -54,7 +54,7 @@ class Accelerator {
   /// reused.
   virtual bool skips(const CallInfo& call) const = 0;
   /// One model call on BRANCH: the velocity for LATENTS [C, F, H, W] given the embedded CONTEXT.
-  virtual at::Tensor call(const WanDiT& model, const at::Tensor& latents, const CallInfo& call,
+  virtual at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                           const at::Tensor& context, BranchState& branch) const = 0;
 };
 

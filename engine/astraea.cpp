@@ -6,9 +6,9 @@
 #include <cmath>
 #include <optional>
 
-#include "core/dit.h"
 #include "engine/methods.h"
 #include "engine/schedule.h"
+#include "model/denoiser.h"
 
 namespace astraea::engine {
 namespace {
@@ -58,7 +58,7 @@ class Astraea : public Accelerator {
   }
   std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<TokenBranch>(); }
   bool skips(const CallInfo& call) const override { return budget_at(call) == 0.0; }
-  at::Tensor call(const WanDiT& model, const at::Tensor& latents, const CallInfo& call,
+  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                   const at::Tensor& context, BranchState& branch) const override {
     return model.forward_tokenwise(latents, call.timestep, context, budget_at(call), selection_,
                                    static_cast<TokenBranch&>(branch).state);

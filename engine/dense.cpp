@@ -2,8 +2,8 @@
 // measured against.
 #include <ATen/ATen.h>
 
-#include "core/dit.h"
 #include "engine/methods.h"
+#include "model/denoiser.h"
 
 namespace astraea::engine {
 namespace {
@@ -20,7 +20,7 @@ class Dense : public Accelerator {
   std::string can_run(const std::string&, int64_t) const override { return {}; }
   std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<DenseBranch>(); }
   bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const WanDiT& model, const at::Tensor& latents, const CallInfo& call,
+  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                   const at::Tensor& context, BranchState& branch) const override {
     const auto& p = model.config().patch;
     const int64_t tokens = latents.size(1) / p[0] * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);

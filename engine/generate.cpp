@@ -7,16 +7,16 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "core/dit.h"
-#include "core/ranges.h"
-#include "core/sampler.h"
-#include "core/text_context.h"
-#include "core/torch_compat.h"
-#include "core/weights.h"
 #include "engine/guided_step.h"
 #include "engine/methods.h"
 #include "engine/schedule.h"
 #include "io/field_error.h"
+#include "model/denoiser.h"
+#include "model/ranges.h"
+#include "model/sampler.h"
+#include "model/text_context.h"
+#include "model/torch_compat.h"
+#include "model/weights.h"
 
 namespace astraea {
 namespace {
@@ -72,7 +72,7 @@ std::string weights_file(const GenerateOptions& o) {
   return o.weights.empty() ? find_shipped(model_preset(o.model)) : o.weights;
 }
 
-std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
+std::shared_ptr<const Denoiser> load_model(const GenerateOptions& o) {
   ModelConfig c = model_preset(o.model);
   const auto device = parse_device(o.device);
   const auto dtype = parse_dtype(o.dtype, device);
@@ -90,7 +90,7 @@ std::shared_ptr<const WanDiT> load_model(const GenerateOptions& o) {
     c = config_for_weights(c, path);
     weights = load_weights(path, c, device, dtype);
   }
-  return std::make_shared<const WanDiT>(c, std::move(weights), dtype);
+  return make_denoiser(c, std::move(weights), dtype);
 }
 
 GenerateResult generate(const GenerateOptions& o) {
@@ -112,7 +112,7 @@ GenerateResult generate(const GenerateOptions& o) {
   set_default_gpu_attention(o.attention);
 
   const auto t_load = std::chrono::steady_clock::now();
-  std::shared_ptr<const WanDiT> loaded = o.loaded;
+  std::shared_ptr<const Denoiser> loaded = o.loaded;
   if (loaded) {
     if (loaded->config().name != c.name || loaded->device() != device) {
       throw FieldError(std::vector<std::string>{"model"},
@@ -125,7 +125,7 @@ GenerateResult generate(const GenerateOptions& o) {
     r.weights_source =
         o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   }
-  const WanDiT& model = *loaded;
+  const Denoiser& model = *loaded;
   auto text = text_contexts(model, o.prompt, o.context_file);
   r.text_source = text.source;
   const auto cond = model.embed_context(text.cond.to(device, model.dtype()));

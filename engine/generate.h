@@ -10,14 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "core/attention.h"
-#include "core/model_config.h"
 #include "engine/accelerator.h"
 #include "engine/schedule.h"
+#include "model/attention.h"
+#include "model/model_config.h"
 
 namespace astraea {
 
-class WanDiT;
+class Denoiser;
 
 /// Parses --device ("cpu", "cuda", "cuda:N"); throws std::invalid_argument when this build or
 /// machine cannot run it.
@@ -42,7 +42,7 @@ struct GenerateOptions {
   std::function<void(int64_t step, int64_t steps)> on_step;
   /// A model already loaded (its preset must be `model`, on `device`): weights, dtype and loading
   /// are skipped, so repeated runs (timing a schedule against dense) pay for the weights once.
-  std::shared_ptr<const WanDiT> loaded;
+  std::shared_ptr<const Denoiser> loaded;
 };
 
 /// The file `options` takes its weights from: --weights, or the preset's shipped file ("" when the
@@ -50,7 +50,7 @@ struct GenerateOptions {
 std::string weights_file(const GenerateOptions& options);
 
 /// Loads the model that `options` names (weights, device, dtype), for GenerateOptions::loaded.
-std::shared_ptr<const WanDiT> load_model(const GenerateOptions& options);
+std::shared_ptr<const Denoiser> load_model(const GenerateOptions& options);
 
 struct GenerateResult {
   ModelConfig config;

@@ -6,8 +6,8 @@
 
 #include <filesystem>
 
-#include "core/dit.h"
-#include "core/weights.h"
+#include "model/wan/dit.h"
+#include "model/weights.h"
 
 namespace astraea {
 namespace {

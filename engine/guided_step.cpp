@@ -4,11 +4,11 @@
 
 #include <stdexcept>
 
-#include "core/sampler.h"
+#include "model/sampler.h"
 
 namespace astraea::engine {
 
-GuidedStep::GuidedStep(const WanDiT& model, std::shared_ptr<const Accelerator> method, double guidance)
+GuidedStep::GuidedStep(const Denoiser& model, std::shared_ptr<const Accelerator> method, double guidance)
     : model_(model), method_(std::move(method)), guidance_(guidance) {
   if (!method_) throw std::invalid_argument("a guided step needs a method");
   branches_[0] = method_->new_branch();

@@ -16,7 +16,7 @@ namespace astraea::engine {
 class GuidedStep {
  public:
   /// Steps MODEL under METHOD with guidance scale GUIDANCE (1: one call a step, no uncond branch).
-  GuidedStep(const WanDiT& model, std::shared_ptr<const Accelerator> method, double guidance);
+  GuidedStep(const Denoiser& model, std::shared_ptr<const Accelerator> method, double guidance);
 
   /// The guided velocity at LATENTS for CALL, given the embedded COND and UNCOND contexts. A step
   /// the method skips returns the last step's velocity without a model call.
@@ -33,7 +33,7 @@ class GuidedStep {
   int64_t cache_bytes() const;
 
  private:
-  const WanDiT& model_;
+  const Denoiser& model_;
   std::shared_ptr<const Accelerator> method_;
   double guidance_;
   std::array<std::unique_ptr<BranchState>, 2> branches_;  // cond, uncond

@@ -9,10 +9,10 @@
 
 #include <filesystem>
 
-#include "core/dit.h"
-#include "core/sampler.h"
 #include "engine/guided_step.h"
 #include "engine/tiny_model_fixture.h"
+#include "model/sampler.h"
+#include "model/wan/dit.h"
 
 namespace astraea::engine {
 namespace {

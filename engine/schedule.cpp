@@ -17,17 +17,18 @@ namespace {
 
 using nlohmann::json;
 constexpr const char* kFormat = "astraea-schedule";
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2 names the method; 1 (no `method`: ASTRAEA) still loads
+constexpr const char* kMethod = "astraea";
 
 [[noreturn]] void fail(const std::string& where, const std::string& what) {
   throw std::runtime_error(where + ": " + what);
 }
 
 void only_fields(const json& j, const std::vector<std::string>& known, const std::string& where,
-                 const std::string& object) {
+                 const std::string& object, int version) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
-      fail(where, "unknown field '" + object + it.key() + "' in version " + std::to_string(kVersion));
+      fail(where, "unknown field '" + object + it.key() + "' in version " + std::to_string(version));
     }
   }
 }
@@ -93,12 +94,23 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
     fail(path, "not valid JSON (" + text.substr(text.find("] ") + 2) + ")");
   }
   if (!j.is_object()) fail(path, "not a JSON object");
-  only_fields(j, {"format", "version", "model", "steps", "budgets", "selection", "provenance"}, path, "");
   if (j.value("format", "") != kFormat) fail(path, "'format' must be \"" + std::string(kFormat) + "\"");
   if (!j.contains("version") || !j["version"].is_number_integer()) fail(path, "'version' must be an integer");
-  if (j["version"].get<int>() != kVersion) {
-    fail(path, "'version' " + j["version"].dump() + " is not supported (this build reads version " +
+  const int version = j["version"].get<int>();
+  if (version != 1 && version != kVersion) {
+    fail(path, "'version' " + j["version"].dump() + " is not supported (this build reads versions 1 and " +
                    std::to_string(kVersion) + ")");
+  }
+  std::vector<std::string> fields{"format",  "version",   "model",     "steps",
+                                  "budgets", "selection", "provenance"};
+  if (version >= 2) fields.push_back("method");
+  only_fields(j, fields, path, "", version);
+  if (version >= 2) {
+    if (!j.contains("method") || !j["method"].is_string()) fail(path, "'method' must be a string");
+    if (j["method"] != kMethod) {
+      fail(path, "'method' " + j["method"].dump() +
+                     " has no per-step budget schedule (this build's schedules are " + kMethod + "'s)");
+    }
   }
   TokenBudgetSchedule s;
   if (!j.contains("model") || !j["model"].is_string()) fail(path, "'model' must be a string");
@@ -118,7 +130,8 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   if (j.contains("selection")) {
     const auto& sel = j["selection"];
     if (!sel.is_object()) fail(path, "'selection' must be an object");
-    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share", "reuse_kv"}, path, "selection.");
+    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share", "reuse_kv"}, path, "selection.",
+                version);
     if (sel.contains("reuse_kv") && !sel["reuse_kv"].is_boolean())
       fail(path, "'selection.reuse_kv' must be true or false");
     s.selection.reuse_kv = sel.value("reuse_kv", false);
@@ -146,6 +159,7 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
 std::string schedule_json(const TokenBudgetSchedule& s) {
   json j{{"format", kFormat},
          {"version", kVersion},
+         {"method", kMethod},
          {"model", s.model},
          {"steps", s.steps()},
          {"budgets", s.budgets},

@@ -1,4 +1,4 @@
-// Per-step token budgets (and the selection parameters, core/token_cache.h): the ASTRAEA method's
+// Per-step token budgets (and the selection parameters, model/token_cache.h): the ASTRAEA method's
 // schedule, what the tuner exports, and its file format.
 #pragma once
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/token_cache.h"
+#include "model/token_cache.h"
 
 namespace astraea {
 

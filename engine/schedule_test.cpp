@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace astraea {
 namespace {
@@ -32,6 +33,19 @@ TEST(Schedule, RoundTripsThroughItsFile) {
   EXPECT_EQ(r.selection, s.selection);
   EXPECT_EQ(r.provenance, s.provenance);
   EXPECT_DOUBLE_EQ(r.compute_share(), 2.8 / 5);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find(R"("method": "astraea")"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("version": 2)"), std::string::npos) << text;
+  fs::remove(path);
+}
+
+TEST(Schedule, VersionOneFilesWithoutAMethodStillLoad) {
+  const auto path = write_text("astraea_schedule_v1.json", R"({"format": "astraea-schedule", "version": 1,
+      "model": "tiny", "steps": 3, "budgets": [1, 0.5, 0], "selection": {"w_lse": 2}})");
+  const auto r = read_schedule(path, "tiny", 3);
+  EXPECT_EQ(r.budgets, (std::vector<double>{1, 0.5, 0}));
+  EXPECT_EQ(r.selection.w_lse, 2);
   fs::remove(path);
 }
 
@@ -64,14 +78,26 @@ TEST_P(MalformedSchedule, IsRefusedNamingTheField) {
   fs::remove(path);
 }
 
-const std::string kHead = R"({"format": "astraea-schedule", "version": 1, "model": "tiny", )";
+const std::string kHead =
+    R"({"format": "astraea-schedule", "version": 2, "method": "astraea", "model": "tiny", )";
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, MalformedSchedule,
     ::testing::Values(
         Bad{"not_json", "{budgets: [1", "not valid JSON"}, Bad{"not_object", "[1, 2]", "not a JSON object"},
         Bad{"format", R"({"format": "other", "version": 1})", "'format'"},
-        Bad{"version", R"({"format": "astraea-schedule", "version": 2, "model": "tiny"})", "'version' 2"},
+        Bad{"version", R"({"format": "astraea-schedule", "version": 3, "model": "tiny"})", "'version' 3"},
+        Bad{"no_method",
+            R"({"format": "astraea-schedule", "version": 2, "model": "tiny", "steps": 1, "budgets": [1]})",
+            "'method' must be a string"},
+        Bad{"other_method",
+            R"({"format": "astraea-schedule", "version": 2, "method": "teacache", "model": "tiny",
+            "steps": 1, "budgets": [1]})",
+            "'method' \"teacache\""},
+        Bad{"method_in_v1",
+            R"({"format": "astraea-schedule", "version": 1, "method": "astraea", "model": "tiny",
+            "steps": 1, "budgets": [1]})",
+            "unknown field 'method' in version 1"},
         Bad{"unknown_field", kHead + R"("steps": 3, "budgets": [1, 1, 1], "speed": 2})",
             "unknown field 'speed'"},
         Bad{"steps_mismatch", kHead + R"("steps": 4, "budgets": [1, 1, 1]})", "'budgets' has 3"},

@@ -4,15 +4,16 @@
 
 #include <ATen/ATen.h>
 
-#include "core/dit.h"
-#include "core/model_config.h"
-#include "core/weights.h"
+#include "model/denoiser.h"
+#include "model/model_config.h"
+#include "model/weights.h"
 
 namespace astraea {
 
 struct TinyModelFixture {
   ModelConfig c = model_preset("tiny");
-  WanDiT model{c, random_weights(c, 11, at::kCPU, at::kFloat), at::kFloat};
+  std::unique_ptr<Denoiser> owned = make_denoiser(c, random_weights(c, 11, at::kCPU, at::kFloat), at::kFloat);
+  const Denoiser& model = *owned;
   at::Tensor x = at::randn({3, 4, 16, 16});  // 4 x 4 x 4 = 64 tokens
   at::Tensor ctx = model.embed_context(model.encode_prompt("a red circle moving left on a gray background"));
   /// The empty prompt's context, for the unconditional branch.

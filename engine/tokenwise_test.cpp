@@ -5,11 +5,11 @@
 
 #include <cmath>
 
-#include "core/block_ops.h"
-#include "core/dit.h"
-#include "core/torch_compat.h"
 #include "engine/generate.h"
 #include "engine/tiny_model_fixture.h"
+#include "model/block_ops.h"
+#include "model/denoiser.h"
+#include "model/torch_compat.h"
 
 namespace astraea {
 namespace {
@@ -152,7 +152,8 @@ TEST(TokenEngineGpu, DenseEqualityAndFusedSparseStep) {
   if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA device";
   const at::Device gpu(at::kCUDA, 0);
   auto c = model_preset("tiny");
-  WanDiT model(c, random_weights(c, 12, gpu, at::kBFloat16), at::kBFloat16);
+  const auto owned = make_denoiser(c, random_weights(c, 12, gpu, at::kBFloat16), at::kBFloat16);
+  const Denoiser& model = *owned;
   auto x = at::randn({3, 8, 32, 32});  // 8 x 8 x 8 = 512 tokens
   auto ctx = model.embed_context(model.encode_prompt("a cyan triangle moving up on a navy background"));
   TokenEngineState primed;

@@ -132,7 +132,7 @@ void BM_RmsNormRope(benchmark::State& state) {
   });
 }
 
-/// The token-wise engine's sketch width (core/token_cache.h: kSketchDim) and heads of Wan 2.1 1.3B.
+/// The token-wise engine's sketch width (model/token_cache.h: kSketchDim) and heads of Wan 2.1 1.3B.
 constexpr int64_t kSketchDim = 8;
 constexpr int64_t kHeads = 12;
 

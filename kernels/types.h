@@ -1,5 +1,5 @@
 // Types shared by every kernel's public header. No CUDA header here: callers without a CUDA
-// toolkit (the CPU build, core/'s LibTorch code) include this too.
+// toolkit (the CPU build, model/'s LibTorch code) include this too.
 #pragma once
 
 #include <cstdint>

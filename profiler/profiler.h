@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/ranges.h"
+#include "model/ranges.h"
 #include "profiler/activity.h"
 
 namespace astraea::profiler {

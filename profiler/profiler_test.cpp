@@ -12,11 +12,11 @@
 #include <set>
 #include <utility>
 
-#include "core/dit.h"
-#include "core/model_config.h"
-#include "core/token_cache.h"
-#include "core/torch_compat.h"
-#include "core/weights.h"
+#include "model/denoiser.h"
+#include "model/model_config.h"
+#include "model/token_cache.h"
+#include "model/torch_compat.h"
+#include "model/weights.h"
 #include "profiler/timing.h"
 
 namespace astraea::profiler {
@@ -358,7 +358,8 @@ TEST(Timing, EnvironmentNamesTheDeviceAndVersions) {
 // operations the issue names, in wall-clock time.
 TEST(ProfilerTest, WallClockAttributionOfATokenwiseForward) {
   const auto config = model_preset("tiny");
-  WanDiT model(config, random_weights(config, 3, at::kCPU, at::kFloat), at::kFloat);
+  const auto owned = make_denoiser(config, random_weights(config, 3, at::kCPU, at::kFloat), at::kFloat);
+  const Denoiser& model = *owned;
   const auto shape = video_shape(config, 4, 16, 16);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
   const auto x = at::randn({config.in_channels, shape.latent_f, shape.latent_h, shape.latent_w}, gen);

@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #include "astraea/config.h"
-#include "core/torch_compat.h"
+#include "model/torch_compat.h"
 #if ASTRAEA_HAS_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>

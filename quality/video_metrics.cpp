@@ -251,11 +251,4 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticChec
   return r;
 }
 
-MetricSet parse_metric_set(const std::string& text, const std::string& flag) {
-  if (text == "psnr") return {true, false};
-  if (text == "vbench-proxy") return {false, true};
-  if (text == "both") return {true, true};
-  throw std::invalid_argument(flag + " '" + text + "' is not psnr, vbench-proxy or both");
-}
-
 }  // namespace astraea::quality

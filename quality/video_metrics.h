@@ -71,11 +71,4 @@ class SemanticCheck {
 /// verdicts. Needs OpenCV and at least 3 frames of 16 pixels.
 VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticCheck* semantic = nullptr);
 
-/// Which metrics a command computes: "psnr" (fidelity to the dense reference), "vbench-proxy",
-/// or "both". Throws std::invalid_argument naming FLAG otherwise.
-struct MetricSet {
-  bool fidelity = false, vbench = false;
-};
-MetricSet parse_metric_set(const std::string& text, const std::string& flag);
-
 }  // namespace astraea::quality

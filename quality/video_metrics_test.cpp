@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/torch_compat.h"
+#include "io/field_error.h"
+#include "model/torch_compat.h"
+#include "quality/metric.h"
 
 namespace astraea::quality {
 namespace {
@@ -150,16 +152,55 @@ TEST(VBenchProxy, RejectsTooShortOrTooSmallVideos) {
   EXPECT_THROW(vbench_proxy(random_video(4, 32, 32, 1), 0.0), std::invalid_argument);
 }
 
-TEST(MetricSet, ParsesTheThreeNamesAndNamesTheFlag) {
-  EXPECT_TRUE(parse_metric_set("psnr", "--metrics").fidelity);
-  EXPECT_FALSE(parse_metric_set("psnr", "--metrics").vbench);
-  EXPECT_TRUE(parse_metric_set("both", "--metrics").vbench);
-  try {
-    parse_metric_set("lpips", "--fitness");
-    FAIL();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("--fitness 'lpips'"), std::string::npos);
+TEST(MetricRegistry, ParsesNamesListsAndBothAndNamesTheField) {
+  const auto psnr = parse_metrics("psnr");
+  ASSERT_EQ(psnr.size(), 1u);
+  EXPECT_EQ(psnr[0]->name, "psnr");
+  EXPECT_TRUE(needs_reference(psnr));
+  EXPECT_FALSE(judges_prompt(psnr));
+  const auto both = parse_metrics("both");
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[1]->name, "vbench-proxy");
+  EXPECT_EQ(parse_metrics("vbench-proxy,psnr")[1], both[0]);
+  EXPECT_EQ(without_reference(both), MetricList{both[1]});
+  for (const char* bad : {"lpips", "psnr,", "psnr,psnr", ""}) {
+    try {
+      parse_metrics(bad, "fitness");
+      FAIL() << bad;
+    } catch (const FieldError& e) {
+      EXPECT_EQ(e.fields(), std::vector<std::string>{"fitness"}) << bad;
+      EXPECT_NE(e.render("--").find("--fitness '"), std::string::npos) << e.render("--");
+    }
   }
+}
+
+TEST(MetricRegistry, ScoresAreTheMetricsMeasurementsInOrderWithCappedHeadlines) {
+  const auto a = random_video(4, 24, 24, 1), b = random_video(4, 24, 24, 2);
+  const auto f = fidelity(a, b);
+  MetricInput in;
+  in.video = &a;
+  EXPECT_THROW(score(parse_metrics("psnr"), in), std::invalid_argument);  // no reference
+  in.reference = &b;
+  const auto s = score(parse_metrics("psnr"), in);
+  const auto all = s.all();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].name, "psnr");
+  EXPECT_EQ(all[0].unit, "dB");
+  EXPECT_DOUBLE_EQ(all[0].value, f.psnr);
+  EXPECT_DOUBLE_EQ(*s.value("ssim"), f.ssim);
+  EXPECT_DOUBLE_EQ(*s.headline(metric("psnr")), std::min(60.0, f.psnr));
+  EXPECT_FALSE(s.headline(metric("vbench-proxy")).has_value());
+  in.reference = &a;  // identical: +inf PSNR, capped at 60 as a headline
+  const auto same = score(parse_metrics("psnr"), in);
+  EXPECT_TRUE(std::isinf(*same.value("psnr")));
+  EXPECT_EQ(*same.headline(metric("psnr")), 60.0);
+}
+
+TEST(MetricRegistry, CombineIsTheHeadlineAloneOrTheMeanOfScaledHeadlines) {
+  EXPECT_EQ(combine(parse_metrics("psnr"), {{"psnr", 31.0}}), 31.0);
+  EXPECT_DOUBLE_EQ(combine(parse_metrics("both"), {{"psnr", 32.0}, {"vbench-proxy", 0.8}}),
+                   0.5 * (32.0 / 40 + 0.8));
+  EXPECT_THROW(combine(parse_metrics("both"), {{"psnr", 32.0}}), std::invalid_argument);
 }
 
 }  // namespace

@@ -36,6 +36,10 @@ std::string size_of(const json& c) {
 
 // A sweep cell's method, as the summary names it.
 std::string method_label(const json& method) {
+  if (method.contains("name")) {  // a registered method (sweep --method), with its parameters
+    const auto params = method.value("params", json::object()).dump();
+    return method["name"].get<std::string>() + (params == "{}" ? "" : " " + params);
+  }
   if (method.contains("schedule")) {
     const auto& b = method["schedule"];
     double mean = 0;
@@ -44,11 +48,21 @@ std::string method_label(const json& method) {
     std::snprintf(s, sizeof s, "schedule (mean budget %.2f)", b.empty() ? 1.0 : mean / static_cast<double>(b.size()));
     return s;
   }
-  const double budget = method.value("budget", 1.0);
-  if (budget >= 1.0) return "dense";
+  if (const double budget = method.value("budget", 1.0); budget >= 1.0) return "dense";
   char s[64];
-  std::snprintf(s, sizeof s, "budget %.2f", budget);
+  std::snprintf(s, sizeof s, "budget %.2f", method.value("budget", 1.0));
   return s;
+}
+
+// A sweep cell's method's registered name: a budget or schedule cell is ASTRAEA's, budget 1 dense.
+std::string method_name(const json& method) {
+  if (method.contains("name")) return method["name"].get<std::string>();
+  return method.contains("schedule") || method.value("budget", 1.0) < 1.0 ? "astraea" : "dense";
+}
+
+// Whether a sweep cell's METHOD is shown under --method (dense always: the baseline).
+bool shown(const ReportOptions& o, const json& method) {
+  return o.method.empty() || method_name(method) == o.method || method_name(method) == "dense";
 }
 
 // Measurements of the runs of KIND, by run id: name -> value.
@@ -96,6 +110,7 @@ json summary(const db::Store& store, const ReportOptions& o, json& missing) {
   std::map<std::string, Group> groups;
   for (const auto& row : runs.rows) {
     const auto c = parse_or_empty(row[1]);
+    if (!shown(o, c.value("method", json::object()))) continue;
     json key{{"model", c.value("model", "")}, {"size", size_of(c)}, {"device", row[2].value_or("")},
              {"method", method_label(c.value("method", json::object()))}};
     auto& g = groups[key.dump()];
@@ -341,6 +356,7 @@ std::vector<VideoPair> gather_videos(const db::Store& store, const ReportOptions
   std::vector<std::pair<json, double>> accelerated;
   for (const auto& row : runs.rows) {
     auto c = parse_or_empty(row[0]);
+    if (!shown(o, c.value("method", json::object()))) continue;
     const json key{c.value("model", ""), size_of(c), c.value("prompt", ""), c.value("seed", 0)};
     if (method_label(c.value("method", json::object())) == "dense") {
       dense[key.dump()] = c.value("video", "");

@@ -19,6 +19,9 @@ struct ReportOptions {
   bool difference_videos = true;      ///< a third video per pair: where the two differ, as a heat map
   /// Sweep cells (summary and videos) restricted to these inclusive run-id ranges; empty: all.
   std::vector<std::pair<int64_t, int64_t>> runs;
+  /// Sweep cells of this method only (its registered name: "astraea", "dense", ...), with the dense
+  /// cells they are compared against; "": every method.
+  std::string method;
 };
 
 /// Everything the report shows, from the store: deterministic for a given store content (no

@@ -1,11 +1,12 @@
 // The report's data island against a golden file, its empty-store behaviour, and the page's shape.
+#include "reports/report.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include "reports/report.h"
+#include <set>
 
 namespace astraea::reports {
 namespace {
@@ -90,6 +91,35 @@ TEST_F(ReportTest, DataIslandMatchesTheGoldenFile) {
   EXPECT_TRUE(found);
   EXPECT_EQ(data["study"]["front"], nlohmann::json::array({0, 1}));
   EXPECT_TRUE(data["missing"].empty());
+}
+
+// Cells of a registered method (sweep --method) are named by it, and --method keeps one method's
+// cells with the dense ones they are compared against.
+TEST_F(ReportTest, MethodCellsAreNamedAndMethodFiltersTheSummary) {
+  auto store = db::Store::open((dir_ / "m.db").string());
+  fill(store);
+  db::RunRecord r;
+  r.kind = "sweep-cell";
+  r.device = "cpu";
+  r.cell_key = "cell-teacache";
+  r.config_json =
+      nlohmann::json{{"model", "tiny"}, {"frames", 8},
+                     {"height", 32},    {"width", 48},
+                     {"seed", 0},       {"method", {{"name", "teacache"}, {"params", {{"threshold", 0.1}}}}}}
+          .dump();
+  r.measurements = {m("sample_s", 3.0)};
+  store.add_run(r);
+  auto methods = [&](const std::string& only) {
+    ReportOptions o;
+    o.method = only;
+    std::set<std::string> names;
+    const auto data = gather(store, o);
+    for (const auto& row : data["summary"]) names.insert(row["method"].get<std::string>());
+    return names;
+  };
+  EXPECT_EQ(methods(""), (std::set<std::string>{"dense", "budget 0.50", R"(teacache {"threshold":0.1})"}));
+  EXPECT_EQ(methods("astraea"), (std::set<std::string>{"dense", "budget 0.50"}));
+  EXPECT_EQ(methods("teacache"), (std::set<std::string>{"dense", R"(teacache {"threshold":0.1})"}));
 }
 
 TEST_F(ReportTest, AnEmptyStoreStillGivesAPageThatSaysWhatIsMissing) {

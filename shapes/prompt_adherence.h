@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "core/dit.h"
+#include "model/denoiser.h"
 #include "shapes/shapes_checker.h"
 
 namespace astraea::shapes {
@@ -20,7 +20,7 @@ struct AdherenceOptions {
   double guidance = -1;
   std::string device = "cpu";
   /// The model of (model, weights, device), already loaded; null: loaded here.
-  std::shared_ptr<const WanDiT> loaded;
+  std::shared_ptr<const Denoiser> loaded;
 };
 
 /// Generates `prompts` random shapes-world prompts (dense sampling with guidance) and checks each

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "core/word_tokenizer.h"
+#include "model/word_tokenizer.h"
 #include "shapes/seeded_random.h"
 
 namespace astraea::shapes {

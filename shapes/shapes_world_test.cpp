@@ -7,7 +7,7 @@
 #include <cstring>
 #include <set>
 
-#include "core/model_config.h"
+#include "model/model_config.h"
 
 namespace astraea::shapes {
 namespace {
@@ -108,7 +108,7 @@ TEST(Grammar, RejectsBadPromptsNamingTheProblem) {
 }
 
 TEST(Vocabulary, IsTheTinyModelsOwn) {
-  // The tiny preset's text encoder embeds exactly these words (core/model_config.cpp): the grammar
+  // The tiny preset's text encoder embeds exactly these words (model/model_config.cpp): the grammar
   // must not use a word the shipped weights have no embedding row for, nor shift the ids.
   EXPECT_EQ(vocabulary(), model_preset("tiny").vocabulary);
   EXPECT_EQ(model_preset("tiny").text_vocab, static_cast<int64_t>(vocabulary().size()) + 1);

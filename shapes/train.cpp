@@ -18,11 +18,11 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "core/dit.h"
-#include "core/torch_compat.h"
 #include "engine/generate.h"
 #include "io/atomic_file.h"
 #include "io/field_error.h"
+#include "model/denoiser.h"
+#include "model/torch_compat.h"
 #include "shapes/shapes_world.h"
 
 namespace astraea {
@@ -101,7 +101,7 @@ std::pair<std::vector<int64_t>, std::vector<std::string>> contrast_rows(const Ba
 
 }  // namespace
 
-Objective training_objective(const WanDiT& model, const at::Tensor& xt, const at::Tensor& sigma,
+Objective training_objective(const Denoiser& model, const at::Tensor& xt, const at::Tensor& sigma,
                              const at::Tensor& target, const std::vector<std::string>& prompts,
                              const std::vector<int64_t>& contrast_rows,
                              const std::vector<std::string>& reversed_prompts, double weight, double margin) {
@@ -154,7 +154,7 @@ void write_json_atomically(const fs::path& path, const nlohmann::json& j) {
 }
 
 // Weights under Wan keys with `values` (one per parameter, in parameters() order) swapped in.
-Weights state_with(WanDiT& model, const std::vector<at::Tensor>& values) {
+Weights state_with(Denoiser& model, const std::vector<at::Tensor>& values) {
   at::NoGradGuard no_grad;
   auto params = model.parameters();
   std::vector<at::Tensor> saved;
@@ -201,7 +201,7 @@ std::vector<TrainSize> parse_train_sizes(const std::string& text, const std::str
   return sizes;
 }
 
-std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProbe& probe) {
+std::vector<double> reversed_prompt_gap(const Denoiser& model, const DirectionProbe& probe) {
   at::NoGradGuard no_grad;
   const auto device = model.device();
   std::mt19937_64 rng(probe.seed);
@@ -283,11 +283,13 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   if (resume) state = nlohmann::json::parse(std::ifstream(dir / "state.json"));
 
   // Master weights in float32 on the device; matrix products run in `compute`.
-  WanDiT model(config,
-               resume ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
-               : o.init.empty() ? random_weights(config, o.seed, device, at::kFloat)
-                                : load_weights(o.init, config, device, at::kFloat),
-               compute);
+  const auto owned =
+      make_denoiser(config,
+                    resume ? load_weights((dir / "weights.safetensors").string(), config, device, at::kFloat)
+                    : o.init.empty() ? random_weights(config, o.seed, device, at::kFloat)
+                                     : load_weights(o.init, config, device, at::kFloat),
+                    compute);
+  Denoiser& model = *owned;
   auto params = model.parameters();
   for (auto& p : params) p.requires_grad_(true);
   torch::optim::AdamW optimizer(
@@ -296,9 +298,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainPro
   {
     at::NoGradGuard no_grad;
     if (o.ema > 0 && resume && fs::exists(dir / "ema.safetensors")) {
-      WanDiT ema_model(config, load_weights((dir / "ema.safetensors").string(), config, device, at::kFloat),
-                       compute);
-      ema = ema_model.parameters();
+      ema = make_denoiser(
+                config, load_weights((dir / "ema.safetensors").string(), config, device, at::kFloat), compute)
+                ->parameters();
     } else if (o.ema > 0) {
       for (const auto& p : params) ema.push_back(p.detach().clone());
     }

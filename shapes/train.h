@@ -8,11 +8,11 @@
 #include <utility>
 #include <vector>
 
-#include "core/weights.h"
+#include "model/weights.h"
 
 namespace astraea {
 
-class WanDiT;
+class Denoiser;
 
 /// One clip size of the training mix, with its batch size.
 struct TrainSize {
@@ -87,7 +87,7 @@ struct DirectionProbe {
 /// right swapped, up and down swapped) than under their own: for each noise level, the mean over
 /// clips of (reversed-prompt loss - own-prompt loss) / own-prompt loss. Near 0, the model ignores
 /// the sign of the direction words.
-std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProbe& probe);
+std::vector<double> reversed_prompt_gap(const Denoiser& model, const DirectionProbe& probe);
 
 /// The flow-matching loss of one batch, and the objective it trains on. MODEL predicts TARGET from the
 /// noised clips XT at noise levels SIGMA under PROMPTS; `loss` is the mean squared error. With the
@@ -98,7 +98,7 @@ std::vector<double> reversed_prompt_gap(const WanDiT& model, const DirectionProb
 struct Objective {
   at::Tensor loss, objective;
 };
-Objective training_objective(const WanDiT& model, const at::Tensor& xt, const at::Tensor& sigma,
+Objective training_objective(const Denoiser& model, const at::Tensor& xt, const at::Tensor& sigma,
                              const at::Tensor& target, const std::vector<std::string>& prompts,
                              const std::vector<int64_t>& contrast_rows,
                              const std::vector<std::string>& reversed_prompts, double weight, double margin);

@@ -11,10 +11,10 @@
 #include <random>
 #include <stdexcept>
 
-#include "core/dit.h"
-#include "core/model_config.h"
-#include "core/weights.h"
 #include "io/field_error.h"
+#include "model/denoiser.h"
+#include "model/model_config.h"
+#include "model/weights.h"
 #include "shapes/shapes_world.h"
 
 namespace astraea {
@@ -109,7 +109,8 @@ TEST_F(Train, InitStartsFromGivenWeights) {
 double toy_gap(const TrainResult& trained) {
   auto config = model_preset("tiny");
   config.position_octaves = trained.position_octaves;
-  WanDiT model(config, trained.weights, at::kFloat);
+  const auto owned = make_denoiser(config, trained.weights, at::kFloat);
+  const Denoiser& model = *owned;
   DirectionProbe probe;
   probe.clips = 12, probe.frames = 4, probe.height = probe.width = 16, probe.sigmas = {0.7};
   return reversed_prompt_gap(model, probe)[0];
@@ -170,7 +171,8 @@ TEST(LossTailMean, WeighsIntervalsByTheirStepsAndCutsTheFirstOneCounted) {
 // computed from two separate calls, and without contrast rows it is the plain loss.
 TEST(TrainingObjective, ContrastRowsInTheBatchCallMatchSeparateCalls) {
   const auto config = model_preset("tiny");
-  WanDiT model(config, random_weights(config, 5, at::kCPU, at::kFloat), at::kFloat);
+  const auto owned = make_denoiser(config, random_weights(config, 5, at::kCPU, at::kFloat), at::kFloat);
+  const Denoiser& model = *owned;
   at::manual_seed(3);
   const auto xt = at::randn({3, 3, 2, 16, 16}), target = at::randn({3, 3, 2, 16, 16});
   const auto sigma = at::tensor({0.9f, 0.4f, 0.7f});

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -15,10 +16,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "core/model_config.h"
-#include "io/safetensors.h"
-#include "core/weights.h"
 #include "db/store.h"
+#include "io/safetensors.h"
+#include "model/model_config.h"
+#include "model/weights.h"
 #include "tuner/latency_model.h"
 
 namespace fs = std::filesystem;
@@ -278,6 +279,45 @@ int64_t kill_when(const std::string& command, const std::string& db, const std::
   int status = 0;
   waitpid(child, &status, 0);
   return seen;
+}
+
+// sweep, profile, tune and report reach a registered method by name; profile's rows of another
+// method stay out of ASTRAEA's latency model.
+TEST_F(Cli, SweepProfileTuneAndReportTakeAMethodByName) {
+  const auto db = path("m.db");
+  auto r =
+      run("sweep --model tiny --weights random --frames 2 --height 16 --width 16 --steps 2 --budgets 0.5 "
+          "--method dense --metrics psnr --prompt \"a red circle moving left on a gray background\" --db " +
+          db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(
+      count_rows(db, "SELECT count(*) FROM runs WHERE json_extract(config_json, '$.method.name') = 'dense'"),
+      1);
+  // The dense method's cell is its own reference (no PSNR); the budget cell is scored against it.
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'psnr'"), 1);
+  const std::string profile =
+      "profile --model tiny --frames 2 --height 16 --width 16 --warmup 1 --min-reps 2 --max-reps 3 "
+      "--max-seconds 1 --db " +
+      db;
+  r = run(profile + " --method dense");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM method_latency WHERE method = 'dense' AND budget IS NULL"),
+            1);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM latency"), 0) << "not ASTRAEA's";
+  ASSERT_EQ(run(profile + " --budgets 0.5").code, 0);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM latency WHERE budget = 0.5"), 1);
+  expect_error(run(profile + " --method teacache"), 2,
+               "--method teacache: method 'teacache' is not registered");
+  expect_error(run("tune --study s --method dense --target-compute 0.5 --prompt \"a red circle moving left "
+                   "on a gray background\" --db " +
+                   db),
+               2, "--method dense: tune searches per-step token budgets, which only astraea takes");
+  expect_error(run("generate --model tiny --metrics psnr,lpips --out " + path("x.safetensors")), 2,
+               "--metrics 'lpips' is not a metric (known: psnr, vbench-proxy, or both)");
+  const auto html = path("m.html");
+  r = run("report --method dense --max-videos 0 --db " + db + " --out " + html);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("1 summary rows"), std::string::npos) << "dense only: " << r.out;
 }
 
 TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {

@@ -10,7 +10,6 @@
 #include "engine/generate.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
-#include "quality/scoring.h"
 #include "shapes/semantic_check.h"
 
 namespace astraea::tuner {
@@ -49,10 +48,13 @@ void save_video(const std::string& save_dir, const std::string& file, const at::
 
 }  // namespace
 
-double fitness_of(const Quality& q, const quality::MetricSet& metrics) {
-  return metrics.fidelity && metrics.vbench ? 0.5 * (q.psnr / 40.0 + q.vbench)
-         : metrics.fidelity                 ? q.psnr
-                                            : q.vbench;
+double Quality::of(const std::string& metric) const {
+  const auto it = headline.find(metric);
+  return it == headline.end() ? 0.0 : it->second;
+}
+
+double fitness_of(const Quality& q, const quality::MetricList& metrics) {
+  return quality::combine(metrics, q.headline);
 }
 
 ScheduleRunner::ScheduleRunner(RunnerSetup setup) : setup_(std::move(setup)) {
@@ -83,31 +85,35 @@ const at::Tensor& ScheduleRunner::reference(const std::string& prompt, uint64_t 
 }
 
 Quality ScheduleRunner::quality(const Genome& genome, const std::vector<std::string>& prompts, size_t device,
-                                const quality::MetricSet& metrics, const KeepVideo& keep) const {
+                                const quality::MetricList& metrics, const KeepVideo& keep) const {
   Quality q;
+  for (const auto* m : metrics) q.headline[m->name] = 0;
   for (const auto& prompt : prompts) {
-    const auto semantic = metrics.vbench ? shapes::semantic_check(prompt) : nullptr;  // parsed once a prompt
+    // Parsed once a prompt.
+    const auto semantic = quality::judges_prompt(metrics) ? shapes::semantic_check(prompt) : nullptr;
     for (uint64_t seed : setup_.seeds) {
       const auto& ref = reference(prompt, seed);
       auto o = with_budgets(options_for(setup_, prompt, seed, setup_.devices.at(device)), genome);
       o.loaded = models_.at(device);
       const auto video = generate(o).video;
       if (keep) keep(prompt, seed, video);
-      const auto s = quality::score(video, &ref, semantic.get(), 16.0, metrics);
-      if (s.fidelity) q.psnr += std::min(60.0, s.fidelity->psnr);
-      if (s.vbench) q.vbench += s.vbench->total;
+      const auto s = quality::score(metrics, {&video, &ref, semantic.get(), 16.0});
+      for (const auto* m : metrics) q.headline[m->name] += *s.headline(*m);
     }
   }
   const double n = static_cast<double>(prompts.size() * setup_.seeds.size());
-  return Quality{q.psnr / n, q.vbench / n};
+  for (auto& [name, sum] : q.headline) sum /= n;
+  return q;
 }
 
 double ScheduleRunner::dense_vbench(const std::vector<std::string>& prompts) const {
+  const auto& vbench = quality::metric("vbench-proxy");
   double total = 0;
   for (const auto& p : prompts) {
     const auto semantic = shapes::semantic_check(p);
     for (uint64_t seed : setup_.seeds)
-      total += quality::score(reference(p, seed), nullptr, semantic.get(), 16.0, {false, true}).vbench->total;
+      total +=
+          *quality::score({&vbench}, {&reference(p, seed), nullptr, semantic.get(), 16.0}).headline(vbench);
   }
   return total / static_cast<double>(prompts.size() * setup_.seeds.size());
 }
@@ -130,8 +136,10 @@ HeldOutCheck check_held_out(ScheduleRunner& runner, const Genome& best, const Ge
   HeldOutCheck check;
   // Both metrics where this build has optical flow and the videos are large enough; without flow
   // (the GPU host has no OpenCV) PSNR alone, and the saved videos can be scored elsewhere.
-  check.vbench = quality::has_optical_flow() && quality::vbench_applies(s.frames, s.height, s.width);
-  const quality::MetricSet both{true, check.vbench};
+  const auto& vbench = quality::metric("vbench-proxy");
+  check.vbench = vbench.applies(s.frames, s.height, s.width);
+  quality::MetricList both{&quality::metric("psnr")};
+  if (check.vbench) both.push_back(&vbench);
   nlohmann::json index = nlohmann::json::array();
   auto keeper = [&](const std::string& kind) -> ScheduleRunner::KeepVideo {
     if (save_dir.empty()) return {};

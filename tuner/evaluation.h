@@ -14,24 +14,26 @@
 #include <vector>
 
 #include "profiler/timing.h"
-#include "quality/video_metrics.h"
+#include "quality/metric.h"
 #include "tuner/latency_model.h"
 
 namespace astraea {
-class WanDiT;
+class Denoiser;
 }
 
 namespace astraea::tuner {
 
-/// A schedule's videos scored against their dense references, averaged over prompts x seeds.
+/// A schedule's videos scored against their dense references: each metric's headline (capped, as
+/// quality::Metric says) by metric name, averaged over prompts x seeds.
 struct Quality {
-  double psnr = 0;    ///< dB, each video's capped at 60 (identical videos are +inf)
-  double vbench = 0;  ///< VBench-proxy total
+  std::map<std::string, double> headline;
+  /// METRIC's mean headline; 0 when it was not scored.
+  double of(const std::string& metric) const;
 };
 
-/// The fitness a study maximises: PSNR, the VBench-proxy total, or for both the mean of PSNR / 40
-/// and the total.
-double fitness_of(const Quality& q, const quality::MetricSet& metrics);
+/// The fitness a study maximises: quality::combine of the metrics' mean headlines (PSNR alone,
+/// the VBench-proxy total alone, or for both the mean of PSNR / 40 and the total).
+double fitness_of(const Quality& q, const quality::MetricList& metrics);
 
 /// What a runner generates: one preset, size and step count, on its devices.
 struct RunnerSetup {
@@ -56,14 +58,14 @@ class ScheduleRunner {
   void make_references(const std::vector<std::string>& prompts);
   /// The mean quality of GENOME's videos on PROMPTS x seeds, made on device index DEVICE.
   Quality quality(const Genome& genome, const std::vector<std::string>& prompts, size_t device,
-                  const quality::MetricSet& metrics, const KeepVideo& keep = {}) const;
+                  const quality::MetricList& metrics, const KeepVideo& keep = {}) const;
   const at::Tensor& reference(const std::string& prompt, uint64_t seed) const;
   /// The mean VBench-proxy total of the dense references of PROMPTS.
   double dense_vbench(const std::vector<std::string>& prompts) const;
 
  private:
   RunnerSetup setup_;
-  std::vector<std::shared_ptr<const WanDiT>> models_;  // one per device
+  std::vector<std::shared_ptr<const Denoiser>> models_;  // one per device
   std::map<std::pair<std::string, uint64_t>, at::Tensor> references_;
 };
 

@@ -56,12 +56,12 @@ db::RunRecord validation_run(const TuneRequest& r, const TuneOutcome& out) {
   measure("predicted_ms", best.cost_ms, "ms", "latency model");
   if (const auto& h = out.held_out) {
     measure("validation_fitness", fitness_of(h->tuned, r.metrics), "", "quality");
-    measure("psnr", h->tuned.psnr, "dB", "quality");
-    measure("uniform_psnr", h->uniform.psnr, "dB", "quality");
+    measure("psnr", h->tuned.of("psnr"), "dB", "quality");
+    measure("uniform_psnr", h->uniform.of("psnr"), "dB", "quality");
     if (h->vbench) {
-      measure("vbench_total", h->tuned.vbench, "", "quality");
+      measure("vbench_total", h->tuned.of("vbench-proxy"), "", "quality");
       measure("dense_vbench_total", h->dense_vbench, "", "quality");
-      measure("uniform_vbench_total", h->uniform.vbench, "", "quality");
+      measure("uniform_vbench_total", h->uniform.of("vbench-proxy"), "", "quality");
     }
   }
   if (const auto& s = out.speed) {

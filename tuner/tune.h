@@ -33,7 +33,7 @@ struct TuneRequest {
   Target target;
   std::string algorithm = "ea";  ///< "ea" or "nsga2"
   SearchOptions search;
-  quality::MetricSet metrics{true, false};
+  quality::MetricList metrics{&quality::metric("psnr")};
   std::string fitness_name = "psnr";
   std::vector<std::string> prompts;   ///< calibration
   std::vector<std::string> held_out;  ///< empty: no held-out check

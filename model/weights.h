@@ -1,0 +1,52 @@
+// A model's parameters by its family's checkpoint key names: loaded from safetensors, or random.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/model_config.h"
+
+namespace astraea {
+
+/// What a parameter is, which decides its dtype on the device.
+enum class ParamKind {
+  kMatrix,  ///< linear/conv weights and biases: the compute dtype
+  kFloat,   ///< norms, modulations and the timestep MLP: always float32, as Wan keeps them
+};
+
+struct ParamSpec {
+  std::string name;  ///< Wan 2.1 key, e.g. "blocks.0.self_attn.q.weight"
+  std::vector<int64_t> shape;
+  ParamKind kind;
+};
+
+/// Every parameter a preset has, in checkpoint order.
+std::vector<ParamSpec> parameter_specs(const ModelConfig& config);
+
+/// Named tensors on one device.
+using Weights = std::map<std::string, at::Tensor>;
+
+/// Loads `path` (safetensors, any float dtype) for `config`, converting to `dtype` on `device`.
+/// Throws std::runtime_error naming the file and tensor when one is missing, unexpected,
+/// misshaped, or not a float.
+Weights load_weights(const std::string& path, const ModelConfig& config, const at::Device& device,
+                     at::ScalarType dtype);
+
+/// `preset` as the weights in `path` have it: with their absolute position features, or without
+/// (the only part of a preset that a weights file decides). Throws std::runtime_error naming the
+/// file when it cannot be read or its position weights are misshaped.
+ModelConfig config_for_weights(const ModelConfig& preset, const std::string& path);
+
+/// Seeded random weights with the scales of Wan's initialisation; identical for a seed on any device.
+Weights random_weights(const ModelConfig& config, uint64_t seed, const at::Device& device,
+                       at::ScalarType dtype);
+
+/// Writes `weights` as safetensors (to a temporary name, then renamed).
+void save_weights(const std::string& path, const Weights& weights,
+                  const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace astraea
