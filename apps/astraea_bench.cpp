@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   astraea::app::register_export(app);
   astraea::app::register_report(app);
   astraea::app::register_query(app);
+  astraea::app::register_launch(app);
 
   try {
     app.parse(argc, argv);
@@ -59,6 +60,8 @@ int main(int argc, char** argv) {
   try {
     astraea::app::run_selected(app);
     return 0;
+  } catch (const astraea::app::ExitCode& e) {
+    return e.code;
   } catch (const astraea::app::UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

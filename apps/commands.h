@@ -18,6 +18,12 @@ struct UsageError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// The command ran to its end with this exit status and has said why (launch: a failed rank's
+/// status); main prints nothing more.
+struct ExitCode {
+  int code = 1;
+};
+
 /// Whether `text` ends with `suffix` (file extensions of --out paths).
 bool ends_with(const std::string& text, const std::string& suffix);
 
@@ -37,6 +43,8 @@ void add_size_flags(CLI::App* sub, int64_t& frames, int64_t& height, int64_t& wi
 /// --device: cpu, cuda or cuda:N, default cpu.
 void add_device_flag(CLI::App* sub, std::string& device);
 
+/// Adds `launch` to the app.
+void register_launch(CLI::App& app);
 /// Adds `generate` to the app.
 void register_generate(CLI::App& app);
 /// Adds `train` to the app.

@@ -320,6 +320,27 @@ TEST_F(Cli, SweepProfileTuneAndReportTakeAMethodByName) {
   EXPECT_NE(r.out.find("1 summary rows"), std::string::npos) << "dense only: " << r.out;
 }
 
+// launch starts ranks with torchrun's environment, prefixes their lines, and when one rank dies
+// stops the others and exits with its status.
+TEST_F(Cli, LaunchRunsRanksAndStopsThemAllWhenOneDies) {
+  const std::string rank_check = ASTRAEA_RANK_CHECK_BIN;
+  auto r = run("launch --nproc 2 --program " + rank_check);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] rank 0 of 2: gloo collectives ok"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[rank 1] rank 1 of 2: gloo collectives ok"), std::string::npos) << r.out;
+  r = run("launch --nproc 2 -- methods");  // astraea-bench itself, each rank's lines prefixed
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 1] dense: "), std::string::npos) << r.out;
+  const auto t0 = std::chrono::steady_clock::now();
+  r = run("launch --nproc 2 --grace 2 --program " + rank_check + " -- --die");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("launch: rank 1 exited with status 3; stopping the other ranks"), std::string::npos)
+      << r.out;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  expect_error(run("launch --nproc 0 -- methods"), 2, "--nproc 0 is not in [1, 64]");
+  expect_error(run("launch --nproc 2"), 2, "launch needs a command after --");
+}
+
 TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
   const auto db = path("p.db"), trace = path("trace.json");
   const std::string small =

@@ -1,0 +1,29 @@
+// What a model needs from a group of processes to compute one sequence split across them (Ulysses
+// sequence parallelism): the collectives, with the tensors' layouts. parallel/ implements it over
+// LibTorch's c10d; model/ only holds a pointer to one, so it never names a transport.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace astraea {
+
+/// A group of `size()` processes, this one being `rank()`. Every call is collective: each rank
+/// makes it, in the same order, with tensors of the same shape and dtype.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// T split along SPLIT_DIM into size() equal parts; part r goes to rank r. Returns the parts
+  /// received, in rank order, concatenated along CAT_DIM. SPLIT_DIM's size must divide by size().
+  virtual at::Tensor all_to_all(const at::Tensor& t, int64_t split_dim, int64_t cat_dim) const = 0;
+  /// Every rank's T, in rank order, concatenated along DIM.
+  virtual at::Tensor all_gather(const at::Tensor& t, int64_t dim) const = 0;
+  /// T summed over the ranks, in place.
+  virtual void all_reduce_sum(at::Tensor& t) const = 0;
+  virtual void barrier() const = 0;
+};
+
+}  // namespace astraea

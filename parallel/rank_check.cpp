@@ -1,0 +1,73 @@
+// One rank of the process-group tests (parallel_test, cli_test's launch tests): joins the group
+// from torchrun's environment and checks every collective against what it must give; exit 0 when
+// all agree. `--die` makes rank 1 exit 3 before joining (a rank that dies); `--timeout-ms N` bounds
+// the rendezvous; `--device cuda` runs them on rank LOCAL_RANK's GPU (NCCL).
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "parallel/process_group.h"
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const char* what, int rank) {
+  if (!ok) {
+    std::fprintf(stderr, "rank %d: %s is wrong\n", rank, what);
+    ++failures;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace astraea::parallel;
+  bool die = false;
+  long timeout_ms = 30000;
+  bool cuda = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--die") die = true;
+    if (a == "--device" && i + 1 < argc) cuda = std::string(argv[++i]) == "cuda";
+    if (a == "--timeout-ms" && i + 1 < argc) timeout_ms = std::atol(argv[++i]);
+  }
+  try {
+    const auto env = launch_env();
+    if (die && env.rank == 1) return 3;
+    const c10::Device device = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+                                    : c10::Device(c10::kCPU);
+    const auto group = ProcessGroup::join(env, device, std::chrono::milliseconds(timeout_ms));
+    const int r = group->rank(), p = group->size();
+    // Sum: ranks hold 1, 2, ..., P.
+    auto sum = at::full({3}, static_cast<float>(r + 1)).to(device);
+    group->all_reduce_sum(sum);
+    expect(at::equal(sum.cpu(), at::full({3}, static_cast<float>(p * (p + 1) / 2))), "all_reduce_sum", r);
+    // Gather: rank r holds [r, r] -> [0, 0, 1, 1, ...].
+    const auto gathered = group->all_gather(at::full({2}, static_cast<float>(r)).to(device), 0).cpu();
+    expect(at::equal(gathered, at::arange(p, at::kFloat).repeat_interleave(2)), "all_gather", r);
+    // All-to-all as Ulysses uses it: [tokens n, heads P * h, d] -> [P * n tokens, h heads, d]. Rank s
+    // holds value 1000 s + 10 token + head; rank r receives heads r h .. r h + h - 1 of every rank's
+    // tokens, in rank order.
+    const int64_t n = 3, h = 2;
+    auto tok = at::arange(n, at::kFloat).view({n, 1, 1}),
+         head = at::arange(p * h, at::kFloat).view({1, p * h, 1});
+    const auto mine = (1000.0 * r + 10 * tok + head).expand({n, p * h, 2}).contiguous();
+    const auto got = group->all_to_all(mine.to(device), 1, 0).cpu();
+    auto src = at::arange(p, at::kFloat).repeat_interleave(n).view({p * n, 1, 1});
+    auto want = (1000 * src + 10 * tok.repeat({p, 1, 1}) + head.narrow(1, r * h, h)).expand({p * n, h, 2});
+    expect(got.sizes() == want.sizes() && at::equal(got, want), "all_to_all", r);
+    // And back: the inverse all-to-all returns each rank's own tensor.
+    expect(at::equal(group->all_to_all(got.to(device), 0, 1).cpu(), mine), "all_to_all inverse", r);
+    group->barrier();
+    std::printf("rank %d of %d: %s collectives %s\n", r, p, group->backend().c_str(),
+                failures ? "WRONG" : "ok");
+    return failures ? 1 : 0;
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    std::fprintf(stderr, "error: %s\n", m.substr(0, m.find('\n')).c_str());
+    return 1;
+  }
+}
