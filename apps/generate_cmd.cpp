@@ -12,8 +12,12 @@
 #include "engine/generate.h"
 #include "engine/methods.h"
 #include "engine/schedule.h"
+#include "io/field_error.h"
 #include "io/safetensors.h"
 #include "io/video_io.h"
+#include "parallel/launch_env.h"
+#include "parallel/process_group.h"
+#include "parallel/sequence_parallel.h"
 
 namespace astraea::app {
 namespace {
@@ -72,9 +76,25 @@ void run(const GenerateFlags& f) {
     if (const auto why = o.method->can_run(preset.name, steps); !why.empty())
       throw UsageError("--method " + f.method + ": " + why);
   }
+  // Launched as one of several ranks (launch, torchrun): every model call splits its tokens over
+  // them; rank 0 alone reports and writes.
+  parallel::LaunchEnv env;
+  try {
+    env = parallel::launch_env();
+  } catch (const FieldError& e) {
+    throw UsageError("environment variable " + std::string(e.what()));
+  }
+  if (env.world_size > 1) {
+    if (o.device == "cuda") o.device = "cuda:" + std::to_string(env.local_rank);
+    std::shared_ptr<const Collective> group = parallel::ProcessGroup::join(env, parse_device(o.device));
+    o.loaded = parallel::sequence_parallel(load_model(o), group);
+  }
   Progress progress("sampling", steps);
-  o.on_step = [&](int64_t step, int64_t) { progress.update(step + 1); };
+  o.on_step = [&](int64_t step, int64_t) {
+    if (env.rank == 0) progress.update(step + 1);
+  };
   const auto r = generate(o);
+  if (env.rank != 0) return;
   progress.finish();
   write_result(r, f);
   std::printf("wrote %s: %s, %lldx%lldx%lld (%lld tokens), %lld steps, %lld model calls, %.2f s sampling (%.3f s/call), %.2f s loading\n",

@@ -119,9 +119,10 @@ int run(const LaunchFlags& f) {
   int first_failure = -1;  // the rank whose status launch exits with
   auto stop_at = std::chrono::steady_clock::time_point::max();
   bool killed = false;
+  // A rank's whole process group: what it started (a shell's children, say) goes with it.
   auto signal_all = [&](int sig) {
     for (auto& k : ranks)
-      if (k.status < 0) kill(k.pid, sig);
+      if (k.status < 0 || k.out >= 0 || k.err >= 0) kill(-k.pid, sig);
   };
   for (;;) {
     if (g_signal) {  // Ctrl-C or a TERM: forward it once, then wait for the ranks

@@ -28,6 +28,11 @@ at::Tensor Denoiser::forward_tokenwise(const at::Tensor&, double, const at::Tens
   throw std::logic_error("model family '" + config().family + "' has no token-wise forward");
 }
 
+at::Tensor Denoiser::forward_sequence_parallel(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                               const Collective&) const {
+  throw std::logic_error("model family '" + config().family + "' has no sequence-parallel forward");
+}
+
 const ModelFamily& model_family(const ModelConfig& config) {
   std::string known;
   for (const auto& f : model_families()) {

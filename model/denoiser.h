@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/collective.h"
 #include "model/model_config.h"
 #include "model/token_cache.h"
 #include "model/weights.h"
@@ -43,6 +44,15 @@ class Denoiser {
   /// The same for a batch: latents [B, C, F, H, W], timesteps [B], contexts [B, text_len, dim].
   virtual at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                                    const at::Tensor& contexts) const = 0;
+
+  /// One model call on a batch whose tokens are split over GROUP's ranks (Ulysses sequence
+  /// parallelism): every rank passes the whole batch (as forward_batch takes it) and computes the
+  /// blocks on its contiguous share of the tokens, exchanging heads for tokens around
+  /// self-attention; every rank gets the whole prediction. The heads and the token count must
+  /// divide by the group's size (std::invalid_argument naming the numbers). Families without it
+  /// throw std::logic_error naming the family.
+  virtual at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
+                                               const at::Tensor& contexts, const Collective& group) const;
 
   /// Whether forward_tokenwise is implemented.
   virtual bool has_tokenwise() const { return false; }

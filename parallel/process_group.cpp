@@ -29,10 +29,27 @@ struct ProcessGroup::Impl {
 
 namespace {
 
+// Ends a group before exit: NCCL's releases its communicators (LibTorch 2.x warns otherwise).
+template <class Group>
+void close_group(Group&) {}
+#if ASTRAEA_HAS_C10D_NCCL
+template <>
+void close_group(c10d::ProcessGroupNCCL& g) {
+  g.shutdown();
+}
+#endif
+
 template <class Group>
 struct Backend final : ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<Group> group;
+
+  ~Backend() override {
+    try {
+      if (group) close_group(*group);
+    } catch (const std::exception&) {  // a failed shutdown at exit changes nothing for the caller
+    }
+  }
 
   void wait_all_to_all(at::Tensor& out, at::Tensor& in) override {
     std::vector<int64_t> equal;  // empty: equal splits along dim 0

@@ -38,6 +38,8 @@ class WanDiT final : public Denoiser {
   at::Tensor forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context,
                                double budget, const SelectionParams& selection,
                                TokenEngineState& state) const override;
+  at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
+                                       const at::Tensor& contexts, const Collective& group) const override;
   bool has_tokenwise() const override { return true; }
   Weights state_dict() const override;
   std::vector<at::Tensor> parameters() const override;
@@ -59,9 +61,12 @@ class WanDiT final : public Denoiser {
   at::Tensor mat(const at::Tensor& w) const;  // w in the compute dtype
   Embedded embed_inputs(const at::Tensor& latents, const at::Tensor& timesteps) const;
   at::Tensor run_head(at::Tensor& x, const Embedded& in) const;
-  // One block on all tokens; with `record`, also fills that block's token cache.
+  // One block on all tokens; with `record`, also fills that block's token cache. With `group`, x
+  // holds this rank's share of the tokens (rope.positions says which) and self-attention runs
+  // over all of them, heads exchanged for tokens (Ulysses).
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
-                   const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false) const;
+                   const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false,
+                   const Collective* group = nullptr) const;
   // One block on the selected tokens of one sequence, from its input `in` [N, D] (the previous block's
   // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs.
   void sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
