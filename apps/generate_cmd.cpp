@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "io/video_io.h"
 #include "parallel/launch_env.h"
+#include "parallel/layout.h"
 #include "parallel/process_group.h"
 #include "parallel/sequence_parallel.h"
 
@@ -24,7 +25,7 @@ namespace {
 
 struct GenerateFlags {
   GenerateOptions o;
-  std::string out, attention = "auto", schedule, metrics, reference, method;
+  std::string out, attention = "auto", schedule, metrics, reference, method, parallel = "auto";
   double budget = std::nan("");  // unset
   int64_t dense_steps = 2;
   SelectionParams selection;
@@ -84,10 +85,23 @@ void run(const GenerateFlags& f) {
   } catch (const FieldError& e) {
     throw UsageError("environment variable " + std::string(e.what()));
   }
-  if (env.world_size > 1) {
-    if (o.device == "cuda") o.device = "cuda:" + std::to_string(env.local_rank);
-    std::shared_ptr<const Collective> group = parallel::ProcessGroup::join(env, parse_device(o.device));
-    o.loaded = parallel::sequence_parallel(load_model(o), group);
+  if (env.launched && o.device == "cuda") o.device = "cuda:" + std::to_string(env.local_rank);
+  // At world size 1 too, where the device has a group: joined, the layout "one rank". The world
+  // group lives as long as the run (rank 0's holds the rendezvous the subgroups share).
+  std::shared_ptr<parallel::ProcessGroup> world;
+  if (env.launched && (env.world_size > 1 || parallel::has_group_for(parse_device(o.device)))) {
+    const double guidance = o.guidance >= 0 ? o.guidance : preset.default_guidance;
+    const auto layout =
+        parallel::parse_layout(f.parallel, env.world_size, static_cast<int>(preset.heads), guidance != 1.0);
+    world = parallel::ProcessGroup::join(env, parse_device(o.device));
+    const auto groups = parallel::make_groups(*world, layout);
+    o.loaded = load_model(o);
+    if (groups.ulysses) o.loaded = parallel::sequence_parallel(o.loaded, groups.ulysses);
+    o.cfg_group = groups.cfg;
+    if (env.rank == 0) {
+      std::printf("parallel: %s on %d ranks (%s)\n", layout.text().c_str(), env.world_size,
+                  world->backend().c_str());
+    }
   }
   Progress progress("sampling", steps);
   o.on_step = [&](int64_t step, int64_t) {
@@ -163,6 +177,9 @@ void register_generate(CLI::App& app) {
                 "with --budget: unselected tokens keep cached keys and values (more memory, fewer FLOPs)");
   sub->add_option("--metrics", flags->metrics,
                   "also score the video: metric names, comma-separated (psnr needs --reference), or both");
+  sub->add_option("--parallel", flags->parallel,
+                  "launched on several ranks: auto, or cfg=C,ulysses=U (C x U = the ranks; docs/parallel.md)")
+      ->default_val("auto");
   sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });

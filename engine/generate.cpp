@@ -141,7 +141,7 @@ GenerateResult generate(const GenerateOptions& o) {
                                    : engine::make_method("dense");
   r.method = method->name();
   r.method_params = method->params();
-  engine::GuidedStep guided_step(model, method, r.guidance);
+  engine::GuidedStep guided_step(model, method, r.guidance, o.cfg_group);
   const auto t_sample = std::chrono::steady_clock::now();
   auto x = sample_euler(
       noise.to(device), sigmas,

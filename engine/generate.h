@@ -13,6 +13,7 @@
 #include "engine/accelerator.h"
 #include "engine/schedule.h"
 #include "model/attention.h"
+#include "model/collective.h"
 #include "model/model_config.h"
 
 namespace astraea {
@@ -43,6 +44,9 @@ struct GenerateOptions {
   /// A model already loaded (its preset must be `model`, on `device`): weights, dtype and loading
   /// are skipped, so repeated runs (timing a schedule against dense) pay for the weights once.
   std::shared_ptr<const Denoiser> loaded;
+  /// CFG parallelism: the group of 2 (ranks or halves) that splits the two guidance branches
+  /// (engine::GuidedStep); null: both branches here.
+  std::shared_ptr<const Collective> cfg_group;
 };
 
 /// The file `options` takes its weights from: --weights, or the preset's shipped file ("" when the

@@ -3,14 +3,24 @@
 #include <ATen/ATen.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "model/sampler.h"
 
 namespace astraea::engine {
 
-GuidedStep::GuidedStep(const Denoiser& model, std::shared_ptr<const Accelerator> method, double guidance)
-    : model_(model), method_(std::move(method)), guidance_(guidance) {
+GuidedStep::GuidedStep(const Denoiser& model, std::shared_ptr<const Accelerator> method, double guidance,
+                       std::shared_ptr<const Collective> cfg_group)
+    : model_(model), method_(std::move(method)), guidance_(guidance), cfg_group_(std::move(cfg_group)) {
   if (!method_) throw std::invalid_argument("a guided step needs a method");
+  if (cfg_group_ && (!guided() || cfg_group_->size() != 2)) {
+    throw std::invalid_argument("CFG parallelism needs guidance (not 1) and a group of 2, not " +
+                                std::to_string(cfg_group_->size()));
+  }
+  if (cfg_group_) {  // this rank's branch only
+    branches_[cfg_group_->rank()] = method_->new_branch();
+    return;
+  }
   branches_[0] = method_->new_branch();
   if (guided()) branches_[1] = method_->new_branch();
 }
@@ -21,6 +31,14 @@ at::Tensor GuidedStep::operator()(const at::Tensor& latents, const CallInfo& cal
     if (!last_.defined())
       throw std::invalid_argument("method " + method_->name() + " skips the first step it runs");
     ++skipped_steps_;
+    return last_;
+  }
+  if (cfg_group_) {
+    const int b = cfg_group_->rank();
+    auto mine = method_->call(model_, latents, call, b == 0 ? cond : uncond, *branches_[b]);
+    ++model_calls_;
+    const auto both = cfg_group_->all_gather(mine.unsqueeze(0).contiguous(), 0);  // [cond, uncond]
+    last_ = classifier_free_guidance(both[0], both[1], guidance_);
     return last_;
   }
   auto v = method_->call(model_, latents, call, cond, *branches_[0]);

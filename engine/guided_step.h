@@ -10,13 +10,18 @@
 #include <memory>
 
 #include "engine/accelerator.h"
+#include "model/collective.h"
 
 namespace astraea::engine {
 
 class GuidedStep {
  public:
   /// Steps MODEL under METHOD with guidance scale GUIDANCE (1: one call a step, no uncond branch).
-  GuidedStep(const Denoiser& model, std::shared_ptr<const Accelerator> method, double guidance);
+  /// With CFG_GROUP (two ranks, or two halves of the ranks, guided only), CFG parallelism: rank 0
+  /// of it computes the conditional branch, rank 1 the unconditional one, and they exchange only
+  /// the model outputs; each keeps the state of its own branch.
+  GuidedStep(const Denoiser& model, std::shared_ptr<const Accelerator> method, double guidance,
+             std::shared_ptr<const Collective> cfg_group = nullptr);
 
   /// The guided velocity at LATENTS for CALL, given the embedded COND and UNCOND contexts. A step
   /// the method skips returns the last step's velocity without a model call.
@@ -36,6 +41,7 @@ class GuidedStep {
   const Denoiser& model_;
   std::shared_ptr<const Accelerator> method_;
   double guidance_;
+  std::shared_ptr<const Collective> cfg_group_;
   std::array<std::unique_ptr<BranchState>, 2> branches_;  // cond, uncond
   at::Tensor last_;
   int64_t model_calls_ = 0, skipped_steps_ = 0;

@@ -15,10 +15,12 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "io/field_error.h"
 #include "parallel/launch_env.h"
+#include "parallel/layout.h"
 #include "parallel/process_group.h"
 
 extern char** environ;
@@ -84,6 +86,33 @@ TEST(LaunchEnv, BadValuesNameTheVariable) {
   auto no_rank = base;
   no_rank.erase("RANK");
   EXPECT_THROW(parse(no_rank), FieldError);
+}
+
+TEST(Layout, AutoSplitsTheGuidanceBranchesWhenTheHeadsAllowAndNamesTheNumbersOtherwise) {
+  auto l = parse_layout("auto", 8, 12, true);  // Wan 1.3B on 8: CFG 2 x Ulysses 4
+  EXPECT_EQ(l.cfg, 2);
+  EXPECT_EQ(l.ulysses, 4);
+  EXPECT_EQ(l.text(), "cfg 2 x ulysses 4");
+  EXPECT_EQ(parse_layout("auto", 4, 12, false).ulysses, 4);  // unguided: no CFG to split
+  EXPECT_EQ(parse_layout("auto", 3, 3, true).text(), "ulysses 3");
+  EXPECT_EQ(parse_layout("cfg=2,ulysses=3", 6, 12, true).world(), 6);
+  EXPECT_EQ(parse_layout("auto", 1, 12, true).text(), "one rank");
+  const std::vector<std::tuple<std::string, int, int, bool, std::string>> bad = {
+      {"cfg=2,ulysses=2", 3, 12, true, "uses 4 ranks, but 3 were launched"},
+      {"cfg=2", 2, 12, false, "cfg is 1 or 2, and 1 without guidance"},
+      {"ulysses=8", 8, 12, true, "Ulysses over 8 ranks needs heads divisible by it; the model has 12"},
+      {"ring=2", 2, 12, true, "ring attention is not built yet"},
+      {"pipeline=2", 2, 12, true, "item 'pipeline=2' is not cfg=C, ulysses=U or ring=R"},
+      {"cfg=x", 2, 12, true, "item 'cfg=x' is not KEY=N"}};
+  for (const auto& [text, world, heads, guided, needle] : bad) {
+    try {
+      parse_layout(text, world, heads, guided);
+      ADD_FAILURE() << text << " was accepted";
+    } catch (const FieldError& e) {
+      EXPECT_EQ(e.fields(), std::vector<std::string>{"parallel"});
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
 }
 
 int free_port() {

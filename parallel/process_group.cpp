@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if ASTRAEA_HAS_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -10,6 +11,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
@@ -21,6 +23,11 @@ struct ProcessGroup::Impl {
   virtual ~Impl() = default;
   int rank = 0, size = 1;
   std::string name;
+  // What a subgroup is made from: the rendezvous, the device, the Gloo host, the timeout.
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::Device device{c10::kCPU};
+  std::string host;
+  std::chrono::milliseconds timeout{60000};
   virtual void wait_all_to_all(at::Tensor& out, at::Tensor& in) = 0;
   virtual void wait_all_gather(std::vector<at::Tensor>& outs, at::Tensor& in) = 0;
   virtual void wait_all_reduce(at::Tensor& t) = 0;
@@ -41,7 +48,6 @@ void close_group(c10d::ProcessGroupNCCL& g) {
 
 template <class Group>
 struct Backend final : ProcessGroup::Impl {
-  c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<Group> group;
 
   ~Backend() override {
@@ -108,15 +114,19 @@ std::unique_ptr<ProcessGroup> ProcessGroup::join(const LaunchEnv& env, c10::Devi
 
 std::unique_ptr<ProcessGroup> ProcessGroup::join_group(const LaunchEnv& env, c10::Device device,
                                                        std::chrono::milliseconds timeout) {
-  auto store = rendezvous(env, timeout);
+  return make(rendezvous(env, timeout), env.rank, env.world_size, device, env.master_addr, timeout);
+}
+
+std::unique_ptr<ProcessGroup> ProcessGroup::make(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
+                                                 c10::Device device, const std::string& host,
+                                                 std::chrono::milliseconds timeout) {
   std::unique_ptr<Impl> impl;
   if (!device.is_cuda()) {
 #if ASTRAEA_HAS_C10D_GLOO
     auto b = std::make_unique<Backend<c10d::ProcessGroupGloo>>();
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
-    b->store = store;
-    b->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    b->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
     b->name = "gloo";
     impl = std::move(b);
 #endif
@@ -125,15 +135,29 @@ std::unique_ptr<ProcessGroup> ProcessGroup::join_group(const LaunchEnv& env, c10
     auto b = std::make_unique<Backend<c10d::ProcessGroupNCCL>>();
     auto opts = c10::make_intrusive<c10d::ProcessGroupNCCL::Options>();
     opts->timeout = timeout;
-    b->store = store;
-    b->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, opts);
+    b->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts);
     b->name = "nccl";
     impl = std::move(b);
 #endif
   }
-  impl->rank = env.rank;
-  impl->size = env.world_size;
+  impl->rank = rank;
+  impl->size = size;
+  impl->store = std::move(store);
+  impl->device = device;
+  impl->host = host;
+  impl->timeout = timeout;
   return std::unique_ptr<ProcessGroup>(new ProcessGroup(std::move(impl)));
+}
+
+std::unique_ptr<ProcessGroup> ProcessGroup::subgroup(const std::vector<int>& members) const {
+  const auto me = std::find(members.begin(), members.end(), impl_->rank);
+  if (me == members.end())
+    throw std::logic_error("rank " + std::to_string(impl_->rank) + " is not in the subgroup");
+  std::string name = "group";
+  for (int m : members) name += "." + std::to_string(m);
+  auto store = c10::make_intrusive<c10d::PrefixStore>(name, impl_->store);
+  return make(store, static_cast<int>(me - members.begin()), static_cast<int>(members.size()), impl_->device,
+              impl_->host, impl_->timeout);
 }
 
 ProcessGroup::ProcessGroup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -145,6 +169,7 @@ std::string ProcessGroup::backend() const { return impl_->name; }
 
 at::Tensor ProcessGroup::all_to_all(const at::Tensor& t, int64_t split_dim, int64_t cat_dim) const {
   const int64_t p = impl_->size;
+  if (p == 1) return t;  // one rank: nothing to exchange
   split_dim = at::maybe_wrap_dim(split_dim, t.dim());
   TORCH_CHECK(t.size(split_dim) % p == 0, "all_to_all: dimension ", split_dim, " of ", t.sizes(),
               " does not split into ", p, " equal parts");
@@ -156,6 +181,7 @@ at::Tensor ProcessGroup::all_to_all(const at::Tensor& t, int64_t split_dim, int6
 }
 
 at::Tensor ProcessGroup::all_gather(const at::Tensor& t, int64_t dim) const {
+  if (impl_->size == 1) return t;
   auto in = t.contiguous();
   std::vector<at::Tensor> outs;
   for (int r = 0; r < impl_->size; ++r) outs.push_back(at::empty_like(in));

@@ -4,13 +4,19 @@
 #pragma once
 
 #include <c10/core/Device.h>
+#include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/collective.h"
 #include "parallel/launch_env.h"
+
+namespace c10d {
+class Store;
+}
 
 namespace astraea::parallel {
 
@@ -32,6 +38,9 @@ class ProcessGroup final : public Collective {
   void barrier() const override;
   /// "gloo" or "nccl".
   std::string backend() const;
+  /// The group of MEMBERS (ranks of this group, this one among them), on the same rendezvous and
+  /// device. Collective over MEMBERS: each of them makes it, and no other rank.
+  std::unique_ptr<ProcessGroup> subgroup(const std::vector<int>& members) const;
 
   struct Impl;
 
@@ -39,6 +48,9 @@ class ProcessGroup final : public Collective {
   explicit ProcessGroup(std::unique_ptr<Impl> impl);
   static std::unique_ptr<ProcessGroup> join_group(const LaunchEnv& env, c10::Device device,
                                                   std::chrono::milliseconds timeout);
+  static std::unique_ptr<ProcessGroup> make(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
+                                            c10::Device device, const std::string& host,
+                                            std::chrono::milliseconds timeout);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -348,35 +349,58 @@ TEST_F(Cli, LaunchRunsRanksAndStopsThemAllWhenOneDies) {
   expect_error(run("launch --nproc 2"), 2, "launch needs a command after --");
 }
 
-// One generation on 3 ranks (the tiny preset's 3 heads split 3 ways, Ulysses), launched as
-// torchrun would: rank 0 writes the video, which equals the one-process video.
-TEST_F(Cli, ThreeRanksGenerateTheOneProcessVideo) {
-  if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
-  const std::string gen =
-      "generate --model tiny --weights random --frames 3 --height 16 --width 16 --steps 3 "
-      "--prompt 'a red circle moving left on a gray background' --out ";
-  auto r = run("launch --nproc 3 -- " + gen + path("split.safetensors"));
-  ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("[rank 0] wrote "), std::string::npos) << r.out;
-  EXPECT_EQ(r.out.find("[rank 1] wrote "), std::string::npos) << "only rank 0 writes: " << r.out;
-  ASSERT_EQ(run(gen + path("one.safetensors")).code, 0);
-  auto a = astraea::SafetensorsFile::open(path("split.safetensors"));
-  auto b = astraea::SafetensorsFile::open(path("one.safetensors"));
+// Videos FILE_A and FILE_B differ by at most this much.
+double video_difference(const std::string& file_a, const std::string& file_b) {
+  auto a = astraea::SafetensorsFile::open(file_a);
+  auto b = astraea::SafetensorsFile::open(file_b);
   const auto& va = a.at("video");
   const auto& vb = b.at("video");
-  ASSERT_EQ(va.shape, vb.shape);
+  if (va.shape != vb.shape) return INFINITY;
   const auto* x = reinterpret_cast<const float*>(va.data);
   const auto* y = reinterpret_cast<const float*>(vb.data);
   double worst = 0;
   for (size_t i = 0; i < va.nbytes / sizeof(float); ++i)
     worst = std::max(worst, std::abs(double(x[i]) - y[i]));
-  EXPECT_LT(worst, 1e-5);
-  // The token-wise method does not run split yet: refused on every rank, nothing written.
+  return worst;
+}
+
+// One generation on several ranks, launched as torchrun would, equals the one-process video: 3
+// ranks split the tokens (Ulysses: the tiny preset's 3 heads), 2 split the guidance branches (CFG,
+// with the token-wise method), 6 do both. Rank 0 alone writes.
+TEST_F(Cli, SeveralRanksGenerateTheOneProcessVideo) {
+  if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
+  const std::string gen =
+      "generate --model tiny --weights random --frames 3 --height 16 --width 16 --steps 3 "
+      "--prompt 'a red circle moving left on a gray background' --out ";
+  ASSERT_EQ(run(gen + path("one.safetensors")).code, 0);
+  auto r = run("launch --nproc 3 -- " + gen + path("u3.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: ulysses 3 on 3 ranks (gloo)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] wrote "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("[rank 1] wrote "), std::string::npos) << "only rank 0 writes: " << r.out;
+  EXPECT_LT(video_difference(path("u3.safetensors"), path("one.safetensors")), 1e-5);
+  r = run("launch --nproc 6 -- " + gen + path("c2u3.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: cfg 2 x ulysses 3 on 6 ranks (gloo)"), std::string::npos) << r.out;
+  EXPECT_LT(video_difference(path("c2u3.safetensors"), path("one.safetensors")), 1e-5);
+  // Token-wise under CFG parallelism: each rank keeps its own branch's caches.
+  ASSERT_EQ(run(gen + path("one_b.safetensors") + " --budget 0.5 --dense-steps 1").code, 0);
+  r = run("launch --nproc 2 -- " + gen + path("c2_b.safetensors") + " --budget 0.5 --dense-steps 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: cfg 2 on 2 ranks (gloo)"), std::string::npos) << r.out;
+  EXPECT_LT(video_difference(path("c2_b.safetensors"), path("one_b.safetensors")), 1e-5);
+  // The token-wise method does not run with the tokens split yet: refused on every rank.
   r = run("launch --nproc 3 -- " + gen + path("budget.safetensors") + " --budget 0.5");
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("does not run on 3 ranks yet"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(path("budget.safetensors")));
-  // A token count the ranks do not divide: 2 x 16 x 16 is 32 tokens.
+  // Layouts and token counts that do not fit: one line naming the numbers, nothing written.
+  r = run("launch --nproc 3 -- " + gen + path("x.safetensors") + " --parallel cfg=2,ulysses=2");
+  EXPECT_NE(r.out.find("--parallel 'cfg=2,ulysses=2' (cfg 2 x ulysses 2) uses 4 ranks, but 3 were launched"),
+            std::string::npos)
+      << r.out;
+  r = run("launch --nproc 2 -- " + gen + path("x.safetensors") + " --parallel ulysses=2");
+  EXPECT_NE(r.out.find("needs heads divisible by it; the model has 3"), std::string::npos) << r.out;
   r =
       run("launch --nproc 3 -- generate --model tiny --weights random --frames 2 --height 16 --width 16 "
           "--steps 2 "
@@ -384,6 +408,7 @@ TEST_F(Cli, ThreeRanksGenerateTheOneProcessVideo) {
           path("x.safetensors"));
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("needs a token count divisible by 3; this video has 32"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(path("x.safetensors")));
 }
 
 TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
