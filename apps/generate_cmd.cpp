@@ -96,7 +96,11 @@ void run(const GenerateFlags& f) {
     world = parallel::ProcessGroup::join(env, parse_device(o.device));
     const auto groups = parallel::make_groups(*world, layout);
     o.loaded = load_model(o);
-    if (groups.ulysses) o.loaded = parallel::sequence_parallel(o.loaded, groups.ulysses);
+    if (groups.sequence) {
+      o.loaded = parallel::sequence_parallel(
+          o.loaded, groups.sequence,
+          groups.ring ? Denoiser::SequenceAttention::kRing : Denoiser::SequenceAttention::kUlysses);
+    }
     o.cfg_group = groups.cfg;
     if (env.rank == 0) {
       std::printf("parallel: %s on %d ranks (%s)\n", layout.text().c_str(), env.world_size,
@@ -178,7 +182,8 @@ void register_generate(CLI::App& app) {
   sub->add_option("--metrics", flags->metrics,
                   "also score the video: metric names, comma-separated (psnr needs --reference), or both");
   sub->add_option("--parallel", flags->parallel,
-                  "launched on several ranks: auto, or cfg=C,ulysses=U (C x U = the ranks; docs/parallel.md)")
+                  "launched on several ranks: auto, or cfg=C,ulysses=U,ring=R (C x U x R = the ranks; "
+                  "docs/parallel.md)")
       ->default_val("auto");
   sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();

@@ -119,12 +119,12 @@ GenerateResult generate(const GenerateOptions& o) {
                        "generate: the loaded model is " + loaded->config().name + " on " +
                            loaded->device().str() + ", not {0} " + c.name + " on " + device.str());
     }
-    r.weights_source = "already loaded";
   } else {
     loaded = load_model(o);
-    r.weights_source =
-        o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   }
+  // What `o.weights` named, whether loaded here or by the caller (the same options load it).
+  r.weights_source =
+      o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   const Denoiser& model = *loaded;
   auto text = text_contexts(model, o.prompt, o.context_file);
   r.text_source = text.source;

@@ -19,6 +19,9 @@ class Collective {
   /// T split along SPLIT_DIM into size() equal parts; part r goes to rank r. Returns the parts
   /// received, in rank order, concatenated along CAT_DIM. SPLIT_DIM's size must divide by size().
   virtual at::Tensor all_to_all(const at::Tensor& t, int64_t split_dim, int64_t cat_dim) const = 0;
+  /// T sent to the next rank (r + 1 mod size); returns what the previous one (r - 1) sent: one
+  /// step round a ring.
+  virtual at::Tensor ring_pass(const at::Tensor& t) const = 0;
   /// Every rank's T, in rank order, concatenated along DIM.
   virtual at::Tensor all_gather(const at::Tensor& t, int64_t dim) const = 0;
   /// T summed over the ranks, in place.

@@ -29,7 +29,7 @@ at::Tensor Denoiser::forward_tokenwise(const at::Tensor&, double, const at::Tens
 }
 
 at::Tensor Denoiser::forward_sequence_parallel(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                               const Collective&) const {
+                                               const Collective&, SequenceAttention) const {
   throw std::logic_error("model family '" + config().family + "' has no sequence-parallel forward");
 }
 

@@ -45,14 +45,18 @@ class Denoiser {
   virtual at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                                    const at::Tensor& contexts) const = 0;
 
-  /// One model call on a batch whose tokens are split over GROUP's ranks (Ulysses sequence
-  /// parallelism): every rank passes the whole batch (as forward_batch takes it) and computes the
-  /// blocks on its contiguous share of the tokens, exchanging heads for tokens around
-  /// self-attention; every rank gets the whole prediction. The heads and the token count must
-  /// divide by the group's size (std::invalid_argument naming the numbers). Families without it
-  /// throw std::logic_error naming the family.
+  /// How self-attention reaches the tokens of the other ranks: Ulysses exchanges heads for tokens
+  /// (two all-to-alls; the heads must divide by the ranks), ring passes keys and values round the
+  /// ranks and merges the partial outputs by their log-sum-exps (any head count).
+  enum class SequenceAttention { kUlysses, kRing };
+  /// One model call on a batch whose tokens are split over GROUP's ranks (sequence parallelism):
+  /// every rank passes the whole batch (as forward_batch takes it) and computes the blocks on its
+  /// contiguous share of the tokens; every rank gets the whole prediction. The token count (and
+  /// for Ulysses the heads) must divide by the group's size (std::invalid_argument naming the
+  /// numbers). Families without it throw std::logic_error naming the family.
   virtual at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                               const at::Tensor& contexts, const Collective& group) const;
+                                               const at::Tensor& contexts, const Collective& group,
+                                               SequenceAttention how = SequenceAttention::kUlysses) const;
 
   /// Whether forward_tokenwise is implemented.
   virtual bool has_tokenwise() const { return false; }

@@ -34,8 +34,9 @@ std::string Layout::text() const {
 Layout parse_layout(const std::string& text, int world, int heads, bool guided) {
   Layout l;
   if (text == "auto") {
-    l.cfg = guided && world % 2 == 0 && heads % (world / 2) == 0 ? 2 : 1;
-    l.ulysses = world / l.cfg;
+    l.cfg = guided && world % 2 == 0 ? 2 : 1;
+    const int rest = world / l.cfg;
+    (heads % rest == 0 ? l.ulysses : l.ring) = rest;
   } else {
     size_t begin = 0;
     while (begin <= text.size()) {
@@ -63,17 +64,21 @@ Layout parse_layout(const std::string& text, int world, int heads, bool guided) 
   if (heads % l.ulysses != 0) {
     throw FieldError("parallel", given + ": Ulysses over " + std::to_string(l.ulysses) +
                                      " ranks needs heads divisible by it; the model has " +
-                                     std::to_string(heads) +
-                                     " (ring attention, for the rest, is not built yet)");
+                                     std::to_string(heads) + " (ring=" + std::to_string(l.ulysses) +
+                                     " takes any head count)");
   }
-  if (l.ring > 1) throw FieldError("parallel", given + ": ring attention is not built yet");
+  if (l.ulysses > 1 && l.ring > 1) {
+    throw FieldError("parallel", given + ": Ulysses and ring together are not built yet; use one of them");
+  }
   return l;
 }
 
 Groups make_groups(const ProcessGroup& world, const Layout& layout) {
   Groups g;
-  const int r = world.rank(), u = layout.ulysses, c = r / u, s = r % u;
-  // Every rank makes the groups it belongs to, in the same order (CFG pairs, then Ulysses groups).
+  const int r = world.rank(), u = layout.ulysses * layout.ring, c = r / u, s = r % u;
+  g.ring = layout.ring > 1;
+  // Every rank makes the groups it belongs to, in the same order (its CFG pair, then its sequence
+  // group).
   if (layout.cfg > 1) {
     std::vector<int> pair;
     for (int k = 0; k < layout.cfg; ++k) pair.push_back(k * u + s);
@@ -82,7 +87,7 @@ Groups make_groups(const ProcessGroup& world, const Layout& layout) {
   if (u > 1) {
     std::vector<int> members;
     for (int k = 0; k < u; ++k) members.push_back(c * u + k);
-    g.ulysses = world.subgroup(members);
+    g.sequence = world.subgroup(members);
   }
   return g;
 }

@@ -32,6 +32,7 @@ struct ProcessGroup::Impl {
   virtual void wait_all_gather(std::vector<at::Tensor>& outs, at::Tensor& in) = 0;
   virtual void wait_all_reduce(at::Tensor& t) = 0;
   virtual void wait_barrier() = 0;
+  virtual void wait_send_recv(at::Tensor& out, int to, at::Tensor& in, int from) = 0;
 };
 
 namespace {
@@ -72,6 +73,13 @@ struct Backend final : ProcessGroup::Impl {
     group->allreduce(ts)->wait();
   }
   void wait_barrier() override { group->barrier()->wait(); }
+  void wait_send_recv(at::Tensor& out, int to, at::Tensor& in, int from) override {
+    std::vector<at::Tensor> outs{out}, ins{in};
+    auto sent = group->send(outs, to, 0);  // both posted before either is waited for
+    auto got = group->recv(ins, from, 0);
+    sent->wait();
+    got->wait();
+  }
 };
 
 c10::intrusive_ptr<c10d::Store> rendezvous(const LaunchEnv& env, std::chrono::milliseconds timeout) {
@@ -178,6 +186,15 @@ at::Tensor ProcessGroup::all_to_all(const at::Tensor& t, int64_t split_dim, int6
   auto out = at::empty_like(in);
   impl_->wait_all_to_all(out, in);
   return at::cat(out.unbind(0), cat_dim);
+}
+
+at::Tensor ProcessGroup::ring_pass(const at::Tensor& t) const {
+  const int p = impl_->size, r = impl_->rank;
+  if (p == 1) return t;
+  auto out = t.contiguous();
+  auto in = at::empty_like(out);
+  impl_->wait_send_recv(out, (r + 1) % p, in, (r + p - 1) % p);
+  return in;
 }
 
 at::Tensor ProcessGroup::all_gather(const at::Tensor& t, int64_t dim) const {

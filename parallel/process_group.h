@@ -33,6 +33,7 @@ class ProcessGroup final : public Collective {
   int rank() const override;
   int size() const override;
   at::Tensor all_to_all(const at::Tensor& t, int64_t split_dim, int64_t cat_dim) const override;
+  at::Tensor ring_pass(const at::Tensor& t) const override;
   at::Tensor all_gather(const at::Tensor& t, int64_t dim) const override;
   void all_reduce_sum(at::Tensor& t) const override;
   void barrier() const override;

@@ -85,6 +85,21 @@ int main(int argc, char** argv) {
       const double rel = ((split - full).abs().max() / full.abs().max()).item<double>();
       expect(split.sizes() == full.sizes() && rel < 1e-5, "sequence-parallel forward", r);
       std::printf("rank %d: sequence-parallel forward, max difference %.2g of the largest output\n", r, rel);
+      // Ring attention, which takes any head count: a 3-head config against its one-process forward.
+      {
+        astraea::ModelConfig c3 = c;
+        c3.heads = 3;
+        c3.dim = 48;
+        const auto m3 =
+            astraea::make_denoiser(c3, astraea::random_weights(c3, 8, at::kCPU, at::kFloat), at::kFloat);
+        const auto ctx3 = m3->embed_context(at::randn({2, 5, c3.text_dim}));
+        const auto one = m3->forward_batch(x, t, ctx3);
+        const auto ring =
+            m3->forward_sequence_parallel(x, t, ctx3, *group, astraea::Denoiser::SequenceAttention::kRing);
+        const double rel3 = ((ring - one).abs().max() / one.abs().max()).item<double>();
+        expect(ring.sizes() == one.sizes() && rel3 < 1e-5, "ring forward", r);
+        std::printf("rank %d: ring forward (3 heads), max difference %.2g of the largest output\n", r, rel3);
+      }
       if (p > 1 && 3 % p != 0) {  // the tiny preset's 3 heads do not split over P
         bool refused = false;
         try {

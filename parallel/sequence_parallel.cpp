@@ -11,8 +11,9 @@ namespace {
 
 class SequenceParallel final : public Denoiser {
  public:
-  SequenceParallel(std::shared_ptr<const Denoiser> model, std::shared_ptr<const Collective> group)
-      : model_(std::move(model)), group_(std::move(group)) {}
+  SequenceParallel(std::shared_ptr<const Denoiser> model, std::shared_ptr<const Collective> group,
+                   SequenceAttention how)
+      : model_(std::move(model)), group_(std::move(group)), how_(how) {}
 
   const ModelConfig& config() const override { return model_->config(); }
   at::ScalarType dtype() const override { return model_->dtype(); }
@@ -29,11 +30,12 @@ class SequenceParallel final : public Denoiser {
   }
   at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                            const at::Tensor& contexts) const override {
-    return model_->forward_sequence_parallel(latents, timesteps, contexts, *group_);
+    return model_->forward_sequence_parallel(latents, timesteps, contexts, *group_, how_);
   }
   at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                       const at::Tensor& contexts, const Collective& group) const override {
-    return model_->forward_sequence_parallel(latents, timesteps, contexts, group);
+                                       const at::Tensor& contexts, const Collective& group,
+                                       SequenceAttention how) const override {
+    return model_->forward_sequence_parallel(latents, timesteps, contexts, group, how);
   }
   at::Tensor forward_tokenwise(const at::Tensor&, double, const at::Tensor&, double, const SelectionParams&,
                                TokenEngineState&) const override {
@@ -47,13 +49,15 @@ class SequenceParallel final : public Denoiser {
  private:
   std::shared_ptr<const Denoiser> model_;
   std::shared_ptr<const Collective> group_;
+  SequenceAttention how_;
 };
 
 }  // namespace
 
 std::shared_ptr<const Denoiser> sequence_parallel(std::shared_ptr<const Denoiser> model,
-                                                  std::shared_ptr<const Collective> group) {
-  return std::make_shared<const SequenceParallel>(std::move(model), std::move(group));
+                                                  std::shared_ptr<const Collective> group,
+                                                  Denoiser::SequenceAttention how) {
+  return std::make_shared<const SequenceParallel>(std::move(model), std::move(group), how);
 }
 
 }  // namespace astraea::parallel

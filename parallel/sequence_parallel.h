@@ -10,9 +10,10 @@
 
 namespace astraea::parallel {
 
-/// MODEL with every call split over GROUP's ranks. The token-wise forward is refused (not built
-/// under sequence parallelism yet), so ASTRAEA's method fails with that said.
-std::shared_ptr<const Denoiser> sequence_parallel(std::shared_ptr<const Denoiser> model,
-                                                  std::shared_ptr<const Collective> group);
+/// MODEL with every call split over GROUP's ranks, self-attention by HOW. The token-wise forward
+/// is refused (not built under sequence parallelism yet), so ASTRAEA's method fails with that said.
+std::shared_ptr<const Denoiser> sequence_parallel(
+    std::shared_ptr<const Denoiser> model, std::shared_ptr<const Collective> group,
+    Denoiser::SequenceAttention how = Denoiser::SequenceAttention::kUlysses);
 
 }  // namespace astraea::parallel

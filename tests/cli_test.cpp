@@ -365,8 +365,8 @@ double video_difference(const std::string& file_a, const std::string& file_b) {
 }
 
 // One generation on several ranks, launched as torchrun would, equals the one-process video: 3
-// ranks split the tokens (Ulysses: the tiny preset's 3 heads), 2 split the guidance branches (CFG,
-// with the token-wise method), 6 do both. Rank 0 alone writes.
+// ranks split the tokens (Ulysses: the tiny preset's 3 heads), 2 by ring, 2 split the guidance
+// branches (CFG, with the token-wise method), 6 and 4 do both. Rank 0 alone writes.
 TEST_F(Cli, SeveralRanksGenerateTheOneProcessVideo) {
   if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
   const std::string gen =
@@ -383,6 +383,15 @@ TEST_F(Cli, SeveralRanksGenerateTheOneProcessVideo) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("[rank 0] parallel: cfg 2 x ulysses 3 on 6 ranks (gloo)"), std::string::npos) << r.out;
   EXPECT_LT(video_difference(path("c2u3.safetensors"), path("one.safetensors")), 1e-5);
+  // Ring attention: 2 ranks pass keys and values round; 4 are CFG 2 x ring 2 (auto).
+  r = run("launch --nproc 2 -- " + gen + path("r2.safetensors") + " --parallel ring=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: ring 2 on 2 ranks (gloo)"), std::string::npos) << r.out;
+  EXPECT_LT(video_difference(path("r2.safetensors"), path("one.safetensors")), 1e-5);
+  r = run("launch --nproc 4 -- " + gen + path("c2r2.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: cfg 2 x ring 2 on 4 ranks (gloo)"), std::string::npos) << r.out;
+  EXPECT_LT(video_difference(path("c2r2.safetensors"), path("one.safetensors")), 1e-5);
   // Token-wise under CFG parallelism: each rank keeps its own branch's caches.
   ASSERT_EQ(run(gen + path("one_b.safetensors") + " --budget 0.5 --dense-steps 1").code, 0);
   r = run("launch --nproc 2 -- " + gen + path("c2_b.safetensors") + " --budget 0.5 --dense-steps 1");

@@ -179,7 +179,7 @@ at::Tensor WanDiT::run_head(at::Tensor& x, const Embedded& in) const {
 
 void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                          const RopeGrid& rope, BlockTokenCache* record, bool record_kv,
-                         const Collective* group) const {
+                         const Collective* group, bool ring) const {
   const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
@@ -199,7 +199,27 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   op.next(Op::kAttention);
   at::Tensor attn_out;
   AttentionResult attn;
-  if (group) {
+  if (group && ring) {
+    // Ring: keys and values of each rank's tokens pass round the ranks; the partial outputs of
+    // this rank's queries merge by their log-sum-exps into the softmax over every key.
+    auto kv = at::stack({heads_view(k), heads_view(v)}).contiguous();
+    at::Tensor acc, acc_lse;
+    for (int s = 0; s < group->size(); ++s) {
+      const auto part = attention(heads_view(q), kv[0], kv[1], true);
+      const auto o = part.out.to(at::kFloat).view({bsz, -1, heads, hd});
+      const auto l = part.lse.transpose(1, 2).unsqueeze(-1);  // [B, n, H, 1]
+      if (s == 0) {
+        acc = o;
+        acc_lse = l;
+      } else {
+        const auto m = at::logaddexp(acc_lse, l);
+        acc = acc * (acc_lse - m).exp() + o * (l - m).exp();
+        acc_lse = m;
+      }
+      if (s + 1 < group->size()) kv = group->ring_pass(kv);
+    }
+    attn_out = acc.to(q.scalar_type()).reshape({bsz, -1, d});
+  } else if (group) {
     // Ulysses: [B, n, H, hd] of this rank's tokens -> [B, N, H / P, hd] of all tokens, attention,
     // and back. One exchange carries q, k and v together.
     auto all = group->all_to_all(at::stack({heads_view(q), heads_view(k), heads_view(v)}), 3, 2);
@@ -272,11 +292,13 @@ at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& ti
 }
 
 at::Tensor WanDiT::forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                             const at::Tensor& contexts, const Collective& group) const {
+                                             const at::Tensor& contexts, const Collective& group,
+                                             SequenceAttention how) const {
   TORCH_CHECK(contexts.dim() == 3 && contexts.size(0) == latents.size(0),
               "forward_sequence_parallel: ", latents.size(0), " latents need as many contexts");
   const int64_t p = group.size();
-  if (config_.heads % p != 0) {
+  const bool ring = how == SequenceAttention::kRing;
+  if (!ring && config_.heads % p != 0) {
     throw std::invalid_argument("sequence parallelism over " + std::to_string(p) +
                                 " ranks needs heads divisible by " + std::to_string(p) + "; " + config_.name +
                                 " has " + std::to_string(config_.heads));
@@ -294,7 +316,7 @@ at::Tensor WanDiT::forward_sequence_parallel(const at::Tensor& latents, const at
   at::Tensor x = in.x.narrow(1, first, n).contiguous();
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const auto range = ScopedRange::block(static_cast<int64_t>(i));
-    dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr, false, &group);
+    dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr, false, &group, ring);
   }
   x = group.all_gather(x, 1);  // the head (norm, projection, unpatchify) on every token
   return run_head(x, in);

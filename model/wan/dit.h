@@ -39,7 +39,8 @@ class WanDiT final : public Denoiser {
                                double budget, const SelectionParams& selection,
                                TokenEngineState& state) const override;
   at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                       const at::Tensor& contexts, const Collective& group) const override;
+                                       const at::Tensor& contexts, const Collective& group,
+                                       SequenceAttention how = SequenceAttention::kUlysses) const override;
   bool has_tokenwise() const override { return true; }
   Weights state_dict() const override;
   std::vector<at::Tensor> parameters() const override;
@@ -66,7 +67,7 @@ class WanDiT final : public Denoiser {
   // over all of them, heads exchanged for tokens (Ulysses).
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                    const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false,
-                   const Collective* group = nullptr) const;
+                   const Collective* group = nullptr, bool ring = false) const;
   // One block on the selected tokens of one sequence, from its input `in` [N, D] (the previous block's
   // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs.
   void sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
