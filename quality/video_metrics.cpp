@@ -216,7 +216,9 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticChec
     const int interval = std::max(1, py_round(fps / 8.0));
     std::vector<int> idx;
     for (int i = 0; i < f.frames; i += interval) idx.push_back(i);
-    const double thres = std::max(1.0, 8.0 / fps) * 6.0 * scale;
+    // VBench's head (dynamic_degree.py, 2026-03) has no frame-rate factor here; one, max(1, 8 /
+    // fps), was in it for ten days of July 2024 and is gone.
+    const double thres = 6.0 * scale;
     const int count_num = py_round(4.0 * static_cast<double>(idx.size()) / 16.0);
     int count = 0;
     for (size_t i = 0; i + 1 < idx.size(); ++i) {

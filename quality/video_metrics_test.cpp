@@ -132,6 +132,19 @@ TEST(VBenchProxy, MotionIsDynamicAndNotStatic) {
   EXPECT_FALSE(vbench_proxy(moving_texture(16, 64, 64, 0.5, 0), 8.0).dynamic);
 }
 
+TEST(VBenchProxy, TheDynamicThresholdHasNoFrameRateFactorAsInVBenchsHead) {
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
+  // 2 pixels a frame at 4 fps on 64 pixels: above VBench's 1.5-pixel threshold. A factor of
+  // max(1, 8 / fps) (VBench for ten days in July 2024) would make it 3 pixels and the clip static.
+  const auto r = vbench_proxy(moving_texture(16, 64, 64, 2, 0), 4.0);
+  ASSERT_EQ(r.flow_scores.size(), 15u);  // round(4 / 8) is 0: every frame is sampled
+  for (double s : r.flow_scores) {
+    EXPECT_GT(s, 1.5);
+    EXPECT_LT(s, 3.0);
+  }
+  EXPECT_TRUE(r.dynamic);
+}
+
 TEST(VBenchProxy, ADroppedFrameLowersMotionSmoothness) {
   if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV";
   const auto smooth = moving_texture(10, 64, 64, 1.5, 0.5);
