@@ -2,10 +2,8 @@
 // (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT on a free port), for
 // machines without Python. Each rank's lines are prefixed with its rank; Ctrl-C reaches every rank;
 // when one rank fails, the others are stopped and launch exits with that rank's status.
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,20 +32,6 @@ struct LaunchFlags {
 
 volatile std::sig_atomic_t g_signal = 0;
 void remember(int sig) { g_signal = sig; }
-
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (s < 0 || bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error(std::string("launch: no free port on 127.0.0.1: ") + std::strerror(errno));
-  }
-  close(s);
-  return ntohs(a.sin_port);
-}
 
 struct Rank {
   pid_t pid = -1;
@@ -100,7 +84,7 @@ int run(const LaunchFlags& f) {
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) throw std::runtime_error("launch: cannot find its own executable");
   self[n] = '\0';
-  const int port = free_port();
+  const int port = parallel::free_local_port();
   struct sigaction sa {};
   sa.sa_handler = remember;
   sigaction(SIGINT, &sa, nullptr);

@@ -1,6 +1,13 @@
 #include "parallel/launch_env.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -53,6 +60,20 @@ LaunchEnv launch_env(const std::function<const char*(const char*)>& getenv) {
 
 LaunchEnv launch_env() {
   return launch_env([](const char* name) { return static_cast<const char*>(std::getenv(name)); });
+}
+
+int free_local_port() {
+  const int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  const bool ok = s >= 0 && bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  const int error = errno;
+  if (s >= 0) close(s);
+  if (!ok) throw std::runtime_error(std::string("no free port on 127.0.0.1: ") + std::strerror(error));
+  return ntohs(a.sin_port);
 }
 
 std::vector<std::pair<std::string, std::string>> launch_variables(int rank, int world,

@@ -24,6 +24,10 @@ LaunchEnv launch_env(const std::function<const char*(const char*)>& getenv);
 /// The same from the process's environment.
 LaunchEnv launch_env();
 
+/// A TCP port on 127.0.0.1 that was free when asked (the rendezvous port of a launch). Throws
+/// std::runtime_error when none can be had.
+int free_local_port();
+
 /// The variables a launcher sets for rank RANK of WORLD ranks on one node.
 std::vector<std::pair<std::string, std::string>> launch_variables(int rank, int world,
                                                                   const std::string& addr, int port);

@@ -4,9 +4,7 @@
 // with the rendezvous address named instead of hanging.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,23 +115,11 @@ TEST(Layout, AutoSplitsTheGuidanceBranchesWhenTheHeadsAllowAndNamesTheNumbersOth
   }
 }
 
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
 // Starts RANKS of WORLD rank_check processes with torchrun's environment; returns each exit status.
 // With ERR_FILE, their stderr goes there.
 std::vector<int> run_ranks(int world, const std::vector<int>& ranks, const std::vector<std::string>& args,
                            const std::string& err_file = "") {
-  const int port = free_port();
+  const int port = free_local_port();
   std::vector<pid_t> pids;
   for (int rank : ranks) {
     std::vector<std::string> env_text;
