@@ -1,5 +1,7 @@
 #include "model/denoiser.h"
 
+#include <ATen/ATen.h>
+
 #include <stdexcept>
 
 #include "io/field_error.h"
@@ -21,6 +23,12 @@ const std::vector<ModelFamily>& model_families() {
        &make_wan},
   };
   return all;
+}
+
+at::Tensor Denoiser::forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const {
+  TORCH_CHECK(latents.dim() == 4, "latents must be [C, F, H, W], got ", latents.sizes());
+  auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
+  return forward_batch(latents.unsqueeze(0), t, context.unsqueeze(0)).squeeze(0);
 }
 
 at::Tensor Denoiser::forward_tokenwise(const at::Tensor&, double, const at::Tensor&, double,

@@ -39,8 +39,9 @@ class Denoiser {
   virtual at::Tensor embed_context(const at::Tensor& text) const = 0;
 
   /// One model call: velocity for `latents` [C, F, H, W] at `timestep` (0..1000), given an
-  /// embedded context [text_len, dim]. Returns float32 [C, F, H, W].
-  virtual at::Tensor forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const = 0;
+  /// embedded context [text_len, dim]. Returns float32 [C, F, H, W]. By default forward_batch on
+  /// a batch of one.
+  virtual at::Tensor forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const;
   /// The same for a batch: latents [B, C, F, H, W], timesteps [B], contexts [B, text_len, dim].
   virtual at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                                    const at::Tensor& contexts) const = 0;

@@ -24,10 +24,6 @@ class SequenceParallel final : public Denoiser {
     return model_->encode_prompts(prompts);
   }
   at::Tensor embed_context(const at::Tensor& text) const override { return model_->embed_context(text); }
-  at::Tensor forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const override {
-    auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
-    return forward_batch(latents.unsqueeze(0), t, context.unsqueeze(0)).squeeze(0);
-  }
   at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                            const at::Tensor& contexts) const override {
     return model_->forward_sequence_parallel(latents, timesteps, contexts, *group_, how_);

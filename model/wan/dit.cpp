@@ -123,12 +123,6 @@ at::Tensor WanDiT::embed_context(const at::Tensor& text) const {
   return batched ? out : out.squeeze(0);
 }
 
-at::Tensor WanDiT::forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const {
-  TORCH_CHECK(latents.dim() == 4, "latents must be [C, F, H, W], got ", latents.sizes());
-  auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
-  return forward_batch(latents.unsqueeze(0), t, context.unsqueeze(0)).squeeze(0);
-}
-
 WanDiT::Embedded WanDiT::embed_inputs(const at::Tensor& latents, const at::Tensor& timesteps) const {
   const auto& c = config_;
   TORCH_CHECK(latents.dim() == 5 && latents.size(1) == c.in_channels, "latents must be [B, ", c.in_channels,

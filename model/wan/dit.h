@@ -32,7 +32,6 @@ class WanDiT final : public Denoiser {
   at::Tensor encode_prompts(const std::vector<std::string>& prompts) const override;
   bool has_text_encoder() const override;
   at::Tensor embed_context(const at::Tensor& text) const override;
-  at::Tensor forward(const at::Tensor& latents, double timestep, const at::Tensor& context) const override;
   at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                            const at::Tensor& contexts) const override;
   at::Tensor forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context,
