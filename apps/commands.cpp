@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <map>
 
+#include "engine/methods.h"
+
 namespace astraea::app {
 namespace {
 std::map<const CLI::App*, std::function<void()>>& runners() {
@@ -48,6 +50,19 @@ void add_size_flags(CLI::App* sub, int64_t& frames, int64_t& height, int64_t& wi
 
 void add_device_flag(CLI::App* sub, std::string& device) {
   sub->add_option("--device", device, "cpu, cuda or cuda:N")->default_val("cpu");
+}
+
+std::shared_ptr<const engine::Accelerator> method_flag(const std::string& spec, const std::string& model,
+                                                       int64_t steps) {
+  std::shared_ptr<const engine::Accelerator> method;
+  try {
+    method = engine::make_method(spec);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("--method " + spec + ": " + e.what());
+  }
+  if (const auto why = method->can_run(model, steps); !why.empty())
+    throw UsageError("--method " + spec + ": " + why);
+  return method;
 }
 
 void on_run(CLI::App* sub, std::function<void()> run) { runners()[sub] = std::move(run); }

@@ -5,11 +5,16 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "db/store.h"
+
+namespace astraea::engine {
+class Accelerator;
+}
 
 namespace astraea::app {
 
@@ -42,6 +47,12 @@ void add_model_flags(
 void add_size_flags(CLI::App* sub, int64_t& frames, int64_t& height, int64_t& width);
 /// --device: cpu, cuda or cuda:N, default cpu.
 void add_device_flag(CLI::App* sub, std::string& device);
+
+/// The method --method SPEC names (NAME[:KEY=VALUE,...]), made and checked against STEPS steps of
+/// the preset MODEL; a UsageError naming the flag for an unknown method, a bad parameter, or a run
+/// it cannot do.
+std::shared_ptr<const engine::Accelerator> method_flag(const std::string& spec, const std::string& model,
+                                                       int64_t steps);
 
 /// Adds `launch` to the app.
 void register_launch(CLI::App& app);

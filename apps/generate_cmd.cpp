@@ -10,7 +10,6 @@
 #include "apps/progress.h"
 #include "apps/scoring.h"
 #include "engine/generate.h"
-#include "engine/methods.h"
 #include "engine/schedule.h"
 #include "io/field_error.h"
 #include "io/safetensors.h"
@@ -68,15 +67,7 @@ void run(const GenerateFlags& f) {
     o.schedule = uniform_schedule(preset.name, steps, f.budget, f.dense_steps);
     o.schedule->selection = f.selection;
   }
-  if (!f.method.empty()) {
-    try {
-      o.method = engine::make_method(f.method);
-    } catch (const std::invalid_argument& e) {
-      throw UsageError("--method " + f.method + ": " + e.what());
-    }
-    if (const auto why = o.method->can_run(preset.name, steps); !why.empty())
-      throw UsageError("--method " + f.method + ": " + why);
-  }
+  if (!f.method.empty()) o.method = method_flag(f.method, preset.name, steps);
   // Launched as one of several ranks (launch, torchrun): every model call splits its tokens over
   // them; rank 0 alone reports and writes.
   parallel::LaunchEnv env;

@@ -166,15 +166,8 @@ void warn_about(const std::vector<Row>& rows, double target) {
 
 void run(const ProfileFlags& f) {
   // ASTRAEA is profiled at each of --budgets (the tuner's latency model); another method is timed
-  // as one step after a first one, against dense.
-  std::shared_ptr<const engine::Accelerator> other;
-  if (f.method != "astraea") {
-    try {
-      other = engine::make_method(f.method);
-    } catch (const std::invalid_argument& e) {
-      throw UsageError("--method " + f.method + ": " + e.what());
-    }
-  }
+  // as one step after a first one (step 1 of 2), against dense.
+  const auto other = f.method == "astraea" ? nullptr : method_flag(f.method, model_preset(f.model).name, 2);
   const auto budgets = other ? std::vector<double>{} : parse_number_list("--budgets", f.budgets, 0.0, 1.0);
   for (double b : budgets) {
     if (b == 0.0) throw UsageError("--budgets: 0 skips the step and costs nothing; profile budgets in (0, 1]");
@@ -188,10 +181,6 @@ void run(const ProfileFlags& f) {
   const auto dtype = parse_dtype(f.dtype, device);
   const double guidance = f.guidance >= 0 ? f.guidance : config.default_guidance;
   const int calls = guidance != 1.0 ? 2 : 1;
-  if (other) {
-    if (const auto why = other->can_run(config.name, 2); !why.empty())
-      throw UsageError("--method " + f.method + ": " + why);
-  }
   std::optional<db::Store> store;
   if (!f.no_store) store.emplace(db::Store::open(f.db));  // before the slow part: a bad --db fails now
 

@@ -18,7 +18,6 @@
 #include "astraea/config.h"
 #include "db/store.h"
 #include "engine/generate.h"
-#include "engine/methods.h"
 #include "engine/schedule.h"
 #include "io/safetensors.h"
 #include "profiler/timing.h"
@@ -152,13 +151,7 @@ void run(SweepFlags f) {
         std::shared_ptr<const engine::Accelerator> accelerator;
         nlohmann::json method;
         if (!m.spec.empty()) {
-          try {
-            accelerator = engine::make_method(m.spec);
-          } catch (const std::invalid_argument& e) {
-            throw UsageError("--method " + m.spec + ": " + e.what());
-          }
-          if (const auto why = accelerator->can_run(preset.name, steps); !why.empty())
-            throw UsageError("--method " + m.spec + ": " + why);
+          accelerator = method_flag(m.spec, preset.name, steps);
           method = {{"name", accelerator->name()}, {"params", accelerator->params()}};
         } else if (m.schedule_file) {
           schedule = read_schedule(*m.schedule_file, preset.name, steps);
