@@ -12,16 +12,6 @@
 #include "shapes/semantic_check.h"
 
 namespace astraea::app {
-namespace {
-
-// (name, unit, value) of every score, in print order.
-std::vector<std::tuple<std::string, std::string, double>> rows(const Scores& s) {
-  std::vector<std::tuple<std::string, std::string, double>> r;
-  for (const auto& m : s.all()) r.emplace_back(m.name, m.unit, m.value);
-  return r;
-}
-
-}  // namespace
 
 at::Tensor load_video(const std::string& flag, const std::string& path, double* fps) {
   if (ends_with(path, ".safetensors")) {
@@ -65,18 +55,20 @@ Scores score_video(const at::Tensor& video, const at::Tensor* reference, const s
 
 std::vector<db::MeasurementRecord> score_records(const Scores& scores) {
   std::vector<db::MeasurementRecord> out;
-  for (const auto& [name, unit, value] : rows(scores)) out.push_back({name, unit, value, std::nullopt, std::nullopt, "", "quality"});
+  for (const auto& [name, unit, value] : scores.all())
+    out.push_back({name, unit, value, std::nullopt, std::nullopt, "", "quality"});
   return out;
 }
 
 void print_scores(std::ostream& out, const Scores& scores, bool json) {
   if (json) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& [name, unit, value] : rows(scores)) j[name] = std::isinf(value) ? nlohmann::json("inf") : nlohmann::json(value);
+    for (const auto& [name, unit, value] : scores.all())
+      j[name] = std::isinf(value) ? nlohmann::json("inf") : nlohmann::json(value);
     out << j.dump(2) << "\n";
     return;
   }
-  for (const auto& [name, unit, value] : rows(scores)) {
+  for (const auto& [name, unit, value] : scores.all()) {
     char line[128];
     if (std::isinf(value)) {
       std::snprintf(line, sizeof line, "%-24s inf%s%s (identical)", name.c_str(), unit.empty() ? "" : " ", unit.c_str());
