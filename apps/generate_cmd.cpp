@@ -87,11 +87,8 @@ void run(const GenerateFlags& f) {
     world = parallel::ProcessGroup::join(env, parse_device(o.device));
     const auto groups = parallel::make_groups(*world, layout);
     o.loaded = load_model(o);
-    if (groups.sequence) {
-      o.loaded = parallel::sequence_parallel(
-          o.loaded, groups.sequence,
-          groups.ring ? Denoiser::SequenceAttention::kRing : Denoiser::SequenceAttention::kUlysses);
-    }
+    if (groups.ulysses || groups.ring)
+      o.loaded = parallel::sequence_parallel(o.loaded, groups.ulysses, groups.ring);
     o.cfg_group = groups.cfg;
     if (env.rank == 0) {
       std::printf("parallel: %s on %d ranks (%s)\n", layout.text().c_str(), env.world_size,

@@ -38,6 +38,7 @@ class Astraea : public Accelerator {
                      {"tile", selection_.tile},
                      {"min_frame_share", selection_.min_frame_share},
                      {"reuse_kv", selection_.reuse_kv}};
+    if (selection_.segments > 1) p["segments"] = selection_.segments;
     if (schedule_) {
       p["budgets"] = schedule_->budgets;
       if (!from_file_.empty()) p["schedule"] = from_file_;
@@ -93,7 +94,9 @@ MethodInfo astraea_method() {
            {"w_stale", "0.1", "weight of the staleness term"},
            {"tile", "1", "select runs of this many consecutive tokens"},
            {"min_frame_share", "0", "every frame keeps at least this share of its tokens fresh"},
-           {"reuse_kv", "0", "1: unselected tokens keep cached keys and values too"}},
+           {"reuse_kv", "0", "1: unselected tokens keep cached keys and values too"},
+           {"segments", "1",
+            "select the top share of each of this many equal runs of tokens, as that many ranks do"}},
           [](const MethodParams& p) -> std::shared_ptr<const Accelerator> {
             SelectionParams s;
             s.w_lse = number_param(p, "w_lse", s.w_lse, -1e6, 1e6);
@@ -101,6 +104,7 @@ MethodInfo astraea_method() {
             s.tile = static_cast<int64_t>(number_param(p, "tile", 1, 1, 1 << 20));
             s.min_frame_share = number_param(p, "min_frame_share", 0, 0, 1);
             s.reuse_kv = number_param(p, "reuse_kv", 0, 0, 1) != 0;
+            s.segments = static_cast<int64_t>(number_param(p, "segments", 1, 1, 4096));
             const auto file = p.find("schedule");
             if (file != p.end()) {
               if (p.count("budget") || p.count("dense_steps")) {

@@ -78,6 +78,7 @@ void validate_schedule(const TokenBudgetSchedule& s, const std::string& where, c
   }
   if (!(s.selection.w_lse >= 0) || !(s.selection.w_stale >= 0)) fail(where, "selection weights must be >= 0");
   if (s.selection.tile < 1) fail(where, "'selection.tile' must be >= 1");
+  if (s.selection.segments < 1) fail(where, "'selection.segments' must be >= 1");
   if (!(s.selection.min_frame_share >= 0 && s.selection.min_frame_share <= 1)) {
     fail(where, "'selection.min_frame_share' must be in [0, 1]");
   }
@@ -130,8 +131,8 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   if (j.contains("selection")) {
     const auto& sel = j["selection"];
     if (!sel.is_object()) fail(path, "'selection' must be an object");
-    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share", "reuse_kv"}, path, "selection.",
-                version);
+    only_fields(sel, {"w_lse", "w_stale", "tile", "min_frame_share", "reuse_kv", "segments"}, path,
+                "selection.", version);
     if (sel.contains("reuse_kv") && !sel["reuse_kv"].is_boolean())
       fail(path, "'selection.reuse_kv' must be true or false");
     s.selection.reuse_kv = sel.value("reuse_kv", false);
@@ -139,12 +140,15 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
       if (sel.contains(k) && !sel[k].is_number())
         fail(path, std::string("'selection.") + k + "' must be a number");
     }
-    if (sel.contains("tile") && !sel["tile"].is_number_integer())
-      fail(path, "'selection.tile' must be an integer");
+    for (const char* k : {"tile", "segments"}) {
+      if (sel.contains(k) && !sel[k].is_number_integer())
+        fail(path, std::string("'selection.") + k + "' must be an integer");
+    }
     s.selection.w_lse = sel.value("w_lse", s.selection.w_lse);
     s.selection.w_stale = sel.value("w_stale", s.selection.w_stale);
     s.selection.tile = sel.value("tile", s.selection.tile);
     s.selection.min_frame_share = sel.value("min_frame_share", s.selection.min_frame_share);
+    s.selection.segments = sel.value("segments", s.selection.segments);
   }
   if (j.contains("provenance")) {
     if (!j["provenance"].is_object()) fail(path, "'provenance' must be an object");
@@ -168,7 +172,8 @@ std::string schedule_json(const TokenBudgetSchedule& s) {
            {"w_stale", s.selection.w_stale},
            {"tile", s.selection.tile},
            {"min_frame_share", s.selection.min_frame_share},
-           {"reuse_kv", s.selection.reuse_kv}}},
+           {"reuse_kv", s.selection.reuse_kv},
+           {"segments", s.selection.segments}}},
          {"provenance", s.provenance}};
   return j.dump(2) + "\n";
 }

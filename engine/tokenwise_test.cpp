@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
 
 #include "engine/generate.h"
 #include "engine/tiny_model_fixture.h"
@@ -122,6 +123,37 @@ TEST(TokenEngine, EveryFrameKeepsItsMinimumShare) {
   f.model.forward_tokenwise(f.x, 650.0, f.ctx, 0.25, sel, state);  // 16 tokens in all
   auto fresh = state.blocks[0].stale.eq(0).view({4, 16}).sum(1);
   for (int64_t fr = 0; fr < 4; ++fr) EXPECT_EQ(fresh[fr].item<int64_t>(), 4) << "frame " << fr;
+}
+
+// Segments select the top share of each equal run of tokens (what that many ranks do): the 16 stalest
+// tokens all lie in the first half, yet each half of 32 gets its ceil(0.3 * 32) = 10.
+TEST(TokenEngine, SegmentsSelectTheirShareOfEachRun) {
+  Fixture f;
+  TokenEngineState state;
+  f.model.forward_tokenwise(f.x, 700.0, f.ctx, 1.0, {}, state);
+  for (auto& b : state.blocks) b.stale.narrow(0, 0, 16).fill_(5.0);
+  SelectionParams sel{0.0, 1.0};
+  sel.segments = 2;
+  f.model.forward_tokenwise(f.x, 650.0, f.ctx, 0.3, sel, state);
+  EXPECT_EQ(state.computed_tokens, f.c.layers * (64 + 20));
+  const auto fresh = state.blocks[0].stale.eq(0).view({2, 32}).sum(1);
+  EXPECT_EQ(fresh[0].item<int64_t>(), 10);
+  EXPECT_EQ(fresh[1].item<int64_t>(), 10);
+  // Segments that do not divide the tokens, or frames a segment splits, are refused by name.
+  sel.segments = 3;
+  EXPECT_THROW(
+      {
+        try {
+          f.model.forward_tokenwise(f.x, 600.0, f.ctx, 0.3, sel, state);
+        } catch (const std::invalid_argument& e) {
+          EXPECT_STREQ(e.what(), "selection segments 3 do not divide the 64 tokens");
+          throw;
+        }
+      },
+      std::invalid_argument);
+  sel.segments = 8;  // 8 tokens a segment, frames of 16
+  sel.min_frame_share = 0.25;
+  EXPECT_THROW(f.model.forward_tokenwise(f.x, 600.0, f.ctx, 0.3, sel, state), std::invalid_argument);
 }
 
 TEST(TokenEngine, ReusedKeysAndValuesMatchRecomputedOnesWhenAllTokensAreSelected) {

@@ -29,4 +29,20 @@ class Collective {
   virtual void barrier() const = 0;
 };
 
+/// How one sequence's tokens split over ranks (sequence parallelism): Ulysses over ULYSSES's ranks
+/// (an all-to-all exchanges heads for tokens around attention; the heads must divide by its
+/// size), ring over RING's (keys and values pass round, partial outputs merge by their
+/// log-sum-exps; any head count); either may be null. With both (xDiT's USP), the rank at ring
+/// position r and Ulysses position u holds token shard r * U + u: each Ulysses group spans
+/// consecutive shards, and the ring passes round the groups.
+struct SequenceSplit {
+  const Collective* ulysses = nullptr;
+  const Collective* ring = nullptr;
+  int size() const { return (ulysses ? ulysses->size() : 1) * (ring ? ring->size() : 1); }
+  /// This rank's token shard.
+  int rank() const {
+    return (ring ? ring->rank() : 0) * (ulysses ? ulysses->size() : 1) + (ulysses ? ulysses->rank() : 0);
+  }
+};
+
 }  // namespace astraea

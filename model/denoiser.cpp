@@ -37,8 +37,15 @@ at::Tensor Denoiser::forward_tokenwise(const at::Tensor&, double, const at::Tens
 }
 
 at::Tensor Denoiser::forward_sequence_parallel(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                               const Collective&, SequenceAttention) const {
+                                               const SequenceSplit&) const {
   throw std::logic_error("model family '" + config().family + "' has no sequence-parallel forward");
+}
+
+at::Tensor Denoiser::forward_tokenwise_sequence_parallel(const at::Tensor&, double, const at::Tensor&, double,
+                                                         const SelectionParams&, TokenEngineState&,
+                                                         const SequenceSplit&) const {
+  throw std::logic_error("model family '" + config().family +
+                         "' has no sequence-parallel token-wise forward");
 }
 
 const ModelFamily& model_family(const ModelConfig& config) {

@@ -46,28 +46,33 @@ class Denoiser {
   virtual at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                                    const at::Tensor& contexts) const = 0;
 
-  /// How self-attention reaches the tokens of the other ranks: Ulysses exchanges heads for tokens
-  /// (two all-to-alls; the heads must divide by the ranks), ring passes keys and values round the
-  /// ranks and merges the partial outputs by their log-sum-exps (any head count).
-  enum class SequenceAttention { kUlysses, kRing };
-  /// One model call on a batch whose tokens are split over GROUP's ranks (sequence parallelism):
-  /// every rank passes the whole batch (as forward_batch takes it) and computes the blocks on its
-  /// contiguous share of the tokens; every rank gets the whole prediction. The token count (and
-  /// for Ulysses the heads) must divide by the group's size (std::invalid_argument naming the
-  /// numbers). Families without it throw std::logic_error naming the family.
+  /// One model call on a batch whose tokens are split over ranks as SPLIT says (sequence
+  /// parallelism): every rank passes the whole batch (as forward_batch takes it) and computes the
+  /// blocks on its contiguous shard of the tokens; every rank gets the whole prediction. The token
+  /// count must divide by split.size(), and the heads by the Ulysses degree (std::invalid_argument
+  /// naming the numbers). Families without it throw std::logic_error naming the family.
   virtual at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                               const at::Tensor& contexts, const Collective& group,
-                                               SequenceAttention how = SequenceAttention::kUlysses) const;
+                                               const at::Tensor& contexts, const SequenceSplit& split) const;
 
   /// Whether forward_tokenwise is implemented.
   virtual bool has_tokenwise() const { return false; }
   /// One model call with token-wise acceleration (one sequence): budget 1 computes every token
   /// and refreshes `state`; 0 returns the last output; between, each block computes the top
-  /// ceil(budget * N) tokens by `selection`'s score and the rest keep their cached outputs.
-  /// Families without it throw std::logic_error naming the family.
+  /// ceil(budget * N / S) tokens of each of selection.segments = S equal runs of the tokens by
+  /// `selection`'s score, and the rest keep their cached outputs. Families without it throw
+  /// std::logic_error naming the family.
   virtual at::Tensor forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context,
                                        double budget, const SelectionParams& selection,
                                        TokenEngineState& state) const;
+  /// The same with the tokens split over ranks as in forward_sequence_parallel: each rank selects
+  /// among its own shard (as if selection.segments were at least split.size(); it must be 1 or a
+  /// multiple of it), keeps the caches of its shard only, and its selected queries attend to the
+  /// keys and values of every token. Equals forward_tokenwise with segments = split.size().
+  virtual at::Tensor forward_tokenwise_sequence_parallel(const at::Tensor& latents, double timestep,
+                                                         const at::Tensor& context, double budget,
+                                                         const SelectionParams& selection,
+                                                         TokenEngineState& state,
+                                                         const SequenceSplit& split) const;
 
   /// The weights under the family's checkpoint key names (views of the model's tensors).
   virtual Weights state_dict() const = 0;

@@ -27,9 +27,13 @@ struct SelectionParams {
   int64_t tile = 1;            ///< select runs of this many consecutive tokens (1: single tokens)
   double min_frame_share = 0;  ///< every frame keeps at least this share of its tokens fresh
   bool reuse_kv = false;       ///< unselected tokens keep cached keys and values too (two more token tensors)
+  /// The top-k runs separately over this many equal runs of consecutive tokens, ceil(budget * N /
+  /// segments) each: what a run whose tokens split over that many ranks selects, so one process
+  /// can reproduce (and tune for) a sequence-parallel deployment.
+  int64_t segments = 1;
   bool operator==(const SelectionParams& o) const {
     return w_lse == o.w_lse && w_stale == o.w_stale && tile == o.tile &&
-           min_frame_share == o.min_frame_share && reuse_kv == o.reuse_kv;
+           min_frame_share == o.min_frame_share && reuse_kv == o.reuse_kv && segments == o.segments;
   }
 };
 

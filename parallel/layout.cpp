@@ -35,8 +35,16 @@ Layout parse_layout(const std::string& text, int world, int heads, bool guided) 
   Layout l;
   if (text == "auto") {
     l.cfg = guided && world % 2 == 0 ? 2 : 1;
+    // Ulysses over the largest share of the rest that divides the heads (its all-to-alls move
+    // less than a ring's passes), ring over what remains.
     const int rest = world / l.cfg;
-    (heads % rest == 0 ? l.ulysses : l.ring) = rest;
+    for (int u = rest; u >= 1; --u) {
+      if (rest % u == 0 && heads % u == 0) {
+        l.ulysses = u;
+        l.ring = rest / u;
+        break;
+      }
+    }
   } else {
     size_t begin = 0;
     while (begin <= text.size()) {
@@ -67,28 +75,26 @@ Layout parse_layout(const std::string& text, int world, int heads, bool guided) 
                                      std::to_string(heads) + " (ring=" + std::to_string(l.ulysses) +
                                      " takes any head count)");
   }
-  if (l.ulysses > 1 && l.ring > 1) {
-    throw FieldError("parallel", given + ": Ulysses and ring together are not built yet; use one of them");
-  }
   return l;
 }
 
 Groups make_groups(const ProcessGroup& world, const Layout& layout) {
   Groups g;
-  const int r = world.rank(), u = layout.ulysses * layout.ring, c = r / u, s = r % u;
-  g.ring = layout.ring > 1;
-  // Every rank makes the groups it belongs to, in the same order (its CFG pair, then its sequence
-  // group).
-  if (layout.cfg > 1) {
-    std::vector<int> pair;
-    for (int k = 0; k < layout.cfg; ++k) pair.push_back(k * u + s);
-    g.cfg = world.subgroup(pair);
-  }
-  if (u > 1) {
+  // S = U x R ranks per guidance branch; sequence rank q holds token shard q, at ring position
+  // q / U and Ulysses position q % U (model/collective.h: SequenceSplit).
+  const int r = world.rank(), s = layout.ulysses * layout.ring, c = r / s, q = r % s;
+  const int ring_pos = q / layout.ulysses, u_pos = q % layout.ulysses;
+  // Every rank makes the groups it belongs to, in the same order: its CFG pair, its Ulysses group,
+  // its ring.
+  auto make = [&](int count, auto member) {
     std::vector<int> members;
-    for (int k = 0; k < u; ++k) members.push_back(c * u + k);
-    g.sequence = world.subgroup(members);
-  }
+    for (int k = 0; k < count; ++k) members.push_back(member(k));
+    return std::shared_ptr<const Collective>(world.subgroup(members));
+  };
+  if (layout.cfg > 1) g.cfg = make(layout.cfg, [&](int k) { return k * s + q; });
+  if (layout.ulysses > 1)
+    g.ulysses = make(layout.ulysses, [&](int k) { return c * s + ring_pos * layout.ulysses + k; });
+  if (layout.ring > 1) g.ring = make(layout.ring, [&](int k) { return c * s + k * layout.ulysses + u_pos; });
   return g;
 }
 

@@ -20,18 +20,18 @@ struct Layout {
 
 /// TEXT for WORLD ranks of a model with HEADS heads, GUIDED or not (guidance 1 makes one call a
 /// step, so there is no CFG to split). "auto" takes CFG 2 when guided and the ranks are even, then
-/// Ulysses over the rest where it divides the heads, else ring. A FieldError naming `parallel`
+/// Ulysses over the largest share of the rest that divides the heads, and ring over what remains
+/// (Wan 1.3B's 12 heads on 8 unguided ranks: ulysses 4 x ring 2). A FieldError naming `parallel`
 /// with the numbers for a product that is not WORLD, a CFG degree other than 1 or 2 (or 2
-/// unguided), a Ulysses degree that does not divide the heads, or Ulysses and ring both above 1
-/// (not built yet).
+/// unguided), or a Ulysses degree that does not divide the heads.
 Layout parse_layout(const std::string& text, int world, int heads, bool guided);
 
 /// This rank's groups under a layout, with S = U x R ranks per guidance branch: the CFG pair
-/// (ranks s and S + s: same token share, other branch) and its sequence group (ranks c S .. c S +
-/// S - 1, splitting the tokens by Ulysses or ring); null where the degree is 1.
+/// (ranks q and S + q: same token shard, other branch), its Ulysses group (U consecutive ranks)
+/// and its ring (R ranks U apart), which together split the branch's tokens; null where the
+/// degree is 1.
 struct Groups {
-  std::shared_ptr<const Collective> cfg, sequence;
-  bool ring = false;  ///< the sequence group attends by ring, not Ulysses
+  std::shared_ptr<const Collective> cfg, ulysses, ring;
 };
 Groups make_groups(const ProcessGroup& world, const Layout& layout);
 

@@ -97,11 +97,14 @@ TEST(Layout, AutoSplitsTheGuidanceBranchesWhenTheHeadsAllowAndNamesTheNumbersOth
   EXPECT_EQ(parse_layout("auto", 1, 12, true).text(), "one rank");
   EXPECT_EQ(parse_layout("auto", 4, 3, true).text(), "cfg 2 x ring 2");  // the tiny preset's 3 heads
   EXPECT_EQ(parse_layout("ring=2", 2, 3, true).ring, 2);
+  // Unguided on 8 ranks, 12 heads: Ulysses over the largest share that divides them, ring over the rest.
+  EXPECT_EQ(parse_layout("auto", 8, 12, false).text(), "ulysses 4 x ring 2");
+  EXPECT_EQ(parse_layout("auto", 6, 3, false).text(), "ulysses 3 x ring 2");
+  EXPECT_EQ(parse_layout("ulysses=2,ring=2", 4, 12, true).world(), 4);
   const std::vector<std::tuple<std::string, int, int, bool, std::string>> bad = {
       {"cfg=2,ulysses=2", 3, 12, true, "uses 4 ranks, but 3 were launched"},
       {"cfg=2", 2, 12, false, "cfg is 1 or 2, and 1 without guidance"},
       {"ulysses=8", 8, 12, true, "Ulysses over 8 ranks needs heads divisible by it; the model has 12"},
-      {"ulysses=2,ring=2", 4, 12, true, "Ulysses and ring together are not built yet"},
       {"pipeline=2", 2, 12, true, "item 'pipeline=2' is not cfg=C, ulysses=U or ring=R"},
       {"cfg=x", 2, 12, true, "item 'cfg=x' is not KEY=N"}};
   for (const auto& [text, world, heads, guided, needle] : bad) {

@@ -4,11 +4,14 @@
 // the rendezvous; `--device cuda` runs them on rank LOCAL_RANK's GPU (NCCL).
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "model/denoiser.h"
+#include "model/token_cache.h"
 #include "model/weights.h"
 #include "parallel/process_group.h"
 
@@ -20,6 +23,110 @@ void expect(bool ok, const char* what, int rank) {
   if (!ok) {
     std::fprintf(stderr, "rank %d: %s is wrong\n", rank, what);
     ++failures;
+  }
+}
+
+// A small Wan config with HEADS heads.
+astraea::ModelConfig small_config(int64_t heads) {
+  astraea::ModelConfig c = astraea::model_preset("tiny");
+  c.heads = heads;
+  c.dim = 16 * heads;
+  c.ffn_dim = 48;
+  c.layers = 2;
+  c.text_dim = 8;
+  c.text_len = 5;
+  c.freq_dim = 16;
+  return c;
+}
+
+double relative_difference(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes()) return INFINITY;
+  return ((a - b).abs().max() / b.abs().max()).item<double>();
+}
+
+// The token-wise forward over five steps (dense, sparse, skipped, sparse, sparse) on inputs that
+// move, with the tokens split as SPLIT says, against one process selecting in as many segments;
+// also the work and the cache memory per rank, which fall by the ranks.
+void check_tokenwise(const astraea::Denoiser& m, const astraea::SequenceSplit& split,
+                     const astraea::SelectionParams& sel, const std::string& what, int r) {
+  at::manual_seed(11);
+  const auto& c = m.config();
+  const auto x = at::randn({c.in_channels, 2, 8, 8}), drift = at::randn_like(x);
+  const auto ctx = m.embed_context(at::randn({c.text_len, c.text_dim}));
+  auto one_sel = sel;
+  one_sel.segments = split.size();
+  astraea::TokenEngineState one, mine;
+  double worst = 0;
+  const double budgets[] = {1.0, 0.5, 0.0, 0.3, 0.5};
+  for (int i = 0; i < 5; ++i) {
+    const auto xi = x + 0.1 * i * drift;
+    const double t = 900 - 150 * i;
+    const auto want = m.forward_tokenwise(xi, t, ctx, budgets[i], one_sel, one);
+    const auto got = m.forward_tokenwise_sequence_parallel(xi, t, ctx, budgets[i], sel, mine, split);
+    worst = std::max(worst, relative_difference(got, want));
+  }
+  const int p = split.size();
+  expect(worst < 1e-5, (what + " token-wise forward").c_str(), r);
+  expect(mine.computed_tokens * p == one.computed_tokens && mine.total_tokens * p == one.total_tokens,
+         (what + " token-wise work per rank").c_str(), r);
+  expect(mine.bytes() * p == one.bytes(), (what + " token-wise cache memory per rank").c_str(), r);
+  std::printf(
+      "rank %d: %s token-wise forward, max difference %.2g of the largest output; caches %lld of %lld "
+      "bytes\n",
+      r, what.c_str(), worst, static_cast<long long>(mine.bytes()), static_cast<long long>(one.bytes()));
+}
+
+void check_model_forwards(const astraea::parallel::ProcessGroup& group) {
+  using astraea::SequenceSplit;
+  const int r = group.rank(), p = group.size();
+  const auto c4 = small_config(4), c3 = small_config(3);
+  const auto m4 =
+      astraea::make_denoiser(c4, astraea::random_weights(c4, 7, at::kCPU, at::kFloat), at::kFloat);
+  const auto m3 =
+      astraea::make_denoiser(c3, astraea::random_weights(c3, 8, at::kCPU, at::kFloat), at::kFloat);
+  at::manual_seed(3);
+  const auto x = at::randn({2, c4.in_channels, 2, 8, 8});  // 2 x 4 x 4 = 32 tokens, a guidance pair
+  const auto t = at::tensor({700.0, 300.0}, at::kDouble);
+  const auto text = at::randn({2, 5, c4.text_dim});
+  const auto dense = [&](const astraea::Denoiser& m, const SequenceSplit& split, const std::string& what) {
+    const auto ctx = m.embed_context(text);
+    const double rel =
+        relative_difference(m.forward_sequence_parallel(x, t, ctx, split), m.forward_batch(x, t, ctx));
+    expect(rel < 1e-5, (what + " forward").c_str(), r);
+    std::printf("rank %d: %s forward, max difference %.2g of the largest output\n", r, what.c_str(), rel);
+  };
+  astraea::SelectionParams sel;
+  sel.w_stale = 0.3;
+  const SequenceSplit ulysses{&group, nullptr}, ring{nullptr, &group};
+  dense(*m4, ulysses, "ulysses");
+  dense(*m3, ring, "ring (3 heads)");  // ring takes any head count
+  check_tokenwise(*m4, ulysses, sel, "ulysses", r);
+  check_tokenwise(*m3, ring, sel, "ring", r);
+  if (p == 2) {
+    // Tiles and a frame floor (each rank's 16 tokens are one frame), selected with ATen operations.
+    auto tiled = sel;
+    tiled.tile = 2;
+    tiled.min_frame_share = 0.25;
+    check_tokenwise(*m4, ulysses, tiled, "ulysses, tiles and a frame floor,", r);
+  }
+  if (p == 4) {
+    // Both (xDiT's USP): Ulysses within pairs of consecutive ranks, the ring between the pairs.
+    const int ring_pos = r / 2, u_pos = r % 2;
+    const auto pair = group.subgroup({ring_pos * 2, ring_pos * 2 + 1});
+    const auto round = group.subgroup({u_pos, u_pos + 2});
+    const SequenceSplit both{pair.get(), round.get()};
+    expect(both.rank() == r, "the USP shard", r);
+    dense(*m4, both, "ulysses 2 x ring 2");
+    check_tokenwise(*m4, both, sel, "ulysses 2 x ring 2", r);
+  }
+  if (p > 1 && 3 % p != 0) {  // 3 heads do not split over P by Ulysses
+    bool refused = false;
+    try {
+      m3->forward_sequence_parallel(x, t, m3->embed_context(text), ulysses);
+    } catch (const std::invalid_argument& e) {
+      refused = std::string(e.what()).find("needs heads divisible by") != std::string::npos;
+    }
+    expect(refused, "the refusal of 3 heads", r);
   }
 }
 
@@ -63,56 +170,10 @@ int main(int argc, char** argv) {
     expect(got.sizes() == want.sizes() && at::equal(got, want), "all_to_all", r);
     // And back: the inverse all-to-all returns each rank's own tensor.
     expect(at::equal(group->all_to_all(got.to(device), 0, 1).cpu(), mine), "all_to_all inverse", r);
-    // The Wan forward on a batch of two (a guidance pair), its tokens split over the ranks, against
-    // the one-process forward: every rank computes both from the same seeds.
-    if (!cuda) {
-      astraea::ModelConfig c = astraea::model_preset("tiny");
-      c.dim = 32;
-      c.ffn_dim = 48;
-      c.heads = 4;
-      c.layers = 2;
-      c.text_dim = 8;
-      c.text_len = 5;
-      c.freq_dim = 16;
-      const auto model =
-          astraea::make_denoiser(c, astraea::random_weights(c, 7, at::kCPU, at::kFloat), at::kFloat);
-      at::manual_seed(3);
-      const auto x = at::randn({2, c.in_channels, 2, 8, 8});  // 2 x 4 x 4 = 32 tokens
-      const auto t = at::tensor({700.0, 300.0}, at::kDouble);
-      const auto ctx = model->embed_context(at::randn({2, 5, c.text_dim}));
-      const auto full = model->forward_batch(x, t, ctx);
-      const auto split = model->forward_sequence_parallel(x, t, ctx, *group);
-      const double rel = ((split - full).abs().max() / full.abs().max()).item<double>();
-      expect(split.sizes() == full.sizes() && rel < 1e-5, "sequence-parallel forward", r);
-      std::printf("rank %d: sequence-parallel forward, max difference %.2g of the largest output\n", r, rel);
-      // Ring attention, which takes any head count: a 3-head config against its one-process forward.
-      {
-        astraea::ModelConfig c3 = c;
-        c3.heads = 3;
-        c3.dim = 48;
-        const auto m3 =
-            astraea::make_denoiser(c3, astraea::random_weights(c3, 8, at::kCPU, at::kFloat), at::kFloat);
-        const auto ctx3 = m3->embed_context(at::randn({2, 5, c3.text_dim}));
-        const auto one = m3->forward_batch(x, t, ctx3);
-        const auto ring =
-            m3->forward_sequence_parallel(x, t, ctx3, *group, astraea::Denoiser::SequenceAttention::kRing);
-        const double rel3 = ((ring - one).abs().max() / one.abs().max()).item<double>();
-        expect(ring.sizes() == one.sizes() && rel3 < 1e-5, "ring forward", r);
-        std::printf("rank %d: ring forward (3 heads), max difference %.2g of the largest output\n", r, rel3);
-      }
-      if (p > 1 && 3 % p != 0) {  // the tiny preset's 3 heads do not split over P
-        bool refused = false;
-        try {
-          c.heads = 3;
-          c.dim = 48;
-          astraea::make_denoiser(c, astraea::random_weights(c, 7, at::kCPU, at::kFloat), at::kFloat)
-              ->forward_sequence_parallel(x, t, at::zeros({2, c.text_len, c.dim}), *group);
-        } catch (const std::invalid_argument& e) {
-          refused = std::string(e.what()).find("needs heads divisible by") != std::string::npos;
-        }
-        expect(refused, "the refusal of 3 heads", r);
-      }
-    }
+    // The Wan forwards, dense and token-wise, with the tokens split over the ranks by Ulysses, by
+    // ring and (on 4 ranks) by both, against the one-process forwards: every rank computes both
+    // from the same seeds.
+    if (!cuda) check_model_forwards(*group);
     group->barrier();
     std::printf("rank %d of %d: %s collectives %s\n", r, p, group->backend().c_str(),
                 failures ? "WRONG" : "ok");

@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <stdexcept>
-#include <string>
 #include <utility>
 
 namespace astraea::parallel {
@@ -11,9 +9,12 @@ namespace {
 
 class SequenceParallel final : public Denoiser {
  public:
-  SequenceParallel(std::shared_ptr<const Denoiser> model, std::shared_ptr<const Collective> group,
-                   SequenceAttention how)
-      : model_(std::move(model)), group_(std::move(group)), how_(how) {}
+  SequenceParallel(std::shared_ptr<const Denoiser> model, std::shared_ptr<const Collective> ulysses,
+                   std::shared_ptr<const Collective> ring)
+      : model_(std::move(model)), ulysses_(std::move(ulysses)), ring_(std::move(ring)) {
+    split_.ulysses = ulysses_.get();
+    split_.ring = ring_.get();
+  }
 
   const ModelConfig& config() const override { return model_->config(); }
   at::ScalarType dtype() const override { return model_->dtype(); }
@@ -26,34 +27,42 @@ class SequenceParallel final : public Denoiser {
   at::Tensor embed_context(const at::Tensor& text) const override { return model_->embed_context(text); }
   at::Tensor forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,
                            const at::Tensor& contexts) const override {
-    return model_->forward_sequence_parallel(latents, timesteps, contexts, *group_, how_);
+    return model_->forward_sequence_parallel(latents, timesteps, contexts, split_);
   }
   at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                       const at::Tensor& contexts, const Collective& group,
-                                       SequenceAttention how) const override {
-    return model_->forward_sequence_parallel(latents, timesteps, contexts, group, how);
+                                       const at::Tensor& contexts,
+                                       const SequenceSplit& split) const override {
+    return model_->forward_sequence_parallel(latents, timesteps, contexts, split);
   }
-  at::Tensor forward_tokenwise(const at::Tensor&, double, const at::Tensor&, double, const SelectionParams&,
-                               TokenEngineState&) const override {
-    throw std::invalid_argument(
-        "the token-wise forward does not run on " + std::to_string(group_->size()) +
-        " ranks yet (sequence parallelism is dense only): use --method dense, or one rank");
+  bool has_tokenwise() const override { return model_->has_tokenwise(); }
+  at::Tensor forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context,
+                               double budget, const SelectionParams& selection,
+                               TokenEngineState& state) const override {
+    return model_->forward_tokenwise_sequence_parallel(latents, timestep, context, budget, selection, state,
+                                                       split_);
+  }
+  at::Tensor forward_tokenwise_sequence_parallel(const at::Tensor& latents, double timestep,
+                                                 const at::Tensor& context, double budget,
+                                                 const SelectionParams& selection, TokenEngineState& state,
+                                                 const SequenceSplit& split) const override {
+    return model_->forward_tokenwise_sequence_parallel(latents, timestep, context, budget, selection, state,
+                                                       split);
   }
   Weights state_dict() const override { return model_->state_dict(); }
   std::vector<at::Tensor> parameters() const override { return model_->parameters(); }
 
  private:
   std::shared_ptr<const Denoiser> model_;
-  std::shared_ptr<const Collective> group_;
-  SequenceAttention how_;
+  std::shared_ptr<const Collective> ulysses_, ring_;
+  SequenceSplit split_;
 };
 
 }  // namespace
 
 std::shared_ptr<const Denoiser> sequence_parallel(std::shared_ptr<const Denoiser> model,
-                                                  std::shared_ptr<const Collective> group,
-                                                  Denoiser::SequenceAttention how) {
-  return std::make_shared<const SequenceParallel>(std::move(model), std::move(group), how);
+                                                  std::shared_ptr<const Collective> ulysses,
+                                                  std::shared_ptr<const Collective> ring) {
+  return std::make_shared<const SequenceParallel>(std::move(model), std::move(ulysses), std::move(ring));
 }
 
 }  // namespace astraea::parallel

@@ -366,7 +366,8 @@ double video_difference(const std::string& file_a, const std::string& file_b) {
 
 // One generation on several ranks, launched as torchrun would, equals the one-process video: 3
 // ranks split the tokens (Ulysses: the tiny preset's 3 heads), 2 by ring, 2 split the guidance
-// branches (CFG, with the token-wise method), 6 and 4 do both. Rank 0 alone writes.
+// branches (CFG, with the token-wise method), 6 and 4 do both; the token-wise method with the
+// tokens split equals one process selecting in as many segments. Rank 0 alone writes.
 TEST_F(Cli, SeveralRanksGenerateTheOneProcessVideo) {
   if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
   const std::string gen =
@@ -398,10 +399,40 @@ TEST_F(Cli, SeveralRanksGenerateTheOneProcessVideo) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("[rank 0] parallel: cfg 2 on 2 ranks (gloo)"), std::string::npos) << r.out;
   EXPECT_LT(video_difference(path("c2_b.safetensors"), path("one_b.safetensors")), 1e-5);
-  // The token-wise method does not run with the tokens split yet: refused on every rank.
-  r = run("launch --nproc 3 -- " + gen + path("budget.safetensors") + " --budget 0.5");
+  // The token-wise method with the tokens split: each of 3 ranks selects among its own 16 tokens,
+  // as one process does with segments=3.
+  ASSERT_EQ(
+      run(gen + path("one_s3.safetensors") + " --method astraea:budget=0.5,dense_steps=1,segments=3").code,
+      0);
+  r = run("launch --nproc 3 -- " + gen + path("u3_b.safetensors") +
+          " --method astraea:budget=0.5,dense_steps=1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_LT(video_difference(path("u3_b.safetensors"), path("one_s3.safetensors")), 1e-5);
+  // A schedule with a skipped step, on CFG 2 x Ulysses 3 and on Ulysses 3 x ring 2 (6 shards).
+  const auto sched = [&](const std::string& name, int segments) {
+    std::ofstream(path(name)) << R"({"format": "astraea-schedule", "version": 2, "method": "astraea", )"
+                              << R"("model": "tiny", "steps": 3, "budgets": [1, 0, 0.4], )"
+                              << R"("selection": {"w_stale": 0.3, "segments": )" << segments << "}}";
+    return " --schedule " + path(name);
+  };
+  ASSERT_EQ(run(gen + path("one_k3.safetensors") + sched("k3.json", 3)).code, 0);
+  r = run("launch --nproc 6 -- " + gen + path("c2u3_k.safetensors") + sched("k.json", 1));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("skipped steps"), std::string::npos) << r.out;
+  EXPECT_LT(video_difference(path("c2u3_k.safetensors"), path("one_k3.safetensors")), 1e-5);
+  ASSERT_EQ(run(gen + path("one_k6.safetensors") + sched("k6.json", 6)).code, 0);
+  r = run("launch --nproc 6 -- " + gen + path("u3r2_k.safetensors") + sched("k.json", 1) +
+          " --parallel ulysses=3,ring=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: ulysses 3 x ring 2 on 6 ranks (gloo)"), std::string::npos)
+      << r.out;
+  EXPECT_LT(video_difference(path("u3r2_k.safetensors"), path("one_k6.safetensors")), 1e-5);
+  // Segments that the ranks do not divide: refused on every rank, nothing written.
+  r = run("launch --nproc 3 -- " + gen + path("budget.safetensors") +
+          " --method astraea:budget=0.5,segments=2");
   EXPECT_NE(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("does not run on 3 ranks yet"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("selection segments 2 must be 1 or a multiple of the 3 ranks"), std::string::npos)
+      << r.out;
   EXPECT_FALSE(fs::exists(path("budget.safetensors")));
   // Layouts and token counts that do not fit: one line naming the numbers, nothing written.
   r = run("launch --nproc 3 -- " + gen + path("x.safetensors") + " --parallel cfg=2,ulysses=2");

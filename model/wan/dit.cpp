@@ -173,7 +173,7 @@ at::Tensor WanDiT::run_head(at::Tensor& x, const Embedded& in) const {
 
 void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                          const RopeGrid& rope, BlockTokenCache* record, bool record_kv,
-                         const Collective* group, bool ring) const {
+                         const SequenceSplit* split) const {
   const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
@@ -191,42 +191,9 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
   auto v = qkv.narrow(2, 2 * d, d);
   op.next(Op::kAttention);
-  at::Tensor attn_out;
-  AttentionResult attn;
-  if (group && ring) {
-    // Ring: keys and values of each rank's tokens pass round the ranks; the partial outputs of
-    // this rank's queries merge by their log-sum-exps into the softmax over every key.
-    auto kv = at::stack({heads_view(k), heads_view(v)}).contiguous();
-    at::Tensor acc, acc_lse;
-    for (int s = 0; s < group->size(); ++s) {
-      const auto part = attention(heads_view(q), kv[0], kv[1], true);
-      const auto o = part.out.to(at::kFloat).view({bsz, -1, heads, hd});
-      const auto l = part.lse.transpose(1, 2).unsqueeze(-1);  // [B, n, H, 1]
-      if (s == 0) {
-        acc = o;
-        acc_lse = l;
-      } else {
-        const auto m = at::logaddexp(acc_lse, l);
-        acc = acc * (acc_lse - m).exp() + o * (l - m).exp();
-        acc_lse = m;
-      }
-      if (s + 1 < group->size()) kv = group->ring_pass(kv);
-    }
-    attn_out = acc.to(q.scalar_type()).reshape({bsz, -1, d});
-  } else if (group) {
-    // Ulysses: [B, n, H, hd] of this rank's tokens -> [B, N, H / P, hd] of all tokens, attention,
-    // and back. One exchange carries q, k and v together.
-    auto all = group->all_to_all(at::stack({heads_view(q), heads_view(k), heads_view(v)}), 3, 2);
-    attn = attention(all[0], all[1], all[2], false);
-    const int64_t n_all = all.size(2);
-    attn_out =
-        group->all_to_all(attn.out.view({bsz, n_all, heads / group->size(), hd}), 1, 2).reshape({bsz, -1, d});
-  } else {
-    attn = attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr);
-    attn_out = attn.out;
-  }
+  const auto attn = sequence_attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr, split);
   op.next(Op::kProjections);
-  auto y = at::linear(attn_out, mat(b.o_w), mat(b.o_b));
+  auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 
   op.next(Op::kNorm);
   auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
@@ -282,37 +249,6 @@ at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& ti
     const auto range = ScopedRange::block(static_cast<int64_t>(i));
     dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr);
   }
-  return run_head(x, in);
-}
-
-at::Tensor WanDiT::forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                             const at::Tensor& contexts, const Collective& group,
-                                             SequenceAttention how) const {
-  TORCH_CHECK(contexts.dim() == 3 && contexts.size(0) == latents.size(0),
-              "forward_sequence_parallel: ", latents.size(0), " latents need as many contexts");
-  const int64_t p = group.size();
-  const bool ring = how == SequenceAttention::kRing;
-  if (!ring && config_.heads % p != 0) {
-    throw std::invalid_argument("sequence parallelism over " + std::to_string(p) +
-                                " ranks needs heads divisible by " + std::to_string(p) + "; " + config_.name +
-                                " has " + std::to_string(config_.heads));
-  }
-  auto in = embed_inputs(latents, timesteps);
-  const int64_t tokens = in.x.size(1);
-  if (tokens % p != 0) {
-    throw std::invalid_argument("sequence parallelism over " + std::to_string(p) +
-                                " ranks needs a token count " + "divisible by " + std::to_string(p) +
-                                "; this video has " + std::to_string(tokens));
-  }
-  const int64_t n = tokens / p, first = group.rank() * n;
-  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_,
-                at::arange(first, first + n, in.x.options().dtype(at::kLong))};
-  at::Tensor x = in.x.narrow(1, first, n).contiguous();
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    const auto range = ScopedRange::block(static_cast<int64_t>(i));
-    dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr, false, &group, ring);
-  }
-  x = group.all_gather(x, 1);  // the head (norm, projection, unpatchify) on every token
   return run_head(x, in);
 }
 

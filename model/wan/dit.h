@@ -38,8 +38,11 @@ class WanDiT final : public Denoiser {
                                double budget, const SelectionParams& selection,
                                TokenEngineState& state) const override;
   at::Tensor forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
-                                       const at::Tensor& contexts, const Collective& group,
-                                       SequenceAttention how = SequenceAttention::kUlysses) const override;
+                                       const at::Tensor& contexts, const SequenceSplit& split) const override;
+  at::Tensor forward_tokenwise_sequence_parallel(const at::Tensor& latents, double timestep,
+                                                 const at::Tensor& context, double budget,
+                                                 const SelectionParams& selection, TokenEngineState& state,
+                                                 const SequenceSplit& split) const override;
   bool has_tokenwise() const override { return true; }
   Weights state_dict() const override;
   std::vector<at::Tensor> parameters() const override;
@@ -61,17 +64,25 @@ class WanDiT final : public Denoiser {
   at::Tensor mat(const at::Tensor& w) const;  // w in the compute dtype
   Embedded embed_inputs(const at::Tensor& latents, const at::Tensor& timesteps) const;
   at::Tensor run_head(at::Tensor& x, const Embedded& in) const;
-  // One block on all tokens; with `record`, also fills that block's token cache. With `group`, x
-  // holds this rank's share of the tokens (rope.positions says which) and self-attention runs
-  // over all of them, heads exchanged for tokens (Ulysses).
+  // One block on all tokens; with `record`, also fills that block's token cache. With `split`, x
+  // holds this rank's shard of the tokens (rope.positions says which) and self-attention runs
+  // over every rank's (dit_parallel.cpp).
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                    const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false,
-                   const Collective* group = nullptr, bool ring = false) const;
+                   const SequenceSplit* split = nullptr) const;
   // One block on the selected tokens of one sequence, from its input `in` [N, D] (the previous block's
-  // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs.
+  // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs. With
+  // `split`, `in` is this rank's shard, and its selected queries attend to every rank's tokens.
   void sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0, const at::Tensor& contexts,
                     const RopeGrid& rope, double budget, const SelectionParams& selection,
-                    BlockTokenCache& cache, int64_t& computed) const;
+                    BlockTokenCache& cache, int64_t& computed, const SequenceSplit* split = nullptr) const;
+  // forward_tokenwise, with the tokens split over `split`'s ranks when it is given.
+  at::Tensor tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context, double budget,
+                       const SelectionParams& selection, TokenEngineState& state,
+                       const SequenceSplit* split) const;
+  // This rank's shard of the N embedded tokens under `split` (a std::invalid_argument naming the
+  // numbers when N or the heads do not divide): its first token and count.
+  std::pair<int64_t, int64_t> shard(int64_t tokens, const SequenceSplit& split) const;
   // Both kinds of block after self-attention's residual: the cross-attention of `xc`'s rows over
   // the text `context`, added to `stream` in place, then the feed-forward of `stream` normalised
   // with `shift` and `scale`. Returns the feed-forward output for the caller's last gated update.

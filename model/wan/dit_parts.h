@@ -1,7 +1,8 @@
 // The parts of WanDiT that its source files share (not a public header): one block's weights under
 // their Wan checkpoint keys, and the embedded inputs of the blocks. dit.cpp holds the Wan math and
 // the key mapping, dit_tokenwise.cpp the token-wise forward (selection policy and the fused
-// kernels' marshalling), dit_text_encoder.cpp the tiny preset's own text encoder.
+// kernels' marshalling), dit_parallel.cpp the forwards with the tokens split over ranks,
+// dit_text_encoder.cpp the tiny preset's own text encoder.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -58,5 +59,13 @@ struct WanDiT::Embedded {
   at::Tensor e0;  // [B, 6, D] float32, modulation of every block
   int64_t gf = 0, gh = 0, gw = 0;
 };
+
+// Self-attention of this rank's queries q [B, nq, H, hd] over the keys and values k, v [B, nk, H,
+// hd] of its tokens and, through SPLIT (null: none), of every other rank's: Ulysses exchanges
+// heads for tokens around it, ring passes keys and values round and merges the partial outputs
+// by their log-sum-exps, and both together run the ring between Ulysses groups. out [B, nq, H *
+// hd] in q's dtype; lse [B, H, nq] float32 when WANT_LSE (the ring computes it anyway).
+AttentionResult sequence_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                   bool want_lse, const SequenceSplit* split);
 
 }  // namespace astraea

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "kernels/residual_layer_norm.cuh"
 #include "kernels/token_scatter.cuh"
@@ -25,21 +28,29 @@ int64_t budget_tokens(double budget, int64_t n) {
   return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(budget * static_cast<double>(n))), 1, n);
 }
 
+// SCORE holds tokens FIRST .. FIRST + n - 1 of the grid; a frame floor needs them to be whole frames.
 at::Tensor select_tokens(const at::Tensor& score, double budget, const SelectionParams& sel,
-                         const RopeGrid& grid) {
+                         const RopeGrid& grid, int64_t first) {
   const int64_t n = score.size(0);
   const int64_t k = budget_tokens(budget, n);
   at::Tensor s = score;
-  if (sel.min_frame_share > 0 && grid.frames * grid.height * grid.width == n) {
+  const int64_t per_frame = grid.height * grid.width;
+  if (sel.min_frame_share > 0 && (first % per_frame != 0 || n % per_frame != 0)) {
+    throw std::invalid_argument(
+        "min_frame_share needs each selection segment (or rank) to hold whole frames; its " +
+        std::to_string(n) + " tokens from token " + std::to_string(first) +
+        " are not a multiple of a frame's " + std::to_string(per_frame));
+  }
+  if (sel.min_frame_share > 0) {
     // Each frame's best tokens jump the queue: a bonus above every score.
-    const int64_t per_frame = grid.height * grid.width;
+    const int64_t frames = n / per_frame;
     const int64_t m = std::min<int64_t>(
         per_frame, static_cast<int64_t>(std::ceil(sel.min_frame_share * static_cast<double>(per_frame))));
-    auto frame_top = std::get<1>(score.view({grid.frames, per_frame}).topk(m, 1));
-    auto base = at::arange(grid.frames, frame_top.options()).mul_(per_frame).unsqueeze(1);
+    auto frame_top = std::get<1>(score.view({frames, per_frame}).topk(m, 1));
+    auto base = at::arange(frames, frame_top.options()).mul_(per_frame).unsqueeze(1);
     s = score.clone();
     // The bonus stays on the device: reading the maximum back would stall every block on the host.
-    const auto bonus = (score.abs().max() + 1.0).mul_(2.0).expand({grid.frames * m});
+    const auto bonus = (score.abs().max() + 1.0).mul_(2.0).expand({frames * m});
     s.index_add_(0, (frame_top + base).flatten(), bonus);
   }
   if (sel.tile > 1) {
@@ -57,12 +68,32 @@ at::Tensor select_tokens(const at::Tensor& score, double budget, const Selection
   return std::get<0>(std::get<1>(at::topk(s, k, 0, true, false)).sort());
 }
 
+// select_tokens on each of SEGMENTS equal runs of SCORE's tokens (SelectionParams::segments), the
+// indices in one ascending list.
+at::Tensor select_segments(const at::Tensor& score, double budget, const SelectionParams& sel,
+                           const RopeGrid& grid, int64_t first, int64_t segments) {
+  if (segments == 1) return select_tokens(score, budget, sel, grid, first);
+  const int64_t n = score.size(0), m = n / segments;
+  if (n % segments != 0) {
+    throw std::invalid_argument("selection segments " + std::to_string(segments) + " do not divide the " +
+                                std::to_string(n) + " tokens");
+  }
+  std::vector<at::Tensor> parts;
+  for (int64_t s = 0; s < segments; ++s)
+    parts.push_back(select_tokens(score.narrow(0, s * m, m), budget, sel, grid, first + s * m).add_(s * m));
+  return at::cat(parts);
+}
+
 }  // namespace
 
 void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor& e0,
                           const at::Tensor& contexts, const RopeGrid& rope, double budget,
-                          const SelectionParams& sel, BlockTokenCache& cache, int64_t& computed) const {
+                          const SelectionParams& sel, BlockTokenCache& cache, int64_t& computed,
+                          const SequenceSplit* split) const {
   const int64_t n = in.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
+  // Under sequence parallelism this rank selects among its shard, as one of sel.segments runs.
+  const int64_t ranks = split ? split->size() : 1, first = split ? split->rank() * n : 0;
+  const int64_t segments = std::max<int64_t>(1, sel.segments / ranks);
   const double eps = config_.eps;
   auto mod = (b.modulation + e0).select(0, 0);  // [6, D]: shift, scale, gate (attention); the same (FFN)
   auto m = [&](int64_t i) { return mod.select(0, i); };
@@ -97,7 +128,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
     pass.dim = d;
     pass.eps = static_cast<float>(eps);
     kernels::gather_residual_layer_norm(pass, stream);
-    if (sel.tile == 1 && sel.min_frame_share == 0) {
+    if (sel.tile == 1 && sel.min_frame_share == 0 && segments == 1) {
       // Score (the paper's: attention log-sum-exp times how far the input moved, plus staleness) and top-k.
       const int64_t want = budget_tokens(budget, n);
       auto score = at::empty({n}, sketch.options());
@@ -109,14 +140,14 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
           cache.stale.data_ptr<float>(), static_cast<float>(sel.w_lse), static_cast<float>(sel.w_stale), n,
           want, score.data_ptr<float>(), idx.data_ptr<int64_t>(), ws.data_ptr(), ws_bytes, stream);
     } else {
-      idx = select_tokens(scores(sketch), budget, sel, rope);
+      idx = select_segments(scores(sketch), budget, sel, rope, first, segments);
     }
   }
 #endif
   at::Tensor x = fused ? at::Tensor() : in.to(at::kFloat);  // the ATen path's float residual stream
   if (!fused) {
     sketch = at::matmul(x, sketch_proj_.to(at::kFloat).t()).contiguous();
-    idx = select_tokens(scores(sketch), budget, sel, rope);
+    idx = select_segments(scores(sketch), budget, sel, rope, first, segments);
   }
   const int64_t k = idx.size(0);
   computed += k;
@@ -155,8 +186,8 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
     return r;
   };
 
-  RopeGrid gathered = rope;
-  gathered.positions = idx;
+  RopeGrid gathered = rope;  // the selected tokens' places in the grid
+  gathered.positions = rope.positions.defined() ? rope.positions.index_select(0, idx) : idx;
   at::Tensor q, k_all, v_all;
   if (reuse_kv) {
     // Everything for the selected tokens only; the others attend with their cached keys and values.
@@ -186,7 +217,11 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
                       &gathered, heads, eps);
   }
   op.next(Op::kAttention);
-  auto attn = attention(q.view({k, heads, hd}), k_all.view({n, heads, hd}), v_all.view({n, heads, hd}), true);
+  auto attn =
+      split ? sequence_attention(q.view({1, k, heads, hd}), k_all.view({1, n, heads, hd}),
+                                 v_all.view({1, n, heads, hd}), true, split)
+            : attention(q.view({k, heads, hd}), k_all.view({n, heads, hd}), v_all.view({n, heads, hd}), true);
+  if (split) attn = {attn.out[0], attn.lse[0]};
   op.next(Op::kProjections);
   auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 
@@ -215,47 +250,6 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   cache.lse.index_copy_(0, idx, attn.lse.mean(0));
   cache.sketch.index_copy_(0, idx, sketch.index_select(0, idx));
   cache.stale.add_(1.0).index_fill_(0, idx, 0.0);
-}
-
-at::Tensor WanDiT::forward_tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context,
-                                     double budget, const SelectionParams& selection,
-                                     TokenEngineState& state) const {
-  TORCH_CHECK(budget >= 0.0 && budget <= 1.0, "token budget ", budget, " is not in [0, 1]");
-  if (budget == 0.0) {
-    TORCH_CHECK(state.last_output.defined(), "a budget-0 step needs an earlier output to reuse");
-    return state.last_output;
-  }
-  TORCH_CHECK(latents.dim() == 4, "latents must be [C, F, H, W], got ", latents.sizes());
-  auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
-  auto in = embed_inputs(latents.unsqueeze(0), t);
-  const auto contexts = context.unsqueeze(0);
-  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
-  const int64_t n = in.x.size(1);
-  const bool dense = budget == 1.0 || state.blocks.size() != blocks_.size() ||
-                     state.blocks.front().out.size(0) != n;  // first call, or a new size: compute everything
-  if (dense) state.blocks.assign(blocks_.size(), BlockTokenCache{});
-  at::Tensor x = in.x;
-  if (dense) {
-    for (size_t i = 0; i < blocks_.size(); ++i) {
-      const auto range = ScopedRange::block(static_cast<int64_t>(i));
-      dense_block(blocks_[i], x, in.e0, contexts, rope, &state.blocks[i], selection.reuse_kv);
-    }
-    state.computed_tokens += n * static_cast<int64_t>(blocks_.size());
-  } else {
-    // Each block reads the cache the block before it has just updated: the residual stream passes
-    // between blocks in the cache dtype (bf16 on the GPU), one tensor that nothing copies.
-    at::Tensor input = x[0].to(state.blocks.front().out.scalar_type());
-    for (size_t i = 0; i < blocks_.size(); ++i) {
-      const auto range = ScopedRange::block(static_cast<int64_t>(i));
-      sparse_block(blocks_[i], input, in.e0, contexts, rope, budget, selection, state.blocks[i],
-                   state.computed_tokens);
-      input = state.blocks[i].out;
-    }
-    x = input.to(at::kFloat).unsqueeze(0);
-  }
-  state.total_tokens += n * static_cast<int64_t>(blocks_.size());
-  state.last_output = run_head(x, in).squeeze(0);
-  return state.last_output;
 }
 
 int64_t TokenEngineState::bytes() const {
