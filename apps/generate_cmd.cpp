@@ -93,6 +93,7 @@ void run(const GenerateFlags& f) {
     if (env.rank == 0) {
       std::printf("parallel: %s on %d ranks (%s)\n", layout.text().c_str(), env.world_size,
                   world->backend().c_str());
+      std::fflush(stdout);  // seen at once in a log file, not at exit
     }
   }
   Progress progress("sampling", steps);

@@ -101,6 +101,21 @@ std::runtime_error no_rendezvous(const LaunchEnv& env, std::chrono::milliseconds
       " within " + std::to_string(timeout.count() / 1000) + " s (" + why.substr(0, why.find('\n')) + ")");
 }
 
+// Runs one collective, turning the transport's failure (a rank that died closes its connections;
+// one that hangs runs the group past its timeout) into one line that says what happened.
+template <class F>
+void collective(const ProcessGroup::Impl& impl, const char* what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    const std::string why = e.what();
+    throw std::runtime_error(std::string(what) + " over " + std::to_string(impl.size) + " ranks (rank " +
+                             std::to_string(impl.rank) + " here) failed: another rank stopped, hung for " +
+                             std::to_string(impl.timeout.count() / 1000) + " s or lost its connection (" +
+                             impl.name + ": " + why.substr(0, why.find('\n')) + ")");
+  }
+}
+
 }  // namespace
 
 bool has_group_for(c10::Device device) {
@@ -184,7 +199,7 @@ at::Tensor ProcessGroup::all_to_all(const at::Tensor& t, int64_t split_dim, int6
   // [P, part...]: part r is row r, sent to rank r; row r of the output came from rank r.
   auto in = at::stack(t.chunk(p, split_dim), 0).contiguous();
   auto out = at::empty_like(in);
-  impl_->wait_all_to_all(out, in);
+  collective(*impl_, "all_to_all", [&] { impl_->wait_all_to_all(out, in); });
   return at::cat(out.unbind(0), cat_dim);
 }
 
@@ -193,7 +208,7 @@ at::Tensor ProcessGroup::ring_pass(const at::Tensor& t) const {
   if (p == 1) return t;
   auto out = t.contiguous();
   auto in = at::empty_like(out);
-  impl_->wait_send_recv(out, (r + 1) % p, in, (r + p - 1) % p);
+  collective(*impl_, "ring_pass", [&] { impl_->wait_send_recv(out, (r + 1) % p, in, (r + p - 1) % p); });
   return in;
 }
 
@@ -202,15 +217,17 @@ at::Tensor ProcessGroup::all_gather(const at::Tensor& t, int64_t dim) const {
   auto in = t.contiguous();
   std::vector<at::Tensor> outs;
   for (int r = 0; r < impl_->size; ++r) outs.push_back(at::empty_like(in));
-  impl_->wait_all_gather(outs, in);
+  collective(*impl_, "all_gather", [&] { impl_->wait_all_gather(outs, in); });
   return at::cat(outs, dim);
 }
 
 void ProcessGroup::all_reduce_sum(at::Tensor& t) const {
   TORCH_CHECK(t.is_contiguous(), "all_reduce_sum needs a contiguous tensor");
-  impl_->wait_all_reduce(t);
+  collective(*impl_, "all_reduce", [&] { impl_->wait_all_reduce(t); });
 }
 
-void ProcessGroup::barrier() const { impl_->wait_barrier(); }
+void ProcessGroup::barrier() const {
+  collective(*impl_, "barrier", [&] { impl_->wait_barrier(); });
+}
 
 }  // namespace astraea::parallel

@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "model/model_config.h"
 #include "model/weights.h"
+#include "parallel/launch_env.h"
 #include "tuner/latency_model.h"
 
 namespace fs = std::filesystem;
@@ -449,6 +450,66 @@ TEST_F(Cli, SeveralRanksGenerateTheOneProcessVideo) {
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("needs a token count divisible by 3; this video has 32"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(path("x.safetensors")));
+}
+
+// Ranks started as torchrun starts them (the test sets each one's environment), and rank 1 killed
+// mid-run: rank 0 stops within 60 s with a one-line error naming the failed collective, and
+// writes nothing.
+TEST_F(Cli, ARankKilledMidRunStopsTheOthersWithOneLineAndWritesNothing) {
+  if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
+  const int port = astraea::parallel::free_local_port();
+  const auto out = path("killed.safetensors");
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < 2; ++rank) {
+    std::string env;
+    for (const auto& [k, v] : astraea::parallel::launch_variables(rank, 2, "127.0.0.1", port))
+      env += k + "=" + v + " ";
+    const std::string cmd =
+        "exec env " + env + ASTRAEA_BENCH_BIN +
+        " generate --model tiny --weights random --frames 5 --height 32 --width 32 --steps 200 "
+        "--out " +
+        out + " >" + path("rank" + std::to_string(rank) + ".txt") + " 2>&1";
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  const auto log = [&](int rank) {
+    std::ifstream in(path("rank" + std::to_string(rank) + ".txt"));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // Once rank 0 has joined and begun, kill rank 1.
+  for (int i = 0; i < 600 && log(0).find("parallel: cfg 2 on 2 ranks") == std::string::npos; ++i)
+    usleep(100 * 1000);
+  usleep(1000 * 1000);
+  ::kill(pids[1], SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  int status = 0;
+  waitpid(pids[1], &status, 0);
+  // Rank 0 must stop by itself: polled, and killed after 60 s so that a hang fails the test.
+  pid_t done = 0;
+  while ((done = waitpid(pids[0], &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - killed < std::chrono::seconds(60))
+    usleep(100 * 1000);
+  if (done == 0) {
+    ::kill(pids[0], SIGKILL);
+    waitpid(pids[0], &status, 0);
+    FAIL() << "rank 0 still ran 60 s after rank 1 was killed: " << log(0);
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << log(0);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << log(0);
+  const std::string text = log(0);
+  const auto error = text.find("error: ");
+  ASSERT_NE(error, std::string::npos) << text;
+  const std::string line = text.substr(error);
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "one line: " << line;
+  EXPECT_NE(line.find("over 2 ranks (rank 0 here) failed: another rank stopped"), std::string::npos) << line;
+  EXPECT_FALSE(fs::exists(out));
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_EQ(e.path().filename().string().find("killed"), std::string::npos)
+        << "a partial file: " << e.path();
 }
 
 TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
