@@ -33,6 +33,8 @@ const char* op_name(Op op) {
       return "scatter";
     case Op::kNorm:
       return "norm";
+    case Op::kComm:
+      return "comm";
     case Op::kOther:
       return "other";
   }

@@ -10,9 +10,22 @@
 namespace astraea {
 
 /// The operations a block's work is attributed to.
-enum class Op { kNone, kSelection, kGather, kProjections, kAttention, kFeedForward, kScatter, kNorm, kOther };
+/// kComm: the collectives of sequence parallelism (the exchanges around attention, the ring's
+/// passes, the gather before the head).
+enum class Op {
+  kNone,
+  kSelection,
+  kGather,
+  kProjections,
+  kAttention,
+  kFeedForward,
+  kScatter,
+  kNorm,
+  kComm,
+  kOther
+};
 
-/// "selection", "gather", "projections", "attention", "feed-forward", "scatter", "norm", "other";
+/// "selection", "gather", "projections", "attention", "feed-forward", "scatter", "norm", "comm", "other";
 /// "" for kNone.
 const char* op_name(Op op);
 

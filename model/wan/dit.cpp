@@ -191,7 +191,8 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
   auto v = qkv.narrow(2, 2 * d, d);
   op.next(Op::kAttention);
-  const auto attn = sequence_attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr, split);
+  const auto attn =
+      sequence_attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr, split, op);
   op.next(Op::kProjections);
   auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
 

@@ -15,13 +15,14 @@
 namespace astraea {
 
 AttentionResult sequence_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                   bool want_lse, const SequenceSplit* split) {
+                                   bool want_lse, const SequenceSplit* split, OpSequence& op) {
   if (!split || split->size() == 1) return attention(q, k, v, want_lse);
   const int64_t bsz = q.size(0), nq = q.size(1), heads = q.size(2), hd = q.size(3);
   const Collective* ulysses = split->ulysses;
   const Collective* ring = split->ring;
   at::Tensor qs = q, ks = k, vs = v;
   if (ulysses) {
+    op.next(Op::kComm);
     // [B, n, H, hd] of this rank's tokens -> [B, U n, H / U, hd] of its Ulysses group's tokens.
     // One exchange carries q, k and v when they have the same tokens (dense), two otherwise.
     if (q.size(1) == k.size(1)) {
@@ -35,6 +36,7 @@ AttentionResult sequence_attention(const at::Tensor& q, const at::Tensor& k, con
       ks = kv[0];
       vs = kv[1];
     }
+    op.next(Op::kAttention);
   }
   const int64_t local_heads = qs.size(2);
   at::Tensor out, lse;  // out [B, nq', H', hd], lse [B, H', nq']
@@ -55,7 +57,11 @@ AttentionResult sequence_attention(const at::Tensor& q, const at::Tensor& k, con
         acc = acc * (acc_lse - m).exp() + o * (l - m).exp();
         acc_lse = m;
       }
-      if (s + 1 < ring->size()) kv = ring->ring_pass(kv);
+      if (s + 1 < ring->size()) {
+        op.next(Op::kComm);
+        kv = ring->ring_pass(kv);
+        op.next(Op::kAttention);
+      }
     }
     out = acc.to(q.scalar_type());
     lse = acc_lse.squeeze(-1).transpose(1, 2);
@@ -65,8 +71,10 @@ AttentionResult sequence_attention(const at::Tensor& q, const at::Tensor& k, con
     lse = part.lse;
   }
   if (ulysses) {
+    op.next(Op::kComm);
     out = ulysses->all_to_all(out, 1, 2);                             // back to [B, nq, H, hd]
     if (want_lse) lse = ulysses->all_to_all(lse.contiguous(), 2, 1);  // [B, H, nq]
+    op.next(Op::kAttention);                                          // the caller moves on from attention
   }
   return {out.reshape({bsz, nq, heads * hd}), want_lse ? lse.contiguous() : at::Tensor()};
 }
@@ -75,6 +83,7 @@ namespace {
 
 // Every rank's shard of X along DIM, in shard order: within each Ulysses group, then round the ring.
 at::Tensor gather_tokens(const at::Tensor& x, int64_t dim, const SequenceSplit& split) {
+  const ScopedRange range(Op::kComm);
   at::Tensor all = split.ulysses ? split.ulysses->all_gather(x, dim) : x;
   return split.ring ? split.ring->all_gather(all, dim) : all;
 }

@@ -64,8 +64,9 @@ struct WanDiT::Embedded {
 // hd] of its tokens and, through SPLIT (null: none), of every other rank's: Ulysses exchanges
 // heads for tokens around it, ring passes keys and values round and merges the partial outputs
 // by their log-sum-exps, and both together run the ring between Ulysses groups. out [B, nq, H *
-// hd] in q's dtype; lse [B, H, nq] float32 when WANT_LSE (the ring computes it anyway).
+// hd] in q's dtype; lse [B, H, nq] float32 when WANT_LSE (the ring computes it anyway). OP, open
+// at the attention range, moves to the comm range around each collective and back.
 AttentionResult sequence_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                   bool want_lse, const SequenceSplit* split);
+                                   bool want_lse, const SequenceSplit* split, OpSequence& op);
 
 }  // namespace astraea

@@ -219,7 +219,7 @@ void WanDiT::sparse_block(const Block& b, const at::Tensor& in, const at::Tensor
   op.next(Op::kAttention);
   auto attn =
       split ? sequence_attention(q.view({1, k, heads, hd}), k_all.view({1, n, heads, hd}),
-                                 v_all.view({1, n, heads, hd}), true, split)
+                                 v_all.view({1, n, heads, hd}), true, split, op)
             : attention(q.view({k, heads, hd}), k_all.view({n, heads, hd}), v_all.view({n, heads, hd}), true);
   if (split) attn = {attn.out[0], attn.lse[0]};
   op.next(Op::kProjections);
