@@ -52,6 +52,13 @@ void add_device_flag(CLI::App* sub, std::string& device) {
   sub->add_option("--device", device, "cpu, cuda or cuda:N")->default_val("cpu");
 }
 
+void add_parallel_flag(CLI::App* sub, std::string& parallel) {
+  sub->add_option("--parallel", parallel,
+                  "launched on several ranks: auto, or cfg=C,ulysses=U,ring=R (C x U x R = the ranks; "
+                  "docs/parallel.md)")
+      ->default_val("auto");
+}
+
 std::shared_ptr<const engine::Accelerator> method_flag(const std::string& spec, const std::string& model,
                                                        int64_t steps) {
   std::shared_ptr<const engine::Accelerator> method;

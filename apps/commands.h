@@ -47,6 +47,8 @@ void add_model_flags(
 void add_size_flags(CLI::App* sub, int64_t& frames, int64_t& height, int64_t& width);
 /// --device: cpu, cuda or cuda:N, default cpu.
 void add_device_flag(CLI::App* sub, std::string& device);
+/// --parallel: how a command launched on several ranks splits its work, default auto.
+void add_parallel_flag(CLI::App* sub, std::string& parallel);
 
 /// The method --method SPEC names (NAME[:KEY=VALUE,...]), made and checked against STEPS steps of
 /// the preset MODEL; a UsageError naming the flag for an unknown method, a bad parameter, or a run
@@ -78,10 +80,11 @@ void register_score(CLI::App& app);
 void register_sweep(CLI::App& app);
 
 /// Writes TRIAL of study STUDY_ID (named STUDY) as a schedule file for MODEL at PATH, with
-/// PROVENANCE and the git revision, and records the export in STORE.
+/// PROVENANCE and the git revision, selecting in SEGMENTS (a study tuned for that many ranks),
+/// and records the export in STORE.
 void export_trial(db::Store& store, int64_t study_id, const std::string& study, const std::string& model,
                   const db::Trial& trial, const std::string& path,
-                  std::map<std::string, std::string> provenance);
+                  std::map<std::string, std::string> provenance, int64_t segments = 1);
 
 /// Runs the subcommand that was parsed.
 void run_selected(CLI::App& app);

@@ -12,12 +12,13 @@ namespace astraea::app {
 
 void export_trial(db::Store& store, int64_t study_id, const std::string& study, const std::string& model,
                   const db::Trial& trial, const std::string& path,
-                  std::map<std::string, std::string> provenance) {
+                  std::map<std::string, std::string> provenance, int64_t segments) {
   if (trial.state != db::TrialState::kComplete)
     throw UsageError("trial " + std::to_string(trial.number) + " is not complete");
   TokenBudgetSchedule schedule;
   schedule.model = model;
   schedule.budgets = nlohmann::json::parse(trial.genome_json).get<std::vector<double>>();
+  schedule.selection.segments = segments;
   provenance["study"] = study;
   provenance["trial"] = std::to_string(trial.number);
   provenance["fitness"] = std::to_string(trial.fitness.value_or(0));
@@ -54,7 +55,8 @@ void run(const ExportFlags& f) {
   }
   export_trial(store, *id, f.study, config.value("model", std::string("tiny")), pick, f.out,
                {{"fitness_metric", config.value("fitness", std::string())},
-                {"latency_model", config.value("latency_model", std::string())}});
+                {"latency_model", config.value("latency_model", std::string())}},
+               config.value("world_size", int64_t{1}));
 }
 
 }  // namespace

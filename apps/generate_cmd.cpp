@@ -7,17 +7,13 @@
 #include <optional>
 
 #include "apps/commands.h"
+#include "apps/launched.h"
 #include "apps/progress.h"
 #include "apps/scoring.h"
 #include "engine/generate.h"
 #include "engine/schedule.h"
-#include "io/field_error.h"
 #include "io/safetensors.h"
 #include "io/video_io.h"
-#include "parallel/launch_env.h"
-#include "parallel/layout.h"
-#include "parallel/process_group.h"
-#include "parallel/sequence_parallel.h"
 
 namespace astraea::app {
 namespace {
@@ -70,31 +66,12 @@ void run(const GenerateFlags& f) {
   if (!f.method.empty()) o.method = method_flag(f.method, preset.name, steps);
   // Launched as one of several ranks (launch, torchrun): every model call splits its tokens over
   // them; rank 0 alone reports and writes.
-  parallel::LaunchEnv env;
-  try {
-    env = parallel::launch_env();
-  } catch (const FieldError& e) {
-    throw UsageError("environment variable " + std::string(e.what()));
-  }
-  if (env.launched && o.device == "cuda") o.device = "cuda:" + std::to_string(env.local_rank);
-  // At world size 1 too, where the device has a group: joined, the layout "one rank". The world
-  // group lives as long as the run (rank 0's holds the rendezvous the subgroups share).
-  std::shared_ptr<parallel::ProcessGroup> world;
-  if (env.launched && (env.world_size > 1 || parallel::has_group_for(parse_device(o.device)))) {
-    const double guidance = o.guidance >= 0 ? o.guidance : preset.default_guidance;
-    const auto layout =
-        parallel::parse_layout(f.parallel, env.world_size, static_cast<int>(preset.heads), guidance != 1.0);
-    world = parallel::ProcessGroup::join(env, parse_device(o.device));
-    const auto groups = parallel::make_groups(*world, layout);
-    o.loaded = load_model(o);
-    if (groups.ulysses || groups.ring)
-      o.loaded = parallel::sequence_parallel(o.loaded, groups.ulysses, groups.ring);
-    o.cfg_group = groups.cfg;
-    if (env.rank == 0) {
-      std::printf("parallel: %s on %d ranks (%s)\n", layout.text().c_str(), env.world_size,
-                  world->backend().c_str());
-      std::fflush(stdout);  // seen at once in a log file, not at exit
-    }
+  const auto launched =
+      join_launched(f.parallel, preset, o.guidance >= 0 ? o.guidance : preset.default_guidance, o.device);
+  const auto& env = launched.env;
+  if (launched.world) {
+    o.loaded = launched.split(load_model(o));
+    o.cfg_group = launched.groups.cfg;
   }
   Progress progress("sampling", steps);
   o.on_step = [&](int64_t step, int64_t) {
@@ -170,10 +147,7 @@ void register_generate(CLI::App& app) {
                 "with --budget: unselected tokens keep cached keys and values (more memory, fewer FLOPs)");
   sub->add_option("--metrics", flags->metrics,
                   "also score the video: metric names, comma-separated (psnr needs --reference), or both");
-  sub->add_option("--parallel", flags->parallel,
-                  "launched on several ranks: auto, or cfg=C,ulysses=U,ring=R (C x U x R = the ranks; "
-                  "docs/parallel.md)")
-      ->default_val("auto");
+  add_parallel_flag(sub, flags->parallel);
   sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
   on_run(sub, [flags] { run(*flags); });

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "apps/commands.h"
+#include "apps/launched.h"
 #include "apps/progress.h"
 #include "apps/provenance.h"
 #include "db/store.h"
@@ -26,6 +27,7 @@
 #include "model/denoiser.h"
 #include "model/ranges.h"
 #include "model/torch_compat.h"
+#include "parallel/lockstep.h"
 #include "profiler/profiler.h"
 #include "profiler/timing.h"
 #include "tuner/latency_model.h"
@@ -35,7 +37,7 @@ namespace {
 
 struct ProfileFlags {
   std::string model = "tiny", weights = "random", budgets = "1,0.7,0.5,0.4,0.3", device = "cpu", dtype,
-              db = "astraea.db", trace, format = "table", method = "astraea";
+              db = "astraea.db", trace, format = "table", method = "astraea", parallel = "auto";
   int64_t frames = 0, height = 0, width = 0;
   double guidance = -1;
   bool no_store = false;
@@ -128,8 +130,9 @@ OrderedTiming time_until_ordered(const std::vector<profiler::Sampler>& variants,
 // 1 of 2 to time what a step of generate after a first step costs.
 std::unique_ptr<engine::GuidedStep> primed_step(const Denoiser& model,
                                                 std::shared_ptr<const engine::Accelerator> method,
-                                                double guidance, const at::Tensor& x, const at::Tensor& ctx) {
-  auto step = std::make_unique<engine::GuidedStep>(model, std::move(method), guidance);
+                                                double guidance, const at::Tensor& x, const at::Tensor& ctx,
+                                                std::shared_ptr<const Collective> cfg_group) {
+  auto step = std::make_unique<engine::GuidedStep>(model, std::move(method), guidance, std::move(cfg_group));
   (*step)(x, {0, 2, 999.0}, ctx, ctx);
   return step;
 }
@@ -175,22 +178,29 @@ void run(const ProfileFlags& f) {
   if (!f.trace.empty()) check_output_path("--trace", f.trace, {".json"});
   if (f.timing.max_reps < f.timing.min_reps) throw UsageError("--max-reps must be at least --min-reps");
   const auto& config = model_preset(f.model);
-  const auto shape = video_shape(config, f.frames ? f.frames : config.default_frames,
-                                 f.height ? f.height : config.default_height, f.width ? f.width : config.default_width);
-  const auto device = parse_device(f.device);
-  const auto dtype = parse_dtype(f.dtype, device);
+  const auto shape =
+      video_shape(config, f.frames ? f.frames : config.default_frames,
+                  f.height ? f.height : config.default_height, f.width ? f.width : config.default_width);
   const double guidance = f.guidance >= 0 ? f.guidance : config.default_guidance;
+  // Launched as one of several ranks: every step splits over them as generate's do, rank 0 decides
+  // the timing protocol and the others follow (parallel/lockstep.h); rank 0 alone prints and
+  // stores, its time being the slowest rank's (each step ends in a collective).
+  std::string device_text = f.device;
+  const auto launched = join_launched(f.parallel, config, guidance, device_text);
+  const auto device = parse_device(device_text);
+  const auto dtype = parse_dtype(f.dtype, device);
   const int calls = guidance != 1.0 ? 2 : 1;
   std::optional<db::Store> store;
-  if (!f.no_store) store.emplace(db::Store::open(f.db));  // before the slow part: a bad --db fails now
+  if (!f.no_store && launched.leader()) store.emplace(db::Store::open(f.db));  // before the slow part
 
   at::NoGradGuard no_grad;
   GenerateOptions load;  // "random": seed 0; a file: its weights, with the parts it decides (position features)
   load.model = f.model;
   load.weights = f.weights;
-  load.device = f.device;
+  load.device = device_text;
   load.dtype = f.dtype;
-  const auto loaded = load_model(load);
+  const auto loaded = launched.split(load_model(load));
+  const auto cfg_group = launched.groups.cfg;
   const Denoiser& model = *loaded;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
   const auto ctx = model.has_text_encoder()
@@ -204,13 +214,14 @@ void run(const ProfileFlags& f) {
   // with its own caches). Variant 0 is the dense method (no caches), then ASTRAEA at each budget
   // with caches primed by a dense step; all are timed interleaved, so that a load change on a
   // shared machine falls on every budget alike.
-  auto dense_step = std::make_unique<engine::GuidedStep>(model, engine::make_method("dense"), guidance);
+  auto dense_step =
+      std::make_unique<engine::GuidedStep>(model, engine::make_method("dense"), guidance, cfg_group);
   // The methods of the timed steps, in variant order after dense: one per budget, or the other one.
   std::vector<std::shared_ptr<const engine::Accelerator>> methods;
   for (double b : budgets) methods.push_back(at_budget(model, b));
   if (other) methods.push_back(other);
   std::vector<std::unique_ptr<engine::GuidedStep>> timed_steps;
-  for (const auto& m : methods) timed_steps.push_back(primed_step(model, m, guidance, x, ctx));
+  for (const auto& m : methods) timed_steps.push_back(primed_step(model, m, guidance, x, ctx, cfg_group));
   std::vector<profiler::Sampler> variants;
   variants.push_back([&] { return timer->time_ms([&] { (*dense_step)(x, {0, 1, 500.0}, ctx, ctx); }); });
   for (size_t i = 0; i < methods.size(); ++i) {
@@ -221,7 +232,19 @@ void run(const ProfileFlags& f) {
   auto label = [&](size_t v) {
     return v == 0 ? std::string("dense") : other ? other->name() : format_budget(budgets[v - 1]);
   };
-  const auto stats = time_until_ordered(variants, budgets, f.timing, label);
+  OrderedTiming stats;
+  if (launched.world) {
+    const parallel::Lockstep lockstep(launched.world, device);
+    if (launched.leader()) {
+      stats = time_until_ordered(lockstep.lead(variants), budgets, f.timing, label);
+      lockstep.finish();
+    } else {
+      lockstep.follow(variants);
+      stats.stats.resize(variants.size());  // rank 0's are the ones reported
+    }
+  } else {
+    stats = time_until_ordered(variants, budgets, f.timing, label);
+  }
 
   std::vector<Row> rows;
   for (size_t v = 0; v < variants.size(); ++v) {
@@ -233,14 +256,14 @@ void run(const ProfileFlags& f) {
     row.inverted = v > 0 && !other && stats.inverted.count(budgets[v - 1]) > 0;
     rows.push_back(row);
   }
-  warn_about(rows, f.timing.noise);
+  if (launched.leader()) warn_about(rows, f.timing.noise);
 
   // The traced pass, apart from the timed one: one step per timed method, step i = methods[i].
   // On the CPU there is no device to trace: the pass times its ranges by the wall clock, labelled so.
   profiler::Profiler prof(device.is_cuda() ? profiler::make_cupti_source() : nullptr, [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); });
   {
     std::vector<std::unique_ptr<engine::GuidedStep>> steps;
-    for (const auto& m : methods) steps.push_back(primed_step(model, m, guidance, x, ctx));
+    for (const auto& m : methods) steps.push_back(primed_step(model, m, guidance, x, ctx, cfg_group));
     compat::synchronize(device);
     prof.start();
     for (size_t i = 0; i < methods.size(); ++i) {
@@ -250,6 +273,7 @@ void run(const ProfileFlags& f) {
     }
   }
   const auto profile = prof.stop();
+  if (!launched.leader()) return;
   if (!f.trace.empty()) profiler::write_chrome_trace(profile, f.trace);
 
   const double dense_ms = rows[0].stats.median_ms;
@@ -296,6 +320,10 @@ void run(const ProfileFlags& f) {
                        {"weights", f.weights},
                        {"method", methods[i - 1]->name()},
                        {"command", command_line()}};
+      if (launched.world_size() > 1) {  // absent: one rank (the views read it so)
+        c["world_size"] = launched.world_size();
+        c["parallel"] = launched.layout_text();
+      }
       if (other) c["method_params"] = other->params();
       run.config_json = c.dump();
       run.git_revision = git_revision();
@@ -382,6 +410,7 @@ void register_profile(CLI::App& app) {
   sub->add_option("--guidance", f->guidance, "guidance scale: 1 makes a step one model call, anything else two");
   add_device_flag(sub, f->device);
   sub->add_option("--dtype", f->dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
+  add_parallel_flag(sub, f->parallel);
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_flag("--no-store", f->no_store, "print only");
   sub->add_option("--trace", f->trace, "also write the traced pass as Chrome/Perfetto JSON");

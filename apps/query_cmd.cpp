@@ -20,9 +20,8 @@ std::pair<std::string, std::vector<std::string>> view_sql(const QueryFlags& f) {
   if (f.what == "studies") return {"SELECT * FROM study_summary ORDER BY id", {}};
   if (f.what == "latency") {
     return {
-        "SELECT model, size, device, budget, step_ms, of_dense, noise, noisy, inverted, created_at FROM "
-        "latency "
-        "ORDER BY model, size, device, budget DESC",
+        "SELECT model, size, device, world_size AS ranks, parallel, budget, step_ms, of_dense, noise, noisy, "
+        "inverted, created_at FROM latency ORDER BY model, size, device, world_size, parallel, budget DESC",
         {}};
   }
   if (f.what == "trials" || f.what == "best" || f.what == "pareto") {
@@ -63,9 +62,10 @@ void register_query(CLI::App& app) {
   auto f = std::make_shared<QueryFlags>();
   auto* sub = app.add_subcommand(
       "query", "Read the store: canned views (runs, latency, studies, trials, best, pareto) or a SELECT");
-  sub->add_option("what", f->what,
-                  "runs | latency (the newest profile per model, size, card and budget) | studies | "
-                  "trials, best, pareto (of --study) | \"SELECT ...\"")
+  sub->add_option(
+         "what", f->what,
+         "runs | latency (the newest profile per model, size, card, ranks, layout and budget) | studies | "
+         "trials, best, pareto (of --study) | \"SELECT ...\"")
       ->default_val("runs");
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_option("--format", f->format, "table, csv or json")->default_val("table");

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "apps/commands.h"
@@ -87,13 +88,22 @@ tuner::TuneRequest request_of(const TuneFlags& f) {
     r.videos.seeds.push_back(static_cast<uint64_t>(s));
   if (r.videos.devices.empty()) throw UsageError("--devices is empty");
   for (const auto& d : r.videos.devices) parse_device(d);  // throws naming a device this machine lacks
-  if (!f.latency_model.empty()) {                          // PRESET@FxHxW
-    const auto at = f.latency_model.find('@');
+  if (!f.latency_model.empty()) {                          // PRESET@FxHxW[@RANKS]
+    const auto at = f.latency_model.find('@'), ranks = f.latency_model.find('@', at + 1);
     if (at == std::string::npos)
-      throw UsageError("--latency-model '" + f.latency_model + "' is not PRESET@FRAMESxHEIGHTxWIDTH");
-    const auto size = parse_video_size(f.latency_model.substr(at + 1), "--latency-model size");
+      throw UsageError("--latency-model '" + f.latency_model + "' is not PRESET@FRAMESxHEIGHTxWIDTH[@RANKS]");
+    const auto size =
+        parse_video_size(f.latency_model.substr(at + 1, ranks - at - 1), "--latency-model size");
     r.latency_model = model_preset(f.latency_model.substr(0, at)).name;
     r.latency_frames = size.frames, r.latency_height = size.height, r.latency_width = size.width;
+    if (ranks != std::string::npos) {
+      const std::string n = f.latency_model.substr(ranks + 1);
+      char* end = nullptr;
+      r.latency_world_size = std::strtol(n.c_str(), &end, 10);
+      if (n.empty() || *end || r.latency_world_size < 1 || r.latency_world_size > 4096)
+        throw UsageError("--latency-model ranks '" + n + "' is not a count in [1, 4096]");
+      r.videos.segments = r.latency_world_size;
+    }
   }
   r.search = {f.population, f.generations, 0.3, 0.5, f.seed, {}};
   r.measure_repeats = f.measure_repeats;
@@ -145,7 +155,8 @@ void run(const TuneFlags& f) {
   print_outcome(request, out);
   if (!f.export_path.empty())
     export_trial(store, out.study_id, f.study, request.videos.model, store.read_trial(out.best_trial_id),
-                 f.export_path, {{"fitness_metric", f.fitness}, {"latency_model", out.latency_source}});
+                 f.export_path, {{"fitness_metric", f.fitness}, {"latency_model", out.latency_source}},
+                 request.videos.segments);
 }
 
 }  // namespace
@@ -172,7 +183,9 @@ void register_tune(CLI::App& app) {
   sub->add_option("--seeds", f->seeds, "calibration seeds, comma-separated")->default_val("0");
   sub->add_option("--fitness", f->fitness, "metric names, comma-separated: psnr, vbench-proxy, or both")
       ->default_val("psnr");
-  sub->add_option("--latency-model", f->latency_model, "take latency from another profiled PRESET@FxHxW");
+  sub->add_option(
+      "--latency-model", f->latency_model,
+      "take latency from another profiled PRESET@FxHxW, or PRESET@FxHxW@RANKS to tune for RANKS GPUs");
   sub->add_option("--devices", f->devices, "where trials run: cpu, or cuda:0,cuda:1,... (one evaluation at a time on each)")
       ->default_val("cpu");
   sub->add_option("--validation-prompt", f->validation_prompts, "held-out prompt for the final check (repeatable)");

@@ -20,6 +20,7 @@ const std::vector<std::string>& migrations() {
       std::string(embedded_file("003_sweep_cells.sql")),
       std::string(embedded_file("004_views.sql")),
       std::string(embedded_file("005_profile_methods.sql")),
+      std::string(embedded_file("006_world_size.sql")),
   };
   return scripts;
 }
@@ -198,13 +199,22 @@ QueryResult Store::query(const std::string& select_sql, const std::vector<std::s
 }
 
 std::vector<LatencyRow> Store::latency_rows(const std::string& model, int64_t frames, int64_t height,
-                                            int64_t width, const std::string& device) const {
+                                            int64_t width, const std::string& device,
+                                            int64_t world_size) const {
+  // Of several layouts on WORLD_SIZE ranks, the one with the fastest dense step (the measured best).
   Statement select = db_.prepare(
-      "SELECT budget, step_ms, noise, dense_step_ms, noisy, inverted, device FROM latency "
-      "WHERE model = ?1 AND frames = ?2 AND height = ?3 AND width = ?4 AND (?5 = '' OR device = ?5) ORDER BY "
-      "run_id");
-  select.bind_text(1, model).bind_int64(2, frames).bind_int64(3, height).bind_int64(4, width).bind_text(
-      5, device);
+      "SELECT budget, step_ms, noise, dense_step_ms, noisy, inverted, device, parallel FROM latency "
+      "WHERE model = ?1 AND frames = ?2 AND height = ?3 AND width = ?4 AND (?5 = '' OR device = ?5) "
+      "AND world_size = ?6 AND parallel = (SELECT parallel FROM latency WHERE model = ?1 AND frames = ?2 AND "
+      "height = ?3 AND width = ?4 AND (?5 = '' OR device = ?5) AND world_size = ?6 ORDER BY dense_step_ms "
+      "LIMIT 1) "
+      "ORDER BY run_id");
+  select.bind_text(1, model)
+      .bind_int64(2, frames)
+      .bind_int64(3, height)
+      .bind_int64(4, width)
+      .bind_text(5, device)
+      .bind_int64(6, world_size);
   std::map<double, LatencyRow> by_budget;  // of several cards, the newest run
   while (select.step()) {
     if (select.column_is_null(0)) continue;
@@ -216,6 +226,7 @@ std::vector<LatencyRow> Store::latency_rows(const std::string& model, int64_t fr
     row.noisy = select.column_double(4) != 0.0;
     row.inverted = select.column_double(5) != 0.0;
     row.device = select.column_text(6);
+    row.parallel = select.column_text(7);
     by_budget[row.budget] = row;
   }
   std::vector<LatencyRow> rows;

@@ -54,6 +54,7 @@ struct LatencyRow {
   bool noisy = false;        ///< the noise stayed above the profile's target
   bool inverted = false;     ///< the profile found it out of order with another budget beyond the noise
   std::string device;
+  std::string parallel;  ///< the layout on the profile's ranks ("one rank", "cfg 2 x ulysses 4")
 };
 
 /// A trial's lifecycle: pending (queued) -> running (claimed by a worker) -> complete | failed.
@@ -117,9 +118,11 @@ class Store {
   QueryResult query(const std::string& select_sql, const std::vector<std::string>& params = {}) const;
 
   /// The latency model of MODEL at FRAMES x HEIGHT x WIDTH on DEVICE ("": any card, the newest
-  /// run of each budget winning), by ascending budget; empty when nothing was profiled.
+  /// run of each budget winning) on WORLD_SIZE ranks (of several layouts, the one whose dense step
+  /// was fastest), by ascending budget; empty when nothing was profiled.
   std::vector<LatencyRow> latency_rows(const std::string& model, int64_t frames, int64_t height,
-                                       int64_t width, const std::string& device) const;
+                                       int64_t width, const std::string& device,
+                                       int64_t world_size = 1) const;
 
   /// The id of study NAME, created with CONFIG_JSON if it does not exist yet.
   int64_t create_or_get_study(const std::string& name, const std::string& config_json);

@@ -529,7 +529,7 @@ TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
   r = run("query latency --format csv --db " + db);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
-  EXPECT_NE(r.out.find("tiny,2x16x16,cpu,0.5,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tiny,2x16x16,cpu,1,one rank,0.5,"), std::string::npos) << r.out;
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'op_ms' AND op = 'attention'"), 2);
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'op_ms' AND op = 'selection' "
                            "AND run_id IN (SELECT id FROM runs WHERE json_extract(config_json, '$.budget') = 0.5)"),
@@ -791,6 +791,65 @@ TEST_F(Cli, TuneFallsBackToTheWorkProportionalModelWhenTheProfileIsInverted) {
     for (double b : genome) sum += b;
     EXPECT_NEAR(std::stod(*row[1]), 430.0 * sum, 1e-6) << *row[0];
   }
+}
+
+// profile launched on 2 ranks: rank 0 alone stores a latency model keyed by world size and
+// layout, beside the one-rank one, with the collectives attributed to 'comm'; tune
+// --latency-model PRESET@FxHxW@2 tunes on it, for schedules that select per rank.
+TEST_F(Cli, ProfileOnTwoRanksStoresItsOwnLatencyModelThatTuneTargets) {
+  if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
+  const auto db = path("ranks.db"), trace = path("ranks.json"), exported = path("ranks_schedule.json");
+  const std::string profile =
+      "profile --model tiny --frames 2 --height 16 --width 16 --warmup 1 --min-reps 2 --max-reps 4 "
+      "--max-seconds 1 "
+      "--budgets 1,0.5 --db " +
+      db;
+  ASSERT_EQ(run(profile).code, 0);
+  auto r = run("launch --nproc 2 -- " + profile + " --parallel ring=2 --trace " + trace);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 0] parallel: ring 2 on 2 ranks (gloo)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("[rank 1] tiny, 2x16x16"), std::string::npos) << "rank 0 alone reports: " << r.out;
+  r = run("query latency --format csv --db " + db);
+  EXPECT_NE(r.out.find("tiny,2x16x16,cpu,1,one rank,0.5,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tiny,2x16x16,cpu,2,ring 2,0.5,"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs WHERE json_extract(config_json, '$.world_size') = 2"),
+            2)
+      << "one run per budget, from rank 0 alone";
+  EXPECT_GT(
+      count_rows(db,
+                 "SELECT count(*) FROM measurements m JOIN runs r ON r.id = m.run_id WHERE m.op = 'comm' AND "
+                 "json_extract(r.config_json, '$.world_size') = 2"),
+      0);
+  EXPECT_EQ(count_rows(db,
+                       "SELECT count(*) FROM measurements m JOIN runs r ON r.id = m.run_id WHERE m.op = "
+                       "'comm' AND json_extract(r.config_json, '$.world_size') IS NULL"),
+            0);
+  EXPECT_TRUE(fs::exists(trace));
+  r =
+      run("tune --study two --model tiny --frames 2 --height 16 --width 16 --weights random --steps 4 "
+          "--target-speedup 1.2 --population 2 --generations 0 --prompt 'a red circle moving left on a gray "
+          "background' --validation-count 0 --measure-repeats 0 --latency-model tiny@2x16x16@2 --export " +
+          exported + " --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(count_rows(db,
+                       "SELECT count(*) FROM studies WHERE name = 'two' AND json_extract(config_json, "
+                       "'$.world_size') = 2 AND json_extract(config_json, '$.latency_model') = "
+                       "'tiny@2x16x16 on 2 ranks'"),
+            1);
+  std::ifstream in(exported);
+  EXPECT_EQ(nlohmann::json::parse(in)["selection"]["segments"], 2);
+  // No profile on 8 ranks: named, nothing tuned.
+  r =
+      run("tune --study eight --model tiny --frames 2 --height 16 --width 16 --weights random --steps 4 "
+          "--target-speedup 1.2 --prompt 'a red circle moving left on a gray background' --latency-model "
+          "tiny@2x16x16@8 --db " +
+          db);
+  EXPECT_NE(r.code, 0) << r.out;
+  expect_error(run("tune --study x --model tiny --target-speedup 2 --prompt 'a red circle moving left on a "
+                   "gray background' --latency-model "
+                   "tiny@2x16x16@two --db " +
+                   db),
+               2, "--latency-model ranks 'two' is not a count in [1, 4096]");
 }
 
 TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {

@@ -30,10 +30,11 @@ GenerateOptions options_for(const RunnerSetup& s, const std::string& prompt, uin
   return o;
 }
 
-GenerateOptions with_budgets(GenerateOptions o, const Genome& genome) {
+GenerateOptions with_budgets(GenerateOptions o, const Genome& genome, int64_t segments) {
   TokenBudgetSchedule schedule;
   schedule.model = o.model;
   schedule.budgets = genome;
+  schedule.selection.segments = segments;
   o.schedule = schedule;
   return o;
 }
@@ -93,7 +94,8 @@ Quality ScheduleRunner::quality(const Genome& genome, const std::vector<std::str
     const auto semantic = quality::judges_prompt(metrics) ? shapes::semantic_check(prompt) : nullptr;
     for (uint64_t seed : setup_.seeds) {
       const auto& ref = reference(prompt, seed);
-      auto o = with_budgets(options_for(setup_, prompt, seed, setup_.devices.at(device)), genome);
+      auto o =
+          with_budgets(options_for(setup_, prompt, seed, setup_.devices.at(device)), genome, setup_.segments);
       o.loaded = models_.at(device);
       const auto video = generate(o).video;
       if (keep) keep(prompt, seed, video);
@@ -178,7 +180,7 @@ MeasuredSpeed measure_speed(const RunnerSetup& setup, const Genome& tuned, const
     for (const Genome* g : {&tuned, &uniform})
       for (double b : *g)
         if (b > 0 && std::find(warm.begin(), warm.end(), b) == warm.end()) warm.push_back(b);
-    GenerateOptions w = with_budgets(o, warm);
+    GenerateOptions w = with_budgets(o, warm, setup.segments);
     w.steps = static_cast<int64_t>(warm.size());
     generate(w);
   }
@@ -192,8 +194,10 @@ MeasuredSpeed measure_speed(const RunnerSetup& setup, const Genome& tuned, const
   auto sampled = [](GenerateOptions run) -> profiler::Sampler {
     return [run] { return 1e3 * generate(run).sample_seconds; };
   };
-  const auto timed = profiler::measure_interleaved(
-      {sampled(o), sampled(with_budgets(o, tuned)), sampled(with_budgets(o, uniform))}, rounds, seed);
+  const auto timed =
+      profiler::measure_interleaved({sampled(o), sampled(with_budgets(o, tuned, setup.segments)),
+                                     sampled(with_budgets(o, uniform, setup.segments))},
+                                    rounds, seed);
   speed.dense = timed[0], speed.tuned = timed[1], speed.uniform = timed[2];
   for (auto* t : {&speed.dense, &speed.tuned, &speed.uniform}) t->clock = "wall, synchronized";
   return speed;

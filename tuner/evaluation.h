@@ -41,6 +41,9 @@ struct RunnerSetup {
   int64_t frames = 0, height = 0, width = 0, steps = 0;
   std::vector<uint64_t> seeds;
   std::vector<std::string> devices;  ///< at least one
+  /// Selection segments of every schedule (SelectionParams::segments): the ranks of the deployment
+  /// tuned for, whose sequence parallelism selects per shard.
+  int64_t segments = 1;
 };
 
 /// Runs schedules and scores them: the model is loaded once per device, and the dense reference

@@ -134,8 +134,9 @@ Evaluate Study::evaluator(Objective objective, const LatencyModel& latency, Stud
 }
 
 std::optional<LatencyFit> stored_latency(const db::Store& store, const std::string& model, int64_t frames,
-                                         int64_t height, int64_t width, const std::string& device) {
-  const auto rows = store.latency_rows(model, frames, height, width, device);
+                                         int64_t height, int64_t width, const std::string& device,
+                                         int64_t world_size) {
+  const auto rows = store.latency_rows(model, frames, height, width, device, world_size);
   if (rows.empty()) return std::nullopt;
   std::map<double, LatencyPoint> points;
   double dense_ms = 0;

@@ -107,11 +107,12 @@ class Study {
   std::shared_ptr<State> state_;  // shared with the evaluators, which outlive no study
 };
 
-/// The latency model of MODEL at FRAMES x HEIGHT x WIDTH on DEVICE ("": any card) that STORE
-/// holds, through fit_latency (a row that `profile` marked inverted also makes the fallback);
-/// nullopt when nothing was profiled.
+/// The latency model of MODEL at FRAMES x HEIGHT x WIDTH on DEVICE ("": any card) and WORLD_SIZE
+/// ranks that STORE holds, through fit_latency (a row that `profile` marked inverted also makes
+/// the fallback); nullopt when nothing was profiled.
 std::optional<LatencyFit> stored_latency(const db::Store& store, const std::string& model, int64_t frames,
-                                         int64_t height, int64_t width, const std::string& device);
+                                         int64_t height, int64_t width, const std::string& device,
+                                         int64_t world_size = 1);
 
 /// The trial to export from STUDY_ID: number NUMBER (>= 0), else the best complete one by
 /// ranks_above. std::invalid_argument when there is none.

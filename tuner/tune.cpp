@@ -29,6 +29,7 @@ nlohmann::json study_config(const TuneRequest& r, const TuneOutcome& out) {
                         {"latency_model", out.latency_source},
                         {"latency_model_kind", out.latency.kind()},
                         {"weights_digest", r.weights_digest}};
+  if (r.latency_world_size > 1) config["world_size"] = r.latency_world_size;  // the schedules' segments
   if (out.latency.work_proportional) config["latency_model_fallback"] = out.latency.why;
   return config;
 }
@@ -91,10 +92,13 @@ TuneOutcome tune(db::Store& store, const TuneRequest& r, const TuneCallbacks& ca
     out.latency_source =
         r.latency_model + "@" + size_text(r.latency_frames, r.latency_height, r.latency_width);
   }
+  if (r.latency_world_size > 1)
+    out.latency_source += " on " + std::to_string(r.latency_world_size) + " ranks";
   out.measured_on =
       measured_on.model + "@" + size_text(measured_on.frames, measured_on.height, measured_on.width);
-  const auto fit = stored_latency(store, measured_on.model, measured_on.frames, measured_on.height,
-                                  measured_on.width, r.latency_model.empty() ? r.card : "");
+  const auto fit =
+      stored_latency(store, measured_on.model, measured_on.frames, measured_on.height, measured_on.width,
+                     r.latency_model.empty() ? r.card : "", r.latency_world_size);
   if (!fit) throw NoLatencyModel(out.latency_source);
   out.latency = *fit;
   if (fit->work_proportional && callbacks.on_fallback) callbacks.on_fallback(out.latency_source, *fit);

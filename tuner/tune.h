@@ -41,6 +41,9 @@ struct TuneRequest {
   /// empty model: the request's own preset, size and card.
   std::string latency_model;
   int64_t latency_frames = 0, latency_height = 0, latency_width = 0;
+  /// Tune for a deployment on this many ranks: the latency of a profile on as many (profile under
+  /// launch), and quality from schedules that select per rank shard (videos.segments).
+  int64_t latency_world_size = 1;
   int measure_repeats = 2;                                 ///< 0: predicted latency only
   std::string save_videos;                                 ///< where the held-out videos go ("" none)
   std::string card;                                        ///< the first device's name, as profile stored it
