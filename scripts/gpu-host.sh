@@ -11,9 +11,11 @@
 #                  libgfortran5 libquadmath0 libglx0 libglvnd0)
 #   (the OpenCV modules give the GPU host optical flow, so VBench-proxy scores there too; not yet
 #   tried on the host)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train]
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel]
 #        (default: build test bench baseline profile generate; TRAIN_MINUTES sets the training time,
-#        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db)
+#        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db;
+#        parallel runs on every GPU of the host, or NPROC of them, each layout of LAYOUTS (default
+#        auto); it needs .gpu/pytorch_wan_usp.py for the PyTorch baseline)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out/gpu}
@@ -89,5 +91,35 @@ if want generate; then
   build-gpu/apps/astraea-bench generate --model wan2.1-1.3b --weights random --frames 81 --height 480 \
     --width 832 --steps 2 --device cuda --out "$out/wan_latents.safetensors" 2>&1 | tee "$out/generate.txt"
   rm -f "$out/wan_latents.safetensors"
+fi
+if want parallel; then
+  # The runs of docs/parallel.md on P GPUs: the split forwards against one process (NCCL, bf16), then
+  # the Wan2.1-1.3B guided step at 32760 tokens on 1 GPU and on P, dense and at each budget, through
+  # launch and through torchrun, beside the PyTorch Ulysses x CFG baseline; speedups from the store.
+  np=${NPROC:-$(nvidia-smi -L | wc -l)}
+  export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+  bench=build-gpu/apps/astraea-bench
+  wan="--model wan2.1-1.3b --frames 81 --height 480 --width 832 --device cuda --max-seconds ${PAR_SECONDS:-5}"
+  budgets=${PAR_BUDGETS:-1,0.7,0.5,0.4,0.3}
+  log "split forwards and collectives on $np GPUs (NCCL)"
+  $bench launch --nproc "$np" --program build-gpu/parallel/parallel_rank_check -- --device cuda 2>&1 | tee "$out/rank_check.txt"
+  log "profile on 1 GPU"
+  $bench profile $wan --budgets "$budgets" --db "$out/par.db" 2>&1 | grep -v "\[#" | tee "$out/par_1.txt"
+  for layout in ${LAYOUTS:-auto}; do
+    log "profile on $np GPUs, --parallel $layout (launch)"
+    $bench launch --nproc "$np" -- profile $wan --budgets "$budgets" --parallel "$layout" --db "$out/par.db" \
+      --trace "$out/par_${np}_${layout//[=,]/_}.json" 2>&1 | grep -v "\[#" | tee "$out/par_${np}_${layout//[=,]/_}.txt"
+  done
+  log "profile on $np GPUs, dense only (torchrun --no-python)"
+  torchrun --nproc-per-node "$np" --no-python $bench profile $wan --budgets 1 --no-store 2>&1 | grep -v "\[#" |
+    tail -6 | tee "$out/par_torchrun.txt"
+  if [[ -f .gpu/pytorch_wan_usp.py ]]; then
+    log "pytorch Ulysses x CFG baseline, 1 and $np GPUs"
+    torchrun --nproc-per-node 1 .gpu/pytorch_wan_usp.py 2>&1 | tail -8 | tee "$out/usp_1.txt"
+    torchrun --nproc-per-node "$np" .gpu/pytorch_wan_usp.py 2>&1 | tail -8 | tee "$out/usp_$np.txt"
+    ((np % 2 == 0)) && torchrun --nproc-per-node "$np" .gpu/pytorch_wan_usp.py 30 cfg 2>&1 | tail -8 | tee "$out/usp_${np}_cfg.txt"
+  fi
+  $bench query "SELECT * FROM world_speedup" --db "$out/par.db" 2>&1 | tee "$out/world_speedup.txt"
+  $bench query latency --db "$out/par.db" 2>&1 | tee -a "$out/world_speedup.txt"
 fi
 log "done"
