@@ -273,8 +273,16 @@ void run(const ProfileFlags& f) {
     }
   }
   const auto profile = prof.stop();
+  // Every rank's trace reaches rank 0, which writes them as one (a process row per rank and track).
+  const auto traces =
+      launched.world && !f.trace.empty()
+          ? parallel::gather_text(*launched.world, profiler::chrome_trace_json(profile), device)
+          : std::vector<std::string>{};
   if (!launched.leader()) return;
-  if (!f.trace.empty()) profiler::write_chrome_trace(profile, f.trace);
+  if (!f.trace.empty())
+    profiler::write_trace_text(
+        traces.empty() ? profiler::chrome_trace_json(profile) : profiler::merge_chrome_traces(traces),
+        f.trace);
 
   const double dense_ms = rows[0].stats.median_ms;
   nlohmann::json out = nlohmann::json::array();

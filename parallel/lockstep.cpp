@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -45,6 +46,22 @@ void Lockstep::follow(const std::vector<std::function<double()>>& actions) const
                              std::to_string(actions.size()));
     actions[static_cast<size_t>(i)]();
   }
+}
+
+std::vector<std::string> gather_text(const Collective& world, const std::string& text, c10::Device device) {
+  const auto on = at::TensorOptions().device(device);
+  auto sizes =
+      world.all_gather(at::full({1}, static_cast<int64_t>(text.size()), on.dtype(at::kLong)), 0).cpu();
+  const int64_t longest = sizes.max().item<int64_t>();
+  auto mine = at::zeros({longest}, at::TensorOptions().dtype(at::kByte));
+  std::copy(text.begin(), text.end(), mine.data_ptr<uint8_t>());
+  const auto all = world.all_gather(mine.to(device), 0).cpu().contiguous();
+  std::vector<std::string> out;
+  for (int r = 0; r < world.size(); ++r) {
+    const auto* bytes = all.data_ptr<uint8_t>() + r * longest;
+    out.emplace_back(reinterpret_cast<const char*>(bytes), static_cast<size_t>(sizes[r].item<int64_t>()));
+  }
+  return out;
 }
 
 }  // namespace astraea::parallel

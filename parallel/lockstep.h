@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/collective.h"
@@ -32,5 +33,9 @@ class Lockstep {
   std::shared_ptr<const Collective> world_;
   c10::Device device_;
 };
+
+/// Every rank's TEXT, in rank order, on every rank (what rank 0 needs of the others' traces).
+/// Collective over WORLD; DEVICE as for Lockstep.
+std::vector<std::string> gather_text(const Collective& world, const std::string& text, c10::Device device);
 
 }  // namespace astraea::parallel

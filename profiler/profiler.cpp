@@ -219,9 +219,28 @@ std::string chrome_trace_json(const Profile& profile) {
 }
 
 void write_chrome_trace(const Profile& profile, const std::string& path) {
-  if (!write_file_atomically(path, chrome_trace_json(profile) + "\n").empty()) {
+  write_trace_text(chrome_trace_json(profile), path);
+}
+
+void write_trace_text(const std::string& text, const std::string& path) {
+  if (!write_file_atomically(path, text + "\n").empty())
     throw std::runtime_error("--trace: cannot write '" + path + "'");
+}
+
+std::string merge_chrome_traces(const std::vector<std::string>& per_rank) {
+  nlohmann::json events = nlohmann::json::array(), doc;
+  for (size_t r = 0; r < per_rank.size(); ++r) {
+    doc = nlohmann::json::parse(per_rank[r]);
+    for (auto& e : doc["traceEvents"]) {
+      e["pid"] = static_cast<int>(10 * r) + e["pid"].get<int>();
+      if (e["ph"] == "M" && e["name"] == "process_name")
+        e["args"]["name"] = "rank " + std::to_string(r) + ": " + e["args"]["name"].get<std::string>();
+      events.push_back(std::move(e));
+    }
   }
+  doc["traceEvents"] = std::move(events);  // the last rank's clock and note stand for all
+  doc["otherData"]["ranks"] = per_rank.size();
+  return doc.dump();
 }
 
 }  // namespace astraea::profiler

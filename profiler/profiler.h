@@ -104,4 +104,11 @@ std::string chrome_trace_json(const Profile& profile);
 /// Writes chrome_trace_json to PATH through a temporary file and a rename.
 void write_chrome_trace(const Profile& profile, const std::string& path);
 
+/// The traces of several ranks (chrome_trace_json's, in rank order) as one, for Perfetto: rank r's
+/// processes become 10 r + their number, named "rank r: ...", so each rank has its own rows. Each
+/// rank's tracks keep their own zero (the ranks' steps meet in their collectives).
+std::string merge_chrome_traces(const std::vector<std::string>& per_rank);
+/// Writes a trace's TEXT to PATH through a temporary file and a rename.
+void write_trace_text(const std::string& text, const std::string& path);
+
 }  // namespace astraea::profiler

@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "io/video_io.h"
 #include "reports/embedded.h"
+#include "reports/sections.h"
 
 namespace astraea::reports {
 namespace {
@@ -144,39 +145,6 @@ json summary(const db::Store& store, const ReportOptions& o, json& missing) {
     row["cache_mb"] = null_if_nan(mean(g.values["cache_bytes"]) / 1e6);
     out.push_back(row);
   }
-  return out;
-}
-
-json latency(const db::Store& store, json& missing) {
-  // The latency model as the store defines it (db/schema/004_views.sql), as query and tune read it.
-  const auto rows = store.query(
-      "SELECT run_id, model, size, device, budget, step_ms, dense_step_ms, noise FROM latency ORDER BY run_id");
-  if (rows.rows.empty()) {
-    missing.push_back("where the time goes: no profiles; run astraea-bench profile");
-    return json::array();
-  }
-  const auto ops = store.query("SELECT m.run_id, m.op, m.value, m.source FROM measurements m JOIN runs r ON r.id = m.run_id "
-                               "WHERE r.kind = 'profile' AND m.name = 'op_ms' ORDER BY m.id");
-  std::map<int64_t, json> op_ms;
-  std::map<int64_t, std::string> op_source;
-  for (const auto& row : ops.rows) {
-    op_ms[std::stoll(*row[0])][*row[1]] = number(row[2]);
-    op_source[std::stoll(*row[0])] = row[3].value_or("");
-  }
-  auto or_null = [](const std::optional<std::string>& v) { return v ? json(number(v)) : json(nullptr); };
-  json out = json::array();
-  for (const auto& row : rows.rows) {
-    const int64_t id = std::stoll(*row[0]);
-    out.push_back({{"model", row[1].value_or("")}, {"size", row[2].value_or("")}, {"device", row[3].value_or("")},
-                   {"budget", row[4] ? number(row[4]) : 1.0}, {"step_ms", number(row[5])},
-                   {"dense_ms", or_null(row[6])}, {"noise", or_null(row[7])},
-                   {"ops", op_ms.count(id) ? op_ms[id] : json::object()}, {"ops_clock", op_source[id]}});
-  }
-  std::sort(out.begin(), out.end(), [](const json& a, const json& b) {
-    return std::tie(a["model"], a["size"], a["device"]) < std::tie(b["model"], b["size"], b["device"]) ||
-           (std::tie(a["model"], a["size"], a["device"]) == std::tie(b["model"], b["size"], b["device"]) &&
-            a["budget"].get<double>() > b["budget"].get<double>());
-  });
   return out;
 }
 
@@ -339,6 +307,7 @@ json gather(const db::Store& store, const ReportOptions& o) {
   d["summary"] = summary(store, o, missing);
   d["latency"] = latency(store, missing);
   d["study"] = study(store, o, missing);
+  d["scaling"] = scaling(store, missing);
   d["provenance"] = provenance(store);
   if (!o.runs.empty()) d["provenance"]["runs_shown"] = o.runs;  // the summary and videos are a selection
   d["missing"] = missing;

@@ -60,6 +60,23 @@ void fill(db::Store& store) {
                       m("op_ms", 700 * b, "attention"), m("op_ms", 250 * b, "feed-forward"), m("op_ms", 30, "selection")};
     store.add_run(r);
   }
+  // The same step on 2 ranks (CFG 2), and a study tuned for 2 ranks: the scaling section.
+  for (double b : {1.0, 0.5}) {
+    db::RunRecord r;
+    r.kind = "profile";
+    r.device = "NVIDIA H100 80GB HBM3";
+    r.config_json = nlohmann::json{{"model", "wan2.1-1.3b"}, {"frames", 81}, {"height", 480},
+                                   {"width", 832},           {"budget", b},  {"world_size", 2},
+                                   {"parallel", "cfg 2"}}
+                        .dump();
+    r.measurements = {m("step_ms", 500 * b + 40), m("dense_step_ms", 520), m("op_ms", 20, "comm")};
+    store.add_run(r);
+  }
+  db::RunRecord validation;
+  validation.kind = "validation";
+  validation.config_json = R"({"study": "two", "world_size": 2})";
+  validation.measurements = {m("predicted_dense_ms", 4000), m("predicted_ms", 2000)};
+  store.add_run(validation);
   const int64_t study = store.create_or_get_study("s1", R"({"fitness": "psnr"})");
   const std::vector<std::pair<double, double>> trials = {{1, 20}, {2, 30}, {3, 25}};
   int64_t best = 0;
@@ -74,6 +91,16 @@ void fill(db::Store& store) {
 TEST_F(ReportTest, DataIslandMatchesTheGoldenFile) {
   auto store = db::Store::open((dir_ / "r.db").string());
   fill(store);
+  // Scaling, by hand: 2 ranks' dense step 520 ms against one rank's 1040 is 2x; the study tuned for
+  // 2 ranks predicts 4000 / 2000 over that, 4x. The one-rank latency section keeps its 2 rows.
+  {
+    const auto data = gather(store, {});
+    ASSERT_EQ(data["scaling"].size(), 2u);
+    EXPECT_EQ(data["scaling"][1]["ranks"], 2);
+    EXPECT_DOUBLE_EQ(data["scaling"][1]["dense_speedup"].get<double>(), 2.0);
+    EXPECT_DOUBLE_EQ(data["scaling"][1]["tuned_speedup"].get<double>(), 4.0);
+    EXPECT_EQ(data["latency"].size(), 2u);
+  }
   const auto data = gather(store, {});
   const fs::path golden = fs::path(ASTRAEA_SOURCE_DIR_FOR_TESTS) / "reports" / "testdata" / "golden_report.json";
   if (std::getenv("ASTRAEA_UPDATE_GOLDEN")) std::ofstream(golden) << data.dump(2) << "\n";
@@ -127,7 +154,7 @@ TEST_F(ReportTest, AnEmptyStoreStillGivesAPageThatSaysWhatIsMissing) {
   const auto data = gather(store, {});
   EXPECT_TRUE(data["summary"].empty());
   EXPECT_TRUE(data["study"].is_null());
-  ASSERT_EQ(data["missing"].size(), 3u);
+  ASSERT_EQ(data["missing"].size(), 4u);
   const auto html = render_html(data, {}, "window.Chart=function(){};");
   EXPECT_NE(html.find("id=\"astraea-data\""), std::string::npos);
   EXPECT_NE(html.find("No videos"), std::string::npos);

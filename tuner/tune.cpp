@@ -53,8 +53,10 @@ db::RunRecord validation_run(const TuneRequest& r, const TuneOutcome& out) {
                         {"latency_model_kind", out.latency.kind()},
                         {"uniform_budget", out.uniform.back()},
                         {"command", r.command_line}};
+  if (r.latency_world_size > 1) config["world_size"] = r.latency_world_size;
   measure("calibration_fitness", best.fitness, "", "quality");
   measure("predicted_ms", best.cost_ms, "ms", "latency model");
+  measure("predicted_dense_ms", out.dense_ms, "ms", "latency model");
   if (const auto& h = out.held_out) {
     measure("validation_fitness", fitness_of(h->tuned, r.metrics), "", "quality");
     measure("psnr", h->tuned.of("psnr"), "dB", "quality");

@@ -270,6 +270,49 @@ if (D.latency.length) {
   none('ops', 'No profile: run astraea-bench profile.');
   none('latency', 'No profile: run astraea-bench profile.')
 }
+if (D.scaling && D.scaling.length) {
+  var S = D.scaling, best = {};
+  S.forEach(function(r) {
+    if (!(r.ranks in best) || r.dense_ms < best[r.ranks].dense_ms) best[r.ranks] = r
+  });
+  var ranks = Object.keys(best).map(Number).sort(function(a, b) {
+    return a - b
+  });
+  var speedups = function(field) {
+    return ranks.map(function(p) {
+      return best[p][field] === undefined ? null : best[p][field]
+    })
+  };
+  chart('scaling', {
+    type: 'line',
+    data: {
+      labels: ranks,
+      datasets: [
+        {label: 'ideal', data: ranks, borderColor: '#57606a', borderDash: [6, 4]},
+        {label: 'dense', data: speedups('dense_speedup'), borderColor: '#1f6feb'},
+        {label: 'tuned (predicted)', data: speedups('tuned_speedup'), borderColor: '#d1242f'}
+      ]
+    },
+    options: {
+      plugins: {
+        title: {
+          display: true,
+          text: S[0].model + ' ' + S[0].size + ' ' + S[0].device + ': ' +
+              ranks
+                  .map(function(p) {
+                    return p + ' = ' + best[p].parallel
+                  })
+                  .join(', ')
+        }
+      },
+      scales: {
+        x: {title: {display: true, text: 'GPUs (ranks)'}},
+        y: {title: {display: true, text: 'speedup over 1-GPU dense'}}
+      }
+    }
+  });
+} else
+  none('scaling', 'No profile on several ranks: run astraea-bench launch --nproc P -- profile.');
 var P = D.provenance, pv = document.getElementById('provenance');
 var list = el('table');
 [['devices', P.devices.join(', ')], ['git revisions', P.git_revisions.join(', ')],
