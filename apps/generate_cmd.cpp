@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "apps/commands.h"
@@ -12,6 +13,7 @@
 #include "apps/scoring.h"
 #include "engine/generate.h"
 #include "engine/schedule.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "io/video_io.h"
 
@@ -20,7 +22,7 @@ namespace {
 
 struct GenerateFlags {
   GenerateOptions o;
-  std::string out, attention = "auto", schedule, metrics, reference, method, parallel = "auto";
+  std::string out, attention = "auto", schedule, metrics, reference, method, parallel = "auto", result_json;
   double budget = std::nan("");  // unset
   int64_t dense_steps = 2;
   SelectionParams selection;
@@ -81,6 +83,13 @@ void run(const GenerateFlags& f) {
   if (env.rank != 0) return;
   progress.finish();
   write_result(r, f);
+  if (!f.result_json.empty()) {  // what sweep reads of a cell it launched on several ranks
+    const nlohmann::json j{{"sample_seconds", r.sample_seconds}, {"load_seconds", r.load_seconds},
+                           {"model_calls", r.model_calls},       {"token_share", r.token_share},
+                           {"cache_bytes", r.cache_bytes},       {"skipped_steps", r.skipped_steps}};
+    const auto error = write_file_atomically(f.result_json, j.dump(2) + "\n");
+    if (!error.empty()) throw UsageError("--result-json " + f.result_json + ": " + error);
+  }
   std::printf("wrote %s: %s, %lldx%lldx%lld (%lld tokens), %lld steps, %lld model calls, %.2f s sampling (%.3f s/call), %.2f s loading\n",
               f.out.c_str(), r.config.name.c_str(), static_cast<long long>(r.shape.frames),
               static_cast<long long>(r.shape.height), static_cast<long long>(r.shape.width),
@@ -150,6 +159,8 @@ void register_generate(CLI::App& app) {
   add_parallel_flag(sub, flags->parallel);
   sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
   sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
+  sub->add_option("--result-json", flags->result_json,
+                  "also write the run's numbers (times, token share) as JSON");
   on_run(sub, [flags] { run(*flags); });
 }
 

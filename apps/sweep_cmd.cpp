@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,6 +30,7 @@ namespace {
 struct SweepFlags {
   std::vector<std::string> models, prompts, methods;
   std::string metrics = "both", weights, sizes, budgets, schedules, seeds = "0", prompts_file, grid, device = "cpu", db = "astraea.db", videos;
+  std::string nproc = "1", parallel = "auto";  // world sizes: cells on several ranks run under launch
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
   double guidance = -1;
 };
@@ -42,6 +44,74 @@ struct Method {
   std::optional<std::string> schedule_file;
   std::string spec;  // --method NAME[:PARAMS]: a registered method instead
 };
+
+struct Cell {
+  GenerateOptions o;
+  nlohmann::json key;
+  int nproc = 1;             // ranks: above 1, generate runs under launch
+  std::string method_flags;  // generate's flags for the method, for that run
+};
+
+// A private folder under the temporary directory, removed with everything in it at scope exit.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name) {
+    std::string t = (std::filesystem::temp_directory_path() / (name + "-XXXXXX")).string();
+    if (!mkdtemp(t.data())) throw std::runtime_error("cannot make a folder " + t);
+    path_ = t;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+// CELL generated on its NPROC ranks: `astraea-bench launch --nproc P -- generate ...` into TMP, its
+// video and numbers read back. A failure is one line with the last line the ranks printed.
+GenerateResult launched_generate(const Cell& c, const SweepFlags& f, const std::filesystem::path& tmp) {
+  const auto video = (tmp / "cell.safetensors").string(), numbers = (tmp / "cell.json").string(),
+             log = (tmp / "cell.log").string();
+  std::string cmd = quoted(std::filesystem::read_symlink("/proc/self/exe").string()) + " launch --nproc " +
+                    std::to_string(c.nproc) + " -- generate --model " + c.o.model + " --prompt " +
+                    quoted(c.o.prompt) + " --frames " + std::to_string(c.o.frames) + " --height " +
+                    std::to_string(c.o.height) + " --width " + std::to_string(c.o.width) + " --steps " +
+                    std::to_string(c.o.steps) + " --seed " + std::to_string(c.o.seed) + " --device " +
+                    c.o.device + " --parallel " + f.parallel + c.method_flags + " --out " + quoted(video) +
+                    " --result-json " + quoted(numbers);
+  if (!c.o.weights.empty()) cmd += " --weights " + quoted(c.o.weights);
+  if (c.o.guidance >= 0) cmd += " --guidance " + std::to_string(c.o.guidance);
+  if (std::system((cmd + " >" + quoted(log) + " 2>&1").c_str()) != 0) {
+    std::ifstream in(log);
+    std::string line, last;
+    while (std::getline(in, line)) {
+      if (line.find("error") != std::string::npos || last.empty()) last = line;
+    }
+    throw std::runtime_error("sweep: a cell on " + std::to_string(c.nproc) + " ranks failed: " + last);
+  }
+  GenerateResult r;
+  const auto file = SafetensorsFile::open(video);
+  const auto& t = file.at("video");
+  r.video = at::from_blob(const_cast<std::byte*>(t.data), t.shape, at::kFloat).clone();
+  std::ifstream in(numbers);
+  const auto j = nlohmann::json::parse(in);
+  r.sample_seconds = j.at("sample_seconds");
+  r.load_seconds = j.at("load_seconds");
+  r.model_calls = j.at("model_calls");
+  r.token_share = j.at("token_share");
+  r.cache_bytes = j.at("cache_bytes");
+  r.skipped_steps = j.at("skipped_steps");
+  return r;
+}
 
 std::vector<std::string> read_prompts(const std::string& path) {
   std::ifstream in(path);
@@ -127,69 +197,90 @@ void run(SweepFlags f) {
     throw UsageError("--videos " + f.videos + " is not a folder");
   }
 
+  std::vector<int> world_sizes;
+  for (double p : parse_number_list("--nproc", f.nproc, 1, 64)) {
+    if (p != std::floor(p)) throw UsageError("--nproc item '" + std::to_string(p) + "' is not a whole count");
+    world_sizes.push_back(static_cast<int>(p));
+  }
   // Every cell, checked before any work: presets, sizes, schedules.
-  struct Cell {
-    GenerateOptions o;
-    nlohmann::json key;
-  };
   std::vector<Cell> cells;
-  for (const auto& model : f.models) {
-    const auto& preset = model_preset(model);  // throws naming an unknown preset
-    if (preset.text_vocab == 0) {
-      throw UsageError("--model " + model + ": sweep generates from prompts, which needs a model with its own text "
-                       "encoder (tiny)");
-    }
-    // Cells made with other weights (a retrained shipped file, say) are other cells.
-    const std::string weights_digest = app::weights_digest(preset.name, f.weights);
-    const int64_t steps = f.steps ? f.steps : preset.default_steps;
-    for (const auto& size : sizes) {
-      const auto shape = video_shape(preset, size.frames ? size.frames : preset.default_frames,
-                                     size.height ? size.height : preset.default_height,
-                                     size.width ? size.width : preset.default_width);
-      for (const auto& m : methods) {
-        std::optional<TokenBudgetSchedule> schedule;
-        std::shared_ptr<const engine::Accelerator> accelerator;
-        nlohmann::json method;
-        if (!m.spec.empty()) {
-          accelerator = method_flag(m.spec, preset.name, steps);
-          method = {{"name", accelerator->name()}, {"params", accelerator->params()}};
-        } else if (m.schedule_file) {
-          schedule = read_schedule(*m.schedule_file, preset.name, steps);
-          method = {{"schedule", schedule->budgets},
-                    {"selection", nlohmann::json::parse(schedule_json(*schedule))["selection"]}};
-        } else if (m.budget < 1.0) {
-          schedule = uniform_schedule(preset.name, steps, m.budget, f.dense_steps);
-          method = {{"budget", m.budget}, {"dense_steps", f.dense_steps}};
-        } else {
-          method = {{"budget", 1.0}};
-        }
-        for (const auto& prompt : f.prompts) {
-          shapes::parse_prompt(prompt);  // throws naming the bad word
-          for (uint64_t seed : seeds) {
-            Cell c;
-            c.o.model = preset.name;
-            c.o.weights = f.weights;
-            c.o.prompt = prompt;
-            c.o.frames = shape.frames;
-            c.o.height = shape.height;
-            c.o.width = shape.width;
-            c.o.steps = steps;
-            c.o.guidance = f.guidance;
-            c.o.seed = seed;
-            c.o.device = f.device;
-            c.o.schedule = schedule;
-            c.o.method = accelerator;
-            c.key = {{"model", preset.name}, {"frames", shape.frames}, {"height", shape.height},
-                     {"width", shape.width},  {"steps", steps},        {"guidance", f.guidance},
-                     {"method", method},      {"prompt", prompt},      {"seed", seed},
-                     {"device", f.device},    {"weights", f.weights.empty() ? "shipped" : f.weights},
-                     {"weights_digest", weights_digest}};
-            cells.push_back(std::move(c));
+  for (int nproc : world_sizes)
+    for (const auto& model : f.models) {
+      const auto& preset = model_preset(model);  // throws naming an unknown preset
+      if (preset.text_vocab == 0) {
+        throw UsageError("--model " + model +
+                         ": sweep generates from prompts, which needs a model with its own text "
+                         "encoder (tiny)");
+      }
+      // Cells made with other weights (a retrained shipped file, say) are other cells.
+      const std::string weights_digest = app::weights_digest(preset.name, f.weights);
+      const int64_t steps = f.steps ? f.steps : preset.default_steps;
+      for (const auto& size : sizes) {
+        const auto shape = video_shape(preset, size.frames ? size.frames : preset.default_frames,
+                                       size.height ? size.height : preset.default_height,
+                                       size.width ? size.width : preset.default_width);
+        for (const auto& m : methods) {
+          std::optional<TokenBudgetSchedule> schedule;
+          std::shared_ptr<const engine::Accelerator> accelerator;
+          nlohmann::json method;
+          std::string method_flags;
+          if (!m.spec.empty()) {
+            accelerator = method_flag(m.spec, preset.name, steps);
+            method = {{"name", accelerator->name()}, {"params", accelerator->params()}};
+            method_flags = " --method " + quoted(m.spec);
+          } else if (m.schedule_file) {
+            schedule = read_schedule(*m.schedule_file, preset.name, steps);
+            method = {{"schedule", schedule->budgets},
+                      {"selection", nlohmann::json::parse(schedule_json(*schedule))["selection"]}};
+            method_flags = " --schedule " + quoted(*m.schedule_file);
+          } else if (m.budget < 1.0) {
+            schedule = uniform_schedule(preset.name, steps, m.budget, f.dense_steps);
+            method = {{"budget", m.budget}, {"dense_steps", f.dense_steps}};
+            method_flags =
+                " --budget " + std::to_string(m.budget) + " --dense-steps " + std::to_string(f.dense_steps);
+          } else {
+            method = {{"budget", 1.0}};
+          }
+          for (const auto& prompt : f.prompts) {
+            shapes::parse_prompt(prompt);  // throws naming the bad word
+            for (uint64_t seed : seeds) {
+              Cell c;
+              c.o.model = preset.name;
+              c.o.weights = f.weights;
+              c.o.prompt = prompt;
+              c.o.frames = shape.frames;
+              c.o.height = shape.height;
+              c.o.width = shape.width;
+              c.o.steps = steps;
+              c.o.guidance = f.guidance;
+              c.o.seed = seed;
+              c.o.device = f.device;
+              c.o.schedule = schedule;
+              c.o.method = accelerator;
+              c.key = {{"model", preset.name},
+                       {"frames", shape.frames},
+                       {"height", shape.height},
+                       {"width", shape.width},
+                       {"steps", steps},
+                       {"guidance", f.guidance},
+                       {"method", method},
+                       {"prompt", prompt},
+                       {"seed", seed},
+                       {"device", f.device},
+                       {"weights", f.weights.empty() ? "shipped" : f.weights},
+                       {"weights_digest", weights_digest}};
+              if (nproc > 1) {  // absent: one rank, as cells stored before --nproc
+                c.key["nproc"] = nproc;
+                c.key["parallel"] = f.parallel;
+              }
+              c.nproc = nproc;
+              c.method_flags = method_flags;
+              cells.push_back(std::move(c));
+            }
           }
         }
       }
     }
-  }
 
   const bool score = f.metrics != "none";
   const auto metrics = score ? quality::parse_metrics(f.metrics) : quality::MetricList{};
@@ -211,6 +302,7 @@ void run(SweepFlags f) {
   const auto env = profiler::environment(parse_device(f.device));
   auto versions = env;
   versions["astraea"] = ASTRAEA_VERSION;
+  const ScratchDir scratch("astraea-sweep");
   Progress progress("sweep", static_cast<int64_t>(cells.size()));
   int64_t ran = 0, skipped = 0;
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -221,7 +313,7 @@ void run(SweepFlags f) {
       progress.update(static_cast<int64_t>(i + 1), "skipped " + std::to_string(skipped) + " already stored");
       continue;
     }
-    const auto r = generate(c.o);
+    const auto r = c.nproc > 1 ? launched_generate(c, f, scratch.path()) : generate(c.o);
     std::optional<Scores> scores;
     if (score) {
       // A dense cell is its own reference: it gets the VBench-proxy scores only.
@@ -303,6 +395,10 @@ void register_sweep(CLI::App& app) {
   sub->add_option("--grid", f->grid,
                   "JSON file with any of models, sizes, prompts, methods, budgets, schedules, seeds, steps");
   add_device_flag(sub, f->device);
+  sub->add_option("--nproc", f->nproc,
+                  "world sizes, comma-separated: cells on P > 1 ranks run as launch --nproc P -- generate")
+      ->default_val("1");
+  add_parallel_flag(sub, f->parallel);
   sub->add_option("--db", f->db, "the store")->default_val("astraea.db");
   sub->add_option("--metrics", f->metrics,
                   "scores stored with each cell: psnr (against the dense cell of the same prompt and seed), "

@@ -853,6 +853,38 @@ TEST_F(Cli, ProfileOnTwoRanksStoresItsOwnLatencyModelThatTuneTargets) {
                2, "--latency-model ranks 'two' is not a count in [1, 4096]");
 }
 
+// sweep --nproc: a cell on 2 ranks runs under launch and is stored beside the one-rank cell, with
+// the same video (CFG 2 of the tiny preset); a second sweep skips both; a world size the tokens do
+// not divide fails in one line and stores nothing of that cell.
+TEST_F(Cli, SweepRunsCellsOnSeveralRanks) {
+  if (!ASTRAEA_TEST_HAS_GLOO) GTEST_SKIP() << "this build has no c10d Gloo group (the GPU host's LibTorch)";
+  const auto db = path("nproc.db");
+  fs::create_directories(path("videos"));
+  const std::string sweep =
+      "sweep --model tiny --weights random --frames 2 --height 16 --width 16 --steps 2 --metrics none "
+      "--prompt 'a red circle moving left on a gray background' --videos " +
+      path("videos") + " --db " + db;
+  auto r = run(sweep + " --nproc 1,2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("sweep: 2 cells, 2 run"), std::string::npos) << r.out;
+  auto store = astraea::db::Store::open(db);
+  const auto rows = store.query(
+      "SELECT coalesce(json_extract(config_json, '$.nproc'), 1), json_extract(config_json, '$.video') FROM "
+      "runs "
+      "ORDER BY 1");
+  ASSERT_EQ(rows.rows.size(), 2u);
+  EXPECT_EQ(*rows.rows[1][0], "2");
+  EXPECT_LT(video_difference(*rows.rows[1][1], *rows.rows[0][1]), 1e-5);
+  r = run(sweep + " --nproc 1,2");
+  EXPECT_NE(r.out.find("sweep: 2 cells, 0 run, 2 already"), std::string::npos) << r.out;
+  r = run(sweep + " --nproc 3");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("error: sweep: a cell on 3 ranks failed: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("needs a token count divisible by 3"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs"), 2);
+  expect_error(run(sweep + " --nproc 1.5"), 2, "--nproc item");
+}
+
 TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   const auto db = path("tune.db"), exported = path("best.json");
   const std::string size = " --model tiny --frames 2 --height 16 --width 16";
