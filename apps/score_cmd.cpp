@@ -32,7 +32,13 @@ void run(const ScoreFlags& f) {
                        " is " + c10::str(video.sizes()));
     }
   }
-  const auto scores = score_video(video, reference.defined() ? &reference : nullptr, f.prompt, fps, metrics);
+  // An MP4 is scored by VBench's metrics as cv2.VideoCapture decodes it (VBench reads frames so),
+  // by the others as decoded faithfully.
+  at::Tensor vbench_video;
+  if (ends_with(f.video, ".mp4") && quality::reads_as_vbench(metrics))
+    vbench_video = load_video("--video", f.video, nullptr, VideoDecode::kOpenCv);
+  const auto scores = score_video(video, reference.defined() ? &reference : nullptr, f.prompt, fps, metrics,
+                                  vbench_video.defined() ? &vbench_video : nullptr);
   if (!f.db.empty()) {
     auto store = db::Store::open(f.db);
     db::RunRecord run;

@@ -13,7 +13,7 @@
 
 namespace astraea::app {
 
-at::Tensor load_video(const std::string& flag, const std::string& path, double* fps) {
+at::Tensor load_video(const std::string& flag, const std::string& path, double* fps, VideoDecode decode) {
   if (ends_with(path, ".safetensors")) {
     const auto file = SafetensorsFile::open(path);  // throws naming the file
     const auto* v = file.find("video");
@@ -29,7 +29,7 @@ at::Tensor load_video(const std::string& flag, const std::string& path, double* 
   }
   Video v;
   try {
-    v = read_video(path);
+    v = read_video(path, decode);
   } catch (const std::exception& e) {
     throw UsageError(flag + " " + std::string(e.what()));
   }
@@ -38,7 +38,7 @@ at::Tensor load_video(const std::string& flag, const std::string& path, double* 
 }
 
 Scores score_video(const at::Tensor& video, const at::Tensor* reference, const std::string& prompt,
-                   double fps, const quality::MetricList& metrics) {
+                   double fps, const quality::MetricList& metrics, const at::Tensor* vbench_video) {
   for (const auto* m : metrics) {
     if (m->needs_reference && !reference)
       throw UsageError(m->name + " needs a reference video (--reference)");
@@ -47,6 +47,7 @@ Scores score_video(const at::Tensor& video, const at::Tensor* reference, const s
       quality::judges_prompt(metrics) ? shapes::semantic_check(prompt) : nullptr;  // throws naming a bad word
   quality::MetricInput in;
   in.video = &video;
+  in.vbench_video = vbench_video;
   in.reference = reference;
   in.semantic = semantic.get();
   in.fps = fps;

@@ -29,7 +29,7 @@ void write_mp4(const std::string& path, const float*, int64_t, int64_t, int64_t,
   throw VideoError(path + ": built without FFmpeg; write .safetensors instead");
 }
 
-Video read_video(const std::string& path) {
+Video read_video(const std::string& path, VideoDecode) {
   throw VideoError(path + ": built without FFmpeg; write .safetensors instead");
 }
 
@@ -253,7 +253,8 @@ void write_mp4(const std::string& path, const float* rgb, int64_t frames, int64_
   temporary.keep = true;
 }
 
-Video read_video(const std::string& path) {
+Video read_video(const std::string& path, VideoDecode decode) {
+  const bool opencv = decode == VideoDecode::kOpenCv;
   quiet_ffmpeg_log();
   AVFormatContext* raw_input = nullptr;
   check(avformat_open_input(&raw_input, path.c_str(), nullptr, nullptr), path,
@@ -291,23 +292,25 @@ Video read_video(const std::string& path) {
       decoded_width = frame->width;
       decoded_height = frame->height;
       // Undo only write_mp4's padding, at most one row and one column; never crop anything else.
-      const bool padded = tagged_width >= decoded_width - 1 && tagged_width <= decoded_width &&
+      const bool padded = !opencv && tagged_width >= decoded_width - 1 && tagged_width <= decoded_width &&
                           tagged_height >= decoded_height - 1 && tagged_height <= decoded_height;
       video.width = padded ? tagged_width : decoded_width;
       video.height = padded ? tagged_height : decoded_height;
-      rgb = make_frame(AV_PIX_FMT_RGB48, decoded_width, decoded_height, path);
+      rgb = make_frame(opencv ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_RGB48, decoded_width, decoded_height, path);
     }
     const auto format = static_cast<AVPixelFormat>(frame->format);
     // Returns the same context while the input stays alike, else frees it and makes a new one.
-    to_rgb.reset(sws_getCachedContext(
-        to_rgb.release(), frame->width, frame->height, format, decoded_width, decoded_height,
-        AV_PIX_FMT_RGB48, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr));
+    to_rgb.reset(
+        sws_getCachedContext(to_rgb.release(), frame->width, frame->height, format, decoded_width,
+                             decoded_height, opencv ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_RGB48,
+                             opencv ? SWS_BICUBIC : SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT,
+                             nullptr, nullptr, nullptr));
     if (!to_rgb) {
       const char* name = av_get_pix_fmt_name(format);
       throw VideoError(path + ": " + where + ": cannot convert pixel format " + (name ? name : "?") +
                        " to RGB");
     }
-    if (is_yuv(format)) {
+    if (is_yuv(format) && !opencv) {  // OpenCV leaves swscale's defaults
       // The stream's own matrix and range (unspecified means BT.601, as FFmpeg assumes).
       const bool full_range = frame->color_range == AVCOL_RANGE_JPEG || format == AV_PIX_FMT_YUVJ420P ||
                               format == AV_PIX_FMT_YUVJ422P || format == AV_PIX_FMT_YUVJ444P;
@@ -321,6 +324,11 @@ Video read_video(const std::string& path) {
     size_t next = video.rgb.size();
     video.rgb.resize(next + row_values * static_cast<size_t>(video.height));
     for (int64_t y = 0; y < video.height; ++y, next += row_values) {
+      if (opencv) {
+        const uint8_t* row = rgb->data[0] + y * rgb->linesize[0];
+        for (size_t i = 0; i < row_values; ++i) video.rgb[next + i] = row[i] * (1.0f / 255.0f);
+        continue;
+      }
       const auto* row = reinterpret_cast<const uint16_t*>(rgb->data[0] + y * rgb->linesize[0]);
       for (size_t i = 0; i < row_values; ++i) video.rgb[next + i] = row[i] * (1.0f / 65535.0f);
     }

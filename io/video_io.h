@@ -30,7 +30,18 @@ struct Video {
 void write_mp4(const std::string& path, const float* rgb, int64_t frames, int64_t height, int64_t width,
                double fps, int crf = 18);
 
+/// How read_video turns decoded frames into RGB.
+enum class VideoDecode {
+  /// The stream's own matrix and range, accurate rounding, full chroma interpolation, through
+  /// 16-bit RGB; write_mp4's even-size padding cropped back. What everything but scoring reads.
+  kFaithful,
+  /// As OpenCV's cv2.VideoCapture does (its FFmpeg backend, what VBench reads frames with):
+  /// swscale with SWS_BICUBIC alone to 8-bit RGB, swscale's default BT.601 matrix whatever the
+  /// stream's tag, nothing cropped. What the VBench-proxy metric scores an MP4 by.
+  kOpenCv,
+};
+
 /// Decodes every frame of the first video stream of PATH (any format FFmpeg reads).
-Video read_video(const std::string& path);
+Video read_video(const std::string& path, VideoDecode decode = VideoDecode::kFaithful);
 
 }  // namespace astraea

@@ -103,6 +103,39 @@ TEST_F(VideoIoTest, RoundTripKeepsFramesAndQuality) { check_round_trip(12, 48, 6
 
 TEST_F(VideoIoTest, OddSizeRoundTripsCropped) { check_round_trip(12, 17, 33); }
 
+// The scoring decode, as cv2.VideoCapture reads: our MP4s are BT.709, which it converts with
+// BT.601 anyway. A flat colour's Y, Cb, Cr (BT.709, limited range, from the faithful decode)
+// turned back by the BT.601 matrix by hand is what it must give; an odd size stays uncropped.
+TEST_F(VideoIoTest, TheOpenCvDecodeUsesBt601WhateverTheTagAndCropsNothing) {
+  const int64_t frames = 3, height = 17, width = 33;
+  const float colour[3] = {0.8f, 0.2f, 0.4f};
+  std::vector<float> rgb(static_cast<size_t>(frames * height * width * 3));
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = colour[i % 3];
+  const std::string file = (dir_ / "flat.mp4").string();
+  write_mp4(file, rgb.data(), frames, height, width, 8.0);
+  const auto faithful = read_video(file), opencv = read_video(file, VideoDecode::kOpenCv);
+  EXPECT_EQ(faithful.height, height);
+  EXPECT_EQ(faithful.width, width);
+  EXPECT_EQ(opencv.height, height + 1);  // write_mp4's padding to even, which cv2 sees too
+  EXPECT_EQ(opencv.width, width + 1);
+  const size_t mid = static_cast<size_t>((height / 2 * width + width / 2) * 3);
+  const double r = faithful.rgb[mid], g = faithful.rgb[mid + 1], b = faithful.rgb[mid + 2];
+  const double y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  const double Y = 16 + 219 * y, Cb = 128 + 224 * (b - y) / 1.8556, Cr = 128 + 224 * (r - y) / 1.5748;
+  const double want[3] = {1.164 * (Y - 16) + 1.596 * (Cr - 128),
+                          1.164 * (Y - 16) - 0.392 * (Cb - 128) - 0.813 * (Cr - 128),
+                          1.164 * (Y - 16) + 2.017 * (Cb - 128)};
+  const size_t cv_mid = static_cast<size_t>((height / 2 * (width + 1) + width / 2) * 3);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(faithful.rgb[mid + c], colour[c], 2.0 / 255) << "channel " << c;
+    EXPECT_NEAR(opencv.rgb[cv_mid + c] * 255.0, want[c], 2.0) << "channel " << c;
+    EXPECT_NEAR(opencv.rgb[cv_mid + c] * 255.0f, std::round(opencv.rgb[cv_mid + c] * 255.0f), 1e-3)
+        << "8-bit levels";
+  }
+  // The two matrices disagree on this colour by more than the rounding: the decode matters.
+  EXPECT_GT(std::abs(opencv.rgb[cv_mid] - faithful.rgb[mid]) * 255.0, 3.0);
+}
+
 TEST_F(VideoIoTest, WriteToMissingFolderThrowsAndLeavesNothing) {
   const std::vector<float> input = moving_square(2, 16, 16);
   const std::string path = (dir_ / "no_such_folder" / "clip.mp4").string();

@@ -51,6 +51,10 @@ bool judges_prompt(const MetricList& metrics) {
   return std::any_of(metrics.begin(), metrics.end(), [](const Metric* m) { return m->judges_prompt; });
 }
 
+bool reads_as_vbench(const MetricList& metrics) {
+  return std::any_of(metrics.begin(), metrics.end(), [](const Metric* m) { return m->reads_as_vbench; });
+}
+
 MetricList without_reference(const MetricList& metrics) {
   MetricList out;
   for (const Metric* m : metrics)

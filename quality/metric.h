@@ -32,6 +32,9 @@ struct MetricInput {
   const at::Tensor* reference = nullptr;
   const SemanticCheck* semantic = nullptr;
   double fps = 16;
+  /// The same video as VBench reads it, where that differs (an MP4 decoded as cv2.VideoCapture
+  /// does: io/video_io.h, VideoDecode::kOpenCv); metrics with `reads_as_vbench` score it instead.
+  const at::Tensor* vbench_video = nullptr;
 };
 
 /// A registered metric.
@@ -40,6 +43,7 @@ struct Metric {
   std::string summary;
   bool needs_reference = false;  ///< scores against the dense reference
   bool judges_prompt = false;    ///< reads MetricInput::semantic when there is a prompt
+  bool reads_as_vbench = false;  ///< scores MetricInput::vbench_video when given
   /// The measurement that stands for the metric (a study's fitness term); it is averaged over
   /// videos capped at `cap` (identical videos have +inf PSNR), and divided by `scale` when several
   /// metrics make one fitness.
@@ -65,6 +69,7 @@ using MetricList = std::vector<const Metric*>;
 MetricList parse_metrics(const std::string& text, const char* field = "metrics");
 /// Whether any of METRICS needs the dense reference / reads the prompt.
 bool needs_reference(const MetricList& metrics);
+bool reads_as_vbench(const MetricList& metrics);
 bool judges_prompt(const MetricList& metrics);
 /// METRICS without those that need a reference (what a dense video, its own reference, gets).
 MetricList without_reference(const MetricList& metrics);

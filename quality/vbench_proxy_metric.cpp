@@ -6,7 +6,7 @@ namespace astraea::quality {
 namespace {
 
 std::vector<Measurement> score_vbench(const MetricInput& in) {
-  const auto v = vbench_proxy(*in.video, in.fps, in.semantic);
+  const auto v = vbench_proxy(in.vbench_video ? *in.vbench_video : *in.video, in.fps, in.semantic);
   std::vector<Measurement> r{{"temporal_flickering", "", v.temporal_flickering},
                              {"static_filter", "", v.static_video ? 1.0 : 0.0},
                              {"dynamic_degree", "", v.dynamic ? 1.0 : 0.0},
@@ -31,6 +31,7 @@ Metric vbench_proxy_metric() {
       "VBench's temporal flickering, dynamic degree and motion smoothness without networks; with a "
       "prompt, its semantic dimensions";
   m.judges_prompt = true;
+  m.reads_as_vbench = true;
   m.headline = "vbench_proxy_total";
   m.applies = &applies;
   m.score = &score_vbench;

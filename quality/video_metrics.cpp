@@ -8,6 +8,7 @@
 #include <map>
 #include <numeric>
 #include <stdexcept>
+#include <tuple>
 
 #include "astraea/config.h"
 #if ASTRAEA_HAS_OPENCV
@@ -28,9 +29,11 @@ void check_video(const at::Tensor& v, const char* what) {
 // Python's round(): halves to even, which std::nearbyint does in the default rounding mode.
 int py_round(double x) { return static_cast<int>(std::nearbyint(x)); }
 
-// Mean of the largest SHARE of VALUES (at least one), as VBench's get_score.
+// Mean of the largest int(size * SHARE) of VALUES (no minimum: none is 0), as VBench's get_score,
+// whose VALUES are the flow magnitudes of frames padded to a multiple of 8.
 double top_share_mean(std::vector<float> values, double share) {
-  const size_t k = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(values.size()) * share));
+  const size_t k = static_cast<size_t>(static_cast<double>(values.size()) * share);
+  if (k == 0) return 0.0;
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k - 1), values.end(), std::greater<>());
   return std::accumulate(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), 0.0) / static_cast<double>(k);
 }
@@ -75,7 +78,8 @@ double mean_abs_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& 
 
 #if ASTRAEA_HAS_OPENCV
 // The middle frame between A and B (RGB), from FLOW, A -> B: each side is sampled half-way
-// along the flow and the two are averaged (the flow at a pixel stands in for the flow through it).
+// along the flow and the two are averaged (the flow at a pixel stands in for the flow through it),
+// in floats, then truncated to 8 bits as VBench's AMT path does (tensor2img: astype(uint8)).
 std::vector<uint8_t> interpolate_middle(const Frames8& f, int a, int b, const std::vector<float>& flow) {
   const int h = f.height, w = f.width;
   cv::Mat map_a(h, w, CV_32FC2), map_b(h, w, CV_32FC2);
@@ -86,18 +90,37 @@ std::vector<uint8_t> interpolate_middle(const Frames8& f, int a, int b, const st
       map_b.at<cv::Vec2f>(y, x) = {x + 0.5f * u, y + 0.5f * v};
     }
   }
-  cv::Mat img_a(h, w, CV_8UC3, const_cast<uint8_t*>(f.rgb[static_cast<size_t>(a)].data()));
-  cv::Mat img_b(h, w, CV_8UC3, const_cast<uint8_t*>(f.rgb[static_cast<size_t>(b)].data()));
-  cv::Mat warped_a, warped_b, mid;
+  cv::Mat img_a, img_b, warped_a, warped_b;
+  cv::Mat(h, w, CV_8UC3, const_cast<uint8_t*>(f.rgb[static_cast<size_t>(a)].data()))
+      .convertTo(img_a, CV_32FC3);
+  cv::Mat(h, w, CV_8UC3, const_cast<uint8_t*>(f.rgb[static_cast<size_t>(b)].data()))
+      .convertTo(img_b, CV_32FC3);
   cv::remap(img_a, warped_a, map_a, cv::noArray(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
   cv::remap(img_b, warped_b, map_b, cv::noArray(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
-  cv::addWeighted(warped_a, 0.5, warped_b, 0.5, 0.0, mid);
-  return std::vector<uint8_t>(mid.data, mid.data + static_cast<size_t>(h) * w * 3);
+  const cv::Mat mid = 0.5f * warped_a + 0.5f * warped_b;
+  std::vector<uint8_t> out(static_cast<size_t>(h) * w * 3);
+  const auto* m = mid.ptr<float>();
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<uint8_t>(std::clamp(m[i], 0.0f, 255.0f));  // truncates
+  return out;
+}
+
+// A gray frame padded to a multiple of 8 on each side by replication, split evenly (RAFT's
+// InputPadder in its default 'sintel' mode, which VBench's flow scores run on).
+std::vector<uint8_t> pad_to_8(const std::vector<uint8_t>& gray, int height, int width, int& padded_h,
+                              int& padded_w) {
+  padded_h = (height + 7) / 8 * 8;
+  padded_w = (width + 7) / 8 * 8;
+  const int ph = padded_h - height, pw = padded_w - width;
+  cv::Mat in(height, width, CV_8UC1, const_cast<uint8_t*>(gray.data())), out;
+  cv::copyMakeBorder(in, out, ph / 2, ph - ph / 2, pw / 2, pw - pw / 2, cv::BORDER_REPLICATE);
+  return std::vector<uint8_t>(out.data, out.data + static_cast<size_t>(padded_h) * padded_w);
 }
 #endif
 
-// VBench's min-max normalisation.
-double normalise(double x, double lo, double hi) { return (x - lo) / (hi - lo); }
+// VBench's min-max normalisation, kept within [0, 1] (a static clip's smoothness of 1.0 is above
+// VBench's 0.9975 maximum).
+double normalise(double x, double lo, double hi) { return std::clamp((x - lo) / (hi - lo), 0.0, 1.0); }
 
 }  // namespace
 
@@ -184,7 +207,23 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticChec
     if (fresh) it->second = optical_flow(f.gray[static_cast<size_t>(a)], f.gray[static_cast<size_t>(b)], f.height, f.width);
     return it->second;
   };
-  auto flow_score = [&](int a, int b, double share) { return top_share_mean(magnitudes(flow(a, b)), share); };
+  // The static filter's and dynamic degree's scores: flow over frames padded to a multiple of 8, as
+  // VBench's RAFT sees them, and the top share of every padded pixel's magnitude.
+  std::map<std::tuple<int, int, double>, double> padded_scores;
+  auto flow_score = [&](int a, int b, double share) {
+    auto [it, fresh] = padded_scores.try_emplace({a, b, share});
+    if (fresh) {
+#if ASTRAEA_HAS_OPENCV
+      int ph = 0, pw = 0;
+      const auto ga = pad_to_8(f.gray[static_cast<size_t>(a)], f.height, f.width, ph, pw);
+      const auto gb = pad_to_8(f.gray[static_cast<size_t>(b)], f.height, f.width, ph, pw);
+      it->second = top_share_mean(magnitudes(optical_flow(ga, gb, ph, pw)), share);
+#else
+      it->second = top_share_mean(magnitudes(flow(a, b)), share);  // throws: no OpenCV, no flow
+#endif
+    }
+    return it->second;
+  };
 
   // Temporal flickering: consecutive frames' mean absolute difference, on 0-255 values.
   double mae = 0;

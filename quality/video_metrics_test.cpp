@@ -109,10 +109,14 @@ TEST(VBenchProxy, AStaticClipHasNoDynamicDegreeAndFlickerOfOne) {
   EXPECT_DOUBLE_EQ(r.temporal_flickering, 1.0);
   EXPECT_TRUE(r.static_video);
   EXPECT_FALSE(r.dynamic);
-  EXPECT_NEAR(r.motion_smoothness, 1.0, 1e-9);
+  // The interpolated frames truncate to 8 bits as VBench's AMT does: the flow of a still clip is
+  // near zero but not zero, so a few values land a hair under the pixel's and lose one level.
+  EXPECT_GT(r.motion_smoothness, 0.9999);
+  EXPECT_LE(r.motion_smoothness, 1.0);
   EXPECT_FALSE(r.semantic_score.has_value());
-  // Quality: flicker and smoothness at their normalised maximum, dynamic degree 0 (half weight).
-  EXPECT_NEAR(r.quality_score, (1.0 + (1.0 - 0.706) / (0.9975 - 0.706)) / 2.5, 1e-9);
+  // Quality: flicker and smoothness at their normalised maximum (above 0.9975, kept at 1), dynamic
+  // degree 0 (half weight): (1 + 1 + 0) / 2.5.
+  EXPECT_DOUBLE_EQ(r.quality_score, 2.0 / 2.5);
   EXPECT_DOUBLE_EQ(r.total, r.quality_score);
 }
 
