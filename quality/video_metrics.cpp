@@ -277,10 +277,12 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticChec
   }
 #endif
 
-  // VBench's quality score: min-max normalised dimensions, dynamic degree at half weight.
-  r.quality_score = (normalise(r.temporal_flickering, 0.6293, 1.0) + normalise(r.motion_smoothness, 0.706, 0.9975) +
-                     0.5 * (r.dynamic ? 1.0 : 0.0)) /
-                    2.5;
+  // VBench's quality score: the weighted mean of the min-max normalised dimensions.
+  auto term = [](double x, const VBenchBound& b) { return b.weight * normalise(x, b.min, b.max); };
+  r.quality_score =
+      (term(r.temporal_flickering, kFlickeringBound) + term(r.motion_smoothness, kSmoothnessBound) +
+       term(r.dynamic ? 1.0 : 0.0, kDynamicBound)) /
+      (kFlickeringBound.weight + kSmoothnessBound.weight + kDynamicBound.weight);
   r.total = r.quality_score;
   if (semantic) {
     r.semantic = semantic->agreement(cpu.data_ptr<float>(), f.frames, f.height, f.width);

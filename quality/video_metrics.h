@@ -42,6 +42,14 @@ bool vbench_applies(int64_t frames, int64_t height, int64_t width);
 /// Farneback's method (OpenCV). Throws std::runtime_error without OpenCV.
 std::vector<float> optical_flow(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int height, int width);
 
+/// VBench's normalisation of its quality dimensions (scripts/constant.py: NORMALIZE_DIC and
+/// DIM_WEIGHT), checked against VBench's file by tests/fixtures/vbench/expected.json.
+struct VBenchBound {
+  double min, max, weight;
+};
+inline constexpr VBenchBound kFlickeringBound{0.6293, 1.0, 1.0}, kSmoothnessBound{0.706, 0.9975, 1.0},
+    kDynamicBound{0.0, 1.0, 0.5};
+
 /// VBench's dimensions without networks.
 struct VBenchProxy {
   double temporal_flickering = 0;     ///< (255 - mean MAE of consecutive frames) / 255

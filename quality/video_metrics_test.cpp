@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "io/field_error.h"
+#include "io/video_io.h"
 #include "model/torch_compat.h"
 #include "quality/metric.h"
 
@@ -218,6 +221,47 @@ TEST(MetricRegistry, CombineIsTheHeadlineAloneOrTheMeanOfScaledHeadlines) {
   EXPECT_DOUBLE_EQ(combine(parse_metrics("both"), {{"psnr", 32.0}, {"vbench-proxy", 0.8}}),
                    0.5 * (32.0 / 40 + 0.8));
   EXPECT_THROW(combine(parse_metrics("both"), {{"psnr", 32.0}}), std::invalid_argument);
+}
+
+// Parity with VBench's own code (scripts/vbench_fixtures.py ran its temporal_flickering.cal_score,
+// cv2.VideoCapture's frames and its constants on the MP4s in tests/fixtures/vbench/): our decode as
+// cv2 does it gives the same frames, our flickering the same number, our bounds VBench's.
+TEST(VBenchProxy, MatchesVBenchsOwnCodeOnTheFixtureVideos) {
+  std::ifstream in(std::string(ASTRAEA_VBENCH_FIXTURES) + "/expected.json");
+  ASSERT_TRUE(in) << "tests/fixtures/vbench/expected.json is missing";
+  const auto expected = nlohmann::json::parse(in);
+  const auto& n = expected["normalisation"];
+  for (const auto& [name, bound] :
+       std::vector<std::pair<std::string, VBenchBound>>{{"temporal flickering", kFlickeringBound},
+                                                        {"motion smoothness", kSmoothnessBound},
+                                                        {"dynamic degree", kDynamicBound}}) {
+    EXPECT_EQ(n[name]["min"].get<double>(), bound.min) << name;
+    EXPECT_EQ(n[name]["max"].get<double>(), bound.max) << name;
+    EXPECT_EQ(n[name]["weight"].get<double>(), bound.weight) << name;
+  }
+  if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV (the flickering check needs the full proxy)";
+  ASSERT_GE(expected["videos"].size(), 3u);
+  for (const auto& [file, want] : expected["videos"].items()) {
+    Video v;
+    try {
+      v = read_video(std::string(ASTRAEA_VBENCH_FIXTURES) + "/" + file, VideoDecode::kOpenCv);
+    } catch (const VideoError& e) {
+      GTEST_SKIP() << "no MP4 decoding in this build: " << e.what();
+    }
+    ASSERT_EQ(v.frames, want["frames"].get<int64_t>()) << file;
+    ASSERT_EQ(v.height, want["height"].get<int64_t>()) << file;
+    ASSERT_EQ(v.width, want["width"].get<int64_t>()) << file;
+    const auto video = at::from_blob(v.rgb.data(), {v.frames, v.height, v.width, 3}, at::kFloat).clone();
+    for (int c = 0; c < 3; ++c) {
+      const double mean = video.select(3, c).to(at::kDouble).mul(255).round().mean().item<double>();
+      EXPECT_NEAR(mean, want["mean_rgb"][c].get<double>(), 1e-9) << file << " channel " << c;
+    }
+    // VBench averages each pair's absolute differences in float32 (np.mean of a float32 array); we
+    // sum in double: they part at the eighth digit (1.6e-8 on the noise video).
+    EXPECT_NEAR(vbench_proxy(video, 16.0).temporal_flickering, want["temporal_flickering"].get<double>(),
+                1e-7)
+        << file;
+  }
 }
 
 }  // namespace

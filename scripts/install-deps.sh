@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that Astraea builds and tests against, skipping what is there,
 # then the report's web assets from npm (Chart.js, pinned by package-lock.json).
-# Usage: scripts/install-deps.sh [--browser]   (--browser adds Chromium for the report tests)
+# Usage: scripts/install-deps.sh [--browser] [--tools]   (--browser adds Chromium for the report
+# tests; --tools adds python3-opencv for scripts/vbench_fixtures.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,10 @@ packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libopencv-dev
 )
-[[ "${1:-}" == "--browser" ]] && packages+=(chromium)
+for arg in "$@"; do
+  [[ "$arg" == "--browser" ]] && packages+=(chromium)
+  [[ "$arg" == "--tools" ]] && packages+=(python3-opencv)
+done
 command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
