@@ -190,6 +190,20 @@ std::vector<float> optical_flow(const std::vector<uint8_t>& a, const std::vector
 #endif
 }
 
+bool vbench_static(const std::vector<double>& scores, int64_t frames, int64_t height, int64_t width) {
+  const double thres = 3.0 * static_cast<double>(std::min(height, width)) / 256.0;
+  const int count_num = py_round(2.0 * static_cast<double>(frames) / 16.0);
+  int count = 0;
+  for (size_t i = 0; i + 2 < scores.size(); ++i) {
+    if (scores[i] > thres) ++count;
+    if (count > count_num) return false;
+  }
+  for (size_t i = scores.size() >= 2 ? scores.size() - 2 : 0; i < scores.size(); ++i) {
+    if (scores[i] > thres * count_num * 2) return false;
+  }
+  return true;
+}
+
 VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticCheck* semantic) {
   check_video(video, "video");
   if (!vbench_applies(video.size(0), video.size(1), video.size(2))) {
@@ -232,22 +246,11 @@ VBenchProxy vbench_proxy(const at::Tensor& video, double fps, const SemanticChec
 
   // VBench's static filter: top 2% flow magnitudes of consecutive pairs, then first->last and back.
   {
-    const double thres = 3.0 * scale;
-    const int count_num = py_round(2.0 * f.frames / 16.0);
     std::vector<double> s;
     for (int i = 0; i + 1 < f.frames; ++i) s.push_back(flow_score(i, i + 1, 0.02));
     s.push_back(flow_score(0, f.frames - 1, 0.02));
     s.push_back(flow_score(f.frames - 1, 0, 0.02));
-    bool is_static = true;
-    int count = 0;
-    for (size_t i = 0; i + 2 < s.size() && is_static; ++i) {
-      if (s[i] > thres) ++count;
-      if (count > count_num) is_static = false;
-    }
-    for (size_t i = s.size() - 2; i < s.size() && is_static; ++i) {
-      if (s[i] > thres * count_num * 2) is_static = false;
-    }
-    r.static_video = is_static;
+    r.static_video = vbench_static(s, f.frames, f.height, f.width);
   }
 
   // Dynamic degree: frames sampled at 8 per second, top 5% flow magnitudes per pair.

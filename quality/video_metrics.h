@@ -50,6 +50,12 @@ struct VBenchBound {
 inline constexpr VBenchBound kFlickeringBound{0.6293, 1.0, 1.0}, kSmoothnessBound{0.706, 0.9975, 1.0},
     kDynamicBound{0.0, 1.0, 0.5};
 
+/// VBench's static filter on its flow SCORES (static_filter.py: check_static, set_params): the
+/// top-2% flow magnitudes of each consecutive pair of FRAMES frames of HEIGHT x WIDTH, then of the
+/// first -> last and last -> first pairs. Static unless more than round(2 F / 16) consecutive pairs
+/// exceed 3 (min side / 256) pixels, or a wrap-around pair exceeds twice that times the count.
+bool vbench_static(const std::vector<double>& scores, int64_t frames, int64_t height, int64_t width);
+
 /// VBench's dimensions without networks.
 struct VBenchProxy {
   double temporal_flickering = 0;     ///< (255 - mean MAE of consecutive frames) / 255

@@ -224,8 +224,9 @@ TEST(MetricRegistry, CombineIsTheHeadlineAloneOrTheMeanOfScaledHeadlines) {
 }
 
 // Parity with VBench's own code (scripts/vbench_fixtures.py ran its temporal_flickering.cal_score,
-// cv2.VideoCapture's frames and its constants on the MP4s in tests/fixtures/vbench/): our decode as
-// cv2 does it gives the same frames, our flickering the same number, our bounds VBench's.
+// cv2.VideoCapture's frames and its constants on the MP4s in tests/fixtures/vbench/, and its static
+// filter's rule on flow-score lists): our decode as cv2 does it gives the same frames, our
+// flickering the same number, our static rule the same verdicts, our bounds VBench's.
 TEST(VBenchProxy, MatchesVBenchsOwnCodeOnTheFixtureVideos) {
   std::ifstream in(std::string(ASTRAEA_VBENCH_FIXTURES) + "/expected.json");
   ASSERT_TRUE(in) << "tests/fixtures/vbench/expected.json is missing";
@@ -239,6 +240,18 @@ TEST(VBenchProxy, MatchesVBenchsOwnCodeOnTheFixtureVideos) {
     EXPECT_EQ(n[name]["max"].get<double>(), bound.max) << name;
     EXPECT_EQ(n[name]["weight"].get<double>(), bound.weight) << name;
   }
+  // VBench's static filter rule on flow-score lists around its thresholds: the same verdicts.
+  ASSERT_GE(expected["static_filter"].size(), 20u);
+  int static_ones = 0;
+  for (const auto& c : expected["static_filter"]) {
+    const bool want = c["static"].get<bool>();
+    static_ones += want;
+    EXPECT_EQ(vbench_static(c["scores"].get<std::vector<double>>(), c["frames"], c["height"], c["width"]),
+              want)
+        << c.dump();
+  }
+  EXPECT_GT(static_ones, 0);
+  EXPECT_LT(static_ones, static_cast<int>(expected["static_filter"].size()));
   if (!has_optical_flow()) GTEST_SKIP() << "built without OpenCV (the flickering check needs the full proxy)";
   ASSERT_GE(expected["videos"].size(), 3u);
   for (const auto& [file, want] : expected["videos"].items()) {

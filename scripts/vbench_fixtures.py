@@ -10,7 +10,8 @@ frame reader) and a VBench checkout, whose code it imports unchanged. VBench's p
 networks' dependencies (torch, decord, torchvision) at the top; only the modules the rules need are
 loaded, with the two helper modules they import from (and tqdm, if absent) stubbed, so the code
 that runs is VBench's.
-What runs: temporal_flickering.cal_score (cv2.VideoCapture frames, then the mean absolute
+What runs: StaticFilter's check_static and set_params (static_filter.py) on flow-score lists,
+temporal_flickering.cal_score (cv2.VideoCapture frames, then the mean absolute
 difference of consecutive frames), the mean of the frames as cv2 decodes them (what our
 VideoDecode::kOpenCv decode must give), and the normalisation bounds and weights of
 scripts/constant.py.
@@ -65,6 +66,36 @@ def constants(checkout):
                 "weight": found["DIM_WEIGHT"][k]} for k in keys}
 
 
+def static_rule(checkout):
+    """VBench's StaticFilter.set_params and check_static from static_filter.py, as written there
+    (the class's other methods load RAFT, so the two are taken out of it by their source)."""
+    source = open(os.path.join(checkout, "static_filter.py")).read()
+    cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "StaticFilter")
+    methods = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in ("set_params", "check_static")]
+    namespace = {}
+    exec(compile(ast.Module(body=methods, type_ignores=[]), "static_filter.py", "exec"), namespace)
+
+    def verdict(scores, frames, height, width):
+        self = types.SimpleNamespace()
+        namespace["set_params"](self, np.zeros((1, 3, height, width)), frames)
+        return bool(namespace["check_static"](self, scores))
+    return verdict
+
+
+def static_cases(verdict):
+    """Flow-score lists around the thresholds, at sizes and frame counts where round() and the
+    wrap-around pairs matter, with VBench's verdicts."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for frames, height, width in [(8, 32, 48), (16, 64, 64), (24, 240, 320), (3, 16, 16), (17, 48, 32)]:
+        thres = 3.0 * min(height, width) / 256.0
+        for scale in [0.3, 0.9, 1.05, 2.0]:
+            scores = [float(v) for v in rng.uniform(0.5, 1.2, frames + 1) * thres * scale]
+            cases.append({"frames": frames, "height": height, "width": width, "scores": scores,
+                          "static": verdict(scores, frames, height, width)})
+    return cases
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -85,7 +116,7 @@ def main():
             "temporal_flickering": float(flickering.cal_score(path)),
         }
     out = {"vbench_revision": revision, "opencv": cv2.__version__, "normalisation": constants(checkout),
-           "videos": videos}
+           "static_filter": static_cases(static_rule(checkout)), "videos": videos}
     with open(os.path.join(here, "expected.json.tmp"), "w") as f:
         json.dump(out, f, indent=2)
         f.write("\n")
