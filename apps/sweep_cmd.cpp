@@ -21,6 +21,7 @@
 #include "engine/generate.h"
 #include "engine/schedule.h"
 #include "io/safetensors.h"
+#include "parallel/layout.h"
 #include "profiler/timing.h"
 #include "shapes/shapes_world.h"
 
@@ -86,8 +87,8 @@ GenerateResult launched_generate(const Cell& c, const SweepFlags& f, const std::
                     quoted(c.o.prompt) + " --frames " + std::to_string(c.o.frames) + " --height " +
                     std::to_string(c.o.height) + " --width " + std::to_string(c.o.width) + " --steps " +
                     std::to_string(c.o.steps) + " --seed " + std::to_string(c.o.seed) + " --device " +
-                    c.o.device + " --parallel " + f.parallel + c.method_flags + " --out " + quoted(video) +
-                    " --result-json " + quoted(numbers);
+                    quoted(c.o.device) + " --parallel " + quoted(f.parallel) + c.method_flags + " --out " +
+                    quoted(video) + " --result-json " + quoted(numbers);
   if (!c.o.weights.empty()) cmd += " --weights " + quoted(c.o.weights);
   if (c.o.guidance >= 0) cmd += " --guidance " + std::to_string(c.o.guidance);
   if (std::system((cmd + " >" + quoted(log) + " 2>&1").c_str()) != 0) {
@@ -270,6 +271,9 @@ void run(SweepFlags f) {
                        {"weights", f.weights.empty() ? "shipped" : f.weights},
                        {"weights_digest", weights_digest}};
               if (nproc > 1) {  // absent: one rank, as cells stored before --nproc
+                // A layout that cannot split this model is refused before any work, naming the numbers.
+                const double guidance = f.guidance >= 0 ? f.guidance : preset.default_guidance;
+                parallel::parse_layout(f.parallel, nproc, static_cast<int>(preset.heads), guidance != 1.0);
                 c.key["nproc"] = nproc;
                 c.key["parallel"] = f.parallel;
               }

@@ -839,6 +839,14 @@ TEST_F(Cli, ProfileOnTwoRanksStoresItsOwnLatencyModelThatTuneTargets) {
             1);
   std::ifstream in(exported);
   EXPECT_EQ(nlohmann::json::parse(in)["selection"]["segments"], 2);
+  // The study was tuned for 2 ranks: resuming it for one is refused by name.
+  r =
+      run("tune --study two --model tiny --frames 2 --height 16 --width 16 --weights random --steps 4 "
+          "--target-speedup 1.2 --population 2 --generations 0 --prompt 'a red circle moving left on a gray "
+          "background' --validation-count 0 --measure-repeats 0 --db " +
+          db);
+  EXPECT_NE(r.out.find("exists in " + db + " with another world_size (2, now 1)"), std::string::npos)
+      << r.out;
   // No profile on 8 ranks: named, nothing tuned.
   r =
       run("tune --study eight --model tiny --frames 2 --height 16 --width 16 --weights random --steps 4 "
@@ -883,6 +891,8 @@ TEST_F(Cli, SweepRunsCellsOnSeveralRanks) {
   EXPECT_NE(r.out.find("needs a token count divisible by 3"), std::string::npos) << r.out;
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs"), 2);
   expect_error(run(sweep + " --nproc 1.5"), 2, "--nproc item");
+  expect_error(run(sweep + " --nproc 2 --parallel ulysses=2"), 2,
+               "needs heads divisible by it; the model has 3");
 }
 
 TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {

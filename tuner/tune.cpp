@@ -11,8 +11,8 @@ std::string size_text(int64_t frames, int64_t height, int64_t width) {
 }
 
 // The keys a study's trials depend on: same videos, same scoring.
-const std::vector<std::string> kResumeKeys = {"model",   "frames",  "height", "width",         "steps",
-                                              "fitness", "prompts", "seeds",  "weights_digest"};
+const std::vector<std::string> kResumeKeys = {"model",   "frames",  "height", "width",          "steps",
+                                              "fitness", "prompts", "seeds",  "weights_digest", "world_size"};
 
 nlohmann::json study_config(const TuneRequest& r, const TuneOutcome& out) {
   const auto& v = r.videos;
@@ -29,7 +29,7 @@ nlohmann::json study_config(const TuneRequest& r, const TuneOutcome& out) {
                         {"latency_model", out.latency_source},
                         {"latency_model_kind", out.latency.kind()},
                         {"weights_digest", r.weights_digest}};
-  if (r.latency_world_size > 1) config["world_size"] = r.latency_world_size;  // the schedules' segments
+  config["world_size"] = r.latency_world_size;  // the deployment tuned for: the schedules' segments
   if (out.latency.work_proportional) config["latency_model_fallback"] = out.latency.why;
   return config;
 }
