@@ -80,9 +80,10 @@ class WanDiT final : public Denoiser {
   at::Tensor tokenwise(const at::Tensor& latents, double timestep, const at::Tensor& context, double budget,
                        const SelectionParams& selection, TokenEngineState& state,
                        const SequenceSplit* split) const;
-  // This rank's shard of the N embedded tokens under `split` (a std::invalid_argument naming the
-  // numbers when N or the heads do not divide): its first token and count.
-  std::pair<int64_t, int64_t> shard(int64_t tokens, const SequenceSplit& split) const;
+  // Narrows the embedded tokens X [B, N, D] to this rank's shard under `split`, and sets ROPE's
+  // positions to theirs (a std::invalid_argument naming the numbers when N or the heads do not
+  // divide).
+  void take_shard(at::Tensor& x, RopeGrid& rope, const SequenceSplit& split) const;
   // Both kinds of block after self-attention's residual: the cross-attention of `xc`'s rows over
   // the text `context`, added to `stream` in place, then the feed-forward of `stream` normalised
   // with `shift` and `scale`. Returns the feed-forward output for the caller's last gated update.

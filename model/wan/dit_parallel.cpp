@@ -90,8 +90,8 @@ at::Tensor gather_tokens(const at::Tensor& x, int64_t dim, const SequenceSplit& 
 
 }  // namespace
 
-std::pair<int64_t, int64_t> WanDiT::shard(int64_t tokens, const SequenceSplit& split) const {
-  const int64_t p = split.size();
+void WanDiT::take_shard(at::Tensor& x, RopeGrid& rope, const SequenceSplit& split) const {
+  const int64_t p = split.size(), tokens = x.size(1);
   const int64_t u = split.ulysses ? split.ulysses->size() : 1;
   if (config_.heads % u != 0) {
     throw std::invalid_argument("sequence parallelism over " + std::to_string(u) +
@@ -103,8 +103,9 @@ std::pair<int64_t, int64_t> WanDiT::shard(int64_t tokens, const SequenceSplit& s
                                 " ranks needs a token count divisible by " + std::to_string(p) +
                                 "; this video has " + std::to_string(tokens));
   }
-  const int64_t n = tokens / p;
-  return {split.rank() * n, n};
+  const int64_t n = tokens / p, first = split.rank() * n;
+  rope.positions = at::arange(first, first + n, x.options().dtype(at::kLong));
+  x = x.narrow(1, first, n).contiguous();
 }
 
 at::Tensor WanDiT::forward_sequence_parallel(const at::Tensor& latents, const at::Tensor& timesteps,
@@ -112,10 +113,9 @@ at::Tensor WanDiT::forward_sequence_parallel(const at::Tensor& latents, const at
   TORCH_CHECK(contexts.dim() == 3 && contexts.size(0) == latents.size(0),
               "forward_sequence_parallel: ", latents.size(0), " latents need as many contexts");
   auto in = embed_inputs(latents, timesteps);
-  const auto [first, n] = shard(in.x.size(1), split);
-  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_,
-                at::arange(first, first + n, in.x.options().dtype(at::kLong))};
-  at::Tensor x = in.x.narrow(1, first, n).contiguous();
+  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
+  at::Tensor x = in.x;
+  take_shard(x, rope, split);
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const auto range = ScopedRange::block(static_cast<int64_t>(i));
     dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr, false, &split);
@@ -158,11 +158,7 @@ at::Tensor WanDiT::tokenwise(const at::Tensor& latents, double timestep, const a
   const auto contexts = context.unsqueeze(0);
   RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
   at::Tensor x = in.x;
-  if (split) {
-    const auto [first, n] = shard(x.size(1), *split);
-    rope.positions = at::arange(first, first + n, x.options().dtype(at::kLong));
-    x = x.narrow(1, first, n).contiguous();
-  }
+  if (split) take_shard(x, rope, *split);
   const int64_t n = x.size(1);
   const bool dense = budget == 1.0 || state.blocks.size() != blocks_.size() ||
                      state.blocks.front().out.size(0) != n;  // first call, or a new size: compute everything
