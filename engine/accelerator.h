@@ -9,6 +9,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace astraea {
 class Denoiser;
@@ -31,9 +33,17 @@ class BranchState {
   virtual int64_t computed_tokens() const { return computed_tokens_; }
   /// Bytes of the branch's caches.
   virtual int64_t bytes() const { return 0; }
+  /// What each model call on the branch did, in order (docs/peers.md): "dense"; "tokens:B" (the
+  /// token-wise engine at budget B); "reuse@K" (blocks 0..K-1 computed, a kept residual stood in
+  /// for the rest; K = 0: no block ran); "pab:S,C" (every block ran, S of them reusing their
+  /// self-attention output and C their cross-attention output). What a latency table prices.
+  const std::vector<std::string>& actions() const { return actions_; }
+  /// Records one call's action.
+  void act(std::string action) { actions_.push_back(std::move(action)); }
 
  protected:
   int64_t computed_tokens_ = 0;
+  std::vector<std::string> actions_;
 };
 
 /// An acceleration method, configured. Stateless between runs: each run asks for fresh branch

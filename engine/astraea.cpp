@@ -61,8 +61,14 @@ class Astraea : public Accelerator {
   bool skips(const CallInfo& call) const override { return budget_at(call) == 0.0; }
   at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                   const at::Tensor& context, BranchState& branch) const override {
-    return model.forward_tokenwise(latents, call.timestep, context, budget_at(call), selection_,
-                                   static_cast<TokenBranch&>(branch).state);
+    auto& state = static_cast<TokenBranch&>(branch).state;
+    const int64_t before = state.computed_tokens, total_before = state.total_tokens;
+    const double budget = budget_at(call);
+    auto out = model.forward_tokenwise(latents, call.timestep, context, budget, selection_, state);
+    // A first call (no caches yet) computes every token whatever its budget.
+    const bool dense = state.computed_tokens - before == state.total_tokens - total_before;
+    branch.act(dense ? std::string("dense") : tokens_action(budget));
+    return out;
   }
 
  private:

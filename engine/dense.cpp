@@ -25,6 +25,7 @@ class Dense : public Accelerator {
     const auto& p = model.config().patch;
     const int64_t tokens = latents.size(1) / p[0] * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);
     static_cast<DenseBranch&>(branch).count(tokens * model.config().layers);
+    branch.act("dense");
     return model.forward(latents, call.timestep, context);
   }
 };

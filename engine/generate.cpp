@@ -152,6 +152,7 @@ GenerateResult generate(const GenerateOptions& o) {
       o.on_step);
   r.model_calls = guided_step.model_calls();
   r.skipped_steps = guided_step.skipped_steps();
+  r.step_actions = guided_step.step_actions();
   // Against a dense run of every step (skipped steps count as computing nothing).
   const double dense =
       static_cast<double>(r.steps * (guided_step.guided() ? 2 : 1) * c.layers * r.shape.tokens());

@@ -31,6 +31,7 @@ at::Tensor GuidedStep::operator()(const at::Tensor& latents, const CallInfo& cal
     if (!last_.defined())
       throw std::invalid_argument("method " + method_->name() + " skips the first step it runs");
     ++skipped_steps_;
+    step_actions_.emplace_back("skip");
     return last_;
   }
   if (cfg_group_) {
@@ -39,6 +40,7 @@ at::Tensor GuidedStep::operator()(const at::Tensor& latents, const CallInfo& cal
     ++model_calls_;
     const auto both = cfg_group_->all_gather(mine.unsqueeze(0).contiguous(), 0);  // [cond, uncond]
     last_ = classifier_free_guidance(both[0], both[1], guidance_);
+    step_actions_.push_back(last_action(b));  // this rank's branch: the other rank records its own
     return last_;
   }
   auto v = method_->call(model_, latents, call, cond, *branches_[0]);
@@ -47,8 +49,14 @@ at::Tensor GuidedStep::operator()(const at::Tensor& latents, const CallInfo& cal
     v = classifier_free_guidance(v, method_->call(model_, latents, call, uncond, *branches_[1]), guidance_);
     ++model_calls_;
   }
+  step_actions_.push_back(guided() ? last_action(0) + "+" + last_action(1) : last_action(0));
   last_ = v;
   return v;
+}
+
+std::string GuidedStep::last_action(int branch) const {
+  const auto& a = branches_[branch]->actions();
+  return a.empty() ? "?" : a.back();
 }
 
 int64_t GuidedStep::computed_tokens() const {

@@ -8,6 +8,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "engine/accelerator.h"
 #include "model/collective.h"
@@ -36,6 +38,9 @@ class GuidedStep {
   int64_t computed_tokens() const;
   /// Bytes of both branches' caches.
   int64_t cache_bytes() const;
+  /// What each step did: "skip", or the action of each branch's call joined by '+' (conditional
+  /// first; BranchState::actions() says the words).
+  const std::vector<std::string>& step_actions() const { return step_actions_; }
 
  private:
   const Denoiser& model_;
@@ -45,6 +50,9 @@ class GuidedStep {
   std::array<std::unique_ptr<BranchState>, 2> branches_;  // cond, uncond
   at::Tensor last_;
   int64_t model_calls_ = 0, skipped_steps_ = 0;
+  std::vector<std::string> step_actions_;
+  // The action of BRANCH's last call, or "?" when its method recorded none.
+  std::string last_action(int branch) const;
 };
 
 }  // namespace astraea::engine

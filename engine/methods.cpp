@@ -11,6 +11,8 @@ const std::vector<MethodInfo>& methods() {
   static const std::vector<MethodInfo> table = {
       dense_method(),
       astraea_method(),
+      fbcache_method(),
+      pab_method(),
   };
   return table;
 }
@@ -55,6 +57,12 @@ std::shared_ptr<const Accelerator> make_method(const std::string& spec) {
     }
   }
   return info.make(params);
+}
+
+std::string tokens_action(double budget) {
+  char text[32];
+  std::snprintf(text, sizeof text, "tokens:%.4g", budget);
+  return text;
 }
 
 double number_param(const MethodParams& params, const std::string& key, double fallback, double lo,

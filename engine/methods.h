@@ -44,11 +44,16 @@ std::shared_ptr<const Accelerator> make_method(const std::string& spec);
 double number_param(const MethodParams& params, const std::string& key, double fallback, double lo,
                     double hi);
 
+/// The action word of a token-wise call at BUDGET ("tokens:0.35"; BranchState::actions()).
+std::string tokens_action(double budget);
+
 /// ASTRAEA with a schedule in memory (what --budget, --schedule and the tuner make).
 std::shared_ptr<const Accelerator> make_astraea(const TokenBudgetSchedule& schedule);
 
 /// The methods of the table (engine/dense.cpp, engine/astraea.cpp, ...).
 MethodInfo dense_method();
 MethodInfo astraea_method();
+MethodInfo fbcache_method();
+MethodInfo pab_method();
 
 }  // namespace astraea::engine

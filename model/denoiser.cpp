@@ -48,6 +48,10 @@ at::Tensor Denoiser::forward_tokenwise_sequence_parallel(const at::Tensor&, doub
                          "' has no sequence-parallel token-wise forward");
 }
 
+at::Tensor Denoiser::forward_with_policy(const at::Tensor&, double, const at::Tensor&, StackPolicy&) const {
+  throw std::logic_error("model family '" + config().family + "' has no forward for step-caching methods");
+}
+
 const ModelFamily& model_family(const ModelConfig& config) {
   std::string known;
   for (const auto& f : model_families()) {

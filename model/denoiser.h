@@ -12,6 +12,7 @@
 
 #include "model/collective.h"
 #include "model/model_config.h"
+#include "model/stack_policy.h"
 #include "model/token_cache.h"
 #include "model/weights.h"
 
@@ -73,6 +74,14 @@ class Denoiser {
                                                          const SelectionParams& selection,
                                                          TokenEngineState& state,
                                                          const SequenceSplit& split) const;
+
+  /// Whether forward_with_policy is implemented.
+  virtual bool has_stack_policy() const { return false; }
+  /// One model call (one sequence) that asks POLICY before each block whether to compute it or to
+  /// stand in for the rest of the stack, and which attention outputs to reuse
+  /// (model/stack_policy.h). Families without it throw std::logic_error naming the family.
+  virtual at::Tensor forward_with_policy(const at::Tensor& latents, double timestep,
+                                         const at::Tensor& context, StackPolicy& policy) const;
 
   /// The weights under the family's checkpoint key names (views of the model's tensors).
   virtual Weights state_dict() const = 0;

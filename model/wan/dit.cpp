@@ -173,7 +173,7 @@ at::Tensor WanDiT::run_head(at::Tensor& x, const Embedded& in) const {
 
 void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                          const RopeGrid& rope, BlockTokenCache* record, bool record_kv,
-                         const SequenceSplit* split) const {
+                         const SequenceSplit* split, AttentionReuse* reuse) const {
   const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
@@ -184,21 +184,28 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
   op.next(Op::kNorm);
   auto mod = (b.modulation + e0).unsqueeze(2);
   auto m = [&](int64_t i) { return mod.select(1, i); };
-  auto xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
-  op.next(Op::kProjections);
-  auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));  // [B, N, 3D]
-  auto q = rms_norm_rope(qkv.narrow(2, 0, d), b.norm_q, &rope, heads, eps);
-  auto k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
-  auto v = qkv.narrow(2, 2 * d, d);
-  op.next(Op::kAttention);
-  const auto attn =
-      sequence_attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr, split, op);
-  op.next(Op::kProjections);
-  auto y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
+  at::Tensor y, k, v;
+  AttentionResult attn;
+  if (reuse && reuse->self) {
+    TORCH_CHECK(reuse->self_out.defined(), "block attention reuse: no kept self-attention output");
+    y = reuse->self_out;  // broadcast from the block's last computation (PAB)
+  } else {
+    auto xn = residual_layer_norm(x, {}, {}, m(1) + 1.0, m(0), dtype_, eps);
+    op.next(Op::kProjections);
+    auto qkv = at::linear(xn, mat(b.qkv_w), mat(b.qkv_b));  // [B, N, 3D]
+    auto q = rms_norm_rope(qkv.narrow(2, 0, d), b.norm_q, &rope, heads, eps);
+    k = rms_norm_rope(qkv.narrow(2, d, d), b.norm_k, &rope, heads, eps);
+    v = qkv.narrow(2, 2 * d, d);
+    op.next(Op::kAttention);
+    attn = sequence_attention(heads_view(q), heads_view(k), heads_view(v), record != nullptr, split, op);
+    op.next(Op::kProjections);
+    y = at::linear(attn.out, mat(b.o_w), mat(b.o_b));
+    if (reuse) reuse->self_out = y;
+  }
 
   op.next(Op::kNorm);
   auto xc = residual_layer_norm(x, y, m(2), b.norm3_w, b.norm3_b, dtype_, eps);
-  auto f = cross_attention_ffn(b, x, xc, contexts, m(3), m(4), op);
+  auto f = cross_attention_ffn(b, x, xc, contexts, m(3), m(4), op, reuse);
   op.next(Op::kNorm);
   residual_layer_norm(x, f, m(5), {}, {}, dtype_, eps, false);
   op.next(Op::kScatter);  // filling the caches
@@ -215,7 +222,7 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
 
 at::Tensor WanDiT::cross_attention_ffn(const Block& b, at::Tensor& stream, const at::Tensor& xc,
                                        const at::Tensor& context, const at::Tensor& shift,
-                                       const at::Tensor& scale, OpSequence& op) const {
+                                       const at::Tensor& scale, OpSequence& op, AttentionReuse* reuse) const {
   const int64_t d = config_.dim, heads = config_.heads;
   const double eps = config_.eps;
   auto split_heads = [&](const at::Tensor& t) {  // [..., D] -> [..., heads, head_dim]
@@ -224,15 +231,22 @@ at::Tensor WanDiT::cross_attention_ffn(const Block& b, at::Tensor& stream, const
     sizes.push_back(config_.head_dim());
     return t.view(sizes);
   };
-  op.next(Op::kProjections);
-  auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
-  auto ckv = at::linear(context, mat(b.ckv_w), mat(b.ckv_b));
-  auto ck = rms_norm_rope(ckv.narrow(-1, 0, d), b.cnorm_k, nullptr, heads, eps);
-  auto cv = ckv.narrow(-1, d, d);
-  op.next(Op::kAttention);
-  auto cattn = attention(split_heads(cq), split_heads(ck), split_heads(cv), false).out;
-  op.next(Op::kProjections);
-  auto cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
+  at::Tensor cy;
+  if (reuse && reuse->cross) {
+    TORCH_CHECK(reuse->cross_out.defined(), "block attention reuse: no kept cross-attention output");
+    cy = reuse->cross_out;  // broadcast from the block's last computation (PAB)
+  } else {
+    op.next(Op::kProjections);
+    auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
+    auto ckv = at::linear(context, mat(b.ckv_w), mat(b.ckv_b));
+    auto ck = rms_norm_rope(ckv.narrow(-1, 0, d), b.cnorm_k, nullptr, heads, eps);
+    auto cv = ckv.narrow(-1, d, d);
+    op.next(Op::kAttention);
+    auto cattn = attention(split_heads(cq), split_heads(ck), split_heads(cv), false).out;
+    op.next(Op::kProjections);
+    cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
+    if (reuse) reuse->cross_out = cy;
+  }
   op.next(Op::kNorm);
   auto xf = residual_layer_norm(stream, cy, {}, scale + 1.0, shift, dtype_, eps);
   op.next(Op::kFeedForward);
@@ -251,6 +265,34 @@ at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& ti
     dense_block(blocks_[i], x, in.e0, contexts, rope, nullptr);
   }
   return run_head(x, in);
+}
+
+at::Tensor WanDiT::forward_with_policy(const at::Tensor& latents, double timestep, const at::Tensor& context,
+                                       StackPolicy& policy) const {
+  TORCH_CHECK(latents.dim() == 4, "latents must be [C, F, H, W], got ", latents.sizes());
+  auto t = at::full({1}, timestep, at::TensorOptions().dtype(at::kDouble).device(device()));
+  auto in = embed_inputs(latents.unsqueeze(0), t);
+  const auto contexts = context.unsqueeze(0);
+  RopeGrid rope{in.gf, in.gh, in.gw, inv_freq_, {}};
+  at::Tensor x = in.x;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const auto& b = blocks_[i];
+    StackPoint p{static_cast<int64_t>(i), x, in.e, in.e0, [&] {
+                   auto mod = (b.modulation + in.e0).unsqueeze(2);  // [1, 6, 1, D]
+                   return residual_layer_norm(x, {}, {}, mod.select(1, 1) + 1.0, mod.select(1, 0), at::kFloat,
+                                              config_.eps);
+                 }};
+    const auto stand_in = policy.before_block(p);
+    if (stand_in.defined()) {
+      x = x + stand_in;
+      return run_head(x, in).squeeze(0);
+    }
+    const auto range = ScopedRange::block(static_cast<int64_t>(i));
+    dense_block(b, x, in.e0, contexts, rope, nullptr, false, nullptr,
+                policy.attention(static_cast<int64_t>(i)));
+  }
+  policy.after_stack(x);
+  return run_head(x, in).squeeze(0);
 }
 
 Weights WanDiT::state_dict() const {

@@ -44,6 +44,9 @@ class WanDiT final : public Denoiser {
                                                  const SelectionParams& selection, TokenEngineState& state,
                                                  const SequenceSplit& split) const override;
   bool has_tokenwise() const override { return true; }
+  bool has_stack_policy() const override { return true; }
+  at::Tensor forward_with_policy(const at::Tensor& latents, double timestep, const at::Tensor& context,
+                                 StackPolicy& policy) const override;
   Weights state_dict() const override;
   std::vector<at::Tensor> parameters() const override;
   const ModelConfig& config() const override { return config_; }
@@ -69,7 +72,7 @@ class WanDiT final : public Denoiser {
   // over every rank's (dit_parallel.cpp).
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                    const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false,
-                   const SequenceSplit* split = nullptr) const;
+                   const SequenceSplit* split = nullptr, AttentionReuse* reuse = nullptr) const;
   // One block on the selected tokens of one sequence, from its input `in` [N, D] (the previous block's
   // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs. With
   // `split`, `in` is this rank's shard, and its selected queries attend to every rank's tokens.
@@ -87,9 +90,10 @@ class WanDiT final : public Denoiser {
   // Both kinds of block after self-attention's residual: the cross-attention of `xc`'s rows over
   // the text `context`, added to `stream` in place, then the feed-forward of `stream` normalised
   // with `shift` and `scale`. Returns the feed-forward output for the caller's last gated update.
+  // With REUSE (PAB), the cross-attention output is its kept one, or is kept there.
   at::Tensor cross_attention_ffn(const Block& b, at::Tensor& stream, const at::Tensor& xc,
                                  const at::Tensor& context, const at::Tensor& shift, const at::Tensor& scale,
-                                 OpSequence& op) const;
+                                 OpSequence& op, AttentionReuse* reuse = nullptr) const;
   ModelConfig config_;
   at::ScalarType dtype_;
   Weights embed_;    // patch, text, time and head parameters, by Wan key

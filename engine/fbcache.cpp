@@ -1,0 +1,77 @@
+// First-Block Cache (ParaAttention's, docs/peers.md): every call computes the first block; when
+// its residual moved less than `threshold` (relative L1) from the one of the last call that
+// computed everything, a kept residual stands in for all the other blocks.
+#include <ATen/ATen.h>
+
+#include "engine/methods.h"
+#include "engine/step_cache.h"
+
+namespace astraea::engine {
+namespace {
+
+class FirstBlockBranch : public ResidualCache {
+ public:
+  FirstBlockBranch(double threshold, int64_t warmup, int64_t max_skips)
+      : ResidualCache(1), threshold_(threshold), warmup_(warmup), max_skips_(max_skips) {}
+  /// The last rule evaluation: the relative change of the first block's residual.
+  double last_change = 0;
+
+ private:
+  void seen(const StackPoint& p) override { input_ = p.x.clone(); }  // block 0's input
+  bool reuse(const StackPoint& p, const CallInfo& call, bool kept) override {
+    auto first = p.x - input_;  // the first block's residual at this call
+    input_ = at::Tensor();
+    const bool forced = !kept || forced_step(call, warmup_, 0) || (max_skips_ > 0 && skips_ >= max_skips_);
+    last_change = kept_.defined() ? relative_l1(first, kept_) : INFINITY;
+    const bool hit = !forced && last_change < threshold_;
+    if (!hit) kept_ = first;  // compared with the residual of the last full call, as ParaAttention does
+    skips_ = hit ? skips_ + 1 : 0;
+    return hit;
+  }
+  double threshold_;
+  int64_t warmup_, max_skips_, skips_ = 0;
+  at::Tensor input_, kept_;
+};
+
+class FirstBlockCache : public Accelerator {
+ public:
+  FirstBlockCache(double threshold, int64_t warmup, int64_t max_skips)
+      : threshold_(threshold), warmup_(warmup), max_skips_(max_skips) {}
+  std::string name() const override { return "fbcache"; }
+  nlohmann::json params() const override {
+    return {{"threshold", threshold_}, {"warmup", warmup_}, {"max_skips", max_skips_}};
+  }
+  std::string can_run(const std::string&, int64_t) const override { return {}; }
+  std::unique_ptr<BranchState> new_branch() const override {
+    return std::make_unique<FirstBlockBranch>(threshold_, warmup_, max_skips_);
+  }
+  bool skips(const CallInfo&) const override { return false; }
+  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
+                  const at::Tensor& context, BranchState& branch) const override {
+    return static_cast<FirstBlockBranch&>(branch).run(model, latents, call, context);
+  }
+
+ private:
+  double threshold_;
+  int64_t warmup_, max_skips_;
+};
+
+}  // namespace
+
+MethodInfo fbcache_method() {
+  return {"fbcache",
+          "First-Block Cache: the first block always runs; while its residual changes less than threshold, "
+          "the other blocks reuse the last computed residual",
+          {{"threshold", "0.1",
+            "relative L1 change of the first block's residual under which the rest is reused"},
+           {"warmup", "1", "steps always computed first"},
+           {"max_skips", "0", "at most this many reusing calls in a row (0: no limit)"}},
+          [](const MethodParams& p) -> std::shared_ptr<const Accelerator> {
+            return std::make_shared<const FirstBlockCache>(
+                number_param(p, "threshold", 0.1, 0, 1e6),
+                static_cast<int64_t>(number_param(p, "warmup", 1, 1, 1e6)),
+                static_cast<int64_t>(number_param(p, "max_skips", 0, 0, 1e6)));
+          }};
+}
+
+}  // namespace astraea::engine

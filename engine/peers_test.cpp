@@ -1,0 +1,148 @@
+// The peer methods (docs/peers.md): each rule against a hand-computed case on constructed inputs,
+// the model seam they run through (a stand-in or a broadcast of unchanged inputs gives the dense
+// output exactly), and, for every registered method, work counted as it was done.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "engine/generate.h"
+#include "engine/guided_step.h"
+#include "engine/methods.h"
+#include "engine/step_cache.h"
+#include "engine/tiny_model_fixture.h"
+
+namespace astraea::engine {
+namespace {
+
+StackPoint point(int64_t block, double value) {
+  StackPoint p;
+  p.block = block;
+  p.x = at::full({1, 4, 2}, value);
+  return p;
+}
+
+// One call of a residual-caching branch by hand: the stack's input X0 before block 0, X1 before
+// block 1, and (when it computes every block) OUT after the last of LAYERS. Returns the stand-in
+// residual's value, or NaN when the call computed.
+double drive(ResidualCache& b, const CallInfo& call, double x0, double x1, double out, int64_t layers = 4) {
+  b.begin_call(call);
+  for (int64_t i = 0; i < layers; ++i) {
+    auto r = b.before_block(point(i, i == 0 ? x0 : x1));
+    if (r.defined()) return r.mean().item<double>();
+  }
+  b.after_stack(at::full({1, 4, 2}, out));
+  return NAN;
+}
+
+TEST(FirstBlockCache, ReusesWhileTheFirstResidualStaysNearTheLastComputedOne) {
+  auto m = make_method("fbcache:threshold=0.1,warmup=1");
+  auto state = m->new_branch();
+  auto& b = dynamic_cast<ResidualCache&>(*state);
+  // Step 0 computes (warm-up): first residual 1, the rest adds 2 (output 3 from block 1's input 1).
+  EXPECT_TRUE(std::isnan(drive(b, {0, 10, 900}, 0, 1, 3)));
+  // Step 1: first residual 1.05, 5% from 1: the kept residual 2 stands in.
+  EXPECT_DOUBLE_EQ(drive(b, {1, 10, 800}, 0, 1.05, 0), 2.0);
+  // Step 2: 1.08 is 8% from the last *computed* first residual (1), not 3% from 1.05: reused.
+  EXPECT_DOUBLE_EQ(drive(b, {2, 10, 700}, 0, 1.08, 0), 2.0);
+  // Step 3: 1.2 is 20% away: computed, and its residuals are kept (4.2 - 1.2 = 3).
+  EXPECT_TRUE(std::isnan(drive(b, {3, 10, 600}, 0, 1.2, 4.2)));
+  // Step 4: 1.25 is 4.2% from 1.2: the new residual 3 stands in.
+  EXPECT_NEAR(drive(b, {4, 10, 500}, 0, 1.25, 0), 3.0, 1e-6);
+  EXPECT_EQ(b.reused_calls(), 0) << "reused_calls counts model calls through run(), not hand-driven ones";
+}
+
+TEST(FirstBlockCache, AtMostMaxSkipsInARow) {
+  auto m = make_method("fbcache:threshold=0.5,max_skips=2");
+  auto state = m->new_branch();
+  auto& b = dynamic_cast<ResidualCache&>(*state);
+  EXPECT_TRUE(std::isnan(drive(b, {0, 10, 900}, 0, 1, 3)));
+  EXPECT_FALSE(std::isnan(drive(b, {1, 10, 800}, 0, 1, 0)));
+  EXPECT_FALSE(std::isnan(drive(b, {2, 10, 700}, 0, 1, 0)));
+  EXPECT_TRUE(std::isnan(drive(b, {3, 10, 600}, 0, 1, 3))) << "a third reuse in a row";
+}
+
+// Two calls on the same input: a method that reuses gives the dense output exactly, because what it
+// reuses is what it would have computed.
+void expect_exact_reuse(const std::string& spec, const std::string& second_action) {
+  TinyModelFixture f;
+  GuidedStep step(f.model, make_method(spec), 1.0);
+  const auto dense = f.model.forward(f.x, 500.0, f.ctx);
+  const auto a = step(f.x, {0, 10, 500.0}, f.ctx, f.ctx);
+  const auto b = step(f.x, {1, 10, 500.0}, f.ctx, f.ctx);
+  EXPECT_TRUE(at::allclose(a, dense, 1e-5, 1e-5)) << spec;
+  EXPECT_TRUE(at::allclose(b, dense, 1e-4, 1e-4))
+      << spec << ": max diff " << (b - dense).abs().max().item<double>();
+  ASSERT_EQ(step.step_actions().size(), 2u);
+  EXPECT_EQ(step.step_actions()[0], "dense") << spec;
+  EXPECT_EQ(step.step_actions()[1], second_action) << spec;
+  // On other inputs, the calls that reuse are not the dense output there (one of the next two
+  // reuses, whatever the method's period).
+  bool differs = false;
+  for (int64_t i = 2; i < 4; ++i) {
+    const auto x = f.x * (0.5 / static_cast<double>(i));
+    differs = differs || !at::allclose(step(x, {i, 10, 500.0}, f.ctx, f.ctx),
+                                       f.model.forward(x, 500.0, f.ctx), 1e-4, 1e-4);
+  }
+  EXPECT_TRUE(differs) << spec;
+}
+
+TEST(PeerMethods, ReusingWhatWouldBeComputedGivesTheDenseOutput) {
+  expect_exact_reuse("fbcache:threshold=0.5", "reuse@1");
+  expect_exact_reuse("pab:self_range=2,cross_range=2,self_lo=0,self_hi=1000,cross_lo=0,cross_hi=1000",
+                     "pab:6,6");
+  expect_exact_reuse("pab:self_range=2,cross_range=1,self_lo=0,self_hi=1000", "pab:6,0");
+  expect_exact_reuse("pab:self_range=1,cross_range=3,cross_lo=0,cross_hi=1000", "pab:0,6");
+}
+
+TEST(Pab, BroadcastsOnlyInsideItsWindowAndEveryRangeCalls) {
+  TinyModelFixture f;
+  GuidedStep step(f.model, make_method("pab:self_range=3,self_lo=200,self_hi=800,cross_range=1"), 1.0);
+  const double timesteps[] = {950, 800, 700, 600, 500, 150};
+  for (int64_t i = 0; i < 6; ++i) step(f.x * (1.0 - 0.1 * i), {i, 6, timesteps[i]}, f.ctx, f.ctx);
+  // Calls 0..5 count 0..5; inside [200, 800] a call reuses unless its count divides by 3.
+  EXPECT_EQ(step.step_actions(),
+            (std::vector<std::string>{"dense", "pab:6,0", "pab:6,0", "dense", "pab:6,0", "dense"}));
+  EXPECT_EQ(step.computed_tokens(), 6 * f.c.layers * 64) << "PAB runs every block";
+}
+
+// What each action word says a call computed, as a share of a dense call.
+double action_share(const std::string& action, int64_t layers) {
+  if (action == "dense" || action.rfind("pab:", 0) == 0) return 1.0;
+  if (action == "reuse") return 0.0;
+  if (action.rfind("reuse@", 0) == 0) return std::stod(action.substr(6)) / static_cast<double>(layers);
+  return -1;  // tokens:B: depends on rounding, checked against the budget below
+}
+
+TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
+  const std::vector<std::string> specs = {"dense", "astraea:budget=0.5", "fbcache:threshold=0.3", "pab"};
+  for (const auto& spec : specs) {
+    GenerateOptions o;
+    o.weights = "random";
+    o.steps = 8;
+    o.frames = 4;
+    o.height = 16;
+    o.width = 16;
+    o.method = make_method(spec);
+    const auto r = generate(o);
+    ASSERT_EQ(r.step_actions.size(), 8u) << spec;
+    double share = 0;
+    bool exact = true;
+    for (const auto& step : r.step_actions) {
+      if (step == "skip") continue;
+      const auto plus = step.find('+');
+      ASSERT_NE(plus, std::string::npos) << spec << ": a guided step has two calls: " << step;
+      for (const auto& a : {step.substr(0, plus), step.substr(plus + 1)}) {
+        const double s = action_share(a, r.config.layers);
+        exact = exact && s >= 0;
+        share += s >= 0 ? s : std::stod(a.substr(7));
+      }
+    }
+    share /= 16.0;
+    EXPECT_NEAR(r.token_share, share, exact ? 1e-9 : 0.05) << spec;
+  }
+}
+
+}  // namespace
+}  // namespace astraea::engine
