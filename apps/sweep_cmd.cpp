@@ -19,6 +19,7 @@
 #include "astraea/config.h"
 #include "db/store.h"
 #include "engine/generate.h"
+#include "engine/methods.h"
 #include "engine/schedule.h"
 #include "io/safetensors.h"
 #include "parallel/layout.h"
@@ -187,7 +188,15 @@ void run(SweepFlags f) {
     for (double b : parse_number_list("--budgets", f.budgets, 0.0, 1.0)) methods.push_back({b, std::nullopt});
   }
   for (const auto& s : split_list(f.schedules)) methods.push_back({1, s});
-  for (const auto& spec : f.methods) methods.push_back({1, std::nullopt, spec});
+  for (const auto& given : f.methods) {
+    std::vector<std::string> specs;
+    try {
+      specs = engine::expand_method_spec(given);  // one method per value of a KEY=A|B|C knob
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--method: ") + e.what());
+    }
+    for (const auto& spec : specs) methods.push_back({1, std::nullopt, spec});
+  }
   if (methods.empty()) methods.push_back({1, std::nullopt});
   std::vector<uint64_t> seeds;
   for (double s : parse_number_list("--seeds", f.seeds, 0, 9.0e15)) {
@@ -388,8 +397,9 @@ void register_sweep(CLI::App& app) {
   sub->add_option("--prompts-file", f->prompts_file, "prompts, one per line ('#' starts a comment)");
   sub->add_option("--budgets", f->budgets, "uniform token budgets in [0, 1], comma-separated (1: dense)");
   sub->add_option("--schedules", f->schedules, "schedule files, comma-separated (docs/schedule.md)");
-  sub->add_option("--method", f->methods,
-                  "acceleration method NAME[:KEY=VALUE,...] (repeatable; astraea-bench methods lists them)");
+  sub->add_option("--method,--methods", f->methods,
+                  "acceleration methods NAME[:KEY=VALUE,...] (repeatable; astraea-bench methods lists them); "
+                  "KEY=A|B|C sweeps the knob, a curve per method");
   sub->add_option("--dense-steps", f->dense_steps, "with --budgets: dense steps first")->default_val(2);
   sub->add_option("--seeds", f->seeds, "noise seeds, comma-separated")->default_val("0");
   sub->add_option("--steps", f->steps, "sampling steps (default: the preset's)");

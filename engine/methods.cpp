@@ -59,6 +59,41 @@ std::shared_ptr<const Accelerator> make_method(const std::string& spec) {
   return info.make(params);
 }
 
+std::vector<std::string> expand_method_spec(const std::string& spec) {
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos || spec.find('|') == std::string::npos) return {spec};
+  std::vector<std::string> out{spec.substr(0, colon + 1)};
+  size_t begin = colon + 1;
+  bool first = true;
+  while (begin <= spec.size()) {
+    const size_t end = std::min(spec.find(',', begin), spec.size());
+    const std::string item = spec.substr(begin, end - begin);
+    const auto eq = item.find('=');
+    std::vector<std::string> values;
+    if (eq == std::string::npos) {
+      values.push_back(item);
+    } else {
+      for (size_t b = eq + 1;;) {
+        const size_t e = std::min(item.find('|', b), item.size());
+        if (e == b) throw std::invalid_argument("'" + item + "' has an empty alternative");
+        values.push_back(item.substr(b, e - b));
+        if (e == item.size()) break;
+        b = e + 1;
+      }
+    }
+    std::vector<std::string> next;
+    for (const auto& prefix : out)
+      for (const auto& v : values)
+        next.push_back(prefix + (first ? "" : ",") +
+                       (eq == std::string::npos ? v : item.substr(0, eq + 1) + v));
+    if (next.size() > 1000) throw std::invalid_argument("'" + spec + "' expands to more than 1000 methods");
+    out = std::move(next);
+    first = false;
+    begin = end + 1;
+  }
+  return out;
+}
+
 std::string tokens_action(double budget) {
   char text[32];
   std::snprintf(text, sizeof text, "tokens:%.4g", budget);

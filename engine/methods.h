@@ -40,6 +40,11 @@ const MethodInfo& method_info(const std::string& name);
 /// unknown method or key, or a malformed item.
 std::shared_ptr<const Accelerator> make_method(const std::string& spec);
 
+/// SPEC with every "KEY=A|B|..." item expanded: one spec per combination of the listed values, in
+/// order (the first knob varies slowest). A spec without '|' is itself. std::invalid_argument for an
+/// empty alternative or more than 1000 combinations.
+std::vector<std::string> expand_method_spec(const std::string& spec);
+
 /// The parameter KEY of PARAMS as a number in [LO, HI], or FALLBACK when absent; for `make`.
 double number_param(const MethodParams& params, const std::string& key, double fallback, double lo,
                     double hi);

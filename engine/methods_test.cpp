@@ -52,6 +52,16 @@ TEST(Methods, BadSpecsAreNamed) {
   EXPECT_NE(message("dense:budget=1").find("it takes: none"), std::string::npos);
 }
 
+TEST(Methods, AKnobWithAlternativesExpandsToOneMethodEach) {
+  EXPECT_EQ(expand_method_spec("fbcache:threshold=0.1"), (std::vector<std::string>{"fbcache:threshold=0.1"}));
+  EXPECT_EQ(expand_method_spec("dense"), (std::vector<std::string>{"dense"}));
+  EXPECT_EQ(expand_method_spec("pab:self_range=2|3,cross_range=4,self_hi=700|800"),
+            (std::vector<std::string>{
+                "pab:self_range=2,cross_range=4,self_hi=700", "pab:self_range=2,cross_range=4,self_hi=800",
+                "pab:self_range=3,cross_range=4,self_hi=700", "pab:self_range=3,cross_range=4,self_hi=800"}));
+  EXPECT_THROW(expand_method_spec("fbcache:threshold=0.1||0.2"), std::invalid_argument);
+}
+
 TEST(Methods, AScheduleForAnotherRunIsRefusedBeforeItRuns) {
   TokenBudgetSchedule s;
   s.model = "tiny";

@@ -11,6 +11,7 @@
 #include "engine/guided_step.h"
 #include "engine/methods.h"
 #include "engine/step_cache.h"
+#include "engine/step_costs.h"
 #include "engine/tiny_model_fixture.h"
 
 namespace astraea::engine {
@@ -141,6 +142,39 @@ TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
     }
     share /= 16.0;
     EXPECT_NEAR(r.token_share, share, exact ? 1e-9 : 0.05) << spec;
+  }
+}
+
+TEST(StepCosts, PricesEveryActionFromTheMeasuredPoints) {
+  const nlohmann::json j = {{"tokens", 100},     {"layers", 11},
+                            {"dense_ms", 100},   {"reuse_ms", 0},
+                            {"stand_in_ms", 2},  {"first_block_ms", 11},
+                            {"pab_self_ms", 70}, {"pab_cross_ms", 90},
+                            {"pab_both_ms", 62}, {"tokens_ms", {{"0.2", 30}, {"0.6", 70}}}};
+  const auto c = StepCosts::from_json(j, "costs.json");
+  EXPECT_DOUBLE_EQ(c.call_ms("dense"), 100);
+  EXPECT_DOUBLE_EQ(c.call_ms("reuse"), 0);
+  EXPECT_DOUBLE_EQ(c.call_ms("reuse@0"), 2);
+  EXPECT_DOUBLE_EQ(c.call_ms("reuse@1"), 11);
+  EXPECT_DOUBLE_EQ(c.call_ms("reuse@6"), 11 + 5.0 / 10.0 * 89);  // half way from block 1 to 11
+  EXPECT_DOUBLE_EQ(c.call_ms("pab:11,0"), 70);
+  EXPECT_DOUBLE_EQ(c.call_ms("pab:0,11"), 90);
+  EXPECT_DOUBLE_EQ(c.call_ms("pab:11,11"), 62);
+  EXPECT_NEAR(c.call_ms("pab:0,0"), 100, 1e-12);
+  EXPECT_DOUBLE_EQ(c.call_ms("tokens:0.4"), 50);  // between 0.2 and 0.6
+  EXPECT_DOUBLE_EQ(c.call_ms("tokens:0.8"), 85);  // between 0.6 and dense
+  EXPECT_DOUBLE_EQ(c.call_ms("tokens:0.1"), 15);  // below the lowest: proportional
+  EXPECT_DOUBLE_EQ(c.run_ms({"dense+dense", "skip", "reuse@1+reuse", "tokens:0.2+tokens:0.6"}), 311);
+  EXPECT_THROW(c.call_ms("tokens:1.5"), std::invalid_argument);
+  EXPECT_THROW(c.call_ms("reuse@12"), std::invalid_argument);
+  EXPECT_THROW(c.call_ms("jump"), std::invalid_argument);
+  auto bad = j;
+  bad["first_block_ms"] = -1;
+  try {
+    StepCosts::from_json(bad, "costs.json");
+    FAIL() << "a negative time was taken";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "costs.json: field 'first_block_ms' is not a positive time");
   }
 }
 
