@@ -86,7 +86,9 @@ void run(const GenerateFlags& f) {
   if (!f.result_json.empty()) {  // what sweep reads of a cell it launched on several ranks
     const nlohmann::json j{{"sample_seconds", r.sample_seconds}, {"load_seconds", r.load_seconds},
                            {"model_calls", r.model_calls},       {"token_share", r.token_share},
-                           {"cache_bytes", r.cache_bytes},       {"skipped_steps", r.skipped_steps}};
+                           {"cache_bytes", r.cache_bytes},       {"skipped_steps", r.skipped_steps},
+                           {"step_actions", r.step_actions},     {"method", r.method},
+                           {"method_params", r.method_params},   {"method_report", r.method_report}};
     const auto error = write_file_atomically(f.result_json, j.dump(2) + "\n");
     if (!error.empty()) throw UsageError("--result-json " + f.result_json + ": " + error);
   }

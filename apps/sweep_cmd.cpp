@@ -112,6 +112,7 @@ GenerateResult launched_generate(const Cell& c, const SweepFlags& f, const std::
   r.token_share = j.at("token_share");
   r.cache_bytes = j.at("cache_bytes");
   r.skipped_steps = j.at("skipped_steps");
+  r.step_actions = j.at("step_actions").get<std::vector<std::string>>();
   return r;
 }
 
@@ -341,6 +342,7 @@ void run(SweepFlags f) {
     run.cell_key = key;
     auto config = c.key;
     config["command"] = command_line();
+    config["step_actions"] = r.step_actions;  // what each step computed, for pricing it on another model
     if (!f.videos.empty()) {
       const auto path = (std::filesystem::path(f.videos) / ("cell-" + std::to_string(std::hash<std::string>{}(key)) +
                                                             ".safetensors")).string();

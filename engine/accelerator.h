@@ -18,11 +18,17 @@ class Denoiser;
 
 namespace astraea::engine {
 
+class BranchState;
+
 /// Where a model call stands in the sampling loop.
 struct CallInfo {
   int64_t step = 0;     ///< 0-based
   int64_t steps = 0;    ///< of the whole run
   double timestep = 0;  ///< the model's timestep, 0..1000
+  int branch = 0;       ///< 0: the conditional (or only) branch, 1: the unconditional one
+  /// On an unconditional call: the conditional branch's state, when this process holds it (not
+  /// under CFG parallelism), for methods that decide per pair of calls (EasyCache).
+  const BranchState* cond = nullptr;
 };
 
 /// What one guidance branch keeps between steps under a method (its caches), and what it did.
@@ -38,6 +44,8 @@ class BranchState {
   /// for the rest; K = 0: no block ran); "pab:S,C" (every block ran, S of them reusing their
   /// self-attention output and C their cross-attention output). What a latency table prices.
   const std::vector<std::string>& actions() const { return actions_; }
+  /// What the method reports of the branch after a run (MagCache's calibration), or null.
+  virtual nlohmann::json report() const { return nullptr; }
   /// Records one call's action.
   void act(std::string action) { actions_.push_back(std::move(action)); }
 

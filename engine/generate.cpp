@@ -153,6 +153,7 @@ GenerateResult generate(const GenerateOptions& o) {
   r.model_calls = guided_step.model_calls();
   r.skipped_steps = guided_step.skipped_steps();
   r.step_actions = guided_step.step_actions();
+  r.method_report = guided_step.report();
   // Against a dense run of every step (skipped steps count as computing nothing).
   const double dense =
       static_cast<double>(r.steps * (guided_step.guided() ? 2 : 1) * c.layers * r.shape.tokens());

@@ -70,6 +70,7 @@ struct GenerateResult {
   double token_share = 1;        ///< block-token computations done, over a dense run's
   int64_t cache_bytes = 0;       ///< the token-wise engine's caches (both guidance branches)
   int64_t skipped_steps = 0;     ///< budget-0 steps
+  nlohmann::json method_report;  ///< what the method reports of its branches (engine::GuidedStep::report)
   std::vector<std::string> step_actions;  ///< what each step computed (engine::GuidedStep::step_actions)
 };
 

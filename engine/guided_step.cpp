@@ -36,7 +36,9 @@ at::Tensor GuidedStep::operator()(const at::Tensor& latents, const CallInfo& cal
   }
   if (cfg_group_) {
     const int b = cfg_group_->rank();
-    auto mine = method_->call(model_, latents, call, b == 0 ? cond : uncond, *branches_[b]);
+    CallInfo mine_call = call;
+    mine_call.branch = b;
+    auto mine = method_->call(model_, latents, mine_call, b == 0 ? cond : uncond, *branches_[b]);
     ++model_calls_;
     const auto both = cfg_group_->all_gather(mine.unsqueeze(0).contiguous(), 0);  // [cond, uncond]
     last_ = classifier_free_guidance(both[0], both[1], guidance_);
@@ -46,7 +48,10 @@ at::Tensor GuidedStep::operator()(const at::Tensor& latents, const CallInfo& cal
   auto v = method_->call(model_, latents, call, cond, *branches_[0]);
   ++model_calls_;
   if (guided()) {
-    v = classifier_free_guidance(v, method_->call(model_, latents, call, uncond, *branches_[1]), guidance_);
+    CallInfo second = call;
+    second.branch = 1;
+    second.cond = branches_[0].get();
+    v = classifier_free_guidance(v, method_->call(model_, latents, second, uncond, *branches_[1]), guidance_);
     ++model_calls_;
   }
   step_actions_.push_back(guided() ? last_action(0) + "+" + last_action(1) : last_action(0));
@@ -64,6 +69,15 @@ int64_t GuidedStep::computed_tokens() const {
   for (const auto& b : branches_)
     if (b) n += b->computed_tokens();
   return n;
+}
+
+nlohmann::json GuidedStep::report() const {
+  nlohmann::json j = nlohmann::json::object();
+  const char* names[] = {"cond", "uncond"};
+  for (int b = 0; b < 2; ++b) {
+    if (branches_[b] && !branches_[b]->report().is_null()) j[names[b]] = branches_[b]->report();
+  }
+  return j.empty() ? nlohmann::json() : j;
 }
 
 int64_t GuidedStep::cache_bytes() const {

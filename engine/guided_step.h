@@ -38,6 +38,8 @@ class GuidedStep {
   int64_t computed_tokens() const;
   /// Bytes of both branches' caches.
   int64_t cache_bytes() const;
+  /// Each branch's report ({"cond": ..., "uncond": ...}; BranchState::report()), or null if none.
+  nlohmann::json report() const;
   /// What each step did: "skip", or the action of each branch's call joined by '+' (conditional
   /// first; BranchState::actions() says the words).
   const std::vector<std::string>& step_actions() const { return step_actions_; }

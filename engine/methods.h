@@ -52,12 +52,20 @@ double number_param(const MethodParams& params, const std::string& key, double f
 /// The action word of a token-wise call at BUDGET ("tokens:0.35"; BranchState::actions()).
 std::string tokens_action(double budget);
 
+/// TeaCache's rescale polynomial (the retention variant's when RET) at a relative change X.
+double teacache_rescale(bool ret, double x);
+/// MagCache's ratio of STEP of STEPS from RATIOS calibrated at another step count (nearest).
+double magcache_ratio(const std::vector<double>& ratios, int64_t step, int64_t steps);
+
 /// ASTRAEA with a schedule in memory (what --budget, --schedule and the tuner make).
 std::shared_ptr<const Accelerator> make_astraea(const TokenBudgetSchedule& schedule);
 
 /// The methods of the table (engine/dense.cpp, engine/astraea.cpp, ...).
 MethodInfo dense_method();
 MethodInfo astraea_method();
+MethodInfo teacache_method();
+MethodInfo magcache_method();
+MethodInfo easycache_method();
 MethodInfo fbcache_method();
 MethodInfo pab_method();
 

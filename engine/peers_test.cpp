@@ -117,7 +117,13 @@ double action_share(const std::string& action, int64_t layers) {
 }
 
 TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
-  const std::vector<std::string> specs = {"dense", "astraea:budget=0.5", "fbcache:threshold=0.3", "pab"};
+  const std::vector<std::string> specs = {"dense",
+                                          "astraea:budget=0.5",
+                                          "teacache:threshold=1,coefficients=identity",
+                                          "magcache:threshold=0.3,K=3",
+                                          "easycache:threshold=2,warmup=0.25",
+                                          "fbcache:threshold=2",
+                                          "pab"};
   for (const auto& spec : specs) {
     GenerateOptions o;
     o.weights = "random";
@@ -127,6 +133,9 @@ TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
     o.width = 16;
     o.method = make_method(spec);
     const auto r = generate(o);
+    int64_t reduced = 0;
+    for (const auto& a : r.step_actions) reduced += a != "dense+dense";
+    if (spec != "dense") EXPECT_GT(reduced, 0) << spec << " computed every step densely";
     ASSERT_EQ(r.step_actions.size(), 8u) << spec;
     double share = 0;
     bool exact = true;

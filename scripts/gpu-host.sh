@@ -11,7 +11,7 @@
 #                  libgfortran5 libquadmath0 libglx0 libglvnd0)
 #   (the OpenCV modules give the GPU host optical flow, so VBench-proxy scores there too; not yet
 #   tried on the host)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel]
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel] [peers]
 #        (default: build test bench baseline profile generate; TRAIN_MINUTES sets the training time,
 #        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db;
 #        parallel runs on every GPU of the host, or NPROC of them, each layout of LAYOUTS (default
@@ -121,5 +121,24 @@ if want parallel; then
   fi
   $bench query "SELECT * FROM world_speedup" --db "$out/par.db" 2>&1 | tee "$out/world_speedup.txt"
   $bench query latency --db "$out/par.db" 2>&1 | tee -a "$out/world_speedup.txt"
+fi
+if want peers; then
+  # docs/peers.md: the cost of each kind of model call of the methods on Wan2.1-1.3B at 32760 tokens
+  # (the table that prices the tiny runs' step actions); every method on the GPU on the shipped tiny
+  # model; and a Wan run per method whose measured time checks the table's price of its actions.
+  bench=build-gpu/apps/astraea-bench
+  log "step costs of the methods' calls, Wan2.1-1.3B 81x480x832"
+  build-gpu/bench/astraea_peer_actions_bench --seconds "${PEER_SECONDS:-3}" --json "$out/step_costs.json" 2>&1 |
+    tee "$out/step_costs.txt"
+  mkdir -p "$out/peers"
+  for m in dense astraea:budget=0.5 teacache:threshold=0.08 magcache easycache fbcache:threshold=0.1 pab; do
+    $bench generate --model tiny --device cuda --method "$m" --out "$out/peers/tiny.safetensors" \
+      --result-json "$out/peers/tiny_${m//[:=,.]/_}.json" 2>&1 | grep -E "wrote|token-wise|error" | tee -a "$out/peers.txt"
+  done
+  for m in ${PEER_WAN_METHODS:-dense teacache:threshold=0.2,coefficients=identity pab astraea:budget=0.4}; do
+    $bench generate --model wan2.1-1.3b --weights random --frames 81 --height 480 --width 832 --steps "${PEER_STEPS:-8}" \
+      --device cuda --method "$m" --out "$out/peers/wan.safetensors" \
+      --result-json "$out/peers/wan_${m//[:=,.]/_}.json" 2>&1 | grep -E "wrote|token-wise|error" | tee -a "$out/peers.txt"
+  done
 fi
 log "done"
