@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   astraea::app::register_methods(app);
   astraea::app::register_train(app);
   astraea::app::register_profile(app);
+  astraea::app::register_step_costs(app);
   astraea::app::register_sweep(app);
   astraea::app::register_score(app);
   astraea::app::register_tune(app);

@@ -74,6 +74,8 @@ void register_tune(CLI::App& app);
 void register_export(CLI::App& app);
 /// Adds `methods` (the registered acceleration methods) to the app.
 void register_methods(CLI::App& app);
+/// Adds `step-costs` to the app.
+void register_step_costs(CLI::App& app);
 /// Adds `score` to the app.
 void register_score(CLI::App& app);
 /// Adds `sweep` to the app.

@@ -82,6 +82,10 @@ void register_report(CLI::App& app) {
   sub->add_option(
       "--method", f->options.method,
       "show only the sweep cells of this method (astraea-bench methods), beside their dense cells");
+  sub->add_option(
+      "--step-costs", f->options.step_costs,
+      "price each sweep cell's step actions with this table (astraea_peer_actions_bench --json) in "
+      "the methods chart");
   sub->add_option("--chart-js", f->chart_js, "Chart.js UMD build to inline (default: the checkout's node_modules)");
   on_run(sub, [f] { run(*f); });
 }

@@ -304,6 +304,7 @@ json gather(const db::Store& store, const ReportOptions& o) {
   json d;
   d["format"] = "astraea-report";
   d["version"] = 1;
+  d["peers"] = peers(store, o.step_costs, missing);
   d["summary"] = summary(store, o, missing);
   d["latency"] = latency(store, missing);
   d["study"] = study(store, o, missing);

@@ -22,6 +22,9 @@ struct ReportOptions {
   /// Sweep cells of this method only (its registered name: "astraea", "dense", ...), with the dense
   /// cells they are compared against; "": every method.
   std::string method;
+  /// A step-cost table (engine/step_costs.h) that prices each sweep cell's step actions for the
+  /// methods chart; "": measured speed only.
+  std::string step_costs;
 };
 
 /// Everything the report shows, from the store: deterministic for a given store content (no

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 namespace astraea::reports {
@@ -149,12 +150,69 @@ TEST_F(ReportTest, MethodCellsAreNamedAndMethodFiltersTheSummary) {
   EXPECT_EQ(methods("teacache"), (std::set<std::string>{"dense", R"(teacache {"threshold":0.1})"}));
 }
 
+// The methods chart: each method's cells as a point, measured speed against the dense cells, and
+// with a step-cost table the cells' step actions priced (hand-computed below).
+TEST_F(ReportTest, MethodsAreComparedAtMeasuredAndPricedSpeed) {
+  auto store = db::Store::open((dir_ / "p.db").string());
+  auto cell = [&](const std::string& key, const nlohmann::json& method,
+                  const std::vector<std::string>& actions, double seconds, double psnr) {
+    db::RunRecord r;
+    r.kind = "sweep-cell";
+    r.device = "cpu";
+    r.cell_key = key;
+    r.config_json = nlohmann::json{{"model", "tiny"}, {"frames", 8},      {"height", 32},
+                                   {"width", 48},     {"method", method}, {"step_actions", actions}}
+                        .dump();
+    r.measurements = {m("sample_s", seconds)};
+    if (psnr > 0) r.measurements.push_back(m("psnr", psnr));
+    store.add_run(r);
+  };
+  cell("d", {{"name", "dense"}, {"params", nlohmann::json::object()}},
+       {"dense+dense", "dense+dense", "dense+dense", "dense+dense"}, 8, 0);
+  cell("t1", {{"name", "teacache"}, {"params", {{"threshold", 0.1}}}},
+       {"dense+dense", "reuse@0+reuse@0", "dense+dense", "dense+dense"}, 6, 30);
+  cell("t2", {{"name", "teacache"}, {"params", {{"threshold", 0.3}}}},
+       {"dense+dense", "reuse@0+reuse@0", "reuse@0+reuse@0", "dense+dense"}, 4, 26);
+  cell("f1", {{"name", "fbcache"}, {"params", {{"threshold", 0.2}}}},
+       {"dense+dense", "reuse@1+reuse@1", "reuse@1+reuse@1", "dense+dense"}, 5, 28);
+  const auto costs = dir_ / "costs.json";
+  std::ofstream(costs) << nlohmann::json{{"tokens", 768},    {"layers", 6},
+                                         {"dense_ms", 10},   {"reuse_ms", 0},
+                                         {"stand_in_ms", 1}, {"first_block_ms", 2.5},
+                                         {"pab_self_ms", 8}, {"pab_cross_ms", 9},
+                                         {"pab_both_ms", 7}, {"tokens_ms", {{"0.5", 6}}}}
+                              .dump();
+  ReportOptions o;
+  o.step_costs = costs.string();
+  const auto data = gather(store, o);
+  ASSERT_EQ(data["peers"].size(), 1u);
+  const auto& g = data["peers"][0];
+  ASSERT_EQ(g["points"].size(), 3u);
+  std::map<std::string, nlohmann::json> by_label;
+  for (const auto& p : g["points"]) by_label[p["label"].get<std::string>()] = p;
+  const auto& t2 = by_label.at(R"(teacache {"threshold":0.3})");
+  EXPECT_DOUBLE_EQ(t2["speedup"].get<double>(), 8.0 / 4.0);
+  // Priced: dense 8 calls x 10 ms = 80; t2 = 4 dense + 4 stand-ins of 1 ms = 44.
+  EXPECT_DOUBLE_EQ(t2["priced_speedup"].get<double>(), 80.0 / 44.0);
+  // fbcache: 4 x 10 + 4 x 2.5 = 50.
+  EXPECT_DOUBLE_EQ(by_label.at(R"(fbcache {"threshold":0.2})")["priced_speedup"].get<double>(), 80.0 / 50.0);
+  // TeaCache at equal priced speed 1.5x: between (80/62 = 1.29, 30 dB) and (1.82, 26 dB).
+  for (const auto& row : g["equal_speed"]) {
+    if (row["method"] != "teacache") continue;
+    const double s0 = 80.0 / 62.0, s1 = 80.0 / 44.0;
+    EXPECT_NEAR(row["psnr"]["1.5x"].get<double>(), 30 + (1.5 - s0) / (s1 - s0) * (26 - 30), 1e-9);
+    EXPECT_TRUE(row["psnr"]["2.0x"].is_null()) << "beyond the curve";
+  }
+  o.step_costs = (dir_ / "none.json").string();
+  EXPECT_THROW(gather(store, o), std::invalid_argument) << "a missing table is named, not ignored";
+}
+
 TEST_F(ReportTest, AnEmptyStoreStillGivesAPageThatSaysWhatIsMissing) {
   const auto store = db::Store::open((dir_ / "empty.db").string());
   const auto data = gather(store, {});
   EXPECT_TRUE(data["summary"].empty());
   EXPECT_TRUE(data["study"].is_null());
-  ASSERT_EQ(data["missing"].size(), 4u);
+  ASSERT_EQ(data["missing"].size(), 5u);
   const auto html = render_html(data, {}, "window.Chart=function(){};");
   EXPECT_NE(html.find("id=\"astraea-data\""), std::string::npos);
   EXPECT_NE(html.find("No videos"), std::string::npos);

@@ -128,8 +128,8 @@ if want peers; then
   # model; and a Wan run per method whose measured time checks the table's price of its actions.
   bench=build-gpu/apps/astraea-bench
   log "step costs of the methods' calls, Wan2.1-1.3B 81x480x832"
-  build-gpu/bench/astraea_peer_actions_bench --seconds "${PEER_SECONDS:-3}" --json "$out/step_costs.json" 2>&1 |
-    tee "$out/step_costs.txt"
+  $bench step-costs --model wan2.1-1.3b --weights random --frames 81 --height 480 --width 832 --device cuda \
+    --max-seconds "${PEER_SECONDS:-3}" --out "$out/step_costs.json" 2>&1 | grep -v "\[#" | tee "$out/step_costs.txt"
   mkdir -p "$out/peers"
   for m in dense astraea:budget=0.5 teacache:threshold=0.08 magcache easycache fbcache:threshold=0.1 pab; do
     $bench generate --model tiny --device cuda --method "$m" --out "$out/peers/tiny.safetensors" \

@@ -86,6 +86,74 @@ function chart(id, cfg) {
   c.dataset.rendered = '1';
   window.__astraea.charts++
 }
+// Methods compared: the first group's curves (the first sweep's model, size and device).
+var colours = ['#d1242f', '#1f6feb', '#1a7f37', '#9a6700', '#8250df', '#bf3989', '#0969da', '#57606a'];
+if (D.peers && D.peers.length) {
+  var G = D.peers[0], priced = G.priced_on !== undefined;
+  var methods = [];
+  G.points.forEach(function(p) {
+    var m = p.tuned ? 'tuned schedule' : p.method;
+    if (methods.indexOf(m) < 0) methods.push(m)
+  });
+  var curves = function(field) {
+    return methods.map(function(m, i) {
+      var pts = G.points
+                    .filter(function(p) {
+                      return (p.tuned ? 'tuned schedule' : p.method) === m && p[field] !== null
+                    })
+                    .map(function(p) {
+                      return {
+                        x: priced && p.priced_speedup !== null ? p.priced_speedup : p.speedup, y: p[field]
+                      }
+                    })
+                    .sort(function(a, b) {
+                      return a.x - b.x
+                    });
+      var tuned = m === 'tuned schedule';
+      return {
+        label: m, data: pts, showLine: !tuned, borderColor: colours[i % colours.length],
+            backgroundColor: colours[i % colours.length], pointRadius: tuned ? 8 : 3,
+            pointStyle: tuned ? 'star' : 'circle'
+      }
+    })
+  };
+  var title = G.group + (priced ? ' (speed priced on ' + G.priced_on + ')' : ' (measured speed)');
+  [['peers_psnr', 'psnr', 'PSNR against dense (dB)'], ['peers_vbench', 'vbench', 'VBench-proxy total']]
+      .forEach(function(c) {
+        chart(c[0], {
+          type: 'scatter',
+          data: {datasets: curves(c[1])},
+          options: {
+            plugins: {title: {display: true, text: title}},
+            scales: {
+              x: {title: {display: true, text: 'speedup over dense'}},
+              y: {title: {display: true, text: c[2]}}
+            }
+          }
+        })
+      });
+  var t = el('table'), h = el('tr');
+  var speeds = ['1.5x', '2.0x', '2.5x', '3.0x'];
+  h.appendChild(el('th', {}, 'method'));
+  speeds.forEach(function(s) {
+    h.appendChild(el('th', {}, 'PSNR @' + s));
+    h.appendChild(el('th', {}, 'VBench @' + s))
+  });
+  t.appendChild(h);
+  G.equal_speed.forEach(function(r) {
+    var tr = el('tr');
+    tr.appendChild(el('td', {}, r.method));
+    speeds.forEach(function(s) {
+      tr.appendChild(el('td', {}, fmt(r.psnr[s], 2)));
+      tr.appendChild(el('td', {}, fmt(r.vbench[s], 4)))
+    });
+    t.appendChild(tr)
+  });
+  document.getElementById('peers_table').appendChild(t)
+} else {
+  none('peers_psnr', 'No sweep of several methods: run astraea-bench sweep --method dense --methods ...');
+  none('peers_vbench', 'No sweep of several methods.')
+}
 var S = D.study;
 if (S && S.trials.length) {
   var front = S.trials
