@@ -36,10 +36,10 @@ class FixedPolicy : public StackPolicy {
   int64_t from = -1;
   at::Tensor residual;
   bool self = false, cross = false;
-  std::vector<AttentionReuse> kept;
+  std::vector<BlockReuse> kept;
   at::Tensor before_block(const StackPoint& p) override { return p.block == from ? residual : at::Tensor(); }
   void after_stack(const at::Tensor&) override {}
-  AttentionReuse* attention(int64_t block) override {
+  BlockReuse* attention(int64_t block) override {
     if (!self && !cross) return nullptr;
     if (kept.size() <= static_cast<size_t>(block)) kept.resize(block + 1);
     auto& r = kept[block];

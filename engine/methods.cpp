@@ -8,10 +8,18 @@ namespace astraea::engine {
 
 const std::vector<MethodInfo>& methods() {
   // The registration table: a new method is one file and one line here.
+  // clang-format off
   static const std::vector<MethodInfo> table = {
-      dense_method(),     astraea_method(), teacache_method(), magcache_method(),
-      easycache_method(), fbcache_method(), pab_method(),
+      dense_method(),
+      astraea_method(),
+      teacache_method(),
+      magcache_method(),
+      easycache_method(),
+      fbcache_method(),
+      pab_method(),
+      toca_method(),
   };
+  // clang-format on
   return table;
 }
 

@@ -2,6 +2,8 @@
 // engine/methods.cpp's table; callers reach it by name, as `--method NAME[:KEY=VALUE,...]`.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -57,6 +59,10 @@ double teacache_rescale(bool ret, double x);
 /// MagCache's ratio of STEP of STEPS from RATIOS calibrated at another step count (nearest).
 double magcache_ratio(const std::vector<double>& ratios, int64_t step, int64_t steps);
 
+/// ToCa's score of each token: (1 + ENTROPY) normalised over the tokens, plus W_STALE x STALE (calls
+/// since the token was computed) / INTERVAL. The top share is computed.
+at::Tensor toca_score(const at::Tensor& entropy, const at::Tensor& stale, int64_t interval, double w_stale);
+
 /// ASTRAEA with a schedule in memory (what --budget, --schedule and the tuner make).
 std::shared_ptr<const Accelerator> make_astraea(const TokenBudgetSchedule& schedule);
 
@@ -68,5 +74,6 @@ MethodInfo magcache_method();
 MethodInfo easycache_method();
 MethodInfo fbcache_method();
 MethodInfo pab_method();
+MethodInfo toca_method();
 
 }  // namespace astraea::engine

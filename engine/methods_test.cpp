@@ -24,7 +24,7 @@ TEST(Methods, TheRegistryNamesEveryMethodWithItsKnobs) {
     EXPECT_FALSE(m.summary.empty()) << m.name;
   }
   EXPECT_EQ(names, (std::vector<std::string>{"dense", "astraea", "teacache", "magcache", "easycache",
-                                             "fbcache", "pab"}));
+                                             "fbcache", "pab", "toca"}));
   EXPECT_EQ(make_method("dense")->name(), "dense");
   const auto a = make_method("astraea:budget=0.5,dense_steps=3,tile=4");
   EXPECT_EQ(a->name(), "astraea");
@@ -45,7 +45,7 @@ TEST(Methods, BadSpecsAreNamed) {
   };
   EXPECT_EQ(message("nosuch"),
             "method 'nosuch' is not registered (known: dense, astraea, teacache, magcache, easycache, "
-            "fbcache, pab)");
+            "fbcache, pab, toca)");
   EXPECT_NE(message("astraea:budgit=0.5").find("has no parameter 'budgit'"), std::string::npos);
   EXPECT_NE(message("astraea:budget").find("'budget' is not KEY=VALUE"), std::string::npos);
   EXPECT_NE(message("astraea:budget=2").find("budget=2 is not a number in [0, 1]"), std::string::npos);

@@ -28,7 +28,7 @@ class PabBranch : public BranchState, public StackPolicy {
   PabBranch(Broadcast self, Broadcast cross) : self_(self), cross_(cross) {}
   at::Tensor before_block(const StackPoint&) override { return {}; }
   void after_stack(const at::Tensor&) override {}
-  AttentionReuse* attention(int64_t block) override {
+  BlockReuse* attention(int64_t block) override {
     if (blocks_.size() <= static_cast<size_t>(block)) blocks_.resize(block + 1);
     auto& r = blocks_[block];
     r.self = reuse_self_ && r.self_out.defined();
@@ -67,7 +67,7 @@ class PabBranch : public BranchState, public StackPolicy {
   Broadcast self_, cross_;
   bool reuse_self_ = false, reuse_cross_ = false;
   int64_t count_ = 0, self_reused_ = 0, cross_reused_ = 0;
-  std::vector<AttentionReuse> blocks_;
+  std::vector<BlockReuse> blocks_;
 };
 
 class Pab : public Accelerator {

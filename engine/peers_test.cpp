@@ -95,6 +95,7 @@ TEST(PeerMethods, ReusingWhatWouldBeComputedGivesTheDenseOutput) {
                      "pab:6,6");
   expect_exact_reuse("pab:self_range=2,cross_range=1,self_lo=0,self_hi=1000", "pab:6,0");
   expect_exact_reuse("pab:self_range=1,cross_range=3,cross_lo=0,cross_hi=1000", "pab:0,6");
+  expect_exact_reuse("toca:ratio=0.5,interval=10,warmup=1", "toca:0.5");
 }
 
 TEST(Pab, BroadcastsOnlyInsideItsWindowAndEveryRangeCalls) {
@@ -123,7 +124,8 @@ TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
                                           "magcache:threshold=0.3,K=3",
                                           "easycache:threshold=2,warmup=0.25",
                                           "fbcache:threshold=2",
-                                          "pab"};
+                                          "pab",
+                                          "toca:ratio=0.25"};
   for (const auto& spec : specs) {
     GenerateOptions o;
     o.weights = "random";
@@ -146,12 +148,32 @@ TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
       for (const auto& a : {step.substr(0, plus), step.substr(plus + 1)}) {
         const double s = action_share(a, r.config.layers);
         exact = exact && s >= 0;
-        share += s >= 0 ? s : std::stod(a.substr(7));
+        share += s >= 0 ? s : std::stod(a.substr(a.find(':') + 1));  // tokens:B, toca:R
       }
     }
     share /= 16.0;
     EXPECT_NEAR(r.token_share, share, exact ? 1e-9 : 0.05) << spec;
   }
+}
+
+TEST(ToCa, ScoresByNormalisedEntropyPlusStaleness) {
+  // Entropies 0, 1, 3 -> 1 + H = 1, 2, 4, norm sqrt(21); stale 0, 9, 0 over interval 3, weight 0.25.
+  const auto s = toca_score(at::tensor({0.0, 1.0, 3.0}), at::tensor({0.0, 9.0, 0.0}), 3, 0.25);
+  const double n = std::sqrt(21.0);
+  EXPECT_NEAR(s[0].item<double>(), 1 / n, 1e-6);
+  EXPECT_NEAR(s[1].item<double>(), 2 / n + 0.75, 1e-6);
+  EXPECT_NEAR(s[2].item<double>(), 4 / n, 1e-6);
+  EXPECT_GT(s[1].item<double>(), s[2].item<double>()) << "a stale token overtakes a higher entropy";
+}
+
+TEST(ToCa, AFullCallEveryIntervalCallsAndTheRatioBetween) {
+  TinyModelFixture f;
+  GuidedStep step(f.model, make_method("toca:ratio=0.25,interval=3,warmup=2"), 1.0);
+  for (int64_t i = 0; i < 7; ++i) step(f.x * (1.0 - 0.05 * i), {i, 7, 900.0 - 100 * i}, f.ctx, f.ctx);
+  // Steps 0, 1 warm up; then a full call every third call.
+  EXPECT_EQ(step.step_actions(), (std::vector<std::string>{"dense", "dense", "toca:0.25", "toca:0.25",
+                                                           "dense", "toca:0.25", "toca:0.25"}));
+  EXPECT_EQ(step.computed_tokens(), f.c.layers * (3 * 64 + 4 * 16));
 }
 
 TEST(StepCosts, PricesEveryActionFromTheMeasuredPoints) {

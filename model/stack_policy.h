@@ -21,11 +21,19 @@ struct StackPoint {
   std::function<at::Tensor()> modulated;
 };
 
-/// What one block's attention broadcast does at a call (PAB): reuse a cached output, or compute it
-/// and keep it.
-struct AttentionReuse {
+/// What one block reuses at a call. PAB: a kept attention output instead of computing it (and
+/// computing it keeps it). ToCa (`tokenwise`): the block also keeps its feed-forward output and
+/// each token's cross-attention entropy; with `fresh` given, cross-attention and the feed-forward
+/// run on those tokens only, the others keep their outputs.
+struct BlockReuse {
   bool self = false, cross = false;  ///< reuse the kept self- / cross-attention output
   at::Tensor self_out, cross_out;    ///< [1, N, D]: the outputs of the block's last computation
+  bool tokenwise = false;            ///< keep ffn_out and entropy too (ToCa)
+  at::Tensor fresh;                  ///< [k] long, ascending: the tokens to compute (undefined: all)
+  at::Tensor ffn_out;                ///< [1, N, D]: the feed-forward output at each token's last computation
+  /// [N] float32: the entropy of each token's cross-attention over the text (mean map over heads)
+  /// at its last computation
+  at::Tensor entropy;
 };
 
 class StackPolicy {
@@ -37,7 +45,7 @@ class StackPolicy {
   /// After the last block, when every block ran: the stack's output [1, N, D] float32.
   virtual void after_stack(const at::Tensor& x) = 0;
   /// Block I's attention broadcast, or null to compute both of its attentions.
-  virtual AttentionReuse* attention(int64_t block) {
+  virtual BlockReuse* attention(int64_t block) {
     (void)block;
     return nullptr;
   }

@@ -173,7 +173,7 @@ at::Tensor WanDiT::run_head(at::Tensor& x, const Embedded& in) const {
 
 void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                          const RopeGrid& rope, BlockTokenCache* record, bool record_kv,
-                         const SequenceSplit* split, AttentionReuse* reuse) const {
+                         const SequenceSplit* split, BlockReuse* reuse) const {
   const int64_t bsz = x.size(0), d = config_.dim, heads = config_.heads, hd = config_.head_dim();
   const double eps = config_.eps;
   auto heads_view = [&](const at::Tensor& t) { return t.view({bsz, t.size(1), heads, hd}); };
@@ -222,7 +222,7 @@ void WanDiT::dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, co
 
 at::Tensor WanDiT::cross_attention_ffn(const Block& b, at::Tensor& stream, const at::Tensor& xc,
                                        const at::Tensor& context, const at::Tensor& shift,
-                                       const at::Tensor& scale, OpSequence& op, AttentionReuse* reuse) const {
+                                       const at::Tensor& scale, OpSequence& op, BlockReuse* reuse) const {
   const int64_t d = config_.dim, heads = config_.heads;
   const double eps = config_.eps;
   auto split_heads = [&](const at::Tensor& t) {  // [..., D] -> [..., heads, head_dim]
@@ -231,26 +231,61 @@ at::Tensor WanDiT::cross_attention_ffn(const Block& b, at::Tensor& stream, const
     sizes.push_back(config_.head_dim());
     return t.view(sizes);
   };
-  at::Tensor cy;
-  if (reuse && reuse->cross) {
-    TORCH_CHECK(reuse->cross_out.defined(), "block attention reuse: no kept cross-attention output");
-    cy = reuse->cross_out;  // broadcast from the block's last computation (PAB)
-  } else {
+  const bool tokenwise = reuse && reuse->tokenwise, some = tokenwise && reuse->fresh.defined();
+  const auto& fresh = some ? reuse->fresh : at::Tensor();
+  // The cross-attention of the rows X of the residual stream (ToCa: also their entropy).
+  auto cross = [&](const at::Tensor& x) {
     op.next(Op::kProjections);
-    auto cq = rms_norm_rope(at::linear(xc, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
+    auto cq = rms_norm_rope(at::linear(x, mat(b.cq_w), mat(b.cq_b)), b.cnorm_q, nullptr, heads, eps);
     auto ckv = at::linear(context, mat(b.ckv_w), mat(b.ckv_b));
     auto ck = rms_norm_rope(ckv.narrow(-1, 0, d), b.cnorm_k, nullptr, heads, eps);
     auto cv = ckv.narrow(-1, d, d);
     op.next(Op::kAttention);
     auto cattn = attention(split_heads(cq), split_heads(ck), split_heads(cv), false).out;
+    if (tokenwise) {  // ToCa's score: the entropy of the token's attention map over the text, mean over heads
+      const double scale_qk = 1.0 / std::sqrt(static_cast<double>(config_.head_dim()));
+      auto p = at::einsum("bnhd,blhd->bhnl", {split_heads(cq).to(at::kFloat), split_heads(ck).to(at::kFloat)})
+                   .mul_(scale_qk)
+                   .softmax(-1)
+                   .mean(1)[0];  // [n, L]
+      auto entropy = -(p * (p + 1e-7).log()).sum(-1);
+      if (some) {
+        reuse->entropy.index_copy_(0, fresh, entropy);
+      } else {
+        reuse->entropy = entropy;
+      }
+    }
     op.next(Op::kProjections);
-    cy = at::linear(cattn, mat(b.co_w), mat(b.co_b));
+    return at::linear(cattn, mat(b.co_w), mat(b.co_b));
+  };
+  auto ffn = [&](const at::Tensor& x) {
+    op.next(Op::kFeedForward);
+    return at::linear(compat::linear_gelu_tanh(x, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w),
+                      mat(b.ffn2_b));
+  };
+  at::Tensor cy;
+  if (reuse && reuse->cross) {
+    TORCH_CHECK(reuse->cross_out.defined(), "block attention reuse: no kept cross-attention output");
+    cy = reuse->cross_out;  // broadcast from the block's last computation (PAB)
+  } else if (some) {
+    TORCH_CHECK(reuse->cross_out.defined() && reuse->ffn_out.defined(),
+                "ToCa: no kept outputs for the other tokens");
+    reuse->cross_out.index_copy_(1, fresh,
+                                 cross(xc.index_select(1, fresh)).to(reuse->cross_out.scalar_type()));
+    cy = reuse->cross_out;
+  } else {
+    cy = cross(xc);
     if (reuse) reuse->cross_out = cy;
   }
   op.next(Op::kNorm);
   auto xf = residual_layer_norm(stream, cy, {}, scale + 1.0, shift, dtype_, eps);
-  op.next(Op::kFeedForward);
-  return at::linear(compat::linear_gelu_tanh(xf, mat(b.ffn1_w), mat(b.ffn1_b)), mat(b.ffn2_w), mat(b.ffn2_b));
+  if (some) {  // the feed-forward of the fresh tokens; the others keep theirs
+    reuse->ffn_out.index_copy_(1, fresh, ffn(xf.index_select(1, fresh)).to(reuse->ffn_out.scalar_type()));
+    return reuse->ffn_out;
+  }
+  auto f = ffn(xf);
+  if (tokenwise) reuse->ffn_out = f;
+  return f;
 }
 
 at::Tensor WanDiT::forward_batch(const at::Tensor& latents, const at::Tensor& timesteps,

@@ -72,7 +72,7 @@ class WanDiT final : public Denoiser {
   // over every rank's (dit_parallel.cpp).
   void dense_block(const Block& b, at::Tensor& x, const at::Tensor& e0, const at::Tensor& contexts,
                    const RopeGrid& rope, BlockTokenCache* record, bool record_kv = false,
-                   const SequenceSplit* split = nullptr, AttentionReuse* reuse = nullptr) const;
+                   const SequenceSplit* split = nullptr, BlockReuse* reuse = nullptr) const;
   // One block on the selected tokens of one sequence, from its input `in` [N, D] (the previous block's
   // cache, in the cache dtype) into `cache.out`, where the rest keep their cached outputs. With
   // `split`, `in` is this rank's shard, and its selected queries attend to every rank's tokens.
@@ -93,7 +93,7 @@ class WanDiT final : public Denoiser {
   // With REUSE (PAB), the cross-attention output is its kept one, or is kept there.
   at::Tensor cross_attention_ffn(const Block& b, at::Tensor& stream, const at::Tensor& xc,
                                  const at::Tensor& context, const at::Tensor& shift, const at::Tensor& scale,
-                                 OpSequence& op, AttentionReuse* reuse = nullptr) const;
+                                 OpSequence& op, BlockReuse* reuse = nullptr) const;
   ModelConfig config_;
   at::ScalarType dtype_;
   Weights embed_;    // patch, text, time and head parameters, by Wan key
