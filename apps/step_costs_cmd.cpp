@@ -7,6 +7,8 @@
 // runs with (docs/peers.md).
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -36,22 +38,25 @@ class FixedPolicy : public StackPolicy {
   int64_t from = -1;
   at::Tensor residual;
   bool self = false, cross = false;
+  int64_t fresh = 0;  // > 0: ToCa's partial call on this many tokens (the first ones)
   std::vector<BlockReuse> kept;
   at::Tensor before_block(const StackPoint& p) override { return p.block == from ? residual : at::Tensor(); }
   void after_stack(const at::Tensor&) override {}
   BlockReuse* attention(int64_t block) override {
-    if (!self && !cross) return nullptr;
+    if (!self && !cross && fresh == 0) return nullptr;
     if (kept.size() <= static_cast<size_t>(block)) kept.resize(block + 1);
     auto& r = kept[block];
     r.self = self && r.self_out.defined();
     r.cross = cross && r.cross_out.defined();
+    r.tokenwise = fresh > 0;
+    if (fresh > 0 && r.ffn_out.defined()) r.fresh = at::arange(fresh, r.ffn_out.options().dtype(at::kLong));
     return &r;
   }
 };
 
 struct Flags {
   GenerateOptions o;
-  std::string budgets = "0.1,0.2,0.3,0.5,0.7", out;
+  std::string budgets = "0.1,0.2,0.3,0.5,0.7", toca_ratios = "0.1,0.3", out;
   double max_seconds = 5;
 };
 
@@ -95,6 +100,16 @@ void run(const Flags& f) {
                       : "pab_cross",
         [&dit, &x, &ctx, t, p] { dit.forward_with_policy(x, t, ctx, *p); });
   }
+  for (double r : parse_number_list("--toca-ratios", f.toca_ratios, 0.0, 1.0)) {
+    if (r <= 0 || r >= 1) continue;
+    auto p = std::make_shared<FixedPolicy>();
+    p->self = true;
+    p->fresh = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(r * static_cast<double>(shape.tokens()))));
+    dit.forward_with_policy(x, t, ctx, *p);  // a full call keeps every block's outputs
+    char name[32];
+    std::snprintf(name, sizeof name, "toca:%.4g", r);
+    add(name, [&dit, &x, &ctx, t, p] { dit.forward_with_policy(x, t, ctx, *p); });
+  }
   for (double b : budgets) {
     if (b <= 0 || b >= 1) continue;  // 0 costs nothing, 1 is dense
     auto s = std::make_shared<TokenEngineState>();
@@ -136,6 +151,7 @@ void run(const Flags& f) {
                                          : nullptr;
     if (field) *field = ms;
     if (n.rfind("tokens:", 0) == 0) table.tokens_ms[std::stod(n.substr(7))] = ms;
+    if (n.rfind("toca:", 0) == 0) table.toca_ms[std::stod(n.substr(5))] = ms;
   }
   auto j = table.to_json();
   j["detail"] = detail;
@@ -161,6 +177,8 @@ void register_step_costs(CLI::App& app) {
   add_device_flag(sub, f->o.device);
   sub->add_option("--dtype", f->o.dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");
   sub->add_option("--budgets", f->budgets, "token budgets to time, comma-separated")->default_val(f->budgets);
+  sub->add_option("--toca-ratios", f->toca_ratios, "ToCa ratios to time, comma-separated")
+      ->default_val(f->toca_ratios);
   sub->add_option("--max-seconds", f->max_seconds, "time limit per kind of call")
       ->default_val(f->max_seconds);
   sub->add_option("--out", f->out, "the table, .json")->required();

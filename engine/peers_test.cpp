@@ -177,11 +177,17 @@ TEST(ToCa, AFullCallEveryIntervalCallsAndTheRatioBetween) {
 }
 
 TEST(StepCosts, PricesEveryActionFromTheMeasuredPoints) {
-  const nlohmann::json j = {{"tokens", 100},     {"layers", 11},
-                            {"dense_ms", 100},   {"reuse_ms", 0},
-                            {"stand_in_ms", 2},  {"first_block_ms", 11},
-                            {"pab_self_ms", 70}, {"pab_cross_ms", 90},
-                            {"pab_both_ms", 62}, {"tokens_ms", {{"0.2", 30}, {"0.6", 70}}}};
+  const nlohmann::json j = {{"tokens", 100},
+                            {"layers", 11},
+                            {"dense_ms", 100},
+                            {"reuse_ms", 0},
+                            {"stand_in_ms", 2},
+                            {"first_block_ms", 11},
+                            {"pab_self_ms", 70},
+                            {"pab_cross_ms", 90},
+                            {"pab_both_ms", 62},
+                            {"tokens_ms", {{"0.2", 30}, {"0.6", 70}}},
+                            {"toca_ms", {{"0.1", 40}, {"0.3", 50}}}};
   const auto c = StepCosts::from_json(j, "costs.json");
   EXPECT_DOUBLE_EQ(c.call_ms("dense"), 100);
   EXPECT_DOUBLE_EQ(c.call_ms("reuse"), 0);
@@ -196,6 +202,8 @@ TEST(StepCosts, PricesEveryActionFromTheMeasuredPoints) {
   EXPECT_DOUBLE_EQ(c.call_ms("tokens:0.8"), 85);  // between 0.6 and dense
   EXPECT_DOUBLE_EQ(c.call_ms("tokens:0.1"), 15);  // below the lowest: proportional
   EXPECT_DOUBLE_EQ(c.run_ms({"dense+dense", "skip", "reuse@1+reuse", "tokens:0.2+tokens:0.6"}), 311);
+  EXPECT_DOUBLE_EQ(c.call_ms("toca:0.2"), 45);
+  EXPECT_DOUBLE_EQ(c.call_ms("toca:0.5"), 60);  // past the last: the same line
   EXPECT_THROW(c.call_ms("tokens:1.5"), std::invalid_argument);
   EXPECT_THROW(c.call_ms("reuse@12"), std::invalid_argument);
   EXPECT_THROW(c.call_ms("jump"), std::invalid_argument);

@@ -60,12 +60,29 @@ StepCosts StepCosts::from_json(const nlohmann::json& j, const std::string& file)
     c.tokens_ms[b] = ms.get<double>();
   }
   c.tokens_ms.emplace(1.0, c.dense_ms);
+  const auto toca = j.value("toca_ms", nlohmann::json::object());  // kept: items() refers into it
+  if (!toca.is_object())
+    throw std::invalid_argument(file + ": field 'toca_ms' is not an object (ratio -> ms)");
+  for (const auto& [ratio, ms] : toca.items()) {
+    double r = -1;
+    try {
+      r = std::stod(ratio);
+    } catch (const std::exception&) {
+    }
+    if (!(r > 0 && r <= 1) || !ms.is_number() || !(ms.get<double>() > 0)) {
+      throw std::invalid_argument(file + ": field 'toca_ms' entry '" + ratio +
+                                  "' is not a ratio in (0, 1] with a positive time");
+    }
+    c.toca_ms[r] = ms.get<double>();
+  }
   return c;
 }
 
 nlohmann::json StepCosts::to_json() const {
   nlohmann::json t = nlohmann::json::object();
   for (const auto& [b, ms] : tokens_ms) t[std::to_string(b)] = ms;
+  nlohmann::json toca = nlohmann::json::object();
+  for (const auto& [r, ms] : toca_ms) toca[std::to_string(r)] = ms;
   return {{"model", model},
           {"device", device},
           {"tokens", tokens},
@@ -77,7 +94,8 @@ nlohmann::json StepCosts::to_json() const {
           {"pab_self_ms", pab_self_ms},
           {"pab_cross_ms", pab_cross_ms},
           {"pab_both_ms", pab_both_ms},
-          {"tokens_ms", t}};
+          {"tokens_ms", t},
+          {"toca_ms", toca}};
 }
 
 double StepCosts::call_ms(const std::string& a) const {
@@ -120,6 +138,17 @@ double StepCosts::call_ms(const std::string& a) const {
     if (hi == tokens_ms.begin()) return hi->second * b / hi->first;  // below the lowest: proportional
     auto lo = std::prev(hi);
     return lo->second + (b - lo->first) / (hi->first - lo->first) * (hi->second - lo->second);
+  }
+  if (a.rfind("toca:", 0) == 0 && !toca_ms.empty()) {
+    const double r = number(a.substr(5));
+    if (toca_ms.size() == 1 || toca_ms.count(r))
+      return toca_ms.count(r) ? toca_ms.at(r) : toca_ms.begin()->second;
+    // The two measured ratios nearest R (the segment it lies on, or the end one past it).
+    auto hi = toca_ms.lower_bound(r);
+    if (hi == toca_ms.begin()) ++hi;
+    if (hi == toca_ms.end()) --hi;
+    const auto lo = std::prev(hi);
+    return lo->second + (r - lo->first) / (hi->first - lo->first) * (hi->second - lo->second);
   }
   throw std::invalid_argument("step action '" + a + "' cannot be priced");
 }

@@ -22,6 +22,7 @@ struct StepCosts {
   double first_block_ms = 0;  ///< "reuse@1": the first block, then a kept residual
   double pab_self_ms = 0, pab_cross_ms = 0, pab_both_ms = 0;  ///< every block reusing that attention
   std::map<double, double> tokens_ms;                         ///< the token-wise call at each measured budget
+  std::map<double, double> toca_ms;  ///< ToCa's partial call at each measured ratio (optional)
 
   /// The table in FILE (as peer_actions_bench writes it); std::invalid_argument naming the file
   /// and field that is missing or not a positive time.
@@ -31,7 +32,8 @@ struct StepCosts {
 
   /// One call's cost: "dense", "reuse", "reuse@K" (K blocks between the stand-in and dense,
   /// linear in K through the two measured points), "pab:S,C" (linear in S and C between the
-  /// measured all-block broadcasts), "tokens:B" (linear between the two measured budgets around B).
+  /// measured all-block broadcasts), "tokens:B" (linear between the two measured budgets around B),
+  /// "toca:R" (linear through the measured ratios, extended past them).
   /// std::invalid_argument for a word it cannot price.
   double call_ms(const std::string& action) const;
   /// A run's cost: each step's calls ("skip" costs nothing, "a+b" both).
