@@ -13,6 +13,7 @@
 #include "apps/tune_output.h"
 #include "engine/generate.h"
 #include "engine/methods.h"
+#include "engine/step_costs.h"
 #include "profiler/timing.h"
 #include "shapes/shapes_world.h"
 #include "tuner/tune.h"
@@ -28,6 +29,7 @@ struct TuneFlags {
   int validation_count = 4, measure_repeats = 2, population = 8, generations = 5;
   int64_t frames = 0, height = 0, width = 0, steps = 0, dense_steps = 2;
   double target_speedup = 0, target_latency_ms = 0, target_compute = 0, grid = 0.1, min_budget = 0;
+  std::string genome = "budgets", step_costs;
   uint64_t seed = 0;
 };
 
@@ -81,6 +83,20 @@ tuner::TuneRequest request_of(const TuneFlags& f) {
   const auto shape = video_shape(preset, f.frames ? f.frames : preset.default_frames,
                                  f.height ? f.height : preset.default_height, f.width ? f.width : preset.default_width);
   r.space = {f.steps ? f.steps : preset.default_steps, f.dense_steps, f.grid, f.min_budget};
+  if (f.genome == "mixed") {
+    if (f.step_costs.empty())
+      throw UsageError(
+          "--genome mixed needs --step-costs FILE (astraea-bench step-costs): what a reusing step costs");
+    try {
+      const auto costs = engine::StepCosts::read(f.step_costs);
+      r.reuse_share = costs.stand_in_ms / costs.dense_ms;
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--step-costs " + std::string(e.what()));
+    }
+    r.space.step_cache = true;
+  } else if (f.genome != "budgets") {
+    throw UsageError("--genome '" + f.genome + "' is not budgets or mixed");
+  }
   r.space.validate();
   r.videos = {preset.name, f.weights,     shape.frames, shape.height,
               shape.width, r.space.steps, {},           split_list(f.devices)};
@@ -173,6 +189,14 @@ void register_tune(CLI::App& app) {
   sub->add_option("--target-speedup", f->target_speedup, "predicted speedup over dense to meet");
   sub->add_option("--target-latency-ms", f->target_latency_ms, "predicted latency to meet, ms");
   sub->add_option("--target-compute", f->target_compute, "share of dense compute (mean budget) to meet");
+  sub->add_option(
+         "--genome", f->genome,
+         "budgets (a token budget per step) or mixed (each step also may reuse the block stack's last "
+         "residual, a step-cache decision)")
+      ->default_val("budgets");
+  sub->add_option(
+      "--step-costs", f->step_costs,
+      "with --genome mixed: the step-cost table (astraea-bench step-costs) that prices a reusing step");
   sub->add_option("--algorithm", f->algorithm, "ea (the paper's) or nsga2")->default_val("ea");
   sub->add_option("--method", f->method, "the method whose per-step schedule is searched")
       ->default_val("astraea");

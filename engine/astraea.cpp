@@ -64,6 +64,7 @@ class Astraea : public Accelerator {
     auto& state = static_cast<TokenBranch&>(branch).state;
     const int64_t before = state.computed_tokens, total_before = state.total_tokens;
     const double budget = budget_at(call);
+    if (budget == kReuseBudget) return reuse(model, latents, call, context, state, branch);
     auto out = model.forward_tokenwise(latents, call.timestep, context, budget, selection_, state);
     // A first call (no caches yet) computes every token whatever its budget.
     const bool dense = state.computed_tokens - before == state.total_tokens - total_before;
@@ -72,6 +73,23 @@ class Astraea : public Accelerator {
   }
 
  private:
+  // A step-cache decision: the last residual of the block stack stands in for the blocks.
+  static at::Tensor reuse(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
+                          const at::Tensor& context, TokenEngineState& state, BranchState& branch) {
+    if (!model.has_stack_policy() || !state.stack_residual.defined()) {
+      throw std::invalid_argument("a \"reuse\" step needs one process and an earlier computed step (" +
+                                  model.config().family + ")");
+    }
+    struct StandIn : StackPolicy {
+      at::Tensor residual;
+      at::Tensor before_block(const StackPoint&) override { return residual; }
+      void after_stack(const at::Tensor&) override {}
+    } stand_in;
+    stand_in.residual = state.stack_residual;
+    state.last_output = model.forward_with_policy(latents, call.timestep, context, stand_in);
+    branch.act("reuse@0");
+    return state.last_output;
+  }
   double budget_at(const CallInfo& call) const {
     if (schedule_) return schedule_->budgets.at(static_cast<size_t>(call.step));
     return call.step < dense_steps_ ? 1.0 : budget_;

@@ -10,6 +10,7 @@
 #include "engine/generate.h"
 #include "engine/guided_step.h"
 #include "engine/methods.h"
+#include "engine/schedule.h"
 #include "engine/step_cache.h"
 #include "engine/step_costs.h"
 #include "engine/tiny_model_fixture.h"
@@ -96,6 +97,24 @@ TEST(PeerMethods, ReusingWhatWouldBeComputedGivesTheDenseOutput) {
   expect_exact_reuse("pab:self_range=2,cross_range=1,self_lo=0,self_hi=1000", "pab:6,0");
   expect_exact_reuse("pab:self_range=1,cross_range=3,cross_lo=0,cross_hi=1000", "pab:0,6");
   expect_exact_reuse("toca:ratio=0.5,interval=10,warmup=1", "toca:0.5");
+}
+
+// ASTRAEA's mixed schedule: a reusing step stands in for the blocks with the last residual, so on
+// an unchanged input it gives the dense output, and it runs no block.
+TEST(PeerMethods, AReusingStepOfAScheduleStandsInWithTheLastResidual) {
+  TinyModelFixture f;
+  TokenBudgetSchedule s;
+  s.model = "tiny";
+  s.budgets = {1, kReuseBudget, kReuseBudget};
+  GuidedStep step(f.model, make_astraea(s), 1.0);
+  const auto dense = f.model.forward(f.x, 500.0, f.ctx);
+  step(f.x, {0, 3, 500.0}, f.ctx, f.ctx);
+  const int64_t after_first = step.computed_tokens();
+  EXPECT_TRUE(at::allclose(step(f.x, {1, 3, 500.0}, f.ctx, f.ctx), dense, 1e-4, 1e-4));
+  const auto other = step(f.x * 0.5, {2, 3, 400.0}, f.ctx, f.ctx);
+  EXPECT_FALSE(at::allclose(other, f.model.forward(f.x * 0.5, 400.0, f.ctx), 1e-3, 1e-3));
+  EXPECT_EQ(step.computed_tokens(), after_first) << "no block ran";
+  EXPECT_EQ(step.step_actions(), (std::vector<std::string>{"dense", "reuse@0", "reuse@0"}));
 }
 
 TEST(Pab, BroadcastsOnlyInsideItsWindowAndEveryRangeCalls) {

@@ -36,9 +36,10 @@ void only_fields(const json& j, const std::vector<std::string>& known, const std
 }  // namespace
 
 double TokenBudgetSchedule::compute_share() const {
-  return budgets.empty()
-             ? 0.0
-             : std::accumulate(budgets.begin(), budgets.end(), 0.0) / static_cast<double>(budgets.size());
+  return budgets.empty() ? 0.0
+                         : std::accumulate(budgets.begin(), budgets.end(), 0.0, [](double sum, double b) {
+                             return sum + std::max(b, 0.0);
+                           }) / static_cast<double>(budgets.size());
 }
 
 TokenBudgetSchedule uniform_schedule(const std::string& model, int64_t steps, double budget,
@@ -64,12 +65,15 @@ void validate_schedule(const TokenBudgetSchedule& s, const std::string& where, c
   if (s.budgets.empty()) fail(where, "'budgets' is empty");
   for (size_t i = 0; i < s.budgets.size(); ++i) {
     const double b = s.budgets[i];
-    if (!(b >= 0.0 && b <= 1.0)) {  // also rejects NaN
-      fail(where, "budgets[" + std::to_string(i) + "] = " + std::to_string(b) + " is not in [0, 1]");
+    if (!(b >= 0.0 && b <= 1.0) && b != kReuseBudget) {  // also rejects NaN
+      fail(where,
+           "budgets[" + std::to_string(i) + "] = " + std::to_string(b) + " is not in [0, 1] or \"reuse\"");
     }
   }
   if (s.budgets.front() == 0.0)
     fail(where, "budgets[0] is 0, but the first step has no earlier output to reuse");
+  if (s.budgets.front() == kReuseBudget)
+    fail(where, "budgets[0] is \"reuse\", but the first step has no earlier residual to reuse");
   if (!model.empty() && s.model != model) {
     fail(where, "schedule is for model '" + s.model + "', not '" + model + "'");
   }
@@ -120,7 +124,12 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
   for (size_t i = 0; i < j["budgets"].size(); ++i) {
     const auto& b = j["budgets"][i];
     // JSON has no NaN: a writer that emitted one produced null, which is caught here.
-    if (!b.is_number()) fail(path, "budgets[" + std::to_string(i) + "] = " + b.dump() + " is not a number");
+    if (b == "reuse") {
+      s.budgets.push_back(kReuseBudget);
+      continue;
+    }
+    if (!b.is_number())
+      fail(path, "budgets[" + std::to_string(i) + "] = " + b.dump() + " is not a number or \"reuse\"");
     s.budgets.push_back(b.get<double>());
   }
   if (!j.contains("steps") || !j["steps"].is_number_integer()) fail(path, "'steps' must be an integer");
@@ -161,12 +170,14 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
 }
 
 std::string schedule_json(const TokenBudgetSchedule& s) {
+  json budgets = json::array();
+  for (double b : s.budgets) budgets.push_back(b == kReuseBudget ? json("reuse") : json(b));
   json j{{"format", kFormat},
          {"version", kVersion},
          {"method", kMethod},
          {"model", s.model},
          {"steps", s.steps()},
-         {"budgets", s.budgets},
+         {"budgets", budgets},
          {"selection",
           {{"w_lse", s.selection.w_lse},
            {"w_stale", s.selection.w_stale},

@@ -11,8 +11,14 @@
 
 namespace astraea {
 
+/// A step's budget that stands for a step-cache decision instead of a share of tokens: the model
+/// embeds its input and runs its head, and the residual its block stack added at the last computed
+/// step stands in for the blocks (what TeaCache and MagCache reuse). Files write it "reuse".
+inline constexpr double kReuseBudget = -1.0;
+
 /// One budget in [0, 1] per sampling step: 1 computes every token, 0 skips the step (the last
-/// model output is reused), anything between computes that share of tokens in every block.
+/// model output is reused), anything between computes that share of tokens in every block; or
+/// kReuseBudget (the tuner's mixed genome).
 struct TokenBudgetSchedule {
   std::string model;            ///< preset it was made for
   std::vector<double> budgets;  ///< one per step
@@ -20,7 +26,7 @@ struct TokenBudgetSchedule {
   std::map<std::string, std::string> provenance;  ///< free-form: study, trial, card, ...
 
   int64_t steps() const { return static_cast<int64_t>(budgets.size()); }
-  /// Share of a dense run's token computations (the mean budget).
+  /// Share of a dense run's token computations (the mean budget; a reusing step computes none).
   double compute_share() const;
 };
 

@@ -2,6 +2,7 @@
 #include "engine/schedule.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -38,6 +39,21 @@ TEST(Schedule, RoundTripsThroughItsFile) {
   EXPECT_NE(text.find(R"("method": "astraea")"), std::string::npos) << text;
   EXPECT_NE(text.find(R"("version": 2)"), std::string::npos) << text;
   fs::remove(path);
+}
+
+TEST(Schedule, AReusingStepIsWrittenAndReadAsReuse) {
+  TokenBudgetSchedule s;
+  s.model = "tiny";
+  s.budgets = {1, kReuseBudget, 0.5, 0};
+  const auto path =
+      (std::filesystem::temp_directory_path() / ("reuse_" + std::to_string(::getpid()) + ".json")).string();
+  const auto text = write_schedule(path, s);
+  EXPECT_NE(text.find("\"reuse\""), std::string::npos) << text;
+  EXPECT_EQ(read_schedule(path).budgets, s.budgets);
+  EXPECT_DOUBLE_EQ(s.compute_share(), 1.5 / 4) << "a reusing step computes no token";
+  s.budgets = {kReuseBudget, 1};
+  EXPECT_THROW(validate_schedule(s, "s"), std::runtime_error);
+  std::filesystem::remove(path);
 }
 
 TEST(Schedule, VersionOneFilesWithoutAMethodStillLoad) {

@@ -43,6 +43,9 @@ constexpr int64_t kSketchDim = 8;
 struct TokenEngineState {
   std::vector<BlockTokenCache> blocks;
   at::Tensor last_output;                         ///< the last model output (for budget-0 steps)
+  /// What the block stack added to its input at the last call that ran it, [1, N, D] float32 (one
+  /// process only): what a reusing step (kReuseBudget) stands in for the blocks with.
+  at::Tensor stack_residual;
   int64_t computed_tokens = 0, total_tokens = 0;  ///< block-token computations done / a dense run's
 
   /// Bytes held by the caches.

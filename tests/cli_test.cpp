@@ -895,6 +895,36 @@ TEST_F(Cli, SweepRunsCellsOnSeveralRanks) {
                "needs heads divisible by it; the model has 3");
 }
 
+// The mixed genome: each step a token budget, a skip or a reusing step priced by a step-cost table;
+// the study records it, and a trial with a reusing step exports "reuse" that generate runs.
+TEST_F(Cli, TuneSearchesTheMixedGenomeAndItsSchedulesRun) {
+  const auto db = path("mixed.db"), exported = path("mixed.json"), costs = path("costs.json");
+  const std::string size = " --model tiny --frames 2 --height 16 --width 16";
+  store_made_up_latency(db, {1.0, 0.7, 0.5, 0.3});
+  std::ofstream(costs) << R"({"tokens": 16, "layers": 6, "dense_ms": 100, "reuse_ms": 0, "stand_in_ms": 2,
+    "first_block_ms": 18, "pab_self_ms": 60, "pab_cross_ms": 90, "pab_both_ms": 55, "tokens_ms": {"0.5": 52}})";
+  const std::string tune =
+      "tune --study mixed" + size +
+      " --weights random --steps 6 --target-speedup 3 --population 4 "
+      "--generations 1 --prompt 'a red circle moving left on a gray background' --seeds 0 "
+      "--fitness psnr --validation-count 0 --genome mixed --db " +
+      db;
+  expect_error(run(tune), 2, "--genome mixed needs --step-costs FILE");
+  expect_error(run(tune + " --step-costs " + path("none.json")), 2, "--step-costs");
+  auto r = run(tune + " --step-costs " + costs + " --export " + exported);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(
+      count_rows(db,
+                 "SELECT count(*) FROM studies WHERE json_extract(config_json, '$.genome.kind') = 'mixed' "
+                 "AND json_extract(config_json, '$.genome.reuse_share') = 0.02"),
+      1);
+  // At 3x over 6 steps with 2 dense ones, the search must reuse or skip; some trial reuses.
+  EXPECT_GE(count_rows(db, "SELECT count(*) FROM trials WHERE genome_json LIKE '%-1%'"), 1);
+  r = run("generate" + size + " --weights random --steps 6 --schedule " + exported + " --out " +
+          path("m.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+}
+
 TEST_F(Cli, TuneSearchesResumesFromTheStoreAndExports) {
   const auto db = path("tune.db"), exported = path("best.json");
   const std::string size = " --model tiny --frames 2 --height 16 --width 16";

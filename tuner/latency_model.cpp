@@ -7,6 +7,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/schedule.h"
+
 namespace astraea::tuner {
 namespace {
 
@@ -60,6 +62,7 @@ LatencyModel LatencyModel::work_proportional(double dense_step_ms) {
 }
 
 double LatencyModel::step_ms(double budget) const {
+  if (budget == kReuseBudget) return reuse_ms_;
   if (budget <= 0) return 0.0;  // a skipped step reuses the last output
   return std::max(0.0, a_ + b_ * budget);
 }

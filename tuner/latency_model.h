@@ -29,7 +29,11 @@ class LatencyModel {
   /// tokens it computes. What the tuner uses when the measured points cannot be trusted.
   static LatencyModel work_proportional(double dense_step_ms);
 
+  /// A step's latency at BUDGET: 0 for a skipped step, reuse_ms() for engine's kReuseBudget.
   double step_ms(double budget) const;
+  /// What a reusing step costs (the mixed genome: embedding and head, no block), 0 unless set.
+  double reuse_ms() const { return reuse_ms_; }
+  void set_reuse_ms(double ms) { reuse_ms_ = ms; }
   double intercept_ms() const { return a_; }
   double slope_ms() const { return b_; }
   /// Predicted latency of a whole schedule.
@@ -38,6 +42,7 @@ class LatencyModel {
 
  private:
   double a_ = 0, b_ = 0;
+  double reuse_ms_ = 0;
 };
 
 /// One profiled budget: the median step time and its relative noise (standard deviation over

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/schedule.h"
 #include "io/field_error.h"
 
 namespace astraea::tuner {
@@ -212,6 +213,9 @@ std::vector<double> SearchSpace::levels() const {
     const double b = snap(static_cast<double>(k) / static_cast<double>(n));
     if (b >= min_budget - 1e-12) out.push_back(b);
   }
+  // A reusing step costs more than a skip and less than any token budget: the levels are in cost
+  // order, which repair and mutation step along.
+  if (step_cache) out.insert(out.front() == 0.0 ? out.begin() + 1 : out.begin(), kReuseBudget);
   return out;
 }
 
@@ -236,7 +240,9 @@ double Target::limit_ms(const LatencyModel& model, int64_t steps) const {
 
 bool Target::within(const Genome& genome, const LatencyModel& model) const {
   if (kind == Kind::kComputeShare) {
-    return std::accumulate(genome.begin(), genome.end(), 0.0) / static_cast<double>(genome.size()) <= value + 1e-9;
+    const double share = std::accumulate(genome.begin(), genome.end(), 0.0,
+                                         [](double sum, double b) { return sum + std::max(b, 0.0); });
+    return share / static_cast<double>(genome.size()) <= value + 1e-9;
   }
   return model.cost_ms(genome) <= limit_ms(model, static_cast<int64_t>(genome.size())) + 1e-9;
 }

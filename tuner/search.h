@@ -23,7 +23,10 @@ struct SearchSpace {
   int64_t dense_steps = 2;  ///< the first K steps are forced to budget 1
   double grid = 0.1;        ///< budgets are multiples of this
   double min_budget = 0.0;  ///< the lowest budget a free step may take (0 allows skipped steps)
-  /// The budgets a free step may take, ascending.
+  /// The mixed genome: a free step may also be a step-cache decision (engine's kReuseBudget),
+  /// which sits between a skipped step and the lowest token budget in cost.
+  bool step_cache = false;
+  /// The budgets a free step may take, by cost: skip (0), reuse (with step_cache), then ascending.
   std::vector<double> levels() const;
   /// Throws std::invalid_argument naming the field when the space is empty or inconsistent.
   void validate() const;

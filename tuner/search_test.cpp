@@ -1,12 +1,14 @@
 // The tuner's search on synthetic problems: grids, the latency model, repair, and both searches
 // (reproducible, never evaluating a genome twice, improving, staying within the target).
+#include "tuner/search.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <numeric>
 #include <set>
 
-#include "tuner/search.h"
+#include "engine/schedule.h"
 
 namespace astraea::tuner {
 namespace {
@@ -25,6 +27,33 @@ TEST(SearchSpace, LevelsFollowTheGrid) {
   s.grid = 0.1;
   s.dense_steps = 31;
   EXPECT_THROW(s.validate(), std::invalid_argument);
+}
+
+// The mixed genome: a reusing step sits between a skip and the lowest budget, in cost and in the
+// levels that repair and mutation step along.
+TEST(SearchSpace, TheMixedGenomeAddsAReusingStepBetweenSkipAndTheLowestBudget) {
+  SearchSpace s;
+  s.grid = 0.25;
+  s.step_cache = true;
+  EXPECT_EQ(s.levels(), (std::vector<double>{0, kReuseBudget, 0.25, 0.5, 0.75, 1}));
+  s.min_budget = 0.5;
+  EXPECT_EQ(s.levels(), (std::vector<double>{kReuseBudget, 0.5, 0.75, 1}));
+  auto model = linear_model();
+  model.set_reuse_ms(2.0);
+  EXPECT_DOUBLE_EQ(model.step_ms(kReuseBudget), 2.0);
+  EXPECT_DOUBLE_EQ(model.step_ms(0), 0.0);
+  EXPECT_DOUBLE_EQ(model.cost_ms({1, kReuseBudget, 0}), 100.0 + 2.0);
+  // Repair lowers a 0.25 step to a reusing one before skipping: one dense step (100 ms) and three
+  // of 0.25 (28.75 ms each) = 186.25 ms against 400 / 3 = 133.3 ms: two steps go to reuse (2 ms).
+  s = SearchSpace{4, 1, 0.25, 0.0, true};
+  std::mt19937_64 rng(1);
+  Genome g{1, 0.25, 0.25, 0.25};
+  const Target t{Target::Kind::kSpeedup, 3.0};
+  ASSERT_TRUE(repair(g, s, model, t, rng));
+  EXPECT_LE(model.cost_ms(g), 400.0 / 3 + 1e-9);
+  int reused = 0;
+  for (size_t i = 1; i < g.size(); ++i) reused += g[i] == kReuseBudget;
+  EXPECT_GE(reused, 1) << "a step went to reuse, not straight to a skip";
 }
 
 TEST(LatencyModelTest, AnInvertedProfileFallsBackToTheWorkProportionalModel) {

@@ -29,7 +29,10 @@ nlohmann::json study_config(const TuneRequest& r, const TuneOutcome& out) {
                         {"latency_model", out.latency_source},
                         {"latency_model_kind", out.latency.kind()},
                         {"weights_digest", r.weights_digest}};
-  config["world_size"] = r.latency_world_size;  // the deployment tuned for: the schedules' segments
+  config["world_size"] = r.latency_world_size;
+  if (r.reuse_share >= 0)
+    config["genome"] = {{"kind", "mixed"},
+                        {"reuse_share", r.reuse_share}};  // the deployment tuned for: the schedules' segments
   if (out.latency.work_proportional) config["latency_model_fallback"] = out.latency.why;
   return config;
 }
@@ -103,6 +106,7 @@ TuneOutcome tune(db::Store& store, const TuneRequest& r, const TuneCallbacks& ca
                      r.latency_model.empty() ? r.card : "", r.latency_world_size);
   if (!fit) throw NoLatencyModel(out.latency_source);
   out.latency = *fit;
+  if (r.reuse_share >= 0) out.latency.model.set_reuse_ms(r.reuse_share * out.latency.model.step_ms(1.0));
   if (fit->work_proportional && callbacks.on_fallback) callbacks.on_fallback(out.latency_source, *fit);
   const auto& latency = out.latency.model;
   out.dense_ms = latency.dense_ms(r.space.steps);

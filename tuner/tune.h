@@ -44,6 +44,9 @@ struct TuneRequest {
   /// Tune for a deployment on this many ranks: the latency of a profile on as many (profile under
   /// launch), and quality from schedules that select per rank shard (videos.segments).
   int64_t latency_world_size = 1;
+  /// The mixed genome (SearchSpace::step_cache): a reusing step costs this share of a dense step
+  /// (a step-cost table's stand-in over dense); < 0: budgets only.
+  double reuse_share = -1;
   int measure_repeats = 2;                                 ///< 0: predicted latency only
   std::string save_videos;                                 ///< where the held-out videos go ("" none)
   std::string card;                                        ///< the first device's name, as profile stored it

@@ -163,6 +163,8 @@ at::Tensor WanDiT::tokenwise(const at::Tensor& latents, double timestep, const a
   const bool dense = budget == 1.0 || state.blocks.size() != blocks_.size() ||
                      state.blocks.front().out.size(0) != n;  // first call, or a new size: compute everything
   if (dense) state.blocks.assign(blocks_.size(), BlockTokenCache{});
+  // The stack's input, for its residual: the dense blocks update x (and so in.x) in place.
+  const at::Tensor x0 = !split && dense ? in.x.clone() : in.x;
   if (dense) {
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const auto range = ScopedRange::block(static_cast<int64_t>(i));
@@ -182,6 +184,7 @@ at::Tensor WanDiT::tokenwise(const at::Tensor& latents, double timestep, const a
     x = input.to(at::kFloat).unsqueeze(0);
   }
   state.total_tokens += n * static_cast<int64_t>(blocks_.size());
+  if (!split) state.stack_residual = x - x0;
   if (split) x = gather_tokens(x, 1, *split);
   state.last_output = run_head(x, in).squeeze(0);
   return state.last_output;
