@@ -31,9 +31,11 @@ class EasyBranch : public BranchState {
   double estimate = 0;  ///< the accumulated output change since the last computed call
   double rate = NAN;    ///< k, once two calls were computed
 
-  at::Tensor run(const EasyParams& p, const Denoiser& model, const at::Tensor& x, const CallInfo& call,
+  explicit EasyBranch(const EasyParams& p) : p_(p) {}
+
+  at::Tensor run(const Denoiser& model, const at::Tensor& x, const CallInfo& call,
                  const at::Tensor& context) {
-    reused = decide(p, x, call);
+    reused = decide(p_, x, call);
     at::Tensor out;
     if (reused) {
       out = x + delta_;
@@ -75,24 +77,8 @@ class EasyBranch : public BranchState {
     estimate = 0;
     return false;
   }
-  at::Tensor delta_, last_out_, last_x_, previous_x_;
-};
-
-class EasyCache : public Accelerator {
- public:
-  explicit EasyCache(EasyParams p) : p_(p) {}
-  std::string name() const override { return "easycache"; }
-  nlohmann::json params() const override { return {{"threshold", p_.threshold}, {"warmup", p_.warmup}}; }
-  std::string can_run(const std::string&, int64_t) const override { return {}; }
-  std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<EasyBranch>(); }
-  bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
-                  const at::Tensor& context, BranchState& branch) const override {
-    return static_cast<EasyBranch&>(branch).run(p_, model, latents, call, context);
-  }
-
- private:
   EasyParams p_;
+  at::Tensor delta_, last_out_, last_x_, previous_x_;
 };
 
 }  // namespace
@@ -108,7 +94,8 @@ MethodInfo easycache_method() {
         EasyParams p;
         p.threshold = number_param(m, "threshold", 0.05, 0, 1e6);
         p.warmup = number_param(m, "warmup", 0.2, 0, 1);
-        return std::make_shared<const EasyCache>(p);
+        return std::make_shared<const BranchMethod<EasyBranch, EasyParams>>(
+            "easycache", p, nlohmann::json{{"threshold", p.threshold}, {"warmup", p.warmup}});
       }};
 }
 

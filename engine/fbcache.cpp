@@ -9,10 +9,15 @@
 namespace astraea::engine {
 namespace {
 
+struct FirstBlockParams {
+  double threshold = 0.1;
+  int64_t warmup = 1, max_skips = 0;
+};
+
 class FirstBlockBranch : public ResidualCache {
  public:
-  FirstBlockBranch(double threshold, int64_t warmup, int64_t max_skips)
-      : ResidualCache(1), threshold_(threshold), warmup_(warmup), max_skips_(max_skips) {}
+  explicit FirstBlockBranch(const FirstBlockParams& p)
+      : ResidualCache(1), threshold_(p.threshold), warmup_(p.warmup), max_skips_(p.max_skips) {}
   /// The last rule evaluation: the relative change of the first block's residual.
   double last_change = 0;
 
@@ -33,29 +38,6 @@ class FirstBlockBranch : public ResidualCache {
   at::Tensor input_, kept_;
 };
 
-class FirstBlockCache : public Accelerator {
- public:
-  FirstBlockCache(double threshold, int64_t warmup, int64_t max_skips)
-      : threshold_(threshold), warmup_(warmup), max_skips_(max_skips) {}
-  std::string name() const override { return "fbcache"; }
-  nlohmann::json params() const override {
-    return {{"threshold", threshold_}, {"warmup", warmup_}, {"max_skips", max_skips_}};
-  }
-  std::string can_run(const std::string&, int64_t) const override { return {}; }
-  std::unique_ptr<BranchState> new_branch() const override {
-    return std::make_unique<FirstBlockBranch>(threshold_, warmup_, max_skips_);
-  }
-  bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
-                  const at::Tensor& context, BranchState& branch) const override {
-    return static_cast<FirstBlockBranch&>(branch).run(model, latents, call, context);
-  }
-
- private:
-  double threshold_;
-  int64_t warmup_, max_skips_;
-};
-
 }  // namespace
 
 MethodInfo fbcache_method() {
@@ -67,10 +49,13 @@ MethodInfo fbcache_method() {
            {"warmup", "1", "steps always computed first"},
            {"max_skips", "0", "at most this many reusing calls in a row (0: no limit)"}},
           [](const MethodParams& p) -> std::shared_ptr<const Accelerator> {
-            return std::make_shared<const FirstBlockCache>(
-                number_param(p, "threshold", 0.1, 0, 1e6),
-                static_cast<int64_t>(number_param(p, "warmup", 1, 1, 1e6)),
-                static_cast<int64_t>(number_param(p, "max_skips", 0, 0, 1e6)));
+            FirstBlockParams f;
+            f.threshold = number_param(p, "threshold", 0.1, 0, 1e6);
+            f.warmup = static_cast<int64_t>(number_param(p, "warmup", 1, 1, 1e6));
+            f.max_skips = static_cast<int64_t>(number_param(p, "max_skips", 0, 0, 1e6));
+            return std::make_shared<const BranchMethod<FirstBlockBranch, FirstBlockParams>>(
+                "fbcache", f,
+                nlohmann::json{{"threshold", f.threshold}, {"warmup", f.warmup}, {"max_skips", f.max_skips}});
           }};
 }
 

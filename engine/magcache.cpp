@@ -90,7 +90,7 @@ struct MagParams {
 
 class MagBranch : public ResidualCache {
  public:
-  explicit MagBranch(MagParams p) : ResidualCache(0), p_(std::move(p)) {}
+  explicit MagBranch(const MagParams& p) : ResidualCache(0), p_(p) {}
   nlohmann::json report() const override {
     if (!p_.calibrate) return nullptr;
     return {{"mag_ratios", measured_}};
@@ -124,27 +124,6 @@ class MagBranch : public ResidualCache {
   at::Tensor last_norms_;
 };
 
-class MagCache : public Accelerator {
- public:
-  explicit MagCache(MagParams p) : p_(std::move(p)) {}
-  std::string name() const override { return "magcache"; }
-  nlohmann::json params() const override {
-    if (p_.calibrate) return {{"calibrate", 1}};
-    return {
-        {"threshold", p_.threshold}, {"K", p_.k}, {"retention", p_.retention}, {"ratios", p_.ratios->source}};
-  }
-  std::string can_run(const std::string&, int64_t) const override { return {}; }
-  std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<MagBranch>(p_); }
-  bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
-                  const at::Tensor& context, BranchState& branch) const override {
-    return static_cast<MagBranch&>(branch).run(model, latents, call, context);
-  }
-
- private:
-  MagParams p_;
-};
-
 }  // namespace
 
 double magcache_ratio(const std::vector<double>& ratios, int64_t step, int64_t steps) {
@@ -176,7 +155,12 @@ MethodInfo magcache_method() {
               p.ratios =
                   std::make_shared<const Ratios>(read_ratios(r == m.end() ? "wan2.1-1.3b" : r->second));
             }
-            return std::make_shared<const MagCache>(std::move(p));
+            const auto params = p.calibrate ? nlohmann::json{{"calibrate", 1}}
+                                            : nlohmann::json{{"threshold", p.threshold},
+                                                             {"K", p.k},
+                                                             {"retention", p.retention},
+                                                             {"ratios", p.ratios->source}};
+            return std::make_shared<const BranchMethod<MagBranch, MagParams>>("magcache", p, params);
           }};
 }
 

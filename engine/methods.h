@@ -34,6 +34,30 @@ struct MethodInfo {
   std::function<std::shared_ptr<const Accelerator>(const MethodParams&)> make;
 };
 
+/// The Accelerator around a method whose rule and state live in its branch type BRANCH, made from
+/// PARAMS (`Branch(const Params&)`) and called through `Branch::run(model, latents, call,
+/// context)`; for the methods that never skip a whole step (the peers).
+template <class Branch, class Params>
+class BranchMethod : public Accelerator {
+ public:
+  BranchMethod(std::string name, Params p, nlohmann::json params)
+      : name_(std::move(name)), p_(std::move(p)), params_(std::move(params)) {}
+  std::string name() const override { return name_; }
+  nlohmann::json params() const override { return params_; }
+  std::string can_run(const std::string&, int64_t) const override { return {}; }
+  std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<Branch>(p_); }
+  bool skips(const CallInfo&) const override { return false; }
+  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
+                  const at::Tensor& context, BranchState& branch) const override {
+    return static_cast<Branch&>(branch).run(model, latents, call, context);
+  }
+
+ private:
+  std::string name_;
+  Params p_;
+  nlohmann::json params_;
+};
+
 /// Every registered method, in the table's order.
 const std::vector<MethodInfo>& methods();
 /// The method NAME; std::invalid_argument listing the registered ones for another name.

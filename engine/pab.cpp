@@ -23,9 +23,13 @@ struct Broadcast {
   }
 };
 
+struct PabParams {
+  Broadcast self, cross;
+};
+
 class PabBranch : public BranchState, public StackPolicy {
  public:
-  PabBranch(Broadcast self, Broadcast cross) : self_(self), cross_(cross) {}
+  explicit PabBranch(const PabParams& p) : self_(p.self), cross_(p.cross) {}
   at::Tensor before_block(const StackPoint&) override { return {}; }
   void after_stack(const at::Tensor&) override {}
   BlockReuse* attention(int64_t block) override {
@@ -70,28 +74,6 @@ class PabBranch : public BranchState, public StackPolicy {
   std::vector<BlockReuse> blocks_;
 };
 
-class Pab : public Accelerator {
- public:
-  Pab(Broadcast self, Broadcast cross) : self_(self), cross_(cross) {}
-  std::string name() const override { return "pab"; }
-  nlohmann::json params() const override {
-    return {{"self_range", self_.range},   {"self_lo", self_.lo},   {"self_hi", self_.hi},
-            {"cross_range", cross_.range}, {"cross_lo", cross_.lo}, {"cross_hi", cross_.hi}};
-  }
-  std::string can_run(const std::string&, int64_t) const override { return {}; }
-  std::unique_ptr<BranchState> new_branch() const override {
-    return std::make_unique<PabBranch>(self_, cross_);
-  }
-  bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
-                  const at::Tensor& context, BranchState& branch) const override {
-    return static_cast<PabBranch&>(branch).run(model, latents, call, context);
-  }
-
- private:
-  Broadcast self_, cross_;
-};
-
 }  // namespace
 
 MethodInfo pab_method() {
@@ -113,7 +95,14 @@ MethodInfo pab_method() {
         if (self.lo > self.hi || cross.lo > cross.hi) {
           throw std::invalid_argument("method pab: a window's lo is above its hi");
         }
-        return std::make_shared<const Pab>(self, cross);
+        return std::make_shared<const BranchMethod<PabBranch, PabParams>>(
+            "pab", PabParams{self, cross},
+            nlohmann::json{{"self_range", self.range},
+                           {"self_lo", self.lo},
+                           {"self_hi", self.hi},
+                           {"cross_range", cross.range},
+                           {"cross_lo", cross.lo},
+                           {"cross_hi", cross.hi}});
       }};
 }
 

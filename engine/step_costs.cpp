@@ -16,6 +16,27 @@ double positive(const nlohmann::json& j, const char* key, const std::string& fil
   return v;
 }
 
+// A map of shares in (0, 1] (the JSON object's keys) to positive times, the field KEY of FILE.
+std::map<double, double> shares(const nlohmann::json& j, const char* key, const char* what,
+                                const std::string& file) {
+  if (!j.is_object())
+    throw std::invalid_argument(file + ": field '" + key + "' is not an object (" + what + " -> ms)");
+  std::map<double, double> out;
+  for (const auto& [share, ms] : j.items()) {
+    double v = -1;
+    try {
+      v = std::stod(share);
+    } catch (const std::exception&) {
+    }
+    if (!(v > 0 && v <= 1) || !ms.is_number() || !(ms.get<double>() > 0)) {
+      throw std::invalid_argument(file + ": field '" + key + "' entry '" + share + "' is not a " + what +
+                                  " in (0, 1] with a positive time");
+    }
+    out[v] = ms.get<double>();
+  }
+  return out;
+}
+
 }  // namespace
 
 StepCosts StepCosts::read(const std::string& file) {
@@ -47,34 +68,9 @@ StepCosts StepCosts::from_json(const nlohmann::json& j, const std::string& file)
   if (!j.contains("tokens_ms") || !j.at("tokens_ms").is_object() || j.at("tokens_ms").empty()) {
     throw std::invalid_argument(file + ": field 'tokens_ms' is missing or empty (budget -> ms)");
   }
-  for (const auto& [budget, ms] : j.at("tokens_ms").items()) {
-    double b = -1;
-    try {
-      b = std::stod(budget);
-    } catch (const std::exception&) {
-    }
-    if (!(b > 0 && b <= 1) || !ms.is_number() || !(ms.get<double>() > 0)) {
-      throw std::invalid_argument(file + ": field 'tokens_ms' entry '" + budget +
-                                  "' is not a budget in (0, 1] with a positive time");
-    }
-    c.tokens_ms[b] = ms.get<double>();
-  }
+  c.tokens_ms = shares(j.at("tokens_ms"), "tokens_ms", "budget", file);
   c.tokens_ms.emplace(1.0, c.dense_ms);
-  const auto toca = j.value("toca_ms", nlohmann::json::object());  // kept: items() refers into it
-  if (!toca.is_object())
-    throw std::invalid_argument(file + ": field 'toca_ms' is not an object (ratio -> ms)");
-  for (const auto& [ratio, ms] : toca.items()) {
-    double r = -1;
-    try {
-      r = std::stod(ratio);
-    } catch (const std::exception&) {
-    }
-    if (!(r > 0 && r <= 1) || !ms.is_number() || !(ms.get<double>() > 0)) {
-      throw std::invalid_argument(file + ": field 'toca_ms' entry '" + ratio +
-                                  "' is not a ratio in (0, 1] with a positive time");
-    }
-    c.toca_ms[r] = ms.get<double>();
-  }
+  if (j.contains("toca_ms")) c.toca_ms = shares(j.at("toca_ms"), "toca_ms", "ratio", file);
   return c;
 }
 

@@ -37,7 +37,7 @@ struct TeaParams {
 
 class TeaBranch : public ResidualCache {
  public:
-  explicit TeaBranch(TeaParams p) : ResidualCache(0), p_(p) {}
+  explicit TeaBranch(const TeaParams& p) : ResidualCache(0), p_(p) {}
   double accumulated = 0;  ///< after the last call
 
  private:
@@ -56,27 +56,6 @@ class TeaBranch : public ResidualCache {
   }
   TeaParams p_;
   at::Tensor previous_;
-};
-
-class TeaCache : public Accelerator {
- public:
-  explicit TeaCache(TeaParams p) : p_(p) {}
-  std::string name() const override { return "teacache"; }
-  nlohmann::json params() const override {
-    return {{"threshold", p_.threshold},
-            {"ret_steps", p_.ret ? 1 : 0},
-            {"coefficients", p_.identity ? "identity" : "wan2.1-1.3b"}};
-  }
-  std::string can_run(const std::string&, int64_t) const override { return {}; }
-  std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<TeaBranch>(p_); }
-  bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
-                  const at::Tensor& context, BranchState& branch) const override {
-    return static_cast<TeaBranch&>(branch).run(model, latents, call, context);
-  }
-
- private:
-  TeaParams p_;
 };
 
 }  // namespace
@@ -106,7 +85,11 @@ MethodInfo teacache_method() {
                                           " is not wan2.1-1.3b or identity");
             }
             p.identity = c != m.end() && c->second == "identity";
-            return std::make_shared<const TeaCache>(p);
+            return std::make_shared<const BranchMethod<TeaBranch, TeaParams>>(
+                "teacache", p,
+                nlohmann::json{{"threshold", p.threshold},
+                               {"ret_steps", p.ret ? 1 : 0},
+                               {"coefficients", p.identity ? "identity" : "wan2.1-1.3b"}});
           }};
 }
 

@@ -29,7 +29,7 @@ struct ToCaParams {
 
 class ToCaBranch : public BranchState, public StackPolicy {
  public:
-  explicit ToCaBranch(ToCaParams p) : p_(p) {}
+  explicit ToCaBranch(const ToCaParams& p) : p_(p) {}
   at::Tensor before_block(const StackPoint&) override { return {}; }
   void after_stack(const at::Tensor&) override {}
   BlockReuse* attention(int64_t block) override {
@@ -98,25 +98,6 @@ class ToCaBranch : public BranchState, public StackPolicy {
   int64_t count_ = 0, n_ = 0, computed_ = 0;
 };
 
-class ToCa : public Accelerator {
- public:
-  explicit ToCa(ToCaParams p) : p_(p) {}
-  std::string name() const override { return "toca"; }
-  nlohmann::json params() const override {
-    return {{"ratio", p_.ratio}, {"interval", p_.interval}, {"warmup", p_.warmup}, {"w_stale", p_.w_stale}};
-  }
-  std::string can_run(const std::string&, int64_t) const override { return {}; }
-  std::unique_ptr<BranchState> new_branch() const override { return std::make_unique<ToCaBranch>(p_); }
-  bool skips(const CallInfo&) const override { return false; }
-  at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
-                  const at::Tensor& context, BranchState& branch) const override {
-    return static_cast<ToCaBranch&>(branch).run(model, latents, call, context);
-  }
-
- private:
-  ToCaParams p_;
-};
-
 }  // namespace
 
 at::Tensor toca_score(const at::Tensor& entropy, const at::Tensor& stale, int64_t interval, double w_stale) {
@@ -139,7 +120,12 @@ MethodInfo toca_method() {
             p.interval = static_cast<int64_t>(number_param(m, "interval", 3, 1, 1e6));
             p.warmup = static_cast<int64_t>(number_param(m, "warmup", 3, 1, 1e6));
             p.w_stale = number_param(m, "w_stale", 0.25, 0, 1e6);
-            return std::make_shared<const ToCa>(p);
+            return std::make_shared<const BranchMethod<ToCaBranch, ToCaParams>>(
+                "toca", p,
+                nlohmann::json{{"ratio", p.ratio},
+                               {"interval", p.interval},
+                               {"warmup", p.warmup},
+                               {"w_stale", p.w_stale}});
           }};
 }
 
