@@ -25,8 +25,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The preset's shipped weights are looked up beside the working directory and the source tree.
 std::string find_shipped(const ModelConfig& c) {
+  return c.shipped_weights.empty() ? "" : shipped_file(c.shipped_weights);
+}
+
+}  // namespace
+
+std::string shipped_file(const std::string& relative) {
   namespace fs = std::filesystem;
   std::vector<fs::path> roots{fs::current_path()};
   if (const char* src = std::getenv("ASTRAEA_SOURCE_DIR")) roots.emplace_back(src);
@@ -34,12 +39,10 @@ std::string find_shipped(const ModelConfig& c) {
   roots.emplace_back(ASTRAEA_SOURCE_DIR_DEFAULT);
 #endif
   for (const auto& r : roots) {
-    if (fs::exists(r / c.shipped_weights)) return (r / c.shipped_weights).string();
+    if (fs::exists(r / relative)) return (r / relative).string();
   }
   return {};
 }
-
-}  // namespace
 
 at::Device parse_device(const std::string& name) {
   if (name == "cpu") return at::kCPU;

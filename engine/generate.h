@@ -20,6 +20,10 @@ namespace astraea {
 
 class Denoiser;
 
+/// A file the checkout ships (RELATIVE to its root: weights, calibrations), looked up beside the
+/// working directory, $ASTRAEA_SOURCE_DIR and the source tree this was built from; "" if none.
+std::string shipped_file(const std::string& relative);
+
 /// Parses --device ("cpu", "cuda", "cuda:N"); throws std::invalid_argument when this build or
 /// machine cannot run it.
 at::Device parse_device(const std::string& name);

@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "engine/generate.h"
 #include "engine/methods.h"
 #include "engine/step_cache.h"
+#include "model/denoiser.h"
 
 namespace astraea::engine {
 namespace {
@@ -85,12 +87,28 @@ struct MagParams {
   int64_t k = 2;
   double retention = 0.2;
   bool calibrate = false;
-  std::shared_ptr<const Ratios> ratios;  // null when calibrating
+  std::shared_ptr<const Ratios> ratios;  // null when calibrating, or until "auto" is resolved
 };
 
 class MagBranch : public ResidualCache {
  public:
   explicit MagBranch(const MagParams& p) : ResidualCache(0), p_(p) {}
+  /// ResidualCache::run, once the "auto" ratios are resolved for the model: the published ones
+  /// for Wan2.1-1.3B, else the checkout's calibration assets/calibration/magcache_MODEL.json.
+  at::Tensor run(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
+                 const at::Tensor& context) {
+    if (!p_.calibrate && !p_.ratios) {
+      const auto& name = model.config().name;
+      const auto file = shipped_file("assets/calibration/magcache_" + name + ".json");
+      if (name != "wan2.1-1.3b" && file.empty()) {
+        throw std::invalid_argument(
+            "magcache has no calibrated ratios for model " + name +
+            ": run generate --method magcache:calibrate=1 --result-json FILE once, then pass ratios=FILE");
+      }
+      p_.ratios = std::make_shared<const Ratios>(read_ratios(name == "wan2.1-1.3b" ? "wan2.1-1.3b" : file));
+    }
+    return ResidualCache::run(model, latents, call, context);
+  }
   nlohmann::json report() const override {
     if (!p_.calibrate) return nullptr;
     return {{"mag_ratios", measured_}};
@@ -141,8 +159,9 @@ MethodInfo magcache_method() {
           {{"threshold", "0.12", "accumulated magnitude error under which the blocks are reused"},
            {"K", "2", "at most this many reusing calls in a row"},
            {"retention", "0.2", "share of the first steps always computed"},
-           {"ratios", "wan2.1-1.3b",
-            "calibrated ratios: wan2.1-1.3b (published), or a calibration run's --result-json"},
+           {"ratios", "auto",
+            "calibrated ratios: auto (the published ones on wan2.1-1.3b, else the checkout's "
+            "assets/calibration/magcache_MODEL.json), wan2.1-1.3b, or a calibration run's --result-json"},
            {"calibrate", "0", "1: compute every step and report the ratios measured (method_report)"}},
           [](const MethodParams& m) -> std::shared_ptr<const Accelerator> {
             MagParams p;
@@ -152,14 +171,15 @@ MethodInfo magcache_method() {
             p.calibrate = number_param(m, "calibrate", 0, 0, 1) != 0;
             if (!p.calibrate) {
               const auto r = m.find("ratios");
-              p.ratios =
-                  std::make_shared<const Ratios>(read_ratios(r == m.end() ? "wan2.1-1.3b" : r->second));
+              if (r != m.end() && r->second != "auto")
+                p.ratios = std::make_shared<const Ratios>(read_ratios(r->second));
             }
-            const auto params = p.calibrate ? nlohmann::json{{"calibrate", 1}}
-                                            : nlohmann::json{{"threshold", p.threshold},
-                                                             {"K", p.k},
-                                                             {"retention", p.retention},
-                                                             {"ratios", p.ratios->source}};
+            const auto params = p.calibrate
+                                    ? nlohmann::json{{"calibrate", 1}}
+                                    : nlohmann::json{{"threshold", p.threshold},
+                                                     {"K", p.k},
+                                                     {"retention", p.retention},
+                                                     {"ratios", p.ratios ? p.ratios->source : "auto"}};
             return std::make_shared<const BranchMethod<MagBranch, MagParams>>("magcache", p, params);
           }};
 }

@@ -3,7 +3,10 @@
 // output exactly), and, for every registered method, work counted as it was done.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -173,6 +176,56 @@ TEST(PeerMethods, EveryMethodRunsAndCountsTheWorkItsActionsSay) {
     share /= 16.0;
     EXPECT_NEAR(r.token_share, share, exact ? 1e-9 : 0.05) << spec;
   }
+}
+
+TEST(MagCache, ReusesWhileTheAccumulatedRatioErrorStaysUnderTheThresholdAndAtMostK) {
+  // Calibrated ratios 1, 0.9, 0.95, 0.99, 0.99, 0.99 over 6 steps; no retention; threshold 0.3, K 2.
+  const auto file =
+      (std::filesystem::temp_directory_path() / ("mag_" + std::to_string(::getpid()) + ".json")).string();
+  std::ofstream(file) << R"({"cond": [1, 0.9, 0.95, 0.99, 0.99, 0.99]})";
+  auto m = make_method("magcache:ratios=" + file + ",threshold=0.3,K=2,retention=0");
+  auto state = m->new_branch();
+  auto& b = dynamic_cast<ResidualCache&>(*state);
+  // Step 0 computes (nothing kept; it still accumulates 1 - 1 = 0 and resets).
+  EXPECT_TRUE(std::isnan(drive(b, {0, 6, 900}, 0, 0, 2, 1)));
+  // Step 1: product 0.9, error 0.1: reused. Step 2: product 0.855, error 0.1 + 0.145 = 0.245: reused.
+  EXPECT_FALSE(std::isnan(drive(b, {1, 6, 800}, 0, 0, 0, 1)));
+  EXPECT_FALSE(std::isnan(drive(b, {2, 6, 700}, 0, 0, 0, 1)));
+  // Step 3: error 0.245 + (1 - 0.846) = 0.399, and a third in a row (K = 2): computed, the sums restart.
+  EXPECT_TRUE(std::isnan(drive(b, {3, 6, 600}, 0, 0, 2, 1)));
+  // Step 4: 0.99, error 0.01: reused. Step 5: 0.9801, error 0.01 + 0.0199: reused.
+  EXPECT_FALSE(std::isnan(drive(b, {4, 6, 500}, 0, 0, 0, 1)));
+  EXPECT_FALSE(std::isnan(drive(b, {5, 6, 400}, 0, 0, 0, 1)));
+  std::filesystem::remove(file);
+  // Calibrated at 6 steps, run at 11: the nearest calibrated step, as MagCache interpolates.
+  EXPECT_DOUBLE_EQ(magcache_ratio({1, 0.9, 0.95, 0.99, 0.99, 0.99}, 3, 11), 0.95);  // round(3 * 0.5) = 2
+}
+
+TEST(TeaCache, AccumulatesTheRescaledChangeOfTheTimestepEmbedding) {
+  // The published plain polynomial at 0: its constant term.
+  EXPECT_NEAR(teacache_rescale(false, 0.0), 1.37887774e-01, 1e-12);
+  EXPECT_NEAR(teacache_rescale(true, 0.0), -4.99875664e-02, 1e-12);
+  // identity: the rule on the raw relative L1 change of e; e = 1, 1.1, 1.2, 1.5 per element.
+  auto m = make_method("teacache:threshold=0.2,coefficients=identity");
+  auto state = m->new_branch();
+  auto& b = dynamic_cast<ResidualCache&>(*state);
+  auto call = [&](int64_t step, double e) {
+    StackPoint p = point(0, 0);
+    p.e = at::full({1, 4}, e);
+    p.e0 = p.e;
+    b.begin_call({step, 10, 900.0 - 50 * step});
+    auto r = b.before_block(p);
+    if (r.defined()) return true;
+    for (int64_t i = 1; i < 3; ++i) b.before_block(point(i, 0));
+    b.after_stack(at::full({1, 4, 2}, 1.0));
+    return false;
+  };
+  EXPECT_FALSE(call(0, 1.0));   // the first step is computed
+  EXPECT_TRUE(call(1, 1.1));    // 0.1 < 0.2: reused
+  EXPECT_TRUE(call(2, 1.2));    // 0.1 + 0.1 / 1.1 = 0.191: reused (compared with the last call's e)
+  EXPECT_FALSE(call(3, 1.5));   // + 0.3 / 1.2 = 0.441: computed, the sum starts again
+  EXPECT_TRUE(call(4, 1.53));   // 0.03 / 1.5 = 0.02: reused
+  EXPECT_FALSE(call(9, 1.54));  // the last step is computed
 }
 
 TEST(ToCa, ScoresByNormalisedEntropyPlusStaleness) {
