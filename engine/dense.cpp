@@ -22,9 +22,7 @@ class Dense : public Accelerator {
   bool skips(const CallInfo&) const override { return false; }
   at::Tensor call(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                   const at::Tensor& context, BranchState& branch) const override {
-    const auto& p = model.config().patch;
-    const int64_t tokens = latents.size(1) / p[0] * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);
-    static_cast<DenseBranch&>(branch).count(tokens * model.config().layers);
+    static_cast<DenseBranch&>(branch).count(call_tokens(model, latents) * model.config().layers);
     branch.act("dense");
     return model.forward(latents, call.timestep, context);
   }

@@ -49,9 +49,7 @@ class EasyBranch : public BranchState {
       last_out_ = out;
       last_x_ = x;
       delta_ = out - x;
-      const auto& pt = model.config().patch;
-      computed_tokens_ +=
-          model.config().layers * (x.size(1) / pt[0]) * (x.size(2) / pt[1]) * (x.size(3) / pt[2]);
+      computed_tokens_ += model.config().layers * call_tokens(model, x);
       act("dense");
     }
     previous_x_ = x;

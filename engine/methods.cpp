@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "model/denoiser.h"
+
 namespace astraea::engine {
 
 const std::vector<MethodInfo>& methods() {
@@ -98,6 +100,17 @@ std::vector<std::string> expand_method_spec(const std::string& spec) {
     begin = end + 1;
   }
   return out;
+}
+
+int64_t call_tokens(const Denoiser& model, const at::Tensor& latents) {
+  const auto& p = model.config().patch;
+  return latents.size(1) / p[0] * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);
+}
+
+void require_stack_policy(const Denoiser& model, const std::string& method) {
+  if (!model.has_stack_policy()) {
+    throw std::invalid_argument("model family '" + model.config().family + "' has no forward for " + method);
+  }
 }
 
 std::string tokens_action(double budget) {

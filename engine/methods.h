@@ -75,6 +75,12 @@ std::vector<std::string> expand_method_spec(const std::string& spec);
 double number_param(const MethodParams& params, const std::string& key, double fallback, double lo,
                     double hi);
 
+/// The tokens of one model call on LATENTS [C, F, H, W]: its patches under MODEL's patch size.
+int64_t call_tokens(const Denoiser& model, const at::Tensor& latents);
+/// Throws std::invalid_argument naming METHOD and MODEL's family when the family has no
+/// forward_with_policy (the step-caching methods' seam; a sequence-parallel model has none).
+void require_stack_policy(const Denoiser& model, const std::string& method);
+
 /// The action word of a token-wise call at BUDGET ("tokens:0.35"; BranchState::actions()).
 std::string tokens_action(double budget);
 

@@ -50,17 +50,13 @@ class PabBranch : public BranchState, public StackPolicy {
   }
   at::Tensor run(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                  const at::Tensor& context) {
-    if (!model.has_stack_policy()) {
-      throw std::invalid_argument("model family '" + model.config().family + "' has no forward for PAB");
-    }
+    require_stack_policy(model, "PAB");
     reuse_self_ = self_.reuses(call.timestep, count_);
     reuse_cross_ = cross_.reuses(call.timestep, count_);
     ++count_;
     self_reused_ = cross_reused_ = 0;
     auto out = model.forward_with_policy(latents, call.timestep, context, *this);
-    const auto& p = model.config().patch;
-    computed_tokens_ += model.config().layers * (latents.size(1) / p[0]) * (latents.size(2) / p[1]) *
-                        (latents.size(3) / p[2]);  // every block runs; PAB saves attention only
+    computed_tokens_ += model.config().layers * call_tokens(model, latents);  // PAB saves attention only
     act(self_reused_ + cross_reused_ == 0
             ? std::string("dense")
             : "pab:" + std::to_string(self_reused_) + "," + std::to_string(cross_reused_));

@@ -5,21 +5,17 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "engine/methods.h"
 #include "model/denoiser.h"
 
 namespace astraea::engine {
 
 at::Tensor ResidualCache::run(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                               const at::Tensor& context) {
-  if (!model.has_stack_policy()) {
-    throw std::invalid_argument("model family '" + model.config().family +
-                                "' has no forward for step-caching methods");
-  }
+  require_stack_policy(model, "step-caching methods");
   begin_call(call);
   auto out = model.forward_with_policy(latents, call.timestep, context, *this);
-  const auto& p = model.config().patch;
-  const int64_t tokens = latents.size(1) / p[0] * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);
-  computed_tokens_ += tokens * (reused_ ? from_ : model.config().layers);
+  computed_tokens_ += call_tokens(model, latents) * (reused_ ? from_ : model.config().layers);
   reused_calls_ += reused_ ? 1 : 0;
   act(reused_ ? "reuse@" + std::to_string(from_) : "dense");
   return out;

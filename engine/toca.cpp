@@ -63,11 +63,8 @@ class ToCaBranch : public BranchState, public StackPolicy {
 
   at::Tensor run(const Denoiser& model, const at::Tensor& latents, const CallInfo& call,
                  const at::Tensor& context) {
-    if (!model.has_stack_policy()) {
-      throw std::invalid_argument("model family '" + model.config().family + "' has no forward for ToCa");
-    }
-    const auto& pt = model.config().patch;
-    n_ = (latents.size(1) / pt[0]) * (latents.size(2) / pt[1]) * (latents.size(3) / pt[2]);
+    require_stack_policy(model, "ToCa");
+    n_ = call_tokens(model, latents);
     full_ = call.step < p_.warmup || count_ >= p_.interval || blocks_.empty() ||
             blocks_.front().reuse.ffn_out.size(1) != n_;
     count_ = full_ ? 1 : count_ + 1;  // the calls since the last full one
