@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
@@ -14,14 +15,22 @@
 
 namespace {
 
-// LibTorch's own messages carry a C++ backtrace; users get the first line, --verbose the rest.
+// LibTorch's own messages carry a C++ backtrace; users get the first line that says something
+// (some, such as a peer's closed connection, begin with a blank one), --verbose the rest.
 std::string short_message(const c10::Error& e) {
-  std::string m = e.what_without_backtrace();
-  if (m.find("out of memory") != std::string::npos) {
-    return "out of GPU memory: " + m.substr(0, m.find('\n')) +
-           " (try fewer --frames or a smaller --height/--width)";
+  const std::string m = e.what_without_backtrace();
+  std::string first;
+  for (size_t at = 0; at < m.size() && first.empty();) {
+    const size_t end = std::min(m.find('\n', at), m.size());
+    first = m.substr(at, end - at);
+    if (first.find_first_not_of(" \t\r") == std::string::npos) first.clear();
+    at = end + 1;
   }
-  return m.substr(0, m.find('\n'));
+  if (first.empty()) first = "LibTorch raised an error without a message (run with --verbose)";
+  if (m.find("out of memory") != std::string::npos) {
+    return "out of GPU memory: " + first + " (try fewer --frames or a smaller --height/--width)";
+  }
+  return first;
 }
 
 }  // namespace
@@ -77,7 +86,8 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    const std::string m = e.what();
+    std::cerr << "error: " << (m.empty() ? "an exception without a message" : m) << "\n";
     return 1;
   }
 }

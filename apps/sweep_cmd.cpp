@@ -79,7 +79,8 @@ std::string quoted(const std::string& s) {
 }
 
 // CELL generated on its NPROC ranks: `astraea-bench launch --nproc P -- generate ...` into TMP, its
-// video and numbers read back. A failure is one line with the last line the ranks printed.
+// video and numbers read back. A failure is one line: the first error a rank printed (the cause; the
+// ranks stopped after it may print their own, such as a closed connection), else the last line.
 GenerateResult launched_generate(const Cell& c, const SweepFlags& f, const std::filesystem::path& tmp) {
   const auto video = (tmp / "cell.safetensors").string(), numbers = (tmp / "cell.json").string(),
              log = (tmp / "cell.log").string();
@@ -94,11 +95,16 @@ GenerateResult launched_generate(const Cell& c, const SweepFlags& f, const std::
   if (c.o.guidance >= 0) cmd += " --guidance " + std::to_string(c.o.guidance);
   if (std::system((cmd + " >" + quoted(log) + " 2>&1").c_str()) != 0) {
     std::ifstream in(log);
-    std::string line, last;
+    std::string line, last, cause;
     while (std::getline(in, line)) {
-      if (line.find("error") != std::string::npos || last.empty()) last = line;
+      if (!line.empty()) last = line;
+      const auto at = line.find("error: ");
+      if (cause.empty() && at != std::string::npos &&
+          line.find_first_not_of(' ', at + 7) != std::string::npos)
+        cause = line;
     }
-    throw std::runtime_error("sweep: a cell on " + std::to_string(c.nproc) + " ranks failed: " + last);
+    throw std::runtime_error("sweep: a cell on " + std::to_string(c.nproc) +
+                             " ranks failed: " + (cause.empty() ? last : cause));
   }
   GenerateResult r;
   const auto file = SafetensorsFile::open(video);
