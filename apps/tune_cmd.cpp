@@ -83,19 +83,23 @@ tuner::TuneRequest request_of(const TuneFlags& f) {
   const auto shape = video_shape(preset, f.frames ? f.frames : preset.default_frames,
                                  f.height ? f.height : preset.default_height, f.width ? f.width : preset.default_width);
   r.space = {f.steps ? f.steps : preset.default_steps, f.dense_steps, f.grid, f.min_budget};
-  if (f.genome == "mixed") {
-    if (f.step_costs.empty())
-      throw UsageError(
-          "--genome mixed needs --step-costs FILE (astraea-bench step-costs): what a reusing step costs");
+  if (f.genome != "budgets" && f.genome != "mixed")
+    throw UsageError("--genome '" + f.genome + "' is not budgets or mixed");
+  if (f.genome == "mixed" && f.step_costs.empty())
+    throw UsageError(
+        "--genome mixed needs --step-costs FILE (astraea-bench step-costs): what a reusing step costs");
+  if (!f.step_costs.empty()) {  // one cost model for the search and the report's pricing
     try {
       const auto costs = engine::StepCosts::read(f.step_costs);
-      r.reuse_share = costs.stand_in_ms / costs.dense_ms;
+      const double calls = preset.default_guidance != 1.0 ? 2.0 : 1.0;  // a guided step: two calls
+      for (const auto& [budget, ms] : costs.budget_ms()) r.step_cost_ms[budget] = calls * ms;
+      r.step_cost_source = "step costs " + f.step_costs + " (" + costs.model + ", " +
+                           std::to_string(costs.tokens) + " tokens, " + costs.device + ")";
+      if (f.genome == "mixed") r.reuse_share = costs.stand_in_ms / costs.dense_ms;
     } catch (const std::invalid_argument& e) {
       throw UsageError("--step-costs " + std::string(e.what()));
     }
-    r.space.step_cache = true;
-  } else if (f.genome != "budgets") {
-    throw UsageError("--genome '" + f.genome + "' is not budgets or mixed");
+    r.space.step_cache = f.genome == "mixed";
   }
   r.space.validate();
   r.videos = {preset.name, f.weights,     shape.frames, shape.height,
@@ -196,7 +200,8 @@ void register_tune(CLI::App& app) {
       ->default_val("budgets");
   sub->add_option(
       "--step-costs", f->step_costs,
-      "with --genome mixed: the step-cost table (astraea-bench step-costs) that prices a reusing step");
+      "the step-cost table (astraea-bench step-costs) the search prices schedules with, instead of a "
+      "profile; with --genome mixed it also prices a reusing step");
   sub->add_option("--algorithm", f->algorithm, "ea (the paper's) or nsga2")->default_val("ea");
   sub->add_option("--method", f->method, "the method whose per-step schedule is searched")
       ->default_val("astraea");

@@ -36,6 +36,13 @@ struct StepCosts {
   /// "toca:R" (linear through the measured ratios, extended past them).
   /// std::invalid_argument for a word it cannot price.
   double call_ms(const std::string& action) const;
+  /// The cost of one call at each measured token budget, dense at 1: the points of a tuner's
+  /// latency line (tune --step-costs), so the search and the pricing share one cost model.
+  std::map<double, double> budget_ms() const {
+    auto points = tokens_ms;
+    points[1.0] = dense_ms;
+    return points;
+  }
   /// A run's cost: each step's calls ("skip" costs nothing, "a+b" both).
   double run_ms(const std::vector<std::string>& step_actions) const;
   /// The same run computed densely: STEPS steps of CALLS_PER_STEP dense calls.

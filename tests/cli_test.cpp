@@ -901,7 +901,7 @@ TEST_F(Cli, SweepRunsCellsOnSeveralRanks) {
 TEST_F(Cli, TuneSearchesTheMixedGenomeAndItsSchedulesRun) {
   const auto db = path("mixed.db"), exported = path("mixed.json"), costs = path("costs.json");
   const std::string size = " --model tiny --frames 2 --height 16 --width 16";
-  store_made_up_latency(db, {1.0, 0.7, 0.5, 0.3});
+  // No profile in the store: the step-cost table is the search's latency model too.
   std::ofstream(costs) << R"({"tokens": 16, "layers": 6, "dense_ms": 100, "reuse_ms": 0, "stand_in_ms": 2,
     "first_block_ms": 18, "pab_self_ms": 60, "pab_cross_ms": 90, "pab_both_ms": 55, "tokens_ms": {"0.5": 52}})";
   const std::string tune =
@@ -921,6 +921,28 @@ TEST_F(Cli, TuneSearchesTheMixedGenomeAndItsSchedulesRun) {
       1);
   // At 3x over 6 steps with 2 dense ones, the search must reuse or skip; some trial reuses.
   EXPECT_GE(count_rows(db, "SELECT count(*) FROM trials WHERE genome_json LIKE '%-1%'"), 1);
+  // The budgets genome takes the same table; every trial's predicted cost is on its line (a guided
+  // step is two calls: budget 0.5 costs 104 ms, dense 200 ms).
+  r = run("tune --study plain" + size +
+          " --weights random --steps 6 --target-speedup 2 --population 4 --generations 1 "
+          "--prompt 'a red circle moving left on a gray background' --seeds 0 --fitness psnr "
+          "--validation-count 0 --measure-repeats 0 --step-costs " +
+          costs + " --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(count_rows(db,
+                       "SELECT count(*) FROM studies WHERE json_extract(config_json, '$.latency_model') LIKE "
+                       "'step costs %costs.json (%16 tokens%'"),
+            2);
+  const auto trials = astraea::db::Store::open(db).query(
+      "SELECT t.genome_json, t.predicted_cost FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name "
+      "= "
+      "'plain' AND t.predicted_cost IS NOT NULL");
+  ASSERT_GE(trials.rows.size(), 4u);
+  for (const auto& row : trials.rows) {
+    double expected = 0;  // the line through (0.5, 104) and (1, 200): 8 + 192 x budget a step
+    for (double b : nlohmann::json::parse(*row[0])) expected += b > 0 ? 8 + 192 * b : 0;
+    EXPECT_NEAR(std::stod(*row[1]), expected, 1e-6) << *row[0];
+  }
   r = run("generate" + size + " --weights random --steps 6 --schedule " + exported + " --out " +
           path("m.safetensors"));
   ASSERT_EQ(r.code, 0) << r.out;

@@ -101,9 +101,14 @@ TuneOutcome tune(db::Store& store, const TuneRequest& r, const TuneCallbacks& ca
     out.latency_source += " on " + std::to_string(r.latency_world_size) + " ranks";
   out.measured_on =
       measured_on.model + "@" + size_text(measured_on.frames, measured_on.height, measured_on.width);
-  const auto fit =
-      stored_latency(store, measured_on.model, measured_on.frames, measured_on.height, measured_on.width,
-                     r.latency_model.empty() ? r.card : "", r.latency_world_size);
+  std::optional<LatencyFit> fit;
+  if (!r.step_cost_ms.empty()) {
+    fit = LatencyFit{LatencyModel(r.step_cost_ms), false, ""};
+    out.latency_source = r.step_cost_source;
+  } else {
+    fit = stored_latency(store, measured_on.model, measured_on.frames, measured_on.height, measured_on.width,
+                         r.latency_model.empty() ? r.card : "", r.latency_world_size);
+  }
   if (!fit) throw NoLatencyModel(out.latency_source);
   out.latency = *fit;
   if (r.reuse_share >= 0) out.latency.model.set_reuse_ms(r.reuse_share * out.latency.model.step_ms(1.0));

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -47,6 +48,10 @@ struct TuneRequest {
   /// The mixed genome (SearchSpace::step_cache): a reusing step costs this share of a dense step
   /// (a step-cost table's stand-in over dense); < 0: budgets only.
   double reuse_share = -1;
+  /// A step's time at each budget from a step-cost table (tune --step-costs): when not empty, the
+  /// latency model is the line through these points, named STEP_COST_SOURCE, and no profile is read.
+  std::map<double, double> step_cost_ms;
+  std::string step_cost_source;
   int measure_repeats = 2;                                 ///< 0: predicted latency only
   std::string save_videos;                                 ///< where the held-out videos go ("" none)
   std::string card;                                        ///< the first device's name, as profile stored it
