@@ -11,11 +11,12 @@
 #                  libgfortran5 libquadmath0 libglx0 libglvnd0)
 #   (the OpenCV modules give the GPU host optical flow, so VBench-proxy scores there too; not yet
 #   tried on the host)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel] [peers]
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel] [peers] [peers-study]
 #        (default: build test bench baseline profile generate; TRAIN_MINUTES sets the training time,
 #        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db;
 #        parallel runs on every GPU of the host, or NPROC of them, each layout of LAYOUTS (default
-#        auto); it needs .gpu/pytorch_wan_usp.py for the PyTorch baseline)
+#        auto); it needs .gpu/pytorch_wan_usp.py for the PyTorch baseline; peers-study prices with
+#        PEER_COSTS, default peers' table)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out/gpu}
@@ -131,7 +132,7 @@ if want peers; then
   $bench step-costs --model wan2.1-1.3b --weights random --frames 81 --height 480 --width 832 --device cuda \
     --max-seconds "${PEER_SECONDS:-3}" --out "$out/step_costs.json" 2>&1 | grep -v "\[#" | tee "$out/step_costs.txt"
   mkdir -p "$out/peers"
-  for m in dense astraea:budget=0.5 teacache:threshold=0.08 magcache easycache fbcache:threshold=0.1 pab; do
+  for m in dense astraea:budget=0.5 teacache:threshold=0.08 magcache easycache fbcache:threshold=0.1 pab toca; do
     $bench generate --model tiny --device cuda --method "$m" --out "$out/peers/tiny.safetensors" \
       --result-json "$out/peers/tiny_${m//[:=,.]/_}.json" 2>&1 | grep -E "wrote|token-wise|error" | tee -a "$out/peers.txt"
   done
@@ -140,5 +141,27 @@ if want peers; then
       --device cuda --method "$m" --out "$out/peers/wan.safetensors" \
       --result-json "$out/peers/wan_${m//[:=,.]/_}.json" 2>&1 | grep -E "wrote|token-wise|error" | tee -a "$out/peers.txt"
   done
+fi
+if want peers-study; then
+  # docs/peers.md: the quality-at-priced-speed sweep of every method on the tiny model (3 held-out
+  # prompts) and the mixed-genome search, both priced with peers' Wan2.1-1.3B table; then the report.
+  bench=build-gpu/apps/astraea-bench costs="${PEER_COSTS:-$out/step_costs.json}" db="$out/peers.db"
+  head -3 bench/heldout_prompts.txt >"$out/heldout3.txt"
+  head -"${MIXED_PROMPTS:-3}" bench/calibration_prompts.txt >"$out/calibration.txt"
+  log "sweep of the peers, tiny, 3 held-out prompts"
+  $bench sweep --model tiny --device cuda --prompts-file "$out/heldout3.txt" --db "$db" --metrics both \
+    --method dense --method "astraea:budget=0.2|0.3|0.4|0.5|0.7" --method "teacache:threshold=0.08|0.15|0.3|0.6" \
+    --method "magcache:ratios=assets/calibration/magcache_tiny.json,threshold=0.06|0.12|0.24,K=2|4" \
+    --method "easycache:threshold=0.025|0.05|0.1|0.2" --method "fbcache:threshold=0.05|0.1|0.2|0.4" \
+    --method "pab:self_range=2|3|4" --method "toca:ratio=0.1|0.25|0.5" --method "toca:ratio=0.25,interval=5" \
+    2>&1 | grep -v "\[#" | tail -3 | tee -a "$out/peers-study.txt"
+  log "mixed-genome search at ${MIXED_SPEEDUP:-3}x on the table"
+  $bench tune --study "mixed-${MIXED_SPEEDUP:-3}x" --model tiny --devices cuda --genome mixed --step-costs "$costs" \
+    --target-speedup "${MIXED_SPEEDUP:-3}" --population "${MIXED_POPULATION:-16}" --generations "${MIXED_GENERATIONS:-10}" \
+    --calibration-prompts bench/calibration_prompts.txt --fitness both --validation-count 0 --measure-repeats 0 \
+    --db "$db" --export "$out/mixed.json" 2>&1 | grep -v "\[#" | tail -12 | tee -a "$out/peers-study.txt"
+  $bench sweep --model tiny --device cuda --prompts-file "$out/heldout3.txt" --db "$db" --metrics both \
+    --method dense --schedules "$out/mixed.json" 2>&1 | grep -v "\[#" | tail -3 | tee -a "$out/peers-study.txt"
+  $bench report --db "$db" --out "$out/peers.html" --step-costs "$costs" 2>&1 | tail -2 | tee -a "$out/peers-study.txt"
 fi
 log "done"
