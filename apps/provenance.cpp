@@ -10,6 +10,7 @@
 
 #include "apps/commands.h"
 #include "engine/generate.h"
+#include "io/checkpoint.h"
 #include "io/fnv1a.h"
 
 namespace astraea::app {
@@ -89,25 +90,46 @@ std::vector<double> parse_number_list(const std::string& flag, const std::string
   return values;
 }
 
-std::string file_digest(const std::string& path, const std::string& flag) {
-  if (path.empty()) return {};
+namespace {
+
+uint64_t digest_into(const std::string& path, const std::string& flag, uint64_t h) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(flag + " " + path + " cannot be read");
-  uint64_t h = kFnv1aBasis;
   std::vector<char> buffer(1 << 20);
   while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
     h = fnv1a(buffer.data(), static_cast<size_t>(in.gcount()), h);
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return hex;
+  return h;
+}
+
+std::string hex(uint64_t h) {
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+}  // namespace
+
+std::string file_digest(const std::string& path, const std::string& flag) {
+  if (path.empty()) return {};
+  return hex(digest_into(path, flag, kFnv1aBasis));
 }
 
 std::string weights_digest(const std::string& model, const std::string& weights) {
   GenerateOptions o;
   o.model = model;
   o.weights = weights;
-  return file_digest(weights_file(o), "--weights");
+  const auto path = weights_file(o);
+  if (path.empty()) return {};
+  std::vector<std::string> files;
+  try {
+    files = Checkpoint::open(path).files();  // a sharded checkpoint: its index, then every shard
+  } catch (const SafetensorsError& e) {
+    throw UsageError("--weights " + std::string(e.what()));
+  }
+  uint64_t h = kFnv1aBasis;
+  for (const auto& f : files) h = digest_into(f, "--weights", h);
+  return hex(h);
 }
 
 }  // namespace astraea::app

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "io/field_error.h"
 #include "kernels/rms_norm_rope.cuh"
@@ -228,6 +230,61 @@ TEST(Weights, LoadNamesMissingMisshapedAndUnexpectedTensors) {
   auto extra = w;
   extra["blocks.9.ffn.0.weight"] = at::zeros({1});
   expect_error(extra, "unexpected tensor 'blocks.9.ffn.0.weight'");
+}
+
+// A checkpoint split into shards with an index, as Wan2.1-14B ships, loads the same weights as
+// the one file; a misshaped tensor is named with the shard that holds it.
+TEST(Weights, AShardedCheckpointLoadsLikeOneFile) {
+  const auto c = small_config();
+  const auto dir = std::filesystem::temp_directory_path() / "astraea_sharded";
+  std::filesystem::create_directories(dir);
+  const auto w = random_weights(c, 5, at::kCPU, at::kFloat);
+  Weights first, second;
+  nlohmann::json map;
+  for (const auto& [name, t] : w) {
+    const bool in_first = name.rfind("blocks.1.", 0) != 0;
+    (in_first ? first : second)[name] = t;
+    map[name] = in_first ? "m-00001-of-00002.safetensors" : "m-00002-of-00002.safetensors";
+  }
+  save_weights((dir / "m-00001-of-00002.safetensors").string(), first);
+  save_weights((dir / "m-00002-of-00002.safetensors").string(), second);
+  std::ofstream((dir / "diffusion_pytorch_model.safetensors.index.json").string())
+      << nlohmann::json{{"weight_map", map}}.dump();
+  const auto loaded = load_weights(dir.string(), c, at::kCPU, at::kFloat);  // the folder
+  ASSERT_EQ(loaded.size(), w.size());
+  for (const auto& [name, t] : w) EXPECT_TRUE(at::equal(loaded.at(name), t)) << name;
+  second["blocks.1.ffn.0.bias"] = at::zeros({3});
+  save_weights((dir / "m-00002-of-00002.safetensors").string(), second);
+  try {
+    load_weights(dir.string(), c, at::kCPU, at::kFloat);
+    ADD_FAILURE() << "loaded a misshaped shard";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "m-00002-of-00002.safetensors: tensor 'blocks.1.ffn.0.bias' has shape [3]"),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// An image-to-video checkpoint is named as one, not reported as an unexpected tensor.
+TEST(Weights, AnImageToVideoCheckpointIsNamedAsUnsupported) {
+  const auto c = small_config();
+  const auto path = (std::filesystem::temp_directory_path() / "astraea_i2v.safetensors").string();
+  auto w = random_weights(c, 6, at::kCPU, at::kFloat);
+  w["blocks.0.cross_attn.k_img.weight"] = at::zeros({c.dim, c.dim});
+  w["img_emb.proj.1.weight"] = at::zeros({c.dim, 4});
+  save_weights(path, w);
+  try {
+    load_weights(path, c, at::kCPU, at::kFloat);
+    ADD_FAILURE() << "loaded an i2v checkpoint";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": an image-to-video checkpoint (tensor '"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("image-to-video is not supported"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(Weights, SpecsMatchPresetParameterCount) {

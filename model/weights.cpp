@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/denoiser.h"
 
@@ -43,51 +44,70 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& config) {
   return model_family(config).parameter_specs(config);
 }
 
+namespace {
+
+// Image-to-video checkpoints carry CLIP image features and their keys: refused by name, before
+// their 36-channel patch embedding would fail as a misshaped tensor.
+void refuse_image_to_video(const Checkpoint& file) {
+  for (const TensorView* t : file.tensors()) {
+    const auto& n = t->name;
+    if (n.rfind("img_emb.", 0) == 0 || n.find(".k_img.") != std::string::npos ||
+        n.find(".v_img.") != std::string::npos) {
+      throw std::runtime_error(file.file_of(n) + ": an image-to-video checkpoint (tensor '" + n +
+                               "'): Astraea runs Wan 2.1 text-to-video; image-to-video is not supported");
+    }
+  }
+}
+
+}  // namespace
+
 Weights load_weights(const std::string& path, const ModelConfig& config, const at::Device& device,
                      at::ScalarType dtype) {
-  const auto file = SafetensorsFile::open(path);
+  const auto file = Checkpoint::open(path);
+  refuse_image_to_video(file);
   Weights w;
   std::set<std::string> expected;
   for (const auto& spec : parameter_specs(config)) {
     expected.insert(spec.name);
     const TensorView* t = file.find(spec.name);
     if (!t) {
-      throw std::runtime_error(path + ": missing tensor '" + spec.name + "' (preset " + config.name +
+      throw std::runtime_error(file.path() + ": missing tensor '" + spec.name + "' (preset " + config.name +
                                " expects " + shape_str(spec.shape) + ")");
     }
+    const auto& where = file.file_of(spec.name);
     if (t->shape != spec.shape) {
-      throw std::runtime_error(path + ": tensor '" + spec.name + "' has shape " + shape_str(t->shape) +
+      throw std::runtime_error(where + ": tensor '" + spec.name + "' has shape " + shape_str(t->shape) +
                                ", preset " + config.name + " expects " + shape_str(spec.shape));
     }
     at::ScalarType src;
     try {
       src = to_scalar_type(t->dtype);
     } catch (const std::invalid_argument&) {
-      throw std::runtime_error(path + ": tensor '" + spec.name + "' has dtype " +
+      throw std::runtime_error(where + ": tensor '" + spec.name + "' has dtype " +
                                std::string(dtype_name(t->dtype)) + ", expected a float dtype");
     }
     // from_blob over the mapped bytes; the copy to the device dtype owns its memory.
     auto view = at::from_blob(const_cast<std::byte*>(t->data), t->shape, at::TensorOptions().dtype(src));
     w[spec.name] = view.to(device, device_dtype(spec.kind, dtype), false, true);
   }
-  for (const auto& t : file.tensors()) {
-    if (!expected.count(t.name)) {
-      throw std::runtime_error(path + ": unexpected tensor '" + t.name + "' for preset " + config.name +
-                               " (is this the right model preset?)");
+  for (const TensorView* t : file.tensors()) {
+    if (!expected.count(t->name)) {
+      throw std::runtime_error(file.file_of(t->name) + ": unexpected tensor '" + t->name + "' for preset " +
+                               config.name + " (is this the right model preset?)");
     }
   }
   return w;
 }
 
 ModelConfig config_for_weights(const ModelConfig& preset, const std::string& path) {
-  const auto file = SafetensorsFile::open(path);
+  const auto file = Checkpoint::open(path);
   ModelConfig c = preset;
   c.position_octaves = 0;
   if (const TensorView* t = file.find("pos_embedding.weight")) {
     if (t->shape.size() != 2 || t->shape[0] != preset.dim || t->shape[1] % 6 != 0 || t->shape[1] == 0) {
-      throw std::runtime_error(path + ": tensor 'pos_embedding.weight' has shape " + shape_str(t->shape) +
-                               ", preset " + preset.name + " expects [" + std::to_string(preset.dim) +
-                               ", 6 x octaves]");
+      throw std::runtime_error(file.file_of(t->name) + ": tensor 'pos_embedding.weight' has shape " +
+                               shape_str(t->shape) + ", preset " + preset.name + " expects [" +
+                               std::to_string(preset.dim) + ", 6 x octaves]");
     }
     c.position_octaves = t->shape[1] / 6;
   }

@@ -30,9 +30,10 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& config);
 /// Named tensors on one device.
 using Weights = std::map<std::string, at::Tensor>;
 
-/// Loads `path` (safetensors, any float dtype) for `config`, converting to `dtype` on `device`.
-/// Throws std::runtime_error naming the file and tensor when one is missing, unexpected,
-/// misshaped, or not a float.
+/// Loads `path` (a checkpoint as io/checkpoint.h opens it: a safetensors file, a sharded index,
+/// or a release folder; any float dtype) for `config`, converting to `dtype` on `device`.
+/// Throws std::runtime_error naming the file (the shard) and tensor when one is missing,
+/// unexpected, misshaped, or not a float, and naming image-to-video checkpoints as unsupported.
 Weights load_weights(const std::string& path, const ModelConfig& config, const at::Device& device,
                      at::ScalarType dtype);
 
