@@ -38,11 +38,15 @@ void write_result(const GenerateResult& r, const GenerateFlags& f) {
     return;
   }
   const auto& t = r.video.defined() ? r.video : r.latents;
-  std::map<std::string, std::string> meta{
-      {"model", r.config.name},        {"prompt", f.o.prompt},
-      {"seed", std::to_string(f.o.seed)}, {"steps", std::to_string(r.steps)},
-      {"guidance", std::to_string(r.guidance)}, {"shift", std::to_string(r.shift)},
-      {"weights", r.weights_source},   {"text", r.text_source}};
+  std::map<std::string, std::string> meta{{"model", r.config.name},
+                                          {"prompt", f.o.prompt},
+                                          {"seed", std::to_string(f.o.seed)},
+                                          {"steps", std::to_string(r.steps)},
+                                          {"guidance", std::to_string(r.guidance)},
+                                          {"shift", std::to_string(r.shift)},
+                                          {"sampler", r.sampler},
+                                          {"weights", r.weights_source},
+                                          {"text", r.text_source}};
   write_safetensors(f.out, {{r.video.defined() ? "video" : "latents", DType::F32, t.sizes().vec(), t.data_ptr()}},
                     meta);
 }
@@ -84,11 +88,17 @@ void run(const GenerateFlags& f) {
   progress.finish();
   write_result(r, f);
   if (!f.result_json.empty()) {  // what sweep reads of a cell it launched on several ranks
-    const nlohmann::json j{{"sample_seconds", r.sample_seconds}, {"load_seconds", r.load_seconds},
-                           {"model_calls", r.model_calls},       {"token_share", r.token_share},
-                           {"cache_bytes", r.cache_bytes},       {"skipped_steps", r.skipped_steps},
-                           {"step_actions", r.step_actions},     {"method", r.method},
-                           {"method_params", r.method_params},   {"method_report", r.method_report}};
+    const nlohmann::json j{{"sample_seconds", r.sample_seconds},
+                           {"load_seconds", r.load_seconds},
+                           {"model_calls", r.model_calls},
+                           {"token_share", r.token_share},
+                           {"cache_bytes", r.cache_bytes},
+                           {"skipped_steps", r.skipped_steps},
+                           {"step_actions", r.step_actions},
+                           {"method", r.method},
+                           {"method_params", r.method_params},
+                           {"method_report", r.method_report},
+                           {"sampler", r.sampler}};
     const auto error = write_file_atomically(f.result_json, j.dump(2) + "\n");
     if (!error.empty()) throw UsageError("--result-json " + f.result_json + ": " + error);
   }
@@ -134,6 +144,8 @@ void register_generate(CLI::App& app) {
   sub->add_option("--steps", o.steps, "sampling steps");
   sub->add_option("--guidance", o.guidance, "classifier-free guidance scale (1 = unguided)");
   sub->add_option("--shift", o.shift, "flow-matching timestep shift");
+  sub->add_option("--sampler", o.sampler,
+                  "euler or unipc (default: the preset's; Wan's is unipc, as official)");
   sub->add_option("--seed", o.seed, "noise seed")->default_val(0);
   add_device_flag(sub, o.device);
   sub->add_option("--dtype", o.dtype, "fp32 or bf16 (default: bf16 on CUDA, fp32 on the CPU)");

@@ -286,6 +286,8 @@ void run(SweepFlags f) {
                        {"device", f.device},
                        {"weights", f.weights.empty() ? "shipped" : f.weights},
                        {"weights_digest", weights_digest}};
+              // Absent: Euler, as cells stored before Wan presets sampled with UniPC.
+              if (preset.default_sampler != "euler") c.key["sampler"] = preset.default_sampler;
               if (nproc > 1) {  // absent: one rank, as cells stored before --nproc
                 // A layout that cannot split this model is refused before any work, naming the numbers.
                 const double guidance = f.guidance >= 0 ? f.guidance : preset.default_guidance;

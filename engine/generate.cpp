@@ -105,7 +105,8 @@ GenerateResult generate(const GenerateOptions& o) {
   r.steps = o.steps ? o.steps : c.default_steps;
   r.guidance = o.guidance >= 0 ? o.guidance : c.default_guidance;
   r.shift = o.shift > 0 ? o.shift : c.default_shift;
-  const auto sigmas = flow_sigmas(r.steps, r.shift);
+  r.sampler = o.sampler.empty() ? c.default_sampler : o.sampler;
+  const auto plan = sampling_plan(r.sampler, r.steps, r.shift);  // names a bad --sampler before loading
   if (o.schedule) validate_schedule(*o.schedule, "--schedule", c.name, r.steps);  // before any loading
   if (o.method) {
     const auto why = o.method->can_run(c.name, r.steps);
@@ -146,11 +147,11 @@ GenerateResult generate(const GenerateOptions& o) {
   r.method_params = method->params();
   engine::GuidedStep guided_step(model, method, r.guidance, o.cfg_group);
   const auto t_sample = std::chrono::steady_clock::now();
-  auto x = sample_euler(
-      noise.to(device), sigmas,
-      [&](const at::Tensor& xt, double sigma, int64_t step) {
+  auto x = sample(
+      plan, noise.to(device),
+      [&](const at::Tensor& xt, double, int64_t step) {
         const auto range = ScopedRange::step(step);
-        return guided_step(xt, {step, r.steps, 1000.0 * sigma}, cond, uncond);
+        return guided_step(xt, {step, r.steps, plan.timesteps[step]}, cond, uncond);
       },
       o.on_step);
   r.model_calls = guided_step.model_calls();

@@ -38,6 +38,7 @@ struct GenerateOptions {
   std::string prompt, context_file;
   int64_t frames = 0, height = 0, width = 0, steps = 0;
   double guidance = -1, shift = 0;
+  std::string sampler;  ///< "euler" or "unipc"; "" = the preset's
   uint64_t seed = 0;
   std::string device = "cpu", dtype;
   AttentionBackend attention = AttentionBackend::kAuto;
@@ -68,6 +69,7 @@ struct GenerateResult {
   std::string text_source, weights_source;
   int64_t steps = 0, model_calls = 0;
   double guidance = 0, shift = 0;
+  std::string sampler;
   double load_seconds = 0, sample_seconds = 0;
   std::string method;            ///< the method's registered name
   nlohmann::json method_params;  ///< and its parameters

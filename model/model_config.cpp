@@ -49,6 +49,7 @@ ModelConfig tiny() {
   c.default_steps = 30;
   c.default_guidance = 4.0;
   c.default_shift = 3.0;
+  c.default_sampler = "euler";  // what it was trained and tuned with
   c.shipped_weights = "assets/tiny.safetensors";
   c.description = "pixel-space RGB DiT for the CPU, " + std::to_string(c.layers) + " layers, dim " +
                   std::to_string(c.dim);

@@ -40,6 +40,7 @@ struct ModelConfig {
   int64_t default_steps = 50;
   double default_guidance = 5.0;
   double default_shift = 5.0;
+  std::string default_sampler = "unipc";  ///< "unipc" (Wan 2.1's official default) or "euler"
   std::string shipped_weights;  ///< path under assets/ or empty
   std::string description;
 

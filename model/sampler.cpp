@@ -31,6 +31,27 @@ at::Tensor sample_euler(at::Tensor x, const std::vector<double>& sigmas, const V
   return x;
 }
 
+SamplingPlan sampling_plan(const std::string& sampler, int64_t steps, double shift) {
+  SamplingPlan p{sampler, {}, {}};
+  if (sampler == "euler") {
+    p.sigmas = flow_sigmas(steps, shift);
+    for (int64_t i = 0; i < steps; ++i) p.timesteps.push_back(1000.0 * p.sigmas[i]);
+  } else if (sampler == "unipc") {
+    auto g = unipc_grid(steps, shift);
+    p.sigmas = std::move(g.sigmas);
+    p.timesteps = std::move(g.timesteps);
+  } else {
+    throw FieldError("sampler", "'" + sampler + "' is not euler or unipc");
+  }
+  return p;
+}
+
+at::Tensor sample(const SamplingPlan& plan, at::Tensor noise, const VelocityFn& velocity,
+                  const StepCallback& on_step) {
+  if (plan.sampler == "unipc") return sample_unipc(std::move(noise), plan.sigmas, velocity, on_step);
+  return sample_euler(std::move(noise), plan.sigmas, velocity, on_step);
+}
+
 at::Tensor classifier_free_guidance(const at::Tensor& cond, const at::Tensor& uncond, double scale) {
   return uncond + scale * (cond - uncond);
 }

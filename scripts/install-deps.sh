@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages that Astraea builds and tests against, skipping what is there,
 # then the report's web assets from npm (Chart.js, pinned by package-lock.json).
 # Usage: scripts/install-deps.sh [--browser] [--tools]   (--browser adds Chromium for the report
-# tests; --tools adds python3-opencv for scripts/vbench_fixtures.py)
+# tests; --tools adds python3-opencv and python3-torch for scripts/vbench_fixtures.py and
+# scripts/wan_fixtures.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ packages=(
 )
 for arg in "$@"; do
   [[ "$arg" == "--browser" ]] && packages+=(chromium)
-  [[ "$arg" == "--tools" ]] && packages+=(python3-opencv)
+  [[ "$arg" == "--tools" ]] && packages+=(python3-opencv python3-torch)
 done
 command -v npm >/dev/null || packages+=(nodejs npm)
 

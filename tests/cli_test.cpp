@@ -80,6 +80,13 @@ TEST_F(Cli, GeneratesSafetensorsWithTheVideoKey) {
   EXPECT_EQ(v.dtype, astraea::DType::F32);
   EXPECT_EQ(v.shape, (std::vector<int64_t>{2, 16, 16, 3}));
   EXPECT_EQ(f.metadata().at("prompt"), "a red circle");
+  EXPECT_EQ(f.metadata().at("sampler"), "euler");  // the tiny preset's, as it was trained
+  // UniPC (Wan's default) from the same noise: another video, recorded as such.
+  r = run(std::string(kSmall) + " --prompt 'a red circle' --sampler unipc --out " + path("u.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto u = astraea::SafetensorsFile::open(path("u.safetensors"));
+  EXPECT_EQ(u.metadata().at("sampler"), "unipc");
+  EXPECT_NE(0, std::memcmp(u.at("video").data, v.data, v.nbytes));
 }
 
 TEST_F(Cli, SameSeedSameBytes) {
@@ -117,6 +124,10 @@ TEST_F(Cli, BadInputsGiveOneErrorLineAndNoOutput) {
   expect_error(run("generate --model tiny --weights " + path("none.safetensors") + " --out " + out), 1,
                "none.safetensors");
   expect_error(run("generate --model tiny --out"), 2, "--out");
+  expect_error(run(std::string(kSmall) + " --sampler heun --out " + out), 2,
+               "--sampler 'heun' is not euler or unipc");
+  expect_error(run("generate --model wan2.1-1.3b --weights " + path("") + " --out " + out), 1,
+               "no diffusion_pytorch_model.safetensors");
   EXPECT_FALSE(fs::exists(out));
 }
 

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Parity fixtures for the real Wan 2.1 pipeline: runs Wan 2.1's own code and writes what it gives
+to tests/fixtures/wan/, which the model tests compare our C++ with (docs/wan.md).
+
+    scripts/wan_fixtures.py WAN_CHECKOUT COMMIT    # github.com/Wan-Video/Wan2.1 at COMMIT
+
+A tool, never run by the build or the tests: it needs Debian's python3-torch
+(scripts/install-deps.sh --tools) and a checkout of the official repository, whose modules it
+imports unchanged, file by file. Their package-level imports pull in libraries Debian lacks
+(diffusers for the scheduler's base classes): those few names are stubbed here with what the
+scheduler uses of them (a config object holding the constructor's arguments), so the arithmetic
+that runs is Wan's.
+
+Fixtures (safetensors, float32, written without the safetensors package):
+- unipc.safetensors: FlowUniPCMultistepScheduler sampling a fixed analytic velocity field
+  v(x, t) = sin(x) / 2 + x (t / 1000)^2 - 0.3 from seeded noise, for several step counts,
+  shifts and solver orders: the grid, the integer timesteps, the sample at every step and the
+  result. Keys "CASE.sigmas", "CASE.timesteps", "CASE.inputs" [steps, n], "CASE.noise", "CASE.out"
+  for CASE = "s{steps}_shift{shift}_order{order}".
+- state_dict.pth (torch.save of a small state dict: float32, bf16, a view into another tensor's
+  storage, a transposed view, a scalar), state_dict.safetensors (the same as float32), list.pth
+  (not a dict), legacy.pth (the pre-1.6 format) and cut_pickle.pth (its pickle cut in half): what
+  model/pth.h reads and refuses.
+"""
+import collections
+import importlib.util
+import inspect
+import json
+import os
+import struct
+import sys
+import types
+import zipfile
+
+import torch
+
+here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "wan")
+
+
+def stub_diffusers():
+    """The names fm_solvers_unipc.py imports from diffusers, as far as it uses them."""
+
+    class Config(types.SimpleNamespace):
+        pass
+
+    def register_to_config(init):
+        def wrapped(self, *args, **kwargs):
+            bound = inspect.signature(init).bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            self.config = Config(**{k: v for k, v in bound.arguments.items() if k != "self"})
+            init(self, *args, **kwargs)
+
+        return wrapped
+
+    class ConfigMixin:
+        def register_to_config(self, **kwargs):
+            for k, v in kwargs.items():
+                setattr(self.config, k, v)
+
+    class SchedulerMixin:
+        pass
+
+    class SchedulerOutput(types.SimpleNamespace):
+        pass
+
+    modules = {
+        "diffusers": {},
+        "diffusers.configuration_utils": {"ConfigMixin": ConfigMixin, "register_to_config": register_to_config},
+        "diffusers.schedulers": {},
+        "diffusers.schedulers.scheduling_utils": {
+            "KarrasDiffusionSchedulers": [],
+            "SchedulerMixin": SchedulerMixin,
+            "SchedulerOutput": SchedulerOutput,
+        },
+        "diffusers.utils": {"deprecate": lambda *a, **k: None, "is_scipy_available": lambda: False},
+    }
+    for name, names in modules.items():
+        m = types.ModuleType(name)
+        m.__dict__.update(names)
+        sys.modules[name] = m
+
+
+def load(checkout, relative, name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(checkout, relative))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_safetensors(path, tensors, metadata):
+    """The format as io/safetensors.h reads it: header length, JSON header, packed data."""
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().to(torch.float32).contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    os.replace(tmp, path)
+
+
+def velocity(x, t):
+    return torch.sin(x) / 2 + x * (t / 1000.0) ** 2 - 0.3
+
+
+def unipc_cases(unipc):
+    tensors = {}
+    for steps, shift, order in [(1, 5.0, 2), (2, 5.0, 2), (5, 5.0, 2), (12, 3.0, 2), (50, 5.0, 2), (9, 8.0, 3)]:
+        case = f"s{steps}_shift{shift:g}_order{order}"
+        scheduler = unipc.FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1,
+                                                      use_dynamic_shifting=False, solver_order=order)
+        scheduler.set_timesteps(steps, device="cpu", shift=shift)
+        noise = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(steps))
+        x, inputs = noise.clone(), []
+        for t in scheduler.timesteps:  # as wan/text2video.py steps it
+            inputs.append(x.flatten().clone())
+            v = velocity(x, float(t))
+            x = scheduler.step(v.unsqueeze(0), t, x.unsqueeze(0), return_dict=False)[0].squeeze(0)
+        tensors[case + ".sigmas"] = scheduler.sigmas.to(torch.float32)
+        tensors[case + ".timesteps"] = scheduler.timesteps.to(torch.float32)
+        tensors[case + ".noise"] = noise
+        tensors[case + ".inputs"] = torch.stack(inputs)
+        tensors[case + ".out"] = x
+    return tensors
+
+
+def pth_cases():
+    """torch.save files as the release's .pth are written (a state dict in the zip format), with a
+    bf16 tensor, a view into another tensor's storage and a transposed one; the same tensors as
+    float32 safetensors; a list instead of a dict; and the legacy (pre-1.6) format."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(6, 4, generator=g)
+    sd = collections.OrderedDict()
+    sd["blocks.0.weight"] = torch.randn(3, 4, generator=g)
+    sd["blocks.0.bias"] = torch.randn(5, generator=g).to(torch.bfloat16)
+    sd["shared.rows"] = base[2:5]
+    sd["shared.t"] = base.t()
+    sd["scale"] = torch.tensor(2.5)
+    torch.save(sd, os.path.join(here, "state_dict.pth"))
+    torch.save([base], os.path.join(here, "list.pth"))
+    torch.save(sd, os.path.join(here, "legacy.pth"), _use_new_zipfile_serialization=False)
+    # A well-formed archive whose pickle stops halfway, as a write cut off would leave it.
+    with zipfile.ZipFile(os.path.join(here, "state_dict.pth")) as z, \
+            zipfile.ZipFile(os.path.join(here, "cut_pickle.pth"), "w", zipfile.ZIP_STORED) as out:
+        for name in z.namelist():
+            data = z.read(name)
+            out.writestr(name, data[:len(data) // 2] if name.endswith("data.pkl") else data)
+    return {k: v.float() for k, v in sd.items()}
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    checkout, commit = sys.argv[1], sys.argv[2]
+    torch.manual_seed(0)
+    stub_diffusers()
+    unipc = load(checkout, "wan/utils/fm_solvers_unipc.py", "wan_fm_solvers_unipc")
+    os.makedirs(here, exist_ok=True)
+    meta = {"source": "github.com/Wan-Video/Wan2.1", "commit": commit, "torch": torch.__version__,
+            "made_by": "scripts/wan_fixtures.py"}
+    write_safetensors(os.path.join(here, "unipc.safetensors"), unipc_cases(unipc), meta)
+    write_safetensors(os.path.join(here, "state_dict.safetensors"), pth_cases(), meta)
+    print("wrote", here)
+
+
+if __name__ == "__main__":
+    main()
