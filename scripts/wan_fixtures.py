@@ -21,6 +21,9 @@ Fixtures (safetensors, float32, written without the safetensors package):
   storage, a transposed view, a scalar), state_dict.safetensors (the same as float32), list.pth
   (not a dict), legacy.pth (the pre-1.6 format) and cut_pickle.pth (its pickle cut in half): what
   model/pth.h reads and refuses.
+- umt5.pth and umt5.safetensors: Wan's T5Encoder (wan/modules/t5.py) at a reduced size, randomly
+  initialised by its own init_weights: its state dict, two padded prompts' ids, lengths and
+  outputs, and its relative-position bucket of every offset from -300 to 300.
 """
 import collections
 import importlib.util
@@ -152,6 +155,43 @@ def pth_cases():
     return {k: v.float() for k, v in sd.items()}
 
 
+def umt5_case(checkout):
+    """Wan's T5Encoder (wan/modules/t5.py, umT5's shape: no shared position bias) at a reduced
+    size with its own random initialisation, on two padded prompts (150 and 7 real tokens of 160,
+    so the logarithmic buckets and their clamp are reached); its state dict as torch.save writes
+    it, and its outputs and bucket table."""
+    package = types.ModuleType("wanmods")
+    package.__path__ = []
+    tokenizers = types.ModuleType("wanmods.tokenizers")
+    tokenizers.HuggingfaceTokenizer = None  # t5.py imports it; the encoder never uses it
+    sys.modules.update({"wanmods": package, "wanmods.tokenizers": tokenizers})
+    # T5EncoderModel's default argument asks for the current CUDA device when the class is
+    # defined; Debian's torch has no CUDA, so it gets the CPU for that one call.
+    current_device, torch.cuda.current_device = torch.cuda.current_device, lambda: "cpu"
+    try:
+        t5 = load(checkout, "wan/modules/t5.py", "wanmods.t5")
+    finally:
+        torch.cuda.current_device = current_device
+    torch.manual_seed(3)
+    model = t5.T5Encoder(vocab=64, dim=32, dim_attn=32, dim_ffn=48, num_heads=4, num_layers=2, num_buckets=32,
+                         shared_pos=False, dropout=0.1).eval()
+    torch.save(model.state_dict(), os.path.join(here, "umt5.pth"))
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(2, 64, (2, 160), generator=g)
+    lens = torch.tensor([150, 7])
+    mask = torch.zeros(2, 160, dtype=torch.long)
+    for i, n in enumerate(lens):
+        ids[i, n - 1] = 1  # </s>
+        ids[i, n:] = 0     # <pad>
+        mask[i, :n] = 1
+    with torch.no_grad():
+        out = model(ids, mask)
+    rel = torch.arange(-300, 301).unsqueeze(0)
+    buckets = model.blocks[0].pos_embedding._relative_position_bucket(rel)[0]
+    return {"umt5.ids": ids.float(), "umt5.lens": lens.float(), "umt5.out": out,
+            "umt5.relative": rel[0].float(), "umt5.buckets": buckets.float()}
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -164,6 +204,7 @@ def main():
             "made_by": "scripts/wan_fixtures.py"}
     write_safetensors(os.path.join(here, "unipc.safetensors"), unipc_cases(unipc), meta)
     write_safetensors(os.path.join(here, "state_dict.safetensors"), pth_cases(), meta)
+    write_safetensors(os.path.join(here, "umt5.safetensors"), umt5_case(checkout), meta)
     print("wrote", here)
 
 

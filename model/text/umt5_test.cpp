@@ -1,0 +1,80 @@
+#include "model/text/umt5.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "io/safetensors.h"
+#include "model/pth.h"
+
+namespace astraea {
+namespace {
+
+const std::string kFixtures = ASTRAEA_WAN_FIXTURES;
+
+at::Tensor fixture(const SafetensorsFile& f, const std::string& name) {
+  const auto& t = f.at(name);
+  return at::from_blob(const_cast<std::byte*>(t.data), t.shape, at::kFloat).clone();
+}
+
+Umt5Config small() {
+  Umt5Config c;
+  c.vocab = 64, c.dim = 32, c.dim_attn = 32, c.dim_ffn = 48, c.heads = 4, c.layers = 2, c.text_len = 160;
+  return c;
+}
+
+// Wan's own _relative_position_bucket, offset by offset from -300 to 300 (exact, logarithmic,
+// clamped; keys after the query in the upper half).
+TEST(Umt5, RelativeBucketsMatchWans) {
+  const auto f = SafetensorsFile::open(kFixtures + "/umt5.safetensors");
+  const auto relative = fixture(f, "umt5.relative"), buckets = fixture(f, "umt5.buckets");
+  ASSERT_EQ(relative.numel(), 601);
+  for (int64_t i = 0; i < relative.numel(); ++i) {
+    const auto r = static_cast<int64_t>(relative[i].item<float>());
+    EXPECT_EQ(t5_relative_bucket(r, 32, 128), static_cast<int64_t>(buckets[i].item<float>())) << r;
+  }
+}
+
+// Wan's T5Encoder at a reduced size, its weights read from the .pth its state_dict() was saved to:
+// each prompt's real tokens, encoded alone, give the official output of the padded batch there.
+TEST(Umt5, MatchesWansEncoderOnPaddedPrompts) {
+  const auto f = SafetensorsFile::open(kFixtures + "/umt5.safetensors");
+  const Umt5Encoder encoder(small(), read_pth(kFixtures + "/umt5.pth"), at::kCPU, at::kFloat, "umt5.pth");
+  const auto ids = fixture(f, "umt5.ids"), lens = fixture(f, "umt5.lens"), out = fixture(f, "umt5.out");
+  for (int64_t b = 0; b < 2; ++b) {
+    const auto n = static_cast<int64_t>(lens[b].item<float>());
+    std::vector<int64_t> prompt;
+    for (int64_t i = 0; i < n; ++i) prompt.push_back(static_cast<int64_t>(ids[b][i].item<float>()));
+    const auto got = encoder.encode(prompt);
+    const auto want = out[b].narrow(0, 0, n);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_LT((got - want).abs().max().item<float>(), 1e-5 * (1 + want.abs().max().item<float>())) << b;
+  }
+}
+
+TEST(Umt5, NamesBadWeightsAndTokens) {
+  auto weights = read_pth(kFixtures + "/umt5.pth");
+  auto expect = [&](std::map<std::string, at::Tensor> w, const std::string& what) {
+    try {
+      Umt5Encoder(small(), w, at::kCPU, at::kFloat, "enc.pth");
+      ADD_FAILURE() << what;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("enc.pth: " + what), std::string::npos) << e.what();
+    }
+  };
+  auto missing = weights;
+  missing.erase("blocks.1.ffn.fc2.weight");
+  expect(missing, "missing tensor 'blocks.1.ffn.fc2.weight'");
+  auto misshaped = weights;
+  misshaped["blocks.0.attn.q.weight"] = at::zeros({32, 31});
+  expect(misshaped, "tensor 'blocks.0.attn.q.weight' has shape [32, 31]");
+  auto extra = weights;
+  extra["decoder.norm.weight"] = at::zeros({32});
+  expect(extra, "unexpected tensor 'decoder.norm.weight'");
+  const Umt5Encoder encoder(small(), weights, at::kCPU, at::kFloat, "enc.pth");
+  EXPECT_THROW(encoder.encode({}), std::invalid_argument);
+  EXPECT_THROW(encoder.encode({3, 64}), std::invalid_argument);
+  EXPECT_THROW(encoder.encode(std::vector<int64_t>(161, 3)), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace astraea
