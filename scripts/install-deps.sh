@@ -13,7 +13,7 @@ packages=(
   libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-  libopencv-dev
+  libopencv-dev libsentencepiece-dev
 )
 for arg in "$@"; do
   [[ "$arg" == "--browser" ]] && packages+=(chromium)

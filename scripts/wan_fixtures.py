@@ -24,6 +24,8 @@ Fixtures (safetensors, float32, written without the safetensors package):
 - umt5.pth and umt5.safetensors: Wan's T5Encoder (wan/modules/t5.py) at a reduced size, randomly
   initialised by its own init_weights: its state dict, two padded prompts' ids, lengths and
   outputs, and its relative-position bucket of every offset from -300 to 300.
+- spiece.model and tokenizer.json: a small SentencePiece model in umT5's id layout and, for some
+  prompts, Wan's cleaned text and the ids with </s> (tokenizer_case says what is stubbed).
 """
 import collections
 import importlib.util
@@ -192,6 +194,44 @@ def umt5_case(checkout):
             "umt5.relative": rel[0].float(), "umt5.buckets": buckets.float()}
 
 
+TOKENIZER_PROMPTS = [
+    "A cat walks on the grass, realistic style.",
+    "  Two   dogs\tplay &amp;amp; run\n on a beach at sunset  ",
+    "a red circle &lt;moving&gt; left &#x41;&#66; &quot;fast&quot;",
+    "静态，细节模糊不清 with words the model never saw: zyzzyva quixotic",
+    "",
+]
+
+
+def tokenizer_case(checkout):
+    """A small SentencePiece model in umT5's id layout (pad 0, </s> 1, unk 2; no <s>), trained here,
+    and what Wan's cleaning (wan/modules/tokenizers.py's basic_clean then whitespace_clean) and
+    SentencePiece's own encoder make of some prompts, with </s> appended as the tokenizer does.
+    Debian has neither ftfy nor transformers: ftfy.fix_text is taken as the identity (it repairs
+    mojibake, which these prompts have none of) and AutoTokenizer is not used."""
+    import sentencepiece as spm
+    sys.modules["ftfy"] = types.SimpleNamespace(fix_text=lambda text: text)
+    sys.modules["transformers"] = types.SimpleNamespace(AutoTokenizer=None)
+    tokenizers = load(checkout, "wan/modules/tokenizers.py", "wan_tokenizers")
+    corpus = os.path.join(here, "corpus.tmp")
+    with open(corpus, "w") as f:
+        for i in range(200):
+            f.write(f"a cat walks on the grass {i} times, dogs play and run on a beach at sunset, "
+                    "a red circle moving left fast, realistic style\n")
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(here, "spiece"), vocab_size=60,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   character_coverage=1.0, minloglevel=2)
+    os.remove(corpus)
+    os.remove(os.path.join(here, "spiece.vocab"))
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(here, "spiece.model"))
+    cases = []
+    for prompt in TOKENIZER_PROMPTS:
+        clean = tokenizers.whitespace_clean(tokenizers.basic_clean(prompt))
+        cases.append({"prompt": prompt, "clean": clean, "ids": sp.encode(clean) + [sp.eos_id()]})
+    with open(os.path.join(here, "tokenizer.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=1)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -205,6 +245,7 @@ def main():
     write_safetensors(os.path.join(here, "unipc.safetensors"), unipc_cases(unipc), meta)
     write_safetensors(os.path.join(here, "state_dict.safetensors"), pth_cases(), meta)
     write_safetensors(os.path.join(here, "umt5.safetensors"), umt5_case(checkout), meta)
+    tokenizer_case(checkout)
     print("wrote", here)
 
 
