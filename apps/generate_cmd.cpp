@@ -133,14 +133,22 @@ void register_generate(CLI::App& app) {
   sub->footer("Presets:" + presets +
               "\n\ntiny sizes: CPU size 8x32x48 (768 tokens, the default); evaluation size "
               "--frames 16 --height 64 --width 64 (4096 tokens).");
-  add_model_flags(
-      sub, o.model, o.weights, o.frames, o.height, o.width,
-      "safetensors file with Wan 2.1 key names, or 'random' (default: the preset's shipped weights)");
+  add_model_flags(sub, o.model, o.weights, o.frames, o.height, o.width,
+                  "safetensors file with Wan 2.1 key names, a sharded index, a Wan 2.1 release folder (its "
+                  "umT5 then encodes "
+                  "the prompts), or 'random' (default: the preset's shipped weights)");
   sub->add_option("--weights-seed", o.weights_seed, "seed of --weights random")->default_val(0);
   auto* prompt = sub->add_option("--prompt", o.prompt, "text prompt");
   sub->add_option("--context", o.context_file,
                   "safetensors with precomputed text-encoder output 'context' [L, text_dim] (Wan presets)")
       ->excludes(prompt);
+  sub->add_option(
+      "--negative-prompt", o.negative_prompt,
+      "the unconditional branch's prompt (default: empty; Wan's official one when --weights is a release "
+      "folder)");
+  sub->add_option(
+      "--text-device", o.text_device,
+      "where a release folder's umT5 encodes the prompts: cpu, cuda or cuda:N (default: --device)");
   sub->add_option("--steps", o.steps, "sampling steps");
   sub->add_option("--guidance", o.guidance, "classifier-free guidance scale (1 = unguided)");
   sub->add_option("--shift", o.shift, "flow-matching timestep shift");

@@ -130,7 +130,14 @@ GenerateResult generate(const GenerateOptions& o) {
   r.weights_source =
       o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   const Denoiser& model = *loaded;
-  auto text = text_contexts(model, o.prompt, o.context_file);
+  TextOptions text_options;
+  text_options.context_file = o.context_file;
+  if (o.weights != "random" && !o.weights.empty() && std::filesystem::is_directory(o.weights))
+    text_options.release_dir = o.weights;  // a Wan 2.1 release folder: its umT5 encodes the prompts
+  text_options.negative_prompt = o.negative_prompt.value_or("");
+  text_options.negative_prompt_given = o.negative_prompt.has_value();
+  text_options.device = o.text_device.empty() ? device.str() : parse_device(o.text_device).str();
+  auto text = text_contexts(model, o.prompt, text_options);
   r.text_source = text.source;
   const auto cond = model.embed_context(text.cond.to(device, model.dtype()));
   const auto uncond = model.embed_context(text.uncond.to(device, model.dtype()));

@@ -36,6 +36,10 @@ struct GenerateOptions {
   std::string weights;  ///< "" = the preset's shipped weights; "random"; or a safetensors path
   uint64_t weights_seed = 0;
   std::string prompt, context_file;
+  /// The unconditional branch's prompt; none: the empty prompt, or Wan's official negative prompt
+  /// when a release folder's umT5 encodes (model/text_context.h).
+  std::optional<std::string> negative_prompt;
+  std::string text_device;  ///< where a release's umT5 runs; "" = `device`
   int64_t frames = 0, height = 0, width = 0, steps = 0;
   double guidance = -1, shift = 0;
   std::string sampler;  ///< "euler" or "unipc"; "" = the preset's

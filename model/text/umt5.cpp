@@ -43,6 +43,31 @@ int64_t t5_relative_bucket(int64_t relative, int64_t buckets, int64_t max_distan
   return base + std::min<int64_t>(max_exact + static_cast<int64_t>(scaled), half - 1);
 }
 
+Umt5Config umt5_config_of(const std::map<std::string, at::Tensor>& weights, const std::string& source,
+                          int64_t text_len) {
+  auto shape = [&](const std::string& name, size_t dims) {
+    const auto it = weights.find(name);
+    if (it == weights.end() || it->second.dim() != static_cast<int64_t>(dims))
+      throw std::runtime_error(source + ": tensor '" + name + "' is missing or not " + std::to_string(dims) +
+                               "-dimensional (is this the umT5-XXL encoder?)");
+    return it->second.sizes();
+  };
+  Umt5Config c;
+  c.vocab = shape("token_embedding.weight", 2)[0];
+  c.dim = shape("token_embedding.weight", 2)[1];
+  c.dim_attn = shape("blocks.0.attn.q.weight", 2)[0];
+  c.dim_ffn = shape("blocks.0.ffn.fc1.weight", 2)[0];
+  c.buckets = shape("blocks.0.pos_embedding.embedding.weight", 2)[0];
+  c.heads = shape("blocks.0.pos_embedding.embedding.weight", 2)[1];
+  c.layers = 0;
+  while (weights.count("blocks." + std::to_string(c.layers) + ".norm1.weight")) ++c.layers;
+  c.text_len = text_len;
+  if (c.heads < 1 || c.dim_attn % c.heads)
+    throw std::runtime_error(source + ": " + std::to_string(c.heads) +
+                             " heads do not divide attention width " + std::to_string(c.dim_attn));
+  return c;
+}
+
 Umt5Encoder::Umt5Encoder(const Umt5Config& config, const std::map<std::string, at::Tensor>& weights,
                          const at::Device& device, at::ScalarType dtype, const std::string& source)
     : config_(config), device_(device), dtype_(dtype) {

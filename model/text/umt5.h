@@ -23,6 +23,12 @@ struct Umt5Config {
 /// _relative_position_bucket): exact up to BUCKETS / 4, logarithmic up to MAX_DISTANCE.
 int64_t t5_relative_bucket(int64_t relative, int64_t buckets, int64_t max_distance);
 
+/// The sizes WEIGHTS have (umT5-XXL's for the release; smaller ones in tests), read off the
+/// embedding, the first block and the number of blocks; max_distance and text_len as given.
+/// Throws std::runtime_error naming SOURCE and the tensor it could not read a size from.
+Umt5Config umt5_config_of(const std::map<std::string, at::Tensor>& weights, const std::string& source,
+                          int64_t text_len = 512);
+
 class Umt5Encoder {
  public:
   /// WEIGHTS by the official keys (token_embedding.weight, blocks.N.{norm1, attn.{q,k,v,o},

@@ -3,8 +3,15 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "astraea/config.h"
 #include "io/safetensors.h"
+#include "model/denoiser.h"
 #include "model/pth.h"
+#include "model/text/umt5_tokenizer.h"
+#include "model/text_context.h"
+#include "model/weights.h"
 
 namespace astraea {
 namespace {
@@ -74,6 +81,46 @@ TEST(Umt5, NamesBadWeightsAndTokens) {
   EXPECT_THROW(encoder.encode({}), std::invalid_argument);
   EXPECT_THROW(encoder.encode({3, 64}), std::invalid_argument);
   EXPECT_THROW(encoder.encode(std::vector<int64_t>(161, 3)), std::invalid_argument);
+}
+
+// A Wan 2.1 release folder's umT5 and tokenizer encode the prompt and, unless another is given,
+// the official negative prompt; each context equals the encoder's output on the tokenizer's ids.
+// A folder without them is named with the missing file.
+TEST(Umt5, AReleaseFolderEncodesThePromptAndTheOfficialNegativePrompt) {
+  if (!ASTRAEA_HAS_SENTENCEPIECE) GTEST_SKIP() << "this build has no SentencePiece";
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / "astraea_release";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "google/umt5-xxl");
+  ModelConfig c = model_preset("wan2.1-1.3b");  // a Wan DiT of umT5's fixture width, shrunk
+  c.dim = 24, c.ffn_dim = 40, c.heads = 2, c.layers = 1, c.text_dim = 32, c.freq_dim = 16;
+  const auto model = make_denoiser(c, random_weights(c, 1, at::kCPU, at::kFloat), at::kFloat);
+  TextOptions o;
+  o.release_dir = dir.string();
+  try {
+    text_contexts(*model, "a cat", o);
+    ADD_FAILURE() << "encoded without the release's files";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "models_t5_umt5-xxl-enc-bf16.pth: missing from the Wan 2.1 release folder"),
+              std::string::npos)
+        << e.what();
+  }
+  fs::copy_file(kFixtures + "/umt5.pth", dir / "models_t5_umt5-xxl-enc-bf16.pth");
+  fs::copy_file(kFixtures + "/spiece.model", dir / "google/umt5-xxl/spiece.model");
+  const Umt5Tokenizer tokenizer(kFixtures + "/spiece.model");
+  const auto weights = read_pth(kFixtures + "/umt5.pth");
+  const Umt5Encoder encoder(umt5_config_of(weights, "umt5.pth"), weights, at::kCPU, at::kFloat, "umt5.pth");
+  const std::string prompt = "a cat walks on the grass at sunset";
+  auto text = text_contexts(*model, prompt, o);
+  EXPECT_TRUE(at::allclose(text.cond, encoder.encode(tokenizer.encode(prompt, 512)), 1e-6, 1e-6));
+  EXPECT_TRUE(
+      at::allclose(text.uncond, encoder.encode(tokenizer.encode(kWanNegativePrompt, 512)), 1e-6, 1e-6));
+  EXPECT_NE(text.source.find("umT5-XXL from"), std::string::npos) << text.source;
+  o.negative_prompt = "", o.negative_prompt_given = true;
+  text = text_contexts(*model, prompt, o);
+  EXPECT_EQ(text.uncond.size(0), 1);  // only </s>
+  fs::remove_all(dir);
 }
 
 }  // namespace
