@@ -31,11 +31,23 @@ struct Tuple {
 struct Dict {
   std::vector<std::pair<Ptr, Ptr>> items;
 };
-struct Value {
-  std::variant<std::monostate, bool, int64_t, double, std::string, Tuple, Dict, Global, at::Tensor> v;
+struct Storage {  // a storage record, flat; only _rebuild_tensor_v2 takes one
+  at::Tensor flat;
 };
+// DEPTH: how deep the containers inside it nest; STORED: it is inside a container. A pickle can
+// nest without end, or through its memo make a container hold itself. Here a stored container
+// never changes again (torch.save fills every container before storing it), so depths are final,
+// no cycle can form, and past kMaxDepth a pickle is refused: walking and freeing values never
+// recurse further.
+struct Value {
+  std::variant<std::monostate, bool, int64_t, double, std::string, Tuple, Dict, Global, at::Tensor, Storage>
+      v;
+  int depth = 0;
+  bool stored = false;
+};
+constexpr int kMaxDepth = 64;
 
-Ptr make(decltype(Value::v) v) { return std::make_shared<Value>(Value{std::move(v)}); }
+Ptr make(decltype(Value::v) v, int depth = 0) { return std::make_shared<Value>(Value{std::move(v), depth}); }
 
 // The storage classes torch.save names, and their element types.
 at::ScalarType storage_dtype(const std::string& name) {
@@ -117,23 +129,25 @@ class Unpickler {
           Tuple t;
           t.items.resize(op - 0x84);
           for (auto i = t.items.size(); i-- > 0;) t.items[i] = pop();
-          push(make(std::move(t)));
+          push(container(std::move(t), at));
           break;
         }
-        case 't':
-          push(make(Tuple{pop_mark()}));
-          break;  // TUPLE
-        case ']':
+        case 't':  // TUPLE
+          push(container(Tuple{pop_mark()}, at));
+          break;
+        case ']':  // EMPTY_LIST
           push(make(Tuple{}));
-          break;     // EMPTY_LIST
+          break;
         case 'e': {  // APPENDS
           auto items = pop_mark();
+          for (const auto& item : items) nest(top(), item, at);
           auto& list = as<Tuple>(top(), "APPENDS");
           list.items.insert(list.items.end(), items.begin(), items.end());
           break;
         }
         case 'a': {  // APPEND
           auto item = pop();
+          nest(top(), item, at);
           as<Tuple>(top(), "APPEND").items.push_back(item);
           break;
         }
@@ -143,12 +157,14 @@ class Unpickler {
         case 'u': {  // SETITEMS
           auto items = pop_mark();
           if (items.size() % 2) fail(at, "SETITEMS with an odd number of items");
+          for (const auto& item : items) nest(top(), item, at);
           auto& dict = as<Dict>(top(), "SETITEMS");
           for (size_t i = 0; i < items.size(); i += 2) dict.items.emplace_back(items[i], items[i + 1]);
           break;
         }
         case 's': {  // SETITEM
           auto value = pop(), key = pop();
+          nest(top(), key, at), nest(top(), value, at);
           as<Dict>(top(), "SETITEM").items.emplace_back(key, value);
           break;
         }
@@ -175,7 +191,8 @@ class Unpickler {
         }
         case 'b': {  // BUILD: an OrderedDict's state (its _metadata), which loading needs not
           pop();
-          if (!std::holds_alternative<Dict>(top()->v)) fail(at, "BUILD on something other than a dict");
+          if (!std::holds_alternative<Dict>(top()->v) || top()->stored)
+            fail(at, "BUILD on something other than a dict being built");
           break;
         }
         default: {
@@ -254,6 +271,21 @@ class Unpickler {
     return std::get<T>(v->v);
   }
   void memo(uint64_t key) { memo_[key] = top(); }
+  // A new tuple of ITEMS (Value's comment says why items are stored once and depths bounded).
+  Ptr container(Tuple t, size_t at) {
+    auto parent = make(Tuple{});
+    for (const auto& item : t.items) nest(parent, item, at);
+    std::get<Tuple>(parent->v) = std::move(t);
+    return parent;
+  }
+  // ITEM goes into the container PARENT, which must not be stored itself yet.
+  void nest(const Ptr& parent, const Ptr& item, size_t at) {
+    if (parent->stored) fail(at, "a container that changes after being stored in another");
+    if (item.get() == parent.get()) fail(at, "a container that holds itself");
+    if (item->depth + 1 > kMaxDepth) fail(at, "containers nest deeper than " + std::to_string(kMaxDepth));
+    item->stored = true;
+    parent->depth = std::max(parent->depth, item->depth + 1);
+  }
   Ptr recall(uint64_t key, size_t at) {
     const auto it = memo_.find(key);
     if (it == memo_.end()) fail(at, "a memo key that was never stored");
@@ -277,7 +309,7 @@ class Unpickler {
         std::get<std::string>(t[0]->v) != "storage" || !std::holds_alternative<std::string>(t[2]->v))
       fail(at, "a persistent id that is not a storage");
     const auto& key = std::get<std::string>(t[2]->v);
-    if (auto it = storages_.find(key); it != storages_.end()) return make(it->second);
+    if (auto it = storages_.find(key); it != storages_.end()) return make(Storage{it->second});
     at::ScalarType dtype;
     try {
       dtype = storage_dtype(as<Global>(t[1], "BINPERSID").name);
@@ -285,30 +317,38 @@ class Unpickler {
       fail(at, e.what());
     }
     const int64_t numel = int_of(t[4], at);
-    auto [data, size] = zip_.getRecord("data/" + key);
-    if (numel < 0 || size != static_cast<size_t>(numel) * at::elementSize(dtype))
-      fail(at, "storage data/" + key + " holds " + std::to_string(size) + " bytes, not " +
+    const std::string record = "data/" + key;
+    if (!zip_.hasRecord(record)) fail(at, "the archive has no record " + record);
+    auto [data, size] = zip_.getRecord(record);
+    uint64_t bytes = 0;
+    if (numel < 0 || __builtin_mul_overflow(static_cast<uint64_t>(numel), at::elementSize(dtype), &bytes) ||
+        size != bytes)
+      fail(at, "storage " + record + " holds " + std::to_string(size) + " bytes, not " +
                    std::to_string(numel) + " elements");
     auto flat = at::empty({numel}, at::TensorOptions().dtype(dtype));
     if (size) std::memcpy(flat.data_ptr(), data.get(), size);
     storages_[key] = flat;
-    return make(flat);
+    return make(Storage{flat});
   }
 
   Ptr reduce(const std::string& callable, const std::vector<Ptr>& args, size_t at) {
     if (callable == "collections.OrderedDict") return make(Dict{});
     if (callable == "torch._utils._rebuild_tensor_v2" && args.size() >= 4) {
-      const auto& storage = as<at::Tensor>(args[0], "_rebuild_tensor_v2");
+      const auto& storage = as<Storage>(args[0], "_rebuild_tensor_v2").flat;
       const auto size = ints(args[2], at), stride = ints(args[3], at);
       const int64_t offset = int_of(args[1], at);
       if (size.size() != stride.size()) fail(at, "a tensor whose size and stride differ in length");
-      int64_t last = offset;  // the furthest element the view reaches
+      if (offset < 0) fail(at, "a tensor at a negative offset");
+      int64_t last = offset;  // the furthest element the view reaches, checked for overflow
+      bool empty = false, overflow = false;
       for (size_t i = 0; i < size.size(); ++i) {
         if (size[i] < 0 || stride[i] < 0) fail(at, "a tensor with a negative size or stride");
-        if (size[i] == 0) last = -1;
-        if (last >= 0) last += (size[i] - 1) * stride[i];
+        empty |= size[i] == 0;
+        int64_t reach = 0;
+        overflow |= __builtin_mul_overflow(size[i] == 0 ? 0 : size[i] - 1, stride[i], &reach) ||
+                    __builtin_add_overflow(last, reach, &last);
       }
-      if (offset < 0 || last >= storage.numel()) fail(at, "a tensor that reaches past its storage");
+      if (!empty && (overflow || last >= storage.numel())) fail(at, "a tensor that reaches past its storage");
       return make(storage.as_strided(size, stride, offset));
     }
     if (callable == "torch._utils._rebuild_parameter" && !args.empty()) return args[0];
@@ -325,8 +365,12 @@ class Unpickler {
   std::map<std::string, at::Tensor> storages_;
 };
 
+// A dict shared through the memo is walked once per place it appears: VISITS bounds the walk, so
+// dicts that each hold the one below twice cannot make it exponential.
 void flatten(const Ptr& v, const std::string& prefix, const std::string& path,
-             std::map<std::string, at::Tensor>& out) {
+             std::map<std::string, at::Tensor>& out, int64_t& visits) {
+  if (++visits > (int64_t{1} << 22))
+    throw std::runtime_error(path + ": more than 4194304 entries in its dicts (is this a state dict?)");
   if (std::holds_alternative<at::Tensor>(v->v)) {
     out[prefix] = std::get<at::Tensor>(v->v);
     return;
@@ -340,7 +384,7 @@ void flatten(const Ptr& v, const std::string& prefix, const std::string& path,
     if (!std::holds_alternative<std::string>(key->v))
       throw std::runtime_error(path + ": a dict key is not a string");
     const auto& name = std::get<std::string>(key->v);
-    flatten(value, prefix.empty() ? name : prefix + "." + name, path, out);
+    flatten(value, prefix.empty() ? name : prefix + "." + name, path, out, visits);
   }
 }
 
@@ -348,17 +392,28 @@ void flatten(const Ptr& v, const std::string& prefix, const std::string& path,
 
 std::map<std::string, at::Tensor> read_pth(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw std::runtime_error(path + ": no such file");
-  Ptr value;
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
   try {
-    caffe2::serialize::PyTorchStreamReader zip(path);
-    value = Unpickler(zip, path).run();
+    zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
   } catch (const c10::Error& e) {
     const std::string m = e.what_without_backtrace();
     throw std::runtime_error(path + ": not a torch.save zip archive LibTorch can read (" +
                              m.substr(0, m.find('\n')) + ")");
   }
+  if (!zip->hasRecord("data.pkl"))
+    throw std::runtime_error(path + ": no data.pkl: not a torch.save zip archive");
+  Ptr value;
+  try {
+    value = Unpickler(*zip, path).run();
+  } catch (const c10::Error& e) {  // a record that cannot be read, a view LibTorch refuses
+    const std::string m = e.what_without_backtrace();
+    throw std::runtime_error(path + ": " + m.substr(0, m.find('\n')));
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error(path + ": out of memory reading its tensors");
+  }
   std::map<std::string, at::Tensor> out;
-  flatten(value, "", path, out);
+  int64_t visits = 0;
+  flatten(value, "", path, out, visits);
   return out;
 }
 

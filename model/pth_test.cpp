@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
 
@@ -55,6 +56,16 @@ TEST(Pth, RefusesWhatIsNotAStateDictNamingTheFile) {
   }
   expect_refused(cut, "not a torch.save zip archive");
   std::filesystem::remove(cut);
+}
+
+// Hand-written pickles that attack a reader (scripts/wan_fixtures.py): each is refused in one
+// line naming the file, without a crash, an endless walk or a view past its storage.
+TEST(Pth, RefusesHostilePicklesNamingWhatIsWrong) {
+  std::ifstream in(kFixtures + "/hostile.json");
+  const auto cases = nlohmann::json::parse(in);
+  ASSERT_EQ(cases.size(), 5u);
+  for (const auto& [file, words] : cases.items())
+    expect_refused(kFixtures + "/" + file, words.get<std::string>());
 }
 
 }  // namespace

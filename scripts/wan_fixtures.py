@@ -26,6 +26,8 @@ Fixtures (safetensors, float32, written without the safetensors package):
   outputs, and its relative-position bucket of every offset from -300 to 300.
 - spiece.model and tokenizer.json: a small SentencePiece model in umT5's id layout and, for some
   prompts, Wan's cleaned text and the ids with </s> (tokenizer_case says what is stubbed).
+- hostile_*.pth and hostile.json: hand-written pickles in torch.save's archive layout that a
+  reader must refuse (hostile_pickles says which), and the words each refusal must contain.
 """
 import collections
 import importlib.util
@@ -157,6 +159,45 @@ def pth_cases():
     return {k: v.float() for k, v in sd.items()}
 
 
+def hostile_pickles():
+    """Archives laid out as torch.save lays them out whose data.pkl is hand-written to attack a
+    reader: a dict that holds itself, tuples nested 100 deep, dicts that each hold the one below
+    twice (2^30 paths), a tensor reaching past its storage, a storage whose record is missing.
+    hostile.json maps each file to the words its refusal must contain."""
+    def archive(name, pickle, records=None):
+        with zipfile.ZipFile(os.path.join(here, name), "w", zipfile.ZIP_STORED) as z:
+            z.writestr("archive/data.pkl", pickle)
+            for key, data in (records or {}).items():
+                z.writestr("archive/data/" + key, data)
+            z.writestr("archive/version", "3\n")
+
+    def text(s):
+        return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+    def tensor(key, numel, size):  # _rebuild_tensor_v2(storage, 0, (size,), (1,), False, {})
+        return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + b"(" + text("storage") + b"ctorch\nFloatStorage\n" +
+                text(key) + text("cpu") + b"K" + bytes([numel]) + b"tQ" + b"K\x00" + b"K" + bytes([size]) +
+                b"\x85" + b"K\x01\x85" + b"\x89}tR")
+
+    expected = {}
+    archive("hostile_cycle.pth", b"\x80\x02}q\x00" + text("a") + b"h\x00s.")
+    expected["hostile_cycle.pth"] = "a container that holds itself"
+    archive("hostile_deep.pth", b"\x80\x02)" + b"\x85" * 100 + b".")
+    expected["hostile_deep.pth"] = "containers nest deeper than 64"
+    dag = b"\x80\x02}q\x00"
+    for i in range(1, 31):
+        dag += b"}(" + text("a") + b"h" + bytes([i - 1]) + text("b") + b"h" + bytes([i - 1]) + b"uq" + bytes([i])
+    archive("hostile_dag.pth", dag + b".")
+    expected["hostile_dag.pth"] = "more than 4194304 entries"
+    floats = struct.pack("<2f", 1.0, 2.0)
+    archive("hostile_past.pth", b"\x80\x02}(" + text("w") + tensor("0", 2, 4) + b"u.", {"0": floats})
+    expected["hostile_past.pth"] = "a tensor that reaches past its storage"
+    archive("hostile_record.pth", b"\x80\x02}(" + text("w") + tensor("9", 2, 2) + b"u.", {"0": floats})
+    expected["hostile_record.pth"] = "the archive has no record data/9"
+    with open(os.path.join(here, "hostile.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+
+
 def umt5_case(checkout):
     """Wan's T5Encoder (wan/modules/t5.py, umT5's shape: no shared position bias) at a reduced
     size with its own random initialisation, on two padded prompts (150 and 7 real tokens of 160,
@@ -246,6 +287,7 @@ def main():
     write_safetensors(os.path.join(here, "state_dict.safetensors"), pth_cases(), meta)
     write_safetensors(os.path.join(here, "umt5.safetensors"), umt5_case(checkout), meta)
     tokenizer_case(checkout)
+    hostile_pickles()
     print("wrote", here)
 
 
