@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "engine/generate.h"
 #include "io/checkpoint.h"
 #include "io/fnv1a.h"
+#include "model/text_context.h"
 
 namespace astraea::app {
 namespace {
@@ -124,7 +126,13 @@ std::string weights_digest(const std::string& model, const std::string& weights)
   std::vector<std::string> files;
   try {
     files = Checkpoint::open(path).files();  // a sharded checkpoint: its index, then every shard
-  } catch (const SafetensorsError& e) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {  // a release folder: its umT5 decides the text too
+      const auto text = release_text_files(path);
+      files.push_back(text.weights);
+      files.push_back(text.tokenizer);
+    }
+  } catch (const std::runtime_error& e) {  // a malformed checkpoint, a release missing a file
     throw UsageError("--weights " + std::string(e.what()));
   }
   uint64_t h = kFnv1aBasis;

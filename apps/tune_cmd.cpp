@@ -16,6 +16,7 @@
 #include "engine/step_costs.h"
 #include "profiler/timing.h"
 #include "shapes/shapes_world.h"
+#include "tuner/latency_model.h"
 #include "tuner/tune.h"
 
 namespace astraea::app {
@@ -96,8 +97,13 @@ tuner::TuneRequest request_of(const TuneFlags& f) {
       r.step_cost_source = "step costs " + f.step_costs + " (" + costs.model + ", " +
                            std::to_string(costs.tokens) + " tokens, " + costs.device + ")";
       if (f.genome == "mixed") r.reuse_share = costs.stand_in_ms / costs.dense_ms;
-    } catch (const std::invalid_argument& e) {
+    } catch (const std::invalid_argument& e) {  // names the file and field
       throw UsageError("--step-costs " + std::string(e.what()));
+    }
+    try {
+      tuner::LatencyModel check(r.step_cost_ms);  // a table whose line does not grow fails here, named
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--step-costs " + f.step_costs + ": " + e.what());
     }
     r.space.step_cache = f.genome == "mixed";
   }

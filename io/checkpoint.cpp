@@ -17,9 +17,10 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 // The checkpoint a release folder holds, by the rules Checkpoint::open names.
 std::string in_folder(const fs::path& dir) {
+  std::error_code ignored;  // a path that cannot be examined counts as absent
   for (const char* name :
        {"diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors"}) {
-    if (fs::is_regular_file(dir / name)) return (dir / name).string();
+    if (fs::is_regular_file(dir / name, ignored)) return (dir / name).string();
   }
   std::vector<std::string> indexes, files;
   std::error_code ec;
@@ -66,7 +67,8 @@ std::map<std::string, std::string> read_weight_map(const std::string& index) {
 
 Checkpoint Checkpoint::open(const std::string& path) {
   std::string file = path;
-  if (fs::is_directory(path)) file = in_folder(path);
+  std::error_code ignored;
+  if (fs::is_directory(path, ignored)) file = in_folder(path);
   Checkpoint c;
   c.path_ = file;
   if (!ends_with(file, ".json")) {
@@ -80,7 +82,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
   const auto dir = fs::path(file).parent_path();
   for (const auto& [shard, names] : by_shard) {
     const auto shard_path = (dir / shard).string();
-    if (!fs::exists(shard_path))
+    if (!fs::exists(shard_path, ignored))
       throw SafetensorsError(file + ": shard '" + shard + "' (of tensor '" + *names.begin() +
                              "') is missing");
     auto f = SafetensorsFile::open(shard_path);

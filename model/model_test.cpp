@@ -1,6 +1,7 @@
 // The DiT's parts against hand-computed references.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -236,7 +237,7 @@ TEST(Weights, LoadNamesMissingMisshapedAndUnexpectedTensors) {
 // the one file; a misshaped tensor is named with the shard that holds it.
 TEST(Weights, AShardedCheckpointLoadsLikeOneFile) {
   const auto c = small_config();
-  const auto dir = std::filesystem::temp_directory_path() / "astraea_sharded";
+  const auto dir = std::filesystem::temp_directory_path() / ("astraea_sharded_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto w = random_weights(c, 5, at::kCPU, at::kFloat);
   Weights first, second;
@@ -270,7 +271,9 @@ TEST(Weights, AShardedCheckpointLoadsLikeOneFile) {
 // An image-to-video checkpoint is named as one, not reported as an unexpected tensor.
 TEST(Weights, AnImageToVideoCheckpointIsNamedAsUnsupported) {
   const auto c = small_config();
-  const auto path = (std::filesystem::temp_directory_path() / "astraea_i2v.safetensors").string();
+  const auto path = (std::filesystem::temp_directory_path() /
+                     ("astraea_i2v_" + std::to_string(::getpid()) + ".safetensors"))
+                        .string();
   auto w = random_weights(c, 6, at::kCPU, at::kFloat);
   w["blocks.0.cross_attn.k_img.weight"] = at::zeros({c.dim, c.dim});
   w["img_emb.proj.1.weight"] = at::zeros({c.dim, 4});

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -48,7 +49,9 @@ TEST(Pth, RefusesWhatIsNotAStateDictNamingTheFile) {
   expect_refused(kFixtures + "/legacy.pth", "not a torch.save zip archive");
   expect_refused(kFixtures + "/missing.pth", "no such file");
   expect_refused(kFixtures + "/cut_pickle.pth", "the pickle ends early");
-  const auto cut = (std::filesystem::temp_directory_path() / "astraea_cut.pth").string();
+  const auto cut =
+      (std::filesystem::temp_directory_path() / ("astraea_cut_" + std::to_string(::getpid()) + ".pth"))
+          .string();
   {
     std::ifstream in(kFixtures + "/state_dict.pth", std::ios::binary);
     std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -94,6 +94,12 @@ TextContexts text_contexts(const Denoiser& model, const std::string& prompt, con
     r.source = "umT5-XXL from " + files.weights + " on " + device.str();
     return r;
   }
+  if (o.negative_prompt_given) {
+    throw FieldError({"negative-prompt"},
+                     "{0}: " + config.name +
+                         " has no text encoder here to read it (pass --weights RELEASE_FOLDER, or "
+                         "a negative_context in --context)");
+  }
   if (!context_file.empty()) {
     const auto file = SafetensorsFile::open(context_file);
     r.cond = read_context(file, "context", config.text_dim);

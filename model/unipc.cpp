@@ -76,7 +76,8 @@ UniPcGrid unipc_grid(int64_t steps, double shift) {
   const double sigma_max = static_cast<float>(1.0 - 1.0 / 1000.0);
   UniPcGrid g;
   for (int64_t i = 0; i < steps; ++i) {
-    const double u = sigma_max - sigma_max * static_cast<double>(i) / static_cast<double>(steps);
+    // np.linspace(sigma_max, 0, steps + 1)[i]: i * step + start, step = (0 - start) / steps.
+    const double u = static_cast<double>(i) * ((0.0 - sigma_max) / static_cast<double>(steps)) + sigma_max;
     const double s = shift * u / (1.0 + (shift - 1.0) * u);
     g.timesteps.push_back(std::trunc(s * 1000.0));
     g.sigmas.push_back(static_cast<float>(s));

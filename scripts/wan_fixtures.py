@@ -35,6 +35,8 @@ import inspect
 import json
 import os
 import struct
+
+import regex
 import sys
 import types
 import zipfile
@@ -240,6 +242,7 @@ TOKENIZER_PROMPTS = [
     "  Two   dogs\tplay &amp;amp; run\n on a beach at sunset  ",
     "a red circle &lt;moving&gt; left &#x41;&#66; &quot;fast&quot;",
     "静态，细节模糊不清 with words the model never saw: zyzzyva quixotic",
+    "\u201cit\u2019s\u201d\u00a0a\u3000cat\uff0c\uff21 &nbsp;done",
     "",
 ]
 
@@ -248,22 +251,31 @@ def tokenizer_case(checkout):
     """A small SentencePiece model in umT5's id layout (pad 0, </s> 1, unk 2; no <s>), trained here,
     and what Wan's cleaning (wan/modules/tokenizers.py's basic_clean then whitespace_clean) and
     SentencePiece's own encoder make of some prompts, with </s> appended as the tokenizer does.
-    Debian has neither ftfy nor transformers: ftfy.fix_text is taken as the identity (it repairs
-    mojibake, which these prompts have none of) and AutoTokenizer is not used."""
+    Debian has neither ftfy nor transformers: ftfy.fix_text is stood in for by the two of its
+    default fixes that these prompts meet (uncurl_quotes: curly quotes made straight;
+    fix_character_width: fullwidth ASCII forms made ASCII, as ftfy documents them), and
+    AutoTokenizer is not used. The SentencePiece model is trained once and kept (training is not
+    reproducible byte for byte)."""
     import sentencepiece as spm
-    sys.modules["ftfy"] = types.SimpleNamespace(fix_text=lambda text: text)
+    def fix_text(text):
+        text = "".join(chr(ord(c) - 0xFF01 + 0x21) if 0xFF01 <= ord(c) <= 0xFF5E else c for c in text)
+        return regex.sub("[\u02bc\u2018-\u201b]", "'", regex.sub("[\u201c-\u201f]", '"', text))
+
+    sys.modules["ftfy"] = types.SimpleNamespace(fix_text=fix_text)
     sys.modules["transformers"] = types.SimpleNamespace(AutoTokenizer=None)
     tokenizers = load(checkout, "wan/modules/tokenizers.py", "wan_tokenizers")
+    model = os.path.join(here, "spiece.model")
     corpus = os.path.join(here, "corpus.tmp")
     with open(corpus, "w") as f:
         for i in range(200):
             f.write(f"a cat walks on the grass {i} times, dogs play and run on a beach at sunset, "
                     "a red circle moving left fast, realistic style\n")
-    spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(here, "spiece"), vocab_size=60,
-                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-                                   character_coverage=1.0, minloglevel=2)
+    if not os.path.exists(model):
+        spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(here, "spiece"), vocab_size=60,
+                                       model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                       character_coverage=1.0, minloglevel=2)
+        os.remove(os.path.join(here, "spiece.vocab"))
     os.remove(corpus)
-    os.remove(os.path.join(here, "spiece.vocab"))
     sp = spm.SentencePieceProcessor(model_file=os.path.join(here, "spiece.model"))
     cases = []
     for prompt in TOKENIZER_PROMPTS:

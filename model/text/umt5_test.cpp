@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -89,7 +90,7 @@ TEST(Umt5, NamesBadWeightsAndTokens) {
 TEST(Umt5, AReleaseFolderEncodesThePromptAndTheOfficialNegativePrompt) {
   if (!ASTRAEA_HAS_SENTENCEPIECE) GTEST_SKIP() << "this build has no SentencePiece";
   namespace fs = std::filesystem;
-  const auto dir = fs::temp_directory_path() / "astraea_release";
+  const auto dir = fs::temp_directory_path() / ("astraea_release_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir / "google/umt5-xxl");
   ModelConfig c = model_preset("wan2.1-1.3b");  // a Wan DiT of umT5's fixture width, shrunk

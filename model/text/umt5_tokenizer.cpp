@@ -61,20 +61,62 @@ std::string unescape(const std::string& s) {
   return out;
 }
 
+// The next code point of S at I, advancing I; -1 for a byte that starts no valid UTF-8 sequence
+// (the caller keeps that byte as it is).
+int64_t next_code_point(const std::string& s, size_t& i) {
+  const auto b = static_cast<unsigned char>(s[i++]);
+  if (b < 0x80) return b;
+  const int n = (b >> 5) == 6 ? 1 : (b >> 4) == 14 ? 2 : (b >> 3) == 30 ? 3 : 0;
+  if (n == 0 || i + n > s.size()) return -1;
+  uint32_t cp = b & (0x3f >> n);
+  for (int k = 0; k < n; ++k) {
+    const auto c = static_cast<unsigned char>(s[i + k]);
+    if ((c >> 6) != 2) return -1;
+    cp = cp << 6 | (c & 0x3f);
+  }
+  i += n;
+  return cp;
+}
+
+// What Python's regex `\s` matches (Wan's whitespace_clean), beyond ASCII.
+bool is_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0d) || cp == 0x20 || (cp >= 0x1c && cp <= 0x1f) || cp == 0x85 || cp == 0xa0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+         cp == 0x205f || cp == 0x3000;
+}
+
+// What ftfy's defaults do to ordinary text: curly quotes made straight (uncurl_quotes) and the
+// fullwidth ASCII forms made ASCII (fix_character_width).
+uint32_t ftfy_width_and_quotes(uint32_t cp) {
+  if (cp == 0x02bc || (cp >= 0x2018 && cp <= 0x201b)) return '\'';
+  if (cp >= 0x201c && cp <= 0x201f) return '"';
+  if (cp >= 0xff01 && cp <= 0xff5e) return cp - 0xff01 + 0x21;
+  return cp;
+}
+
 }  // namespace
 
 std::string clean_prompt(const std::string& text) {
   const auto s = unescape(unescape(text));
   std::string out;
   bool space = false;
-  for (char ch : s) {
-    if (std::isspace(static_cast<unsigned char>(ch))) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t at = i;
+    const int64_t decoded = next_code_point(s, i);
+    if (decoded < 0) {  // not UTF-8: the byte as it is
+      if (space && !out.empty()) out += ' ';
+      space = false;
+      out += s[at];
+      continue;
+    }
+    const uint32_t cp = ftfy_width_and_quotes(static_cast<uint32_t>(decoded));
+    if (is_space(cp)) {
       space = true;
       continue;
     }
     if (space && !out.empty()) out += ' ';
     space = false;
-    out += ch;
+    out += utf8(cp);
   }
   return out;
 }

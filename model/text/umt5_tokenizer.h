@@ -11,9 +11,10 @@
 
 namespace astraea {
 
-/// Wan's whitespace cleaning: HTML entities unescaped twice (named ones HTML has for the ASCII
-/// punctuation, and numeric ones), runs of whitespace made one space, the ends stripped. (ftfy's
-/// mojibake repair, which the official cleaning runs first, is not done.)
+/// Wan's whitespace cleaning: what ftfy's defaults do to ordinary text (curly quotes made
+/// straight, fullwidth ASCII forms made ASCII; its mojibake repair is not done), HTML entities
+/// unescaped twice (the common named ones and numeric ones), runs of whitespace (Python's `\s`,
+/// Unicode spaces included) made one space, the ends stripped.
 std::string clean_prompt(const std::string& text);
 
 class Umt5Tokenizer {

@@ -17,16 +17,35 @@ TEST(Umt5Tokenizer, CleansAsWanDoes) {
   EXPECT_EQ(clean_prompt("&lt;b&gt; &#x41;&#66; &quot;q&quot; &unknown; & x;"),
             "<b> AB \"q\" &unknown; & x;");
   EXPECT_EQ(clean_prompt(""), "");
+  // ftfy's defaults: curly quotes straight, fullwidth ASCII made ASCII; Python's \s covers NBSP
+  // and the ideographic space; bytes that are not UTF-8 stay as they are.
+  EXPECT_EQ(clean_prompt("\xe2\x80\x9c"
+                         "it"
+                         "\xe2\x80\x99"
+                         "s"
+                         "\xe2\x80\x9d"
+                         "\xc2\xa0"
+                         "a"
+                         "\xe3\x80\x80"
+                         "cat"
+                         "\xef\xbc\x8c"
+                         "\xef\xbc\xa1"),
+            "\"it's\" a cat,A");
+  EXPECT_EQ(clean_prompt("a\xff"
+                         "b &nbsp; c"),
+            "a\xff"
+            "b c");
 }
 
 // Wan's own cleaning and SentencePiece's own encoder (scripts/wan_fixtures.py) on prompts with
-// entities, runs of whitespace, Chinese and words the model never saw.
+// entities, runs of whitespace, Chinese, curly quotes, fullwidth forms, Unicode spaces and words
+// the model never saw.
 TEST(Umt5Tokenizer, MatchesWansCleaningAndSentencePiece) {
   if (!ASTRAEA_HAS_SENTENCEPIECE) GTEST_SKIP() << "this build has no SentencePiece";
   const Umt5Tokenizer tokenizer(kFixtures + "/spiece.model");
   std::ifstream in(kFixtures + "/tokenizer.json");
   const auto cases = nlohmann::json::parse(in);
-  ASSERT_EQ(cases.size(), 5u);
+  ASSERT_EQ(cases.size(), 6u);
   for (const auto& c : cases) {
     const auto prompt = c.at("prompt").get<std::string>();
     EXPECT_EQ(clean_prompt(prompt), c.at("clean").get<std::string>()) << prompt;
