@@ -67,6 +67,35 @@ std::vector<double> powers(const std::vector<double>& rks, size_t n) {
   return r;
 }
 
+// What UniP (predicting from level FROM to FROM + 1) and UniC (correcting at FROM + 1) share: the
+// step in lambda, its B(h) coefficients for ORDER, and the scaled differences D1_k of the older
+// x0 predictions in OUTPUTS (newest last, the newest being the one at FROM).
+struct Terms {
+  double s0 = 0, st = 0;
+  Coefficients c;
+  std::vector<double> rks;
+  std::vector<at::Tensor> d1s;
+  /// The first-order update of X to level st with the newest x0 prediction M0.
+  at::Tensor base(const at::Tensor& x, const at::Tensor& m0) const {
+    return (st / s0) * x - (1.0 - st) * c.h_phi_1 * m0;
+  }
+};
+Terms terms(const std::vector<double>& sigmas, int64_t from, const std::deque<at::Tensor>& outputs,
+            int order) {
+  Terms t;
+  t.s0 = sigmas[from], t.st = sigmas[from + 1];
+  const double l0 = lambda_of(t.s0), h = lambda_of(t.st) - l0;
+  const auto& m0 = outputs.back();
+  for (int k = 1; k < order; ++k) {
+    const double rk = (lambda_of(sigmas[from - k]) - l0) / h;
+    t.rks.push_back(rk);
+    t.d1s.push_back((outputs[outputs.size() - 1 - k] - m0) / rk);
+  }
+  t.rks.push_back(1.0);
+  t.c = coefficients(h, order);
+  return t;
+}
+
 }  // namespace
 
 UniPcGrid unipc_grid(int64_t steps, double shift) {
@@ -98,22 +127,12 @@ at::Tensor sample_unipc(at::Tensor x, const std::vector<double>& sigmas, const V
     const auto v = velocity(x, sigmas[i], i).to(x.device(), at::kFloat);
     const auto m = x - sigmas[i] * v;  // the x0 prediction
     if (i > 0) {                       // UniC: correct the predicted x with the model's output there
-      const double s0 = sigmas[i - 1], st = sigmas[i];
-      const double l0 = lambda_of(s0), h = lambda_of(st) - l0;
-      const auto& m0 = outputs.back();
-      std::vector<double> rks;
-      std::vector<at::Tensor> d1s;
-      for (int k = 1; k < this_order; ++k) {
-        const double rk = (lambda_of(sigmas[i - (k + 1)]) - l0) / h;
-        rks.push_back(rk);
-        d1s.push_back((outputs[outputs.size() - 1 - k] - m0) / rk);
-      }
-      rks.push_back(1.0);
-      const auto c = coefficients(h, this_order);
-      const auto rhos = this_order == 1 ? std::vector<double>{0.5} : solve(powers(rks, rks.size()), c.b);
-      auto corr = (m - m0) * rhos.back();
-      for (size_t k = 0; k < d1s.size(); ++k) corr = corr + rhos[k] * d1s[k];
-      x = (st / s0) * last_sample - (1.0 - st) * c.h_phi_1 * m0 - (1.0 - st) * c.b_h * corr;
+      const auto t = terms(sigmas, i - 1, outputs, this_order);
+      const auto rhos =
+          this_order == 1 ? std::vector<double>{0.5} : solve(powers(t.rks, t.rks.size()), t.c.b);
+      auto corr = (m - outputs.back()) * rhos.back();
+      for (size_t k = 0; k < t.d1s.size(); ++k) corr = corr + rhos[k] * t.d1s[k];
+      x = t.base(last_sample, outputs.back()) - (1.0 - t.st) * t.c.b_h * corr;
     }
     outputs.push_back(m);
     if (static_cast<int>(outputs.size()) > order) outputs.pop_front();
@@ -121,27 +140,16 @@ at::Tensor sample_unipc(at::Tensor x, const std::vector<double>& sigmas, const V
     this_order = std::min(this_order, lower_order_nums + 1);         // and while warming up
     last_sample = x;
     // UniP: predict the next x from the x0 predictions so far.
-    const double s0 = sigmas[i], st = sigmas[i + 1];
-    const double l0 = lambda_of(s0), h = lambda_of(st) - l0;
-    const auto& m0 = outputs.back();
-    std::vector<double> rks;
-    std::vector<at::Tensor> d1s;
-    for (int k = 1; k < this_order; ++k) {
-      const double rk = (lambda_of(sigmas[i - k]) - l0) / h;
-      rks.push_back(rk);
-      d1s.push_back((outputs[outputs.size() - 1 - k] - m0) / rk);
-    }
-    rks.push_back(1.0);
-    const auto c = coefficients(h, this_order);
-    auto next = (st / s0) * x - (1.0 - st) * c.h_phi_1 * m0;
-    if (!d1s.empty()) {
-      const size_t n = d1s.size();
+    const auto t = terms(sigmas, i, outputs, this_order);
+    auto next = t.base(x, outputs.back());
+    if (!t.d1s.empty()) {
+      const size_t n = t.d1s.size();
       const auto rhos = this_order == 2
                             ? std::vector<double>{0.5}
-                            : solve(powers(rks, n), std::vector<double>(c.b.begin(), c.b.begin() + n));
-      auto pred = rhos[0] * d1s[0];
-      for (size_t k = 1; k < n; ++k) pred = pred + rhos[k] * d1s[k];
-      next = next - (1.0 - st) * c.b_h * pred;
+                            : solve(powers(t.rks, n), std::vector<double>(t.c.b.begin(), t.c.b.begin() + n));
+      auto pred = rhos[0] * t.d1s[0];
+      for (size_t k = 1; k < n; ++k) pred = pred + rhos[k] * t.d1s[k];
+      next = next - (1.0 - t.st) * t.c.b_h * pred;
     }
     x = next;
     lower_order_nums = std::min(lower_order_nums + 1, order);
