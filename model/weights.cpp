@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/StringUtil.h>
 
 #include <cmath>
 #include <set>
@@ -12,12 +13,6 @@
 
 namespace astraea {
 namespace {
-
-std::string shape_str(at::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 at::ScalarType to_scalar_type(DType d) {
   switch (d) {
@@ -72,12 +67,13 @@ Weights load_weights(const std::string& path, const ModelConfig& config, const a
     const TensorView* t = file.find(spec.name);
     if (!t) {
       throw std::runtime_error(file.path() + ": missing tensor '" + spec.name + "' (preset " + config.name +
-                               " expects " + shape_str(spec.shape) + ")");
+                               " expects " + c10::str(at::IntArrayRef(spec.shape)) + ")");
     }
     const auto& where = file.file_of(spec.name);
     if (t->shape != spec.shape) {
-      throw std::runtime_error(where + ": tensor '" + spec.name + "' has shape " + shape_str(t->shape) +
-                               ", preset " + config.name + " expects " + shape_str(spec.shape));
+      throw std::runtime_error(where + ": tensor '" + spec.name + "' has shape " +
+                               c10::str(at::IntArrayRef(t->shape)) + ", preset " + config.name + " expects " +
+                               c10::str(at::IntArrayRef(spec.shape)));
     }
     at::ScalarType src;
     try {
@@ -106,8 +102,8 @@ ModelConfig config_for_weights(const ModelConfig& preset, const std::string& pat
   if (const TensorView* t = file.find("pos_embedding.weight")) {
     if (t->shape.size() != 2 || t->shape[0] != preset.dim || t->shape[1] % 6 != 0 || t->shape[1] == 0) {
       throw std::runtime_error(file.file_of(t->name) + ": tensor 'pos_embedding.weight' has shape " +
-                               shape_str(t->shape) + ", preset " + preset.name + " expects [" +
-                               std::to_string(preset.dim) + ", 6 x octaves]");
+                               c10::str(at::IntArrayRef(t->shape)) + ", preset " + preset.name +
+                               " expects [" + std::to_string(preset.dim) + ", 6 x octaves]");
     }
     c.position_octaves = t->shape[1] / 6;
   }

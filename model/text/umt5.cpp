@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/util/StringUtil.h>
 
 #include <cmath>
 #include <set>
@@ -9,12 +10,6 @@
 
 namespace astraea {
 namespace {
-
-std::string shape_text(at::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // T5LayerNorm: x / rms(x) in float32, cast to the weight's dtype, times the weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) {
@@ -88,11 +83,12 @@ Umt5Encoder::Umt5Encoder(const Umt5Config& config, const std::map<std::string, a
   for (const auto& [name, shape] : expected) {
     const auto it = weights.find(name);
     if (it == weights.end())
-      throw std::runtime_error(source + ": missing tensor '" + name + "' (umT5 expects " + shape_text(shape) +
-                               ")");
+      throw std::runtime_error(source + ": missing tensor '" + name + "' (umT5 expects " +
+                               c10::str(at::IntArrayRef(shape)) + ")");
     if (it->second.sizes() != at::IntArrayRef(shape))
       throw std::runtime_error(source + ": tensor '" + name + "' has shape " +
-                               shape_text(it->second.sizes()) + ", umT5 expects " + shape_text(shape));
+                               c10::str(at::IntArrayRef(it->second.sizes())) + ", umT5 expects " +
+                               c10::str(at::IntArrayRef(shape)));
     if (!at::isFloatingType(it->second.scalar_type()))
       throw std::runtime_error(source + ": tensor '" + name + "' is not a float tensor");
     weights_[name] = it->second.to(device_, dtype_);
