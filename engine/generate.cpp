@@ -134,8 +134,7 @@ GenerateResult generate(const GenerateOptions& o) {
   text_options.context_file = o.context_file;
   if (o.weights != "random" && !o.weights.empty() && std::filesystem::is_directory(o.weights))
     text_options.release_dir = o.weights;  // a Wan 2.1 release folder: its umT5 encodes the prompts
-  text_options.negative_prompt = o.negative_prompt.value_or("");
-  text_options.negative_prompt_given = o.negative_prompt.has_value();
+  text_options.negative_prompt = o.negative_prompt;
   text_options.device = o.text_device.empty() ? device.str() : parse_device(o.text_device).str();
   auto text = text_contexts(model, o.prompt, text_options);
   r.text_source = text.source;

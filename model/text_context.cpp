@@ -72,7 +72,7 @@ TextContexts text_contexts(const Denoiser& model, const std::string& prompt, con
     }
     at::NoGradGuard no_grad;
     r.cond = model.encode_prompt(prompt).cpu();
-    r.uncond = model.encode_prompt(o.negative_prompt).cpu();
+    r.uncond = model.encode_prompt(o.negative_prompt.value_or("")).cpu();
     r.source = config.name + "'s own text encoder";
     return r;
   }
@@ -89,12 +89,11 @@ TextContexts text_contexts(const Denoiser& model, const std::string& prompt, con
     const Umt5Encoder encoder(c, weights, device, device.is_cuda() ? at::kBFloat16 : at::kFloat,
                               files.weights);
     r.cond = encoder.encode(tokenizer.encode(prompt, c.text_len));
-    r.uncond = encoder.encode(
-        tokenizer.encode(o.negative_prompt_given ? o.negative_prompt : kWanNegativePrompt, c.text_len));
+    r.uncond = encoder.encode(tokenizer.encode(o.negative_prompt.value_or(kWanNegativePrompt), c.text_len));
     r.source = "umT5-XXL from " + files.weights + " on " + device.str();
     return r;
   }
-  if (o.negative_prompt_given) {
+  if (o.negative_prompt) {
     throw FieldError({"negative-prompt"},
                      "{0}: " + config.name +
                          " has no text encoder here to read it (pass --weights RELEASE_FOLDER, or "

@@ -3,6 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 
 #include "model/denoiser.h"
@@ -26,8 +27,8 @@ struct TextOptions {
   /// A Wan 2.1 release folder: its umT5 encoder (models_t5_umt5-xxl-enc-bf16.pth) and tokenizer
   /// (google/umt5-xxl/spiece.model) encode the prompts; "" for none.
   std::string release_dir;
-  std::string negative_prompt;  ///< "" = the empty prompt, or kWanNegativePrompt with a release
-  bool negative_prompt_given = false;
+  /// The unconditional prompt; none: the empty prompt, or kWanNegativePrompt with a release.
+  std::optional<std::string> negative_prompt;
   std::string device = "cpu";  ///< where umT5 runs (bf16 on CUDA, fp32 on the CPU); freed after
 };
 

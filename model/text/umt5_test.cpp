@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "astraea/config.h"
+#include "io/field_error.h"
 #include "io/safetensors.h"
 #include "model/denoiser.h"
 #include "model/pth.h"
@@ -96,6 +97,9 @@ TEST(Umt5, AReleaseFolderEncodesThePromptAndTheOfficialNegativePrompt) {
   ModelConfig c = model_preset("wan2.1-1.3b");  // a Wan DiT of umT5's fixture width, shrunk
   c.dim = 24, c.ffn_dim = 40, c.heads = 2, c.layers = 1, c.text_dim = 32, c.freq_dim = 16;
   const auto model = make_denoiser(c, random_weights(c, 1, at::kCPU, at::kFloat), at::kFloat);
+  TextOptions refused;  // nothing here reads a negative prompt: refused, not ignored
+  refused.negative_prompt = "blurry";
+  EXPECT_THROW(text_contexts(*model, "a cat", refused), FieldError);
   TextOptions o;
   o.release_dir = dir.string();
   try {
@@ -118,7 +122,7 @@ TEST(Umt5, AReleaseFolderEncodesThePromptAndTheOfficialNegativePrompt) {
   EXPECT_TRUE(
       at::allclose(text.uncond, encoder.encode(tokenizer.encode(kWanNegativePrompt, 512)), 1e-6, 1e-6));
   EXPECT_NE(text.source.find("umT5-XXL from"), std::string::npos) << text.source;
-  o.negative_prompt = "", o.negative_prompt_given = true;
+  o.negative_prompt = "";
   text = text_contexts(*model, prompt, o);
   EXPECT_EQ(text.uncond.size(0), 1);  // only </s>
   fs::remove_all(dir);
