@@ -36,7 +36,12 @@ std::string short_message(const c10::Error& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  astraea::configure_cpu_threads();
+  try {
+    astraea::configure_cpu_threads();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
   astraea::app::set_command_line(argc, argv);
 
   CLI::App app{"astraea-bench: token-wise acceleration of video diffusion transformers"};

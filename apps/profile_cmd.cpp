@@ -374,7 +374,9 @@ void run(const ProfileFlags& f) {
   std::printf("%s, %lldx%lldx%lld (%lld tokens), %d model call%s a step, %s\n", config.name.c_str(),
               static_cast<long long>(shape.frames), static_cast<long long>(shape.height),
               static_cast<long long>(shape.width), static_cast<long long>(shape.tokens()), calls, calls > 1 ? "s" : "",
-              env.value("device", "").c_str());
+              (env.value("device", "") + (env.value("device", "") == "cpu" && env.contains("cpu_threads")
+                                              ? " (" + env["cpu_threads"].get<std::string>() + ")"
+                                              : std::string())).c_str());
   std::printf("%-8s %10s %9s %10s %10s %7s %6s %11s %9s\n", "budget", "step ms", "of dense", "min ms",
               "max ms", "noise", "rounds", "traced ms", "traced/ms");
   for (const auto& j : out) {

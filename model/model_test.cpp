@@ -11,6 +11,7 @@
 #include "io/field_error.h"
 #include "kernels/rms_norm_rope.cuh"
 #include "model/attention.h"
+#include "model/cpu_threads.h"
 #include "model/block_ops.h"
 #include "model/denoiser.h"
 #include "model/torch_compat.h"
@@ -31,6 +32,19 @@ ModelConfig small_config() {
   c.text_len = 5;
   c.freq_dim = 16;
   return c;
+}
+
+TEST(CpuThreads, ThePoolTakesTheCpusOtherRunnableTasksLeave) {
+  // /proc/loadavg counts ourselves among the runnable tasks.
+  EXPECT_EQ(astraea::cpu_threads_for(2, 1), 2);
+  EXPECT_EQ(astraea::cpu_threads_for(2, 3), 1);   // two busy processes on two CPUs
+  EXPECT_EQ(astraea::cpu_threads_for(16, 3), 14);
+  EXPECT_EQ(astraea::cpu_threads_for(4, 40), 1);  // never fewer than one
+  EXPECT_EQ(astraea::cpu_threads_for(4, 0), 4);   // a count without ourselves is not negative work
+  astraea::CpuThreads c{1, 2, 2, false};
+  EXPECT_EQ(c.describe(), "1 thread on 2 CPUs, 2 busy with other work");
+  c = {3, 8, 0, true};
+  EXPECT_EQ(c.describe(), "3 threads on 8 CPUs (ASTRAEA_CPU_THREADS)");
 }
 
 TEST(Rope, InverseFrequenciesFollowWanAxisSplit) {

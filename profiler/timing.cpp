@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "astraea/config.h"
+#include "model/cpu_threads.h"
 #include "model/torch_compat.h"
 #if ASTRAEA_HAS_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -151,6 +152,7 @@ nlohmann::json environment(const at::Device& device) {
   e["libtorch"] = TORCH_VERSION;
   e["host_threads"] = at::get_num_threads();
   e["device"] = compat::device_name(device);
+  if (cpu_threads().threads > 0) e["cpu_threads"] = cpu_threads().describe();
 #if ASTRAEA_HAS_TORCH_CUDA
   if (device.is_cuda()) {
     const int index = device.has_index() ? device.index() : 0;

@@ -566,6 +566,11 @@ TEST_F(Cli, ProfileStoresALatencyModelAndATrace) {
   expect_error(run(small + " --trace /nonexistent/t.json --db " + db), 2, "/nonexistent");
   expect_error(run("profile --model tiny --frames 2 --height 16 --width 16 --min-reps 5 --max-reps 2 --db " + db), 2,
                "--max-reps");
+  expect_error(run_shell("ASTRAEA_CPU_THREADS=0 " + std::string(ASTRAEA_BENCH_BIN) + " methods"), 2,
+               "ASTRAEA_CPU_THREADS: '0'");
+  r = run_shell("ASTRAEA_CPU_THREADS=1 " + std::string(ASTRAEA_BENCH_BIN) + " " + small + " --budgets 0.5 --db " + db);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(", cpu (1 thread on "), std::string::npos) << r.out;
 }
 
 // Processes that keep the CPUs busy beside a test: each spins until the test ends it, and ends
@@ -608,6 +613,9 @@ TEST_F(Cli, ProfileBesideBusyProcessesStoresALatencyModelThatGrows) {
   }
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("timed interleaved"), std::string::npos) << r.out;
+  // The pool leaves the spinning processes their CPUs: a pool wider than the idle CPUs waits at each
+  // barrier for a parked thread, and the budgets with most barriers, not most work, came out slowest.
+  EXPECT_NE(r.out.find("busy with other work)"), std::string::npos) << r.out;
   auto store = astraea::db::Store::open(db);
   const auto rows = store.latency_rows("tiny", 4, 32, 32, "");
   ASSERT_EQ(rows.size(), 4u) << r.out;
