@@ -24,7 +24,7 @@ struct GenerateFlags {
   GenerateOptions o;
   std::string out, attention = "auto", schedule, metrics, reference, method, parallel = "auto", result_json;
   double budget = std::nan("");  // unset
-  int64_t dense_steps = 2;
+  int64_t dense_steps = 2, vae_tile = 0;
   SelectionParams selection;
 };
 
@@ -32,7 +32,8 @@ void write_result(const GenerateResult& r, const GenerateFlags& f) {
   if (ends_with(f.out, ".mp4")) {
     if (!r.video.defined()) {
       throw UsageError("--out " + f.out + ": " + r.config.name +
-                       " makes latents (no VAE decoder here); write .safetensors instead");
+                       " makes latents and no VAE decodes them (pass --vae or --weights RELEASE_FOLDER); write "
+                       ".safetensors instead");
     }
     write_mp4(f.out, r.video.data_ptr<float>(), r.video.size(0), r.video.size(1), r.video.size(2), 16.0);
     return;
@@ -47,6 +48,7 @@ void write_result(const GenerateResult& r, const GenerateFlags& f) {
                                           {"sampler", r.sampler},
                                           {"weights", r.weights_source},
                                           {"text", r.text_source}};
+  if (!r.vae_source.empty()) meta["vae"] = r.vae_source;
   write_safetensors(f.out, {{r.video.defined() ? "video" : "latents", DType::F32, t.sizes().vec(), t.data_ptr()}},
                     meta);
 }
@@ -61,6 +63,7 @@ void run(const GenerateFlags& f) {
   if (metrics && quality::needs_reference(*metrics))
     reference = load_video("--reference", f.reference, nullptr);
   GenerateOptions o = f.o;
+  o.vae_tiling = {f.vae_tile, std::max<int64_t>(1, f.vae_tile / 4)};
   o.attention = parse_attention_backend(f.attention);
   const auto& preset = model_preset(o.model);
   const int64_t steps = o.steps ? o.steps : preset.default_steps;
@@ -90,6 +93,7 @@ void run(const GenerateFlags& f) {
   if (!f.result_json.empty()) {  // what sweep reads of a cell it launched on several ranks
     const nlohmann::json j{{"sample_seconds", r.sample_seconds},
                            {"load_seconds", r.load_seconds},
+                           {"decode_seconds", r.decode_seconds},
                            {"model_calls", r.model_calls},
                            {"token_share", r.token_share},
                            {"cache_bytes", r.cache_bytes},
@@ -109,6 +113,7 @@ void run(const GenerateFlags& f) {
               static_cast<long long>(r.model_calls), r.sample_seconds,
               r.sample_seconds / static_cast<double>(std::max<int64_t>(1, r.model_calls)), r.load_seconds);
   std::printf("  weights: %s\n  text: %s\n", r.weights_source.c_str(), r.text_source.c_str());
+  if (!r.vae_source.empty()) std::printf("  vae: %s, %.2f s decoding\n", r.vae_source.c_str(), r.decode_seconds);
   if (r.method != "dense") {
     std::printf("  method: %s %s\n", r.method.c_str(), r.method_params.dump().c_str());
     std::printf("  token-wise: %.1f%% of a dense run's block-token computations, %lld skipped steps, caches %.1f MB\n",
@@ -149,6 +154,13 @@ void register_generate(CLI::App& app) {
   sub->add_option(
       "--text-device", o.text_device,
       "where a release folder's umT5 encodes the prompts: cpu, cuda or cuda:N (default: --device)");
+  sub->add_option("--vae", o.vae,
+                  "latent models' decoder: a Wan2.1_VAE.pth, 'random' (full size) or 'none' (default: the "
+                  "release folder's when --weights is one, else none)");
+  sub->add_option("--vae-tile", flags->vae_tile,
+                  "decode in spatial tiles of this many latent pixels a side, overlapping by a quarter "
+                  "(default 0: whole frames, as official)")
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--steps", o.steps, "sampling steps");
   sub->add_option("--guidance", o.guidance, "classifier-free guidance scale (1 = unguided)");
   sub->add_option("--shift", o.shift, "flow-matching timestep shift");
@@ -180,7 +192,7 @@ void register_generate(CLI::App& app) {
                   "also score the video: metric names, comma-separated (psnr needs --reference), or both");
   add_parallel_flag(sub, flags->parallel);
   sub->add_option("--reference", flags->reference, "the dense reference video, for --metrics psnr");
-  sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models) or .safetensors")->required();
+  sub->add_option("--out", flags->out, "output: .mp4 (pixel-space models, or latent ones with a VAE) or .safetensors")->required();
   sub->add_option("--result-json", flags->result_json,
                   "also write the run's numbers (times, token share) as JSON");
   on_run(sub, [flags] { run(*flags); });

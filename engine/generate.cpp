@@ -12,6 +12,7 @@
 #include "engine/schedule.h"
 #include "io/field_error.h"
 #include "model/denoiser.h"
+#include "model/pth.h"
 #include "model/ranges.h"
 #include "model/sampler.h"
 #include "model/text_context.h"
@@ -96,6 +97,29 @@ std::shared_ptr<const Denoiser> load_model(const GenerateOptions& o) {
   return make_denoiser(c, std::move(weights), dtype);
 }
 
+std::shared_ptr<const WanVae> load_vae(const GenerateOptions& o) {
+  namespace fs = std::filesystem;
+  const auto& c = model_preset(o.model);
+  const bool release = o.weights != "random" && !o.weights.empty() && fs::is_directory(o.weights);
+  const std::string vae = !o.vae.empty() ? o.vae : release ? (fs::path(o.weights) / "Wan2.1_VAE.pth").string() : "none";
+  if (vae == "none") return nullptr;
+  if (c.pixel_space)
+    throw FieldError(std::vector<std::string>{"vae"}, "{0}: " + c.name + " draws pixels itself and has no VAE; leave {0} out");
+  const auto device = parse_device(o.device);
+  if (vae == "random") {
+    const WanVaeConfig config;
+    return std::make_shared<WanVae>(config, random_wan_vae_weights(config, o.weights_seed), device, "random");
+  }
+  std::error_code ec;
+  if (!fs::is_regular_file(vae, ec)) {
+    throw std::runtime_error(vae + (o.vae.empty() ? ": missing from the Wan 2.1 release folder (the VAE; or pass "
+                                                    "--vae none for latents)"
+                                                  : ": no such file (--vae)"));
+  }
+  const auto weights = read_pth(vae);
+  return std::make_shared<WanVae>(wan_vae_config_of(weights, vae), weights, device, vae);
+}
+
 GenerateResult generate(const GenerateOptions& o) {
   GenerateResult r;
   r.config = model_preset(o.model);
@@ -140,6 +164,8 @@ GenerateResult generate(const GenerateOptions& o) {
   r.text_source = text.source;
   const auto cond = model.embed_context(text.cond.to(device, model.dtype()));
   const auto uncond = model.embed_context(text.uncond.to(device, model.dtype()));
+  // The decoder before sampling, so that a missing or bad file fails before the slow part.
+  const auto vae = o.loaded_vae ? o.loaded_vae : load_vae(o);
   r.load_seconds = seconds_since(t_load);
 
   // Noise is drawn on the CPU so that a seed gives the same start on every device.
@@ -176,8 +202,14 @@ GenerateResult generate(const GenerateOptions& o) {
   if (c.pixel_space) {
     // RGB in [-1, 1], [3, F, H, W] -> [F, H, W, 3] in [0, 1].
     r.video = x.add(1.0).mul_(0.5).clamp_(0.0, 1.0).permute({1, 2, 3, 0}).contiguous();
-  } else {
-    r.latents = x.contiguous();
+    return r;
+  }
+  r.latents = x.contiguous();
+  if (vae) {
+    const auto t_decode = std::chrono::steady_clock::now();
+    r.video = vae->decode(r.latents, o.vae_tiling).add_(1.0).mul_(0.5).permute({1, 2, 3, 0}).contiguous();
+    r.decode_seconds = seconds_since(t_decode);
+    r.vae_source = o.loaded_vae ? "loaded" : o.vae.empty() ? "the release's Wan2.1_VAE.pth" : o.vae;
   }
   return r;
 }

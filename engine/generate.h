@@ -15,6 +15,7 @@
 #include "model/attention.h"
 #include "model/collective.h"
 #include "model/model_config.h"
+#include "model/wan/vae.h"
 
 namespace astraea {
 
@@ -49,6 +50,11 @@ struct GenerateOptions {
   std::optional<TokenBudgetSchedule> schedule;  ///< ASTRAEA's schedule (when no method is given)
   /// The acceleration method (engine/methods.h); none: ASTRAEA with `schedule`, else dense.
   std::shared_ptr<const engine::Accelerator> method;
+  /// Latent models' decoder: "" (a release folder's Wan2.1_VAE.pth when `weights` is one, else
+  /// none: latents out), "none", "random" (the release's size, seeded by weights_seed) or a .pth.
+  std::string vae;
+  VaeTiling vae_tiling;  ///< spatial tiles for decoding (default: none, as official)
+  std::shared_ptr<const WanVae> loaded_vae;  ///< a decoder already loaded (skips `vae`)
   std::function<void(int64_t step, int64_t steps)> on_step;
   /// A model already loaded (its preset must be `model`, on `device`): weights, dtype and loading
   /// are skipped, so repeated runs (timing a schedule against dense) pay for the weights once.
@@ -65,12 +71,17 @@ std::string weights_file(const GenerateOptions& options);
 /// Loads the model that `options` names (weights, device, dtype), for GenerateOptions::loaded.
 std::shared_ptr<const Denoiser> load_model(const GenerateOptions& options);
 
+/// The decoder `options` names (GenerateOptions::vae), or null for none. Throws
+/// std::runtime_error naming the missing or bad file, FieldError naming --vae for a pixel-space model.
+std::shared_ptr<const WanVae> load_vae(const GenerateOptions& options);
+
 struct GenerateResult {
   ModelConfig config;
   VideoShape shape;
   at::Tensor video;    ///< pixel-space models: [F, H, W, 3] float32 in [0, 1], on the CPU
-  at::Tensor latents;  ///< latent models: [C, F, H, W] float32, on the CPU
-  std::string text_source, weights_source;
+  at::Tensor latents;  ///< latent models: [C, F, H, W] float32, on the CPU; with a VAE, `video` too
+  std::string text_source, weights_source, vae_source;
+  double decode_seconds = 0;  ///< the VAE's decoding
   int64_t steps = 0, model_calls = 0;
   double guidance = 0, shift = 0;
   std::string sampler;

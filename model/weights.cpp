@@ -173,4 +173,28 @@ void save_weights(const std::string& path, const Weights& weights,
   write_safetensors(path, out, metadata);
 }
 
+Weights take_weights(const std::map<std::string, std::vector<int64_t>>& expected, const Weights& weights,
+                     const at::Device& device, at::ScalarType dtype, const std::string& source,
+                     const std::string& model) {
+  Weights taken;
+  for (const auto& [name, shape] : expected) {
+    const auto it = weights.find(name);
+    if (it == weights.end())
+      throw std::runtime_error(source + ": missing tensor '" + name + "' (" + model + " expects " +
+                               c10::str(at::IntArrayRef(shape)) + ")");
+    if (it->second.sizes() != at::IntArrayRef(shape))
+      throw std::runtime_error(source + ": tensor '" + name + "' has shape " +
+                               c10::str(at::IntArrayRef(it->second.sizes())) + ", " + model + " expects " +
+                               c10::str(at::IntArrayRef(shape)));
+    if (!at::isFloatingType(it->second.scalar_type()))
+      throw std::runtime_error(source + ": tensor '" + name + "' is not a float tensor");
+    taken[name] = it->second.to(device, dtype);
+  }
+  for (const auto& [name, t] : weights) {
+    if (!expected.count(name))
+      throw std::runtime_error(source + ": unexpected tensor '" + name + "' (is this " + model + "'s file?)");
+  }
+  return taken;
+}
+
 }  // namespace astraea

@@ -46,6 +46,14 @@ ModelConfig config_for_weights(const ModelConfig& preset, const std::string& pat
 Weights random_weights(const ModelConfig& config, uint64_t seed, const at::Device& device,
                        at::ScalarType dtype);
 
+/// Exactly the tensors EXPECTED names, each with its shape, taken from WEIGHTS (a state dict read
+/// from SOURCE) to DTYPE on DEVICE. Throws std::runtime_error naming SOURCE and the tensor that is
+/// missing, misshaped, not a float or unexpected; MODEL ("umT5", "the Wan VAE") says whose shape is
+/// expected, and an unexpected tensor asks whether SOURCE is MODEL's file.
+Weights take_weights(const std::map<std::string, std::vector<int64_t>>& expected, const Weights& weights,
+                     const at::Device& device, at::ScalarType dtype, const std::string& source,
+                     const std::string& model);
+
 /// Writes `weights` as safetensors (to a temporary name, then renamed).
 void save_weights(const std::string& path, const Weights& weights,
                   const std::map<std::string, std::string>& metadata = {});

@@ -26,6 +26,20 @@ Fixtures (safetensors, float32, written without the safetensors package):
   outputs, and its relative-position bucket of every offset from -300 to 300.
 - spiece.model and tokenizer.json: a small SentencePiece model in umT5's id layout and, for some
   prompts, Wan's cleaned text and the ids with </s> (tokenizer_case says what is stubbed).
+- vae.pth and vae.safetensors: Wan's WanVAE_ (wan/modules/vae.py) at dim 4 (the release: 96),
+  every parameter drawn at random (its own init zeroes the attention's projection), run as its
+  WanVAE wrapper runs it (the release's latent mean and 1 / std, decode clamped to [-1, 1]): a
+  5-frame video and its encoded mean, 3 latent frames and their 9 decoded frames. Torch 1.13
+  lacks F.scaled_dot_product_attention and Debian lacks einops: both are stubbed with the
+  arithmetic vae.py asks of them (softmax(q k^T / sqrt(d)) v; its two rearrange patterns).
+- generation.safetensors and generation_dit.safetensors: one whole small generation as
+  wan/text2video.py's WanT2V.generate runs it (its loop, copied step for step, since the class
+  itself loads the release's files): the fixtures' umT5, tokenizer and VAE with Wan's WanModel
+  (wan/modules/model.py) at dim 24, 2 blocks, every parameter drawn at random; a prompt and
+  Wan's negative prompt, 5 frames at 32x32, 4 UniPC steps, shift 5, guidance 5, seed 7. Its
+  noise, final latents and decoded video; the DiT's state dict by the official keys. Wan's
+  flash_attention is stood in for by the same attention in float32 (keys past k_lens masked);
+  on the GPU Wan casts it to bf16.
 - hostile_*.pth and hostile.json: hand-written pickles in torch.save's archive layout that a
   reader must refuse (hostile_pickles says which), and the words each refusal must contain.
 """
@@ -33,6 +47,7 @@ import collections
 import importlib.util
 import inspect
 import json
+import math
 import os
 import struct
 
@@ -92,6 +107,7 @@ def stub_diffusers():
 def load(checkout, relative, name):
     spec = importlib.util.spec_from_file_location(name, os.path.join(checkout, relative))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # later cases reuse what an earlier one loaded
     spec.loader.exec_module(module)
     return module
 
@@ -282,7 +298,148 @@ def tokenizer_case(checkout):
         clean = tokenizers.whitespace_clean(tokenizers.basic_clean(prompt))
         cases.append({"prompt": prompt, "clean": clean, "ids": sp.encode(clean) + [sp.eos_id()]})
     with open(os.path.join(here, "tokenizer.json"), "w") as f:
-        json.dump(cases, f, ensure_ascii=False, indent=1)
+        json.dump(cases, f, ensure_ascii=False, indent=2)
+
+
+def vae_case(checkout):
+    einops = types.ModuleType("einops")
+
+    def rearrange(x, pattern, **sizes):
+        if pattern == "b c t h w -> (b t) c h w":
+            b, c, t, h, w = x.shape
+            return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        if pattern.replace(" ", "") == "(bt)chw->bcthw":
+            bt, c, h, w = x.shape
+            t = sizes["t"]
+            return x.reshape(bt // t, t, c, h, w).permute(0, 2, 1, 3, 4)
+        raise NotImplementedError(pattern)
+
+    einops.rearrange = rearrange
+    sys.modules["einops"] = einops
+    if not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+        def sdpa(q, k, v):
+            return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -1) @ v
+        torch.nn.functional.scaled_dot_product_attention = sdpa
+    vae = load(checkout, "wan/modules/vae.py", "wan_vae")
+    model = vae.WanVAE_(dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                        temperal_downsample=[False, True, True], dropout=0.0).eval()
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p[0].numel() if p.dim() > 1 else 1
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+    torch.save(model.state_dict(), os.path.join(here, "vae.pth"))
+    mean = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+            0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]
+    std = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+           3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160]
+    mean, std = torch.tensor(mean), torch.tensor(std)
+    scale = [mean, 1.0 / std]
+    video = torch.rand(1, 3, 5, 16, 24, generator=g) * 2 - 1
+    latents = torch.randn(1, 16, 3, 2, 3, generator=g)
+    with torch.no_grad():
+        mu = model.encode(video, scale)
+        decoded = model.decode(latents, scale).clamp_(-1, 1)
+    return {"video": video[0], "mu": mu[0], "latents": latents[0], "decoded": decoded[0]}
+
+
+GENERATION = {"prompt": "a cat walks on the grass at sunset", "frames": 5, "height": 32, "width": 32,
+              "steps": 4, "shift": 5.0, "guidance": 5.0, "seed": 7}
+
+
+def flash_attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0., softmax_scale=None, q_scale=None,
+                    causal=False, window_size=(-1, -1), deterministic=False, dtype=torch.bfloat16,
+                    version=None):
+    """wan/modules/attention.py's flash_attention in float32: q, k, v [B, L, heads, C]."""
+    assert not causal and tuple(window_size) == (-1, -1)
+    if q_scale is not None:
+        q = q * q_scale
+    scale = softmax_scale if softmax_scale is not None else q.shape[-1] ** -0.5
+    logits = torch.einsum("bqnc,bknc->bnqk", q.float(), k.float()) * scale
+    if k_lens is not None:
+        masked = torch.arange(k.shape[1])[None, :] >= k_lens[:, None]
+        logits = logits.masked_fill(masked[:, None, None, :], float("-inf"))
+    return torch.einsum("bnqk,bknc->bqnc", logits.softmax(-1), v.float()).type_as(q)
+
+
+def generation_case(checkout, unipc):
+    """Needs umt5.pth, spiece.model and vae.pth written first."""
+    import sentencepiece as spm
+    sys.modules["diffusers.models"] = types.ModuleType("diffusers.models")
+    sys.modules["diffusers.models.modeling_utils"] = types.SimpleNamespace(ModelMixin=torch.nn.Module)
+    sys.modules["wanmods.attention"] = types.SimpleNamespace(flash_attention=flash_attention)
+    model_py = load(checkout, "wan/modules/model.py", "wanmods.model")
+    t5 = sys.modules["wanmods.t5"]
+    tokenizers = sys.modules["wan_tokenizers"]
+    if "easydict" not in sys.modules:  # Debian lacks it: a dict whose keys are attributes
+        class EasyDict(dict):
+            __getattr__, __setattr__ = dict.__getitem__, dict.__setitem__
+        sys.modules["easydict"] = types.SimpleNamespace(EasyDict=EasyDict)
+    shared = load(checkout, "wan/configs/shared_config.py", "wan_shared_config")
+    vae = sys.modules["wan_vae"]
+
+    g = torch.Generator().manual_seed(6)
+    dit = model_py.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=512, in_dim=16, dim=24, ffn_dim=40,
+                            freq_dim=16, text_dim=32, out_dim=16, num_heads=2, num_layers=2, window_size=(-1, -1),
+                            qk_norm=True, cross_attn_norm=True, eps=1e-6).eval()
+    with torch.no_grad():
+        for name, p in dit.named_parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+            else:
+                p.copy_((1.0 if name.endswith("norm_q.weight") or name.endswith("norm_k.weight")
+                         or name.endswith("norm3.weight") else 0.0) + 0.2 * torch.randn(p.shape, generator=g))
+    encoder = t5.T5Encoder(vocab=64, dim=32, dim_attn=32, dim_ffn=48, num_heads=4, num_layers=2, num_buckets=32,
+                           shared_pos=False, dropout=0.1).eval()
+    encoder.load_state_dict(torch.load(os.path.join(here, "umt5.pth")))
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(here, "spiece.model"))
+    autoencoder = vae.WanVAE_(dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                              temperal_downsample=[False, True, True], dropout=0.0).eval()
+    autoencoder.load_state_dict(torch.load(os.path.join(here, "vae.pth")))
+
+    def text_encoder(text):  # WanT2V's T5EncoderModel: tokenizer (clean='whitespace'), encoder, cut
+        ids = sp.encode(tokenizers.whitespace_clean(tokenizers.basic_clean(text)))[:511] + [sp.eos_id()]
+        padded = torch.zeros(1, 512, dtype=torch.long)
+        padded[0, :len(ids)] = torch.tensor(ids)
+        mask = (padded > 0).long()
+        mask[0, :len(ids)] = 1
+        return [encoder(padded, mask)[0, :len(ids)]]
+
+    c = GENERATION
+    target_shape = (16, (c["frames"] - 1) // 4 + 1, c["height"] // 8, c["width"] // 8)
+    seq_len = math.ceil((target_shape[2] * target_shape[3]) / (2 * 2) * target_shape[1])
+    seed_g = torch.Generator().manual_seed(c["seed"])
+    with torch.no_grad():
+        context = text_encoder(c["prompt"])
+        context_null = text_encoder(shared.wan_shared_cfg.sample_neg_prompt)
+        noise = [torch.randn(*target_shape, dtype=torch.float32, generator=seed_g)]
+        # The loop of WanT2V.generate, sample_solver='unipc'.
+        sample_scheduler = unipc.FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1,
+                                                             use_dynamic_shifting=False)
+        sample_scheduler.set_timesteps(c["steps"], device="cpu", shift=c["shift"])
+        latents = noise
+        arg_c = {"context": context, "seq_len": seq_len}
+        arg_null = {"context": context_null, "seq_len": seq_len}
+        for t in sample_scheduler.timesteps:
+            timestep = torch.stack([t])
+            cond = dit(latents, t=timestep, **arg_c)[0]
+            uncond = dit(latents, t=timestep, **arg_null)[0]
+            noise_pred = uncond + c["guidance"] * (cond - uncond)
+            temp_x0 = sample_scheduler.step(noise_pred.unsqueeze(0), t, latents[0].unsqueeze(0),
+                                            return_dict=False, generator=seed_g)[0]
+            latents = [temp_x0.squeeze(0)]
+        mean = torch.tensor([-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+                             0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921])
+        std = torch.tensor([2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+                            3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160])
+        video = autoencoder.decode(latents[0].unsqueeze(0), [mean, 1.0 / std]).clamp_(-1, 1)[0]
+    write_safetensors(os.path.join(here, "generation_dit.safetensors"), dit.state_dict(),
+                      {"made_by": "scripts/wan_fixtures.py"})
+    return {"noise": noise[0], "cond": context[0], "uncond": context_null[0], "latents": latents[0],
+            "video": video}
 
 
 def main():
@@ -298,7 +455,10 @@ def main():
     write_safetensors(os.path.join(here, "unipc.safetensors"), unipc_cases(unipc), meta)
     write_safetensors(os.path.join(here, "state_dict.safetensors"), pth_cases(), meta)
     write_safetensors(os.path.join(here, "umt5.safetensors"), umt5_case(checkout), meta)
+    write_safetensors(os.path.join(here, "vae.safetensors"), vae_case(checkout), meta)
     tokenizer_case(checkout)
+    write_safetensors(os.path.join(here, "generation.safetensors"), generation_case(checkout, unipc),
+                      dict(meta, **{k: str(v) for k, v in GENERATION.items()}))
     hostile_pickles()
     print("wrote", here)
 

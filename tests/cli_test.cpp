@@ -124,6 +124,9 @@ TEST_F(Cli, BadInputsGiveOneErrorLineAndNoOutput) {
   expect_error(run("generate --model tiny --weights " + path("none.safetensors") + " --out " + out), 1,
                "none.safetensors");
   expect_error(run("generate --model tiny --out"), 2, "--out");
+  expect_error(run(std::string(kSmall) + " --vae random --out " + out), 2,
+               "--vae: tiny draws pixels itself and has no VAE; leave --vae out");
+  expect_error(run(std::string(kSmall) + " --vae-tile -2 --out " + out), 2, "--vae-tile");
   expect_error(run(std::string(kSmall) + " --sampler heun --out " + out), 2,
                "--sampler 'heun' is not euler or unipc");
   expect_error(run("generate --model wan2.1-1.3b --weights " + path("") + " --out " + out), 1,

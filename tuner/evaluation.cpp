@@ -61,7 +61,11 @@ double fitness_of(const Quality& q, const quality::MetricList& metrics) {
 ScheduleRunner::ScheduleRunner(RunnerSetup setup) : setup_(std::move(setup)) {
   if (setup_.devices.empty()) throw std::invalid_argument("a schedule runner needs at least one device");
   if (setup_.seeds.empty()) throw std::invalid_argument("a schedule runner needs at least one seed");
-  for (const auto& d : setup_.devices) models_.push_back(load_model(options_for(setup_, "", 0, d)));
+  for (const auto& d : setup_.devices) {
+    const auto o = options_for(setup_, "", 0, d);
+    models_.push_back(load_model(o));
+    vaes_.push_back(load_vae(o));
+  }
 }
 
 ScheduleRunner::~ScheduleRunner() = default;
@@ -73,6 +77,7 @@ void ScheduleRunner::make_references(const std::vector<std::string>& prompts) {
       if (ref.defined()) continue;
       auto o = options_for(setup_, prompt, seed, setup_.devices.front());
       o.loaded = models_.front();
+      o.loaded_vae = vaes_.front();
       ref = generate(o).video;
     }
   }
@@ -97,6 +102,7 @@ Quality ScheduleRunner::quality(const Genome& genome, const std::vector<std::str
       auto o =
           with_budgets(options_for(setup_, prompt, seed, setup_.devices.at(device)), genome, setup_.segments);
       o.loaded = models_.at(device);
+      o.loaded_vae = vaes_.at(device);
       const auto video = generate(o).video;
       if (keep) keep(prompt, seed, video);
       const auto s = quality::score(metrics, {&video, &ref, semantic.get(), 16.0});
@@ -175,6 +181,7 @@ MeasuredSpeed measure_speed(const RunnerSetup& setup, const Genome& tuned, const
                             uint64_t seed) {
   GenerateOptions o = options_for(setup, "", 0, setup.devices.front());
   o.loaded = load_model(o);
+  o.loaded_vae = load_vae(o);
   {  // Warm-up: one call at every budget the runs will use (attention plans are built per shape).
     Genome warm{1.0};
     for (const Genome* g : {&tuned, &uniform})

@@ -19,6 +19,7 @@
 
 namespace astraea {
 class Denoiser;
+class WanVae;
 }
 
 namespace astraea::tuner {
@@ -69,6 +70,7 @@ class ScheduleRunner {
  private:
   RunnerSetup setup_;
   std::vector<std::shared_ptr<const Denoiser>> models_;  // one per device
+  std::vector<std::shared_ptr<const WanVae>> vaes_;      // and its decoder (null: pixel space, or latents)
   std::map<std::pair<std::string, uint64_t>, at::Tensor> references_;
 };
 

@@ -8,6 +8,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "model/weights.h"
+
 namespace astraea {
 namespace {
 
@@ -80,23 +82,7 @@ Umt5Encoder::Umt5Encoder(const Umt5Config& config, const std::map<std::string, a
     expected[b + "ffn.fc2.weight"] = {c.dim, c.dim_ffn};
     expected[b + "pos_embedding.embedding.weight"] = {c.buckets, c.heads};
   }
-  for (const auto& [name, shape] : expected) {
-    const auto it = weights.find(name);
-    if (it == weights.end())
-      throw std::runtime_error(source + ": missing tensor '" + name + "' (umT5 expects " +
-                               c10::str(at::IntArrayRef(shape)) + ")");
-    if (it->second.sizes() != at::IntArrayRef(shape))
-      throw std::runtime_error(source + ": tensor '" + name + "' has shape " +
-                               c10::str(at::IntArrayRef(it->second.sizes())) + ", umT5 expects " +
-                               c10::str(at::IntArrayRef(shape)));
-    if (!at::isFloatingType(it->second.scalar_type()))
-      throw std::runtime_error(source + ": tensor '" + name + "' is not a float tensor");
-    weights_[name] = it->second.to(device_, dtype_);
-  }
-  for (const auto& [name, t] : weights) {
-    if (!expected.count(name))
-      throw std::runtime_error(source + ": unexpected tensor '" + name + "' (is this the umT5-XXL encoder?)");
-  }
+  weights_ = take_weights(expected, weights, device_, dtype_, source, "umT5");
 }
 
 at::Tensor Umt5Encoder::encode(const std::vector<int64_t>& ids) const {
