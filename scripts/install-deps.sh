@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that Astraea builds and tests against, skipping what is there,
 # then the report's web assets from npm (Chart.js, pinned by package-lock.json).
-# Usage: scripts/install-deps.sh [--browser] [--tools]   (--browser adds Chromium for the report
-# tests; --tools adds python3-opencv and python3-torch for scripts/vbench_fixtures.py and
-# scripts/wan_fixtures.py)
+# Usage: scripts/install-deps.sh [--browser] [--tools] [--fuzz]   (--browser adds Chromium for the
+# report tests; --tools adds python3-opencv and python3-torch for scripts/vbench_fixtures.py and
+# scripts/wan_fixtures.py; --fuzz adds clang and its sanitizer and libFuzzer runtimes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ packages=(
 for arg in "$@"; do
   [[ "$arg" == "--browser" ]] && packages+=(chromium)
   [[ "$arg" == "--tools" ]] && packages+=(python3-opencv python3-torch)
+  [[ "$arg" == "--fuzz" ]] && packages+=(clang libclang-rt-14-dev)
 done
 command -v npm >/dev/null || packages+=(nodejs npm)
 

@@ -1,0 +1,1 @@
+INSERT INTO runs(kind) VALUES ('x')

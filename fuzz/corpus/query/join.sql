@@ -1,0 +1,1 @@
+SELECT r.id, m.name, m.value FROM runs r JOIN measurements m ON m.run_id = r.id WHERE m.value > 1 LIMIT 5

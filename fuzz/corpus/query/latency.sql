@@ -1,0 +1,1 @@
+SELECT model, budget, step_ms FROM latency WHERE model = ?1 ORDER BY budget

@@ -1,0 +1,1 @@
+SELECT id, kind, json_extract(config_json, '$.budget') FROM runs

@@ -1,0 +1,1 @@
+WITH t AS (SELECT count(*) AS n FROM runs) SELECT n FROM t

@@ -1,0 +1,17 @@
+// The store opened on an arbitrary file (a garbage file, a database of another schema, a newer
+// one): it opens or throws StoreError, and an opened store answers its reads.
+#include "db/store.h"
+#include "fuzz/fuzz_file.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const auto path = astraea::fuzz::as_file(data, size, ".db");
+  std::remove((path + "-journal").c_str());
+  try {
+    auto store = astraea::db::Store::open(path, {100, {}});
+    store.latency_rows("tiny", 4, 32, 32, "");
+    store.query("SELECT count(*) FROM runs");
+    store.find_cell("x");
+  } catch (const astraea::db::StoreError&) {
+  }
+  return 0;
+}
