@@ -268,6 +268,9 @@ std::vector<CorruptCase> corrupt_cases() {
       {"HeaderPastEndOfFile", le64(64) + "{}", {"header length 64 runs past the end", "truncated?"}},
       {"HeaderNotJson", file_of(R"({"w": {"dtype")"), {"header is not valid JSON"}},
       {"HeaderNotUtf8", file_of("{\"w\xff\": 1}"), {"header is not valid JSON"}},
+      // Found by fuzz_safetensors: a number beyond a double escaped as nlohmann's out_of_range.
+      {"HeaderNumberOverflows", file_of(R"({"__metadata__": {"g": 24.000e400}})"),
+       {"header is not valid JSON", "number overflow"}},
       {"HeaderNotObject", file_of("[1, 2]"), {"header is not a JSON object"}},
       {"EntryNotObject", one_tensor("5"), {"tensor 'w'", "entry is not a JSON object"}},
       {"MissingDtype", one_tensor(R"({"shape":[2],"data_offsets":[0,8]})"), {"tensor 'w'", "missing dtype"}},
