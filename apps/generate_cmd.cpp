@@ -94,6 +94,9 @@ void run(const GenerateFlags& f) {
     const nlohmann::json j{{"sample_seconds", r.sample_seconds},
                            {"load_seconds", r.load_seconds},
                            {"decode_seconds", r.decode_seconds},
+                           {"text_seconds", r.text_seconds},
+                           {"peak_bytes", {{"text", r.text_peak_bytes}, {"sample", r.sample_peak_bytes},
+                                           {"decode", r.decode_peak_bytes}}},
                            {"model_calls", r.model_calls},
                            {"token_share", r.token_share},
                            {"cache_bytes", r.cache_bytes},
@@ -114,6 +117,11 @@ void run(const GenerateFlags& f) {
               r.sample_seconds / static_cast<double>(std::max<int64_t>(1, r.model_calls)), r.load_seconds);
   std::printf("  weights: %s\n  text: %s\n", r.weights_source.c_str(), r.text_source.c_str());
   if (!r.vae_source.empty()) std::printf("  vae: %s, %.2f s decoding\n", r.vae_source.c_str(), r.decode_seconds);
+  if (r.sample_peak_bytes > 0) {
+    std::printf("  stages: text %.2f s (peak %.2f GB), sampling %.2f s (peak %.2f GB), decoding %.2f s (peak %.2f GB)\n",
+                r.text_seconds, r.text_peak_bytes / 1e9, r.sample_seconds, r.sample_peak_bytes / 1e9,
+                r.decode_seconds, r.decode_peak_bytes / 1e9);
+  }
   if (r.method != "dense") {
     std::printf("  method: %s %s\n", r.method.c_str(), r.method_params.dump().c_str());
     std::printf("  token-wise: %.1f%% of a dense run's block-token computations, %lld skipped steps, caches %.1f MB\n",

@@ -160,7 +160,11 @@ GenerateResult generate(const GenerateOptions& o) {
     text_options.release_dir = o.weights;  // a Wan 2.1 release folder: its umT5 encodes the prompts
   text_options.negative_prompt = o.negative_prompt;
   text_options.device = o.text_device.empty() ? device.str() : parse_device(o.text_device).str();
+  const auto t_text = std::chrono::steady_clock::now();
+  compat::reset_peak_device_bytes(device);
   auto text = text_contexts(model, o.prompt, text_options);
+  r.text_seconds = seconds_since(t_text);
+  r.text_peak_bytes = compat::peak_device_bytes(device);
   r.text_source = text.source;
   const auto cond = model.embed_context(text.cond.to(device, model.dtype()));
   const auto uncond = model.embed_context(text.uncond.to(device, model.dtype()));
@@ -179,6 +183,7 @@ GenerateResult generate(const GenerateOptions& o) {
   r.method_params = method->params();
   engine::GuidedStep guided_step(model, method, r.guidance, o.cfg_group);
   const auto t_sample = std::chrono::steady_clock::now();
+  compat::reset_peak_device_bytes(device);
   auto x = sample(
       plan, noise.to(device),
       [&](const at::Tensor& xt, double, int64_t step) {
@@ -197,6 +202,7 @@ GenerateResult generate(const GenerateOptions& o) {
   r.cache_bytes = guided_step.cache_bytes();
   compat::synchronize(device);
   r.sample_seconds = seconds_since(t_sample);
+  r.sample_peak_bytes = compat::peak_device_bytes(device);
 
   x = x.to(at::kCPU);
   if (c.pixel_space) {
@@ -207,8 +213,10 @@ GenerateResult generate(const GenerateOptions& o) {
   r.latents = x.contiguous();
   if (vae) {
     const auto t_decode = std::chrono::steady_clock::now();
+    compat::reset_peak_device_bytes(device);
     r.video = vae->decode(r.latents, o.vae_tiling).add_(1.0).mul_(0.5).permute({1, 2, 3, 0}).contiguous();
     r.decode_seconds = seconds_since(t_decode);
+    r.decode_peak_bytes = compat::peak_device_bytes(device);
     r.vae_source = o.loaded_vae ? "loaded" : o.vae.empty() ? "the release's Wan2.1_VAE.pth" : o.vae;
   }
   return r;

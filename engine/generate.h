@@ -82,6 +82,10 @@ struct GenerateResult {
   at::Tensor latents;  ///< latent models: [C, F, H, W] float32, on the CPU; with a VAE, `video` too
   std::string text_source, weights_source, vae_source;
   double decode_seconds = 0;  ///< the VAE's decoding
+  double text_seconds = 0;    ///< encoding the prompts (part of load_seconds)
+  /// The most GPU memory held in tensors in each stage (0 on the CPU): text encoding (with the
+  /// DiT loaded), sampling, decoding.
+  int64_t text_peak_bytes = 0, sample_peak_bytes = 0, decode_peak_bytes = 0;
   int64_t steps = 0, model_calls = 0;
   double guidance = 0, shift = 0;
   std::string sampler;

@@ -17,6 +17,7 @@
 
 #if ASTRAEA_HAS_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
@@ -116,6 +117,27 @@ inline std::string device_name(const at::Device& device) {
   if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index())->name;
 #endif
   return device.is_cuda() ? "cuda" : "cpu";
+}
+
+/// The most device memory LibTorch's allocator has held in tensors on DEVICE since the last
+/// reset_peak_device_bytes (0 on the CPU, which has no such count).
+inline int64_t peak_device_bytes(const at::Device& device) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (device.is_cuda()) {
+    const auto index = device.has_index() ? device.index() : c10::cuda::current_device();
+    return c10::cuda::CUDACachingAllocator::getDeviceStats(index).allocated_bytes[0].peak;  // [0]: all pools
+  }
+#endif
+  (void)device;
+  return 0;
+}
+inline void reset_peak_device_bytes(const at::Device& device) {
+#if ASTRAEA_HAS_TORCH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : c10::cuda::current_device());
+  }
+#endif
+  (void)device;
 }
 
 /// Blocks until all work queued on `device` has finished.

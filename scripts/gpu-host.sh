@@ -11,7 +11,7 @@
 #                  libgfortran5 libquadmath0 libglx0 libglvnd0)
 #   (the OpenCV modules give the GPU host optical flow, so VBench-proxy scores there too; not yet
 #   tried on the host)
-# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel] [peers] [peers-study]
+# Usage: scripts/gpu-host.sh [build] [test] [bench] [baseline] [profile] [tune] [adherence] [generate] [train] [parallel] [peers] [peers-study] [wan-real]
 #        (default: build test bench baseline profile generate; TRAIN_MINUTES sets the training time,
 #        default 6; BUILD_TARGET builds one target only; tune needs profile's store, $out/gpu.db;
 #        parallel runs on every GPU of the host, or NPROC of them, each layout of LAYOUTS (default
@@ -163,5 +163,19 @@ if want peers-study; then
   $bench sweep --model tiny --device cuda --prompts-file "$out/heldout3.txt" --db "$db" --metrics both \
     --method dense --schedules "$out/mixed.json" 2>&1 | grep -v "\[#" | tail -3 | tee -a "$out/peers-study.txt"
   $bench report --db "$db" --out "$out/peers.html" --step-costs "$costs" 2>&1 | tail -2 | tee -a "$out/peers-study.txt"
+fi
+if want wan-real; then
+  # Wan2.1-1.3B from prompt to MP4 at the official size, random DiT and VAE weights at full size
+  # (the release is not on the host; its text encoder is not either, so the context is random):
+  # time and peak memory of each stage, dense and at a uniform budget (docs/wan.md).
+  bench=build-gpu/apps/astraea-bench
+  for run in "dense:" "b05:--budget 0.5 --dense-steps 10"; do
+    name=${run%%:*}
+    log "wan-real $name: 81x480x832, 50 UniPC steps, VAE decode"
+    # shellcheck disable=SC2086
+    $bench generate --model wan2.1-1.3b --weights random --vae random --frames 81 --height 480 --width 832 \
+      --steps 50 --device cuda --prompt "a cat walks on the grass at sunset" ${run#*:} \
+      --out "$out/wan_$name.mp4" --result-json "$out/wan_$name.json" 2>&1 | grep -v "\[#" | tee -a "$out/wan-real.txt"
+  done
 fi
 log "done"
