@@ -149,6 +149,21 @@ TEST_F(StoreTest, RefusesAFileWithANewerSchema) {
   }
 }
 
+// Found by fuzz_store: a negative user_version made the migration loop index before its list.
+TEST_F(StoreTest, RefusesAFileWithANegativeSchemaVersion) {
+  {
+    Database odd = Database::open(path_, Database::Access::kReadWrite, 1000);
+    odd.exec("PRAGMA user_version = -5");
+  }
+  try {
+    Store::open(path_);
+    FAIL() << "a negative schema version was accepted";
+  } catch (const StoreError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              path_ + ": schema version -5 is not one any astraea-bench writes (is this an Astraea store?)");
+  }
+}
+
 TEST_F(StoreTest, AddRunWritesTheRunAndItsMeasurements) {
   Store store = Store::open(path_);
   RunRecord run = sample_run(3, 4);
