@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -636,6 +637,57 @@ TEST_F(Cli, ProfileBesideBusyProcessesStoresALatencyModelThatGrows) {
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM measurements WHERE name = 'noisy'"), 4);
 }
 
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A full disk, as a file-size limit makes one (writes past 2 KB fail with EFBIG; SIGXFSZ is
+// ignored, as a full disk sends no signal): each writer fails with one line naming its file, the
+// previous file stays whole, no partial or temporary file is left, and the store keeps its runs.
+// The report is not here: it opens the store first (for writing), and that fails before the page.
+TEST_F(Cli, AFullDiskLeavesThePreviousFileAndNoPartialOne) {
+  const std::string limited = "trap '' XFSZ; ulimit -f 4; " + std::string(ASTRAEA_BENCH_BIN) + " ";
+  auto only = [&](std::set<std::string> names) {
+    std::set<std::string> found;
+    for (const auto& e : fs::directory_iterator(dir_)) found.insert(e.path().filename().string());
+    EXPECT_EQ(found, names) << "a partial or temporary file was left";
+  };
+  std::vector<std::string> outs{path("v.safetensors")};
+  if (ASTRAEA_TEST_HAS_FFMPEG) outs.push_back(path("v.mp4"));
+  // 4x32x32: the MP4 too is larger than the limit.
+  const std::string gen = "generate --model tiny --weights random --frames 4 --height 32 --width 32 --steps 2";
+  for (const auto& out : outs) {
+    ASSERT_EQ(run(gen + " --out " + out).code, 0);
+    const auto before = file_bytes(out);
+    ASSERT_GT(before.size(), 4096u) << out;
+    auto r = run_shell(limited + gen + " --seed 3 --out " + out);
+    // After the sampling progress, one error line naming the file.
+    EXPECT_EQ(r.code, 1) << r.out;
+    const auto last = r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1);
+    EXPECT_EQ(last.rfind("error: " + out + ": ", 0), 0u) << r.out;
+    EXPECT_NE(last.find("File too large"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("error: "), r.out.rfind("error: ")) << "one error line: " << r.out;
+    EXPECT_EQ(file_bytes(out), before) << out;
+  }
+  std::set<std::string> names;
+  for (const auto& out : outs) names.insert(fs::path(out).filename().string());
+  only(names);
+
+  // The store: it cannot even make its write-ahead log and shared-memory index; nothing is stored.
+  const auto db = path("p.db");
+  const std::string profile = "profile --model tiny --frames 2 --height 16 --width 16 --budgets 0.5 --warmup 1 "
+                              "--min-reps 2 --max-reps 2 --db " + db;
+  ASSERT_EQ(run(profile).code, 0);
+  const auto runs = count_rows(db, "SELECT count(*) FROM runs");
+  expect_error(run_shell(limited + profile), 1, db);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs"), runs);
+
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  }
+}
+
 TEST_F(Cli, SweepResumesAfterAKillWithNoLostOrDuplicatedCell) {
   const auto db = path("s.db");
   std::ofstream(path("prompts.txt")) << "# two prompts\na red circle moving left on a gray background\n"
@@ -1057,6 +1109,42 @@ TEST_F(Cli, TuneResumesAfterAKillWithNothingLostOrRepeated) {
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM trials"), count_rows(db, "SELECT count(DISTINCT genome_json) FROM trials"));
   EXPECT_GE(count_rows(db, "SELECT count(*) FROM trials"), before);
   EXPECT_EQ(r.out.find("evaluated now, 0 answered"), std::string::npos) << "the first run's trials were reused: " << r.out;
+}
+
+// Names that carry markup (a model name, a command with quotes and </script>) are text to the
+// reader: the page runs to its end without errors, shows them escaped, and no element they spell
+// is created (an onerror handler would retitle the page).
+TEST_F(Cli, ReportShowsMarkupInNamesAsText) {
+  if (std::system("command -v chromium >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "no chromium (scripts/test.sh installs it; the GPU host has none)";
+  }
+  const auto db = path("h.db"), report = path("h.html");
+  const std::string evil = "tiny<img src=x onerror=\"document.title='pwned'\">";
+  {
+    auto store = astraea::db::Store::open(db);
+    for (double b : {1.0, 0.5}) {
+      astraea::db::RunRecord r;
+      r.kind = "sweep-cell";
+      r.device = "cpu";
+      r.cell_key = "cell-" + std::to_string(b);
+      r.config_json = nlohmann::json{{"model", evil}, {"frames", 8}, {"height", 32}, {"width", 48}, {"seed", 0},
+                                     {"prompt", "a red circle </script><b>moving</b> left"},
+                                     {"method", {{"budget", b}}}, {"command", "sweep --note '\"</script>'"}}
+                          .dump();
+      r.measurements = {{"sample_s", "s", b == 1.0 ? 4.0 : 2.0}, {"vbench_proxy_total", "", 0.9}};
+      if (b < 1) r.measurements.push_back({"psnr", "dB", 30.0});
+      store.add_run(r);
+    }
+  }
+  auto r = run("report --db " + db + " --out " + report);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto dom = run_shell("chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=5000 --dump-dom file://" +
+                             report + " 2>/dev/null");
+  EXPECT_NE(dom.out.find("data-done=\"1\""), std::string::npos) << "the page script ran to its end";
+  EXPECT_NE(dom.out.find("data-errors=\"0\""), std::string::npos) << dom.out.substr(0, 400);
+  EXPECT_NE(dom.out.find("tiny&lt;img src=x"), std::string::npos) << "the model name shown as text";
+  EXPECT_EQ(dom.out.find("<img src=\"x\""), std::string::npos) << "an element made from a name";
+  EXPECT_EQ(dom.out.find("pwned</title>"), std::string::npos);
 }
 
 // The report as a reader meets it: opened by headless Chromium, every chart drawn, no console
