@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds Astraea into build/ (or $ASTRAEA_BUILD_DIR). Extra arguments go to CMake.
+# Configures and builds Astraea into build/ (or $ASTRAEA_BUILD_DIR). Extra arguments go to CMake;
+# $ASTRAEA_BUILD_TARGETS (space-separated) builds only those targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${ASTRAEA_BUILD_DIR:-build}
@@ -10,4 +11,5 @@ command -v ninja >/dev/null && [[ ! -f "$build_dir/Makefile" ]] && generator=(-G
 cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "$@" >"$build_dir/configure.log" 2>&1 ||
   { cat "$build_dir/configure.log"; exit 1; }
 grep -E "^-- astraea:" "$build_dir/configure.log" || true
-cmake --build "$build_dir" -j "$jobs"
+# shellcheck disable=SC2086
+cmake --build "$build_dir" -j "$jobs" ${ASTRAEA_BUILD_TARGETS:+--target $ASTRAEA_BUILD_TARGETS}
