@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "model/denoiser.h"
 #include "model/wan/dit.h"
+#include "model/wan/wan_fixture.h"
 #include "model/weights.h"
 
 namespace astraea {
@@ -96,7 +97,7 @@ TEST(Generate, BadInputsNameTheFlag) {
 TEST(Generate, AWholeSmallGenerationMatchesWans) {
   if (!ASTRAEA_HAS_SENTENCEPIECE) GTEST_SKIP() << "this build has no SentencePiece";
   namespace fs = std::filesystem;
-  const std::string fixtures = ASTRAEA_WAN_FIXTURES;
+  const std::string& fixtures = kWanFixtures;
   const auto dir = fs::temp_directory_path() / ("astraea_generation_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir / "google/umt5-xxl");
@@ -125,10 +126,7 @@ TEST(Generate, AWholeSmallGenerationMatchesWans) {
   fs::remove_all(dir);
 
   const auto f = SafetensorsFile::open(fixtures + "/generation.safetensors");
-  auto want = [&](const std::string& name) {
-    const auto& t = f.at(name);
-    return at::from_blob(const_cast<std::byte*>(t.data), t.shape, at::kFloat).clone();
-  };
+  auto want = [&](const std::string& name) { return wan_fixture(f, name); };
   EXPECT_EQ(r.sampler, "unipc");
   EXPECT_EQ(r.model_calls, 8);
   const auto latents = want("latents");

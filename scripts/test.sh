@@ -47,6 +47,6 @@ labels=(-LE full)
 ((full)) && labels=()
 # The CPU has 2 cores: run test binaries one at a time, each with all threads.
 (cd "${ASTRAEA_BUILD_DIR:-build}" && ctest --output-on-failure --timeout 900 "${labels[@]}")
-((fuzz)) && scripts/fuzz.sh 30
+((fuzz)) && FUZZ_SEED=${FUZZ_SEED:-1} scripts/fuzz.sh 30
 ((then_sanitize)) && scripts/test.sh --sanitize
 exit 0

@@ -9,6 +9,7 @@
 #include "astraea/config.h"
 #include "io/field_error.h"
 #include "io/safetensors.h"
+#include "model/wan/wan_fixture.h"
 #include "model/denoiser.h"
 #include "model/pth.h"
 #include "model/text/umt5_tokenizer.h"
@@ -18,12 +19,6 @@
 namespace astraea {
 namespace {
 
-const std::string kFixtures = ASTRAEA_WAN_FIXTURES;
-
-at::Tensor fixture(const SafetensorsFile& f, const std::string& name) {
-  const auto& t = f.at(name);
-  return at::from_blob(const_cast<std::byte*>(t.data), t.shape, at::kFloat).clone();
-}
 
 Umt5Config small() {
   Umt5Config c;
@@ -34,8 +29,8 @@ Umt5Config small() {
 // Wan's own _relative_position_bucket, offset by offset from -300 to 300 (exact, logarithmic,
 // clamped; keys after the query in the upper half).
 TEST(Umt5, RelativeBucketsMatchWans) {
-  const auto f = SafetensorsFile::open(kFixtures + "/umt5.safetensors");
-  const auto relative = fixture(f, "umt5.relative"), buckets = fixture(f, "umt5.buckets");
+  const auto f = SafetensorsFile::open(kWanFixtures + "/umt5.safetensors");
+  const auto relative = wan_fixture(f, "umt5.relative"), buckets = wan_fixture(f, "umt5.buckets");
   ASSERT_EQ(relative.numel(), 601);
   for (int64_t i = 0; i < relative.numel(); ++i) {
     const auto r = static_cast<int64_t>(relative[i].item<float>());
@@ -46,9 +41,9 @@ TEST(Umt5, RelativeBucketsMatchWans) {
 // Wan's T5Encoder at a reduced size, its weights read from the .pth its state_dict() was saved to:
 // each prompt's real tokens, encoded alone, give the official output of the padded batch there.
 TEST(Umt5, MatchesWansEncoderOnPaddedPrompts) {
-  const auto f = SafetensorsFile::open(kFixtures + "/umt5.safetensors");
-  const Umt5Encoder encoder(small(), read_pth(kFixtures + "/umt5.pth"), at::kCPU, at::kFloat, "umt5.pth");
-  const auto ids = fixture(f, "umt5.ids"), lens = fixture(f, "umt5.lens"), out = fixture(f, "umt5.out");
+  const auto f = SafetensorsFile::open(kWanFixtures + "/umt5.safetensors");
+  const Umt5Encoder encoder(small(), read_pth(kWanFixtures + "/umt5.pth"), at::kCPU, at::kFloat, "umt5.pth");
+  const auto ids = wan_fixture(f, "umt5.ids"), lens = wan_fixture(f, "umt5.lens"), out = wan_fixture(f, "umt5.out");
   for (int64_t b = 0; b < 2; ++b) {
     const auto n = static_cast<int64_t>(lens[b].item<float>());
     std::vector<int64_t> prompt;
@@ -61,7 +56,7 @@ TEST(Umt5, MatchesWansEncoderOnPaddedPrompts) {
 }
 
 TEST(Umt5, NamesBadWeightsAndTokens) {
-  auto weights = read_pth(kFixtures + "/umt5.pth");
+  auto weights = read_pth(kWanFixtures + "/umt5.pth");
   auto expect = [&](std::map<std::string, at::Tensor> w, const std::string& what) {
     try {
       Umt5Encoder(small(), w, at::kCPU, at::kFloat, "enc.pth");
@@ -111,10 +106,10 @@ TEST(Umt5, AReleaseFolderEncodesThePromptAndTheOfficialNegativePrompt) {
               std::string::npos)
         << e.what();
   }
-  fs::copy_file(kFixtures + "/umt5.pth", dir / "models_t5_umt5-xxl-enc-bf16.pth");
-  fs::copy_file(kFixtures + "/spiece.model", dir / "google/umt5-xxl/spiece.model");
-  const Umt5Tokenizer tokenizer(kFixtures + "/spiece.model");
-  const auto weights = read_pth(kFixtures + "/umt5.pth");
+  fs::copy_file(kWanFixtures + "/umt5.pth", dir / "models_t5_umt5-xxl-enc-bf16.pth");
+  fs::copy_file(kWanFixtures + "/spiece.model", dir / "google/umt5-xxl/spiece.model");
+  const Umt5Tokenizer tokenizer(kWanFixtures + "/spiece.model");
+  const auto weights = read_pth(kWanFixtures + "/umt5.pth");
   const Umt5Encoder encoder(umt5_config_of(weights, "umt5.pth"), weights, at::kCPU, at::kFloat, "umt5.pth");
   const std::string prompt = "a cat walks on the grass at sunset";
   auto text = text_contexts(*model, prompt, o);

@@ -4,29 +4,24 @@
 #include <gtest/gtest.h>
 
 #include "io/safetensors.h"
+#include "model/wan/wan_fixture.h"
 #include "model/pth.h"
 
 namespace astraea {
 namespace {
 
-const std::string kFixtures = ASTRAEA_WAN_FIXTURES;
-
-at::Tensor fixture(const SafetensorsFile& f, const std::string& name) {
-  const auto& t = f.at(name);
-  return at::from_blob(const_cast<std::byte*>(t.data), t.shape, at::kFloat).clone();
-}
 
 float max_error(const at::Tensor& got, const at::Tensor& want) { return (got - want).abs().max().item<float>(); }
 
 class WanVaeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    weights_ = read_pth(kFixtures + "/vae.pth");
+    weights_ = read_pth(kWanFixtures + "/vae.pth");
     vae_ = std::make_unique<WanVae>(wan_vae_config_of(weights_, "vae.pth"), weights_, at::kCPU, "vae.pth");
   }
   std::map<std::string, at::Tensor> weights_;
   std::unique_ptr<WanVae> vae_;
-  SafetensorsFile f_ = SafetensorsFile::open(kFixtures + "/vae.safetensors");
+  SafetensorsFile f_ = SafetensorsFile::open(kWanFixtures + "/vae.safetensors");
 };
 
 // Wan's WanVAE_ at dim 4, its weights read from the .pth its state_dict() was saved to: 3 latent
@@ -34,8 +29,8 @@ class WanVaeTest : public ::testing::Test {
 TEST_F(WanVaeTest, DecodeMatchesWans) {
   EXPECT_EQ(vae_->config().dim, 4);
   EXPECT_EQ(vae_->config().z_dim, 16);
-  const auto want = fixture(f_, "decoded");
-  const auto got = vae_->decode(fixture(f_, "latents"));
+  const auto want = wan_fixture(f_, "decoded");
+  const auto got = vae_->decode(wan_fixture(f_, "latents"));
   ASSERT_EQ(got.sizes(), want.sizes());
   ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 9, 16, 24}));
   EXPECT_LT(max_error(got, want), 1e-5);
@@ -44,8 +39,8 @@ TEST_F(WanVaeTest, DecodeMatchesWans) {
 
 // A 5-frame video encodes, 1 then 4 frames, to Wan's 2 latent frames of means.
 TEST_F(WanVaeTest, EncodeMatchesWans) {
-  const auto want = fixture(f_, "mu");
-  const auto got = vae_->encode(fixture(f_, "video"));
+  const auto want = wan_fixture(f_, "mu");
+  const auto got = vae_->encode(wan_fixture(f_, "video"));
   ASSERT_EQ(got.sizes(), want.sizes());
   ASSERT_EQ(got.sizes(), (std::vector<int64_t>{16, 2, 2, 3}));
   EXPECT_LT(max_error(got, want), 1e-5 * (1 + want.abs().max().item<float>()));
@@ -53,7 +48,7 @@ TEST_F(WanVaeTest, EncodeMatchesWans) {
 
 // Causality: a frame's pixels depend on its own latent frame and earlier ones, never on later ones.
 TEST_F(WanVaeTest, LaterLatentFramesLeaveEarlierPixelsAlone) {
-  auto latents = fixture(f_, "latents");
+  auto latents = wan_fixture(f_, "latents");
   const auto a = vae_->decode(latents);
   latents.narrow(1, 2, 1).mul_(-3);
   const auto b = vae_->decode(latents);
