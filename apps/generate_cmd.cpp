@@ -63,7 +63,7 @@ void run(const GenerateFlags& f) {
   if (metrics && quality::needs_reference(*metrics))
     reference = load_video("--reference", f.reference, nullptr);
   GenerateOptions o = f.o;
-  o.vae_tiling = {f.vae_tile, std::max<int64_t>(1, f.vae_tile / 4)};
+  o.vae_tiling = {f.vae_tile, f.vae_tile / 4};
   o.attention = parse_attention_backend(f.attention);
   const auto& preset = model_preset(o.model);
   const int64_t steps = o.steps ? o.steps : preset.default_steps;

@@ -1,5 +1,8 @@
 #include "db/store.h"
 
+#include <sqlite3.h>
+
+#include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -192,12 +195,32 @@ QueryResult Store::query(const std::string& select_sql, const std::vector<std::s
                      "\"");
   }
   for (size_t i = 0; i < params.size(); ++i) statement.bind_text(static_cast<int>(i) + 1, params[i]);
+  // What one query may cost (fuzz_query met a recursive CTE and zeroblob(1e9)): a value's size,
+  // and the options' time and rows.
+  sqlite3_limit(reader.handle(), SQLITE_LIMIT_LENGTH, 256 << 20);
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.query_timeout_ms);
+  if (options_.query_timeout_ms > 0) {
+    sqlite3_progress_handler(
+        reader.handle(), 10'000,
+        [](void* at) { return Clock::now() > *static_cast<const Clock::time_point*>(at) ? 1 : 0; },
+        const_cast<Clock::time_point*>(&deadline));
+  }
   QueryResult result;
   for (int c = 0; c < statement.column_count(); ++c) result.columns.push_back(statement.column_name(c));
-  while (statement.step()) {
-    std::vector<std::optional<std::string>> row;
-    for (int c = 0; c < statement.column_count(); ++c) row.push_back(statement.column_optional_text(c));
-    result.rows.push_back(std::move(row));
+  try {
+    while (statement.step()) {
+      if (options_.query_max_rows > 0 && static_cast<int64_t>(result.rows.size()) >= options_.query_max_rows)
+        throw StoreError(path() + ": the query returned more than " + std::to_string(options_.query_max_rows) +
+                         " rows");
+      std::vector<std::optional<std::string>> row;
+      for (int c = 0; c < statement.column_count(); ++c) row.push_back(statement.column_optional_text(c));
+      result.rows.push_back(std::move(row));
+    }
+  } catch (const StoreError&) {
+    if (options_.query_timeout_ms > 0 && Clock::now() > deadline)
+      throw StoreError(path() + ": the query ran past its " + std::to_string(options_.query_timeout_ms) + " ms");
+    throw;
   }
   return result;
 }

@@ -84,6 +84,10 @@ struct TrialClaim {
 struct StoreOptions {
   /// How long a write waits for other writers before failing with a "database is locked" error.
   int busy_timeout_ms = 10'000;
+  /// Bounds on one query(): its run time and its rows (0: none), beyond which it fails with a
+  /// StoreError; a value longer than 256 MB always fails.
+  int query_timeout_ms = 0;
+  int64_t query_max_rows = 0;
   /// Test hook: called inside add_run after all rows are written and before COMMIT, so a test
   /// can kill the process mid-transaction. Leave empty in real use.
   std::function<void()> before_run_commit_for_test;

@@ -323,6 +323,31 @@ TEST_F(StoreTest, QueryReturnsRowsAndRefusesWrites) {
   EXPECT_EQ(store.schema_version(), Store::latest_schema_version());
 }
 
+// A query's cost is bounded: its time and rows by the options, a value's size always.
+TEST_F(StoreTest, QueryStopsAtItsTimeAndRowsAndAHugeValue) {
+  Store::open(path_);
+  StoreOptions bounded;
+  bounded.query_timeout_ms = 200;
+  bounded.query_max_rows = 1000;
+  Store store = Store::open(path_, bounded);
+  const std::string forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+  auto expect = [&](const std::string& sql, const std::string& needle) {
+    try {
+      store.query(sql);
+      ADD_FAILURE() << "query() ran " << sql;
+    } catch (const StoreError& error) {
+      EXPECT_NE(std::string(error.what()).find(needle), std::string::npos) << error.what();
+    }
+  };
+  expect(forever, "the query ran past its 200 ms");
+  expect("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 5000) SELECT i FROM n",
+         "more than 1000 rows");
+  expect("SELECT length(zeroblob(1000000000))", "too big");
+  EXPECT_EQ(store.query("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 1000) SELECT i FROM n")
+                .rows.size(),
+            1000u);
+}
+
 TEST_F(StoreTest, CorruptFileAndMissingFolderGiveErrorsNamingThePath) {
   {
     std::ofstream out(path_, std::ios::binary);

@@ -138,6 +138,12 @@ GenerateResult generate(const GenerateOptions& o) {
   }
   const auto device = parse_device(o.device);
   set_default_gpu_attention(o.attention);
+  if (o.vae_tiling.tile < 0 || o.vae_tiling.overlap < 0 ||
+      (o.vae_tiling.tile > 0 && o.vae_tiling.overlap >= o.vae_tiling.tile)) {
+    throw FieldError(std::vector<std::string>{"vae-tile"},
+                     "{0} " + std::to_string(o.vae_tiling.tile) + ": tiles cannot overlap by " +
+                         std::to_string(o.vae_tiling.overlap) + " latent pixels");
+  }
 
   const auto t_load = std::chrono::steady_clock::now();
   std::shared_ptr<const Denoiser> loaded = o.loaded;
@@ -154,6 +160,8 @@ GenerateResult generate(const GenerateOptions& o) {
   r.weights_source =
       o.weights == "random" ? "random (seed " + std::to_string(o.weights_seed) + ")" : weights_file(o);
   const Denoiser& model = *loaded;
+  // The decoder before the text and sampling, so that a missing or bad file fails before them.
+  const auto vae = o.loaded_vae ? o.loaded_vae : load_vae(o);
   TextOptions text_options;
   text_options.context_file = o.context_file;
   if (o.weights != "random" && !o.weights.empty() && std::filesystem::is_directory(o.weights))
@@ -161,17 +169,18 @@ GenerateResult generate(const GenerateOptions& o) {
   text_options.negative_prompt = o.negative_prompt;
   text_options.device = o.text_device.empty() ? device.str() : parse_device(o.text_device).str();
   const auto t_text = std::chrono::steady_clock::now();
-  compat::reset_peak_device_bytes(device);
+  const at::Device text_device(text_options.device);
+  compat::reset_peak_device_bytes(text_device);
   auto text = text_contexts(model, o.prompt, text_options);
   r.text_seconds = seconds_since(t_text);
-  r.text_peak_bytes = compat::peak_device_bytes(device);
+  r.text_peak_bytes = compat::peak_device_bytes(text_device);
   r.text_source = text.source;
-  const auto cond = model.embed_context(text.cond.to(device, model.dtype()));
-  const auto uncond = model.embed_context(text.uncond.to(device, model.dtype()));
-  // The decoder before sampling, so that a missing or bad file fails before the slow part.
-  const auto vae = o.loaded_vae ? o.loaded_vae : load_vae(o);
   r.load_seconds = seconds_since(t_load);
 
+  at::Tensor x;
+  {  // Sampling; its state (the method's caches, the contexts) is freed before decoding.
+  const auto cond = model.embed_context(text.cond.to(device, model.dtype()));
+  const auto uncond = model.embed_context(text.uncond.to(device, model.dtype()));
   // Noise is drawn on the CPU so that a seed gives the same start on every device.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   auto noise = at::randn({c.in_channels, r.shape.latent_f, r.shape.latent_h, r.shape.latent_w}, gen);
@@ -184,7 +193,7 @@ GenerateResult generate(const GenerateOptions& o) {
   engine::GuidedStep guided_step(model, method, r.guidance, o.cfg_group);
   const auto t_sample = std::chrono::steady_clock::now();
   compat::reset_peak_device_bytes(device);
-  auto x = sample(
+  x = sample(
       plan, noise.to(device),
       [&](const at::Tensor& xt, double, int64_t step) {
         const auto range = ScopedRange::step(step);
@@ -203,6 +212,7 @@ GenerateResult generate(const GenerateOptions& o) {
   compat::synchronize(device);
   r.sample_seconds = seconds_since(t_sample);
   r.sample_peak_bytes = compat::peak_device_bytes(device);
+  }
 
   x = x.to(at::kCPU);
   if (c.pixel_space) {

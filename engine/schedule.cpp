@@ -99,7 +99,9 @@ TokenBudgetSchedule read_schedule(const std::string& path, const std::string& mo
     fail(path, "not valid JSON (" + text.substr(text.find("] ") + 2) + ")");
   }
   if (!j.is_object()) fail(path, "not a JSON object");
-  if (j.value("format", "") != kFormat) fail(path, "'format' must be \"" + std::string(kFormat) + "\"");
+  // Not j.value("format", ""): it throws on a format that is not a string (found by fuzz_schedule).
+  if (!j.contains("format") || j["format"] != kFormat)
+    fail(path, "'format' must be \"" + std::string(kFormat) + "\"");
   if (!j.contains("version") || !j["version"].is_number_integer()) fail(path, "'version' must be an integer");
   const int version = j["version"].get<int>();
   if (version != 1 && version != kVersion) {

@@ -102,6 +102,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Bad{"not_json", "{budgets: [1", "not valid JSON"}, Bad{"not_object", "[1, 2]", "not a JSON object"},
         Bad{"format", R"({"format": "other", "version": 1})", "'format'"},
+        // Found by fuzz_schedule: a format that is not a string escaped as nlohmann's type_error.
+        Bad{"format_number", R"({"format": 55555, "version": 1})", "'format'"},
         Bad{"version", R"({"format": "astraea-schedule", "version": 3, "model": "tiny"})", "'version' 3"},
         Bad{"no_method",
             R"({"format": "astraea-schedule", "version": 2, "model": "tiny", "steps": 1, "budgets": [1]})",

@@ -24,7 +24,10 @@ struct Fixture {
   Fixture() {
     path = astraea::fuzz::as_file(nullptr, 0, ".query.db");
     std::remove(path.c_str());
-    store = std::make_unique<astraea::db::Store>(astraea::db::Store::open(path));
+    astraea::db::StoreOptions bounded;  // a recursive CTE would otherwise run until the timeout
+    bounded.query_timeout_ms = 1000;
+    bounded.query_max_rows = 10000;
+    store = std::make_unique<astraea::db::Store>(astraea::db::Store::open(path, bounded));
     astraea::db::RunRecord run;
     run.kind = "profile";
     run.config_json = "{\"model\": \"tiny\", \"budget\": 0.5}";

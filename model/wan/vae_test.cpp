@@ -68,6 +68,13 @@ TEST_F(WanVaeTest, TiledDecodingCoversThePictureAndStaysClose) {
   EXPECT_LE(tiled.abs().max().item<float>(), 1.0f);
   EXPECT_LT((tiled - whole).abs().mean().item<float>(), 0.5 * whole.abs().mean().item<float>());
   EXPECT_THROW(vae_->decode(latents, {4, 4}), std::invalid_argument);
+  // Tiled along one side only, and tiles that do not overlap: every pixel still covered once.
+  for (const VaeTiling t : {VaeTiling{6, 2}, VaeTiling{4, 0}}) {
+    const auto part = vae_->decode(latents, t);
+    ASSERT_EQ(part.sizes(), whole.sizes());
+    EXPECT_TRUE(at::isfinite(part).all().item<bool>()) << t.tile;
+    EXPECT_LT((part - whole).abs().mean().item<float>(), 0.5 * whole.abs().mean().item<float>()) << t.tile;
+  }
 }
 
 TEST_F(WanVaeTest, RefusesMisshapedInputsAndWeightsByName) {
