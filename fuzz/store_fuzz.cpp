@@ -9,7 +9,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto path = astraea::fuzz::as_file(data, size, ".db");
   for (const char* side : {"-journal", "-wal", "-shm"}) std::remove((path + side).c_str());  // the last input's
   try {
-    auto store = astraea::db::Store::open(path, {100, {}, 1000, 10000});
+    astraea::db::StoreOptions bounded;
+    bounded.busy_timeout_ms = 100;
+    bounded.query_timeout_ms = 1000;
+    bounded.query_max_rows = 10000;
+    auto store = astraea::db::Store::open(path, bounded);
     store.latency_rows("tiny", 4, 32, 32, "");
     store.query("SELECT count(*) FROM runs");
     store.find_cell("x");

@@ -6,6 +6,8 @@
 # build-fuzz/findings/NAME and fails the run. Prints one line per target: executions, coverage.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      e.g. scripts/fuzz.sh 600 safetensors
+# FUZZ_SEED fixes libFuzzer's seed (scripts/test.sh uses 1, so that CI replays the same inputs);
+# unset, every run explores afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=30
@@ -20,7 +22,8 @@ targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
   mapfile -t targets < <(sed -n 's/^ *astraea_fuzz(\([a-z_]*\) .*/\1/p' fuzz/CMakeLists.txt)
   # The video target exists where FFmpeg does.
-  [[ -d $build_dir/fuzz/CMakeFiles/fuzz_video.dir ]] || targets=("${targets[@]/video}")
+  help=$(cmake --build "$build_dir" --target help)
+  [[ $help == *fuzz_video* ]] || targets=("${targets[@]/video}")
 fi
 names=()
 for t in "${targets[@]}"; do [[ -n $t ]] && names+=("fuzz_$t"); done
@@ -38,7 +41,9 @@ for name in "${names[@]}"; do
   log=$build_dir/$name.log
   # -rss_limit_mb and -malloc_limit_mb: an input that makes a parser allocate beyond 2 GB is a finding.
   # At most a million executions: the long runs of docs/reliability.md stop there or at SECONDS.
+  start=$SECONDS
   if "$build_dir/fuzz/$name" "$corpus" "fuzz/corpus/$t" -max_total_time="$seconds" -runs=1000000 -timeout=10 \
+      ${FUZZ_SEED:+-seed=$FUZZ_SEED} \
       -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$findings/" >"$log" 2>&1; then
     status=ok
@@ -48,6 +53,7 @@ for name in "${names[@]}"; do
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o "cov: [0-9]*" "$log" | tail -1 || true)
-  printf 'fuzz %-12s %10s executions in %ss, %s, %s\n' "$t" "${runs:-?}" "$seconds" "${cov:-cov: ?}" "$status"
+  printf 'fuzz %-12s %10s executions in %ss, %s, %s\n' "$t" "${runs:-?}" "$((SECONDS - start))" "${cov:-cov: ?}" \
+    "$status"
 done
 exit $failed
