@@ -38,7 +38,12 @@ if [[ -n $sanitize ]]; then
   failed=0
   for s in "${suites[@]}"; do
     echo "sanitize ($sanitize): $s"
-    "$dir/$s" --gtest_brief=1 || failed=1
+    filter=()
+    # SentencePiece opens through a shim with RTLD_DEEPBIND, which the sanitizer runtimes refuse
+    # (google/sanitizers#611): the tokenizer's tests run in the plain build only.
+    [[ $s == model/model_test ]] &&
+      filter=(--gtest_filter=-Umt5Tokenizer.*:Umt5.AReleaseFolderEncodesThePromptAndTheOfficialNegativePrompt)
+    "$dir/$s" --gtest_brief=1 "${filter[@]}" || failed=1
   done
   exit $failed
 fi
