@@ -26,6 +26,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// --weights names a folder: a Wan 2.1 release, whose umT5 and VAE come with it.
+bool is_release_folder(const GenerateOptions& o) {
+  std::error_code ec;
+  return o.weights != "random" && !o.weights.empty() && std::filesystem::is_directory(o.weights, ec);
+}
+
 std::string find_shipped(const ModelConfig& c) {
   return c.shipped_weights.empty() ? "" : shipped_file(c.shipped_weights);
 }
@@ -100,7 +106,7 @@ std::shared_ptr<const Denoiser> load_model(const GenerateOptions& o) {
 std::shared_ptr<const WanVae> load_vae(const GenerateOptions& o) {
   namespace fs = std::filesystem;
   const auto& c = model_preset(o.model);
-  const bool release = o.weights != "random" && !o.weights.empty() && fs::is_directory(o.weights);
+  const bool release = is_release_folder(o);
   const std::string vae = !o.vae.empty() ? o.vae : release ? (fs::path(o.weights) / "Wan2.1_VAE.pth").string() : "none";
   if (vae == "none") return nullptr;
   if (c.pixel_space)
@@ -138,12 +144,8 @@ GenerateResult generate(const GenerateOptions& o) {
   }
   const auto device = parse_device(o.device);
   set_default_gpu_attention(o.attention);
-  if (o.vae_tiling.tile < 0 || o.vae_tiling.overlap < 0 ||
-      (o.vae_tiling.tile > 0 && o.vae_tiling.overlap >= o.vae_tiling.tile)) {
-    throw FieldError(std::vector<std::string>{"vae-tile"},
-                     "{0} " + std::to_string(o.vae_tiling.tile) + ": tiles cannot overlap by " +
-                         std::to_string(o.vae_tiling.overlap) + " latent pixels");
-  }
+  if (const auto why = vae_tiling_error(o.vae_tiling); !why.empty())
+    throw FieldError(std::vector<std::string>{"vae-tile"}, "{0}: " + why);
 
   const auto t_load = std::chrono::steady_clock::now();
   std::shared_ptr<const Denoiser> loaded = o.loaded;
@@ -164,8 +166,7 @@ GenerateResult generate(const GenerateOptions& o) {
   const auto vae = o.loaded_vae ? o.loaded_vae : load_vae(o);
   TextOptions text_options;
   text_options.context_file = o.context_file;
-  if (o.weights != "random" && !o.weights.empty() && std::filesystem::is_directory(o.weights))
-    text_options.release_dir = o.weights;  // a Wan 2.1 release folder: its umT5 encodes the prompts
+  if (is_release_folder(o)) text_options.release_dir = o.weights;  // a Wan 2.1 release folder: its umT5 encodes the prompts
   text_options.negative_prompt = o.negative_prompt;
   text_options.device = o.text_device.empty() ? device.str() : parse_device(o.text_device).str();
   const auto t_text = std::chrono::steady_clock::now();

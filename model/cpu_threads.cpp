@@ -59,9 +59,9 @@ CpuThreads configure_cpu_threads() {
     c.threads = static_cast<int>(n);
     c.from_env = true;
   } else {
-    const int runnable = runnable_now();
-    c.busy_others = runnable < 0 ? 0 : std::max(0, runnable - 1);
-    c.threads = runnable < 0 ? c.cpus : cpu_threads_for(c.cpus, runnable);
+    const int runnable = runnable_now();  // -1, unreadable, counts as no one else running
+    c.busy_others = std::max(0, runnable - 1);
+    c.threads = cpu_threads_for(c.cpus, runnable);
   }
   at::set_num_threads(c.threads);
   g_chosen = c;

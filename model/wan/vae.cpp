@@ -65,6 +65,23 @@ std::vector<Stage> decoder_stages(const WanVaeConfig& c) {
   return stages;
 }
 
+// The input's last two frames, which the next chunk's causal convolution sees before its own: a
+// one-frame chunk takes the frame before it from E (zeros after the upsampler's "Rep" chunk).
+at::Tensor last_frames(const at::Tensor& x, const CacheEntry& e) {
+  const int64_t t = x.size(2);
+  auto keep = x.narrow(2, std::max<int64_t>(0, t - kCacheFrames), std::min(t, kCacheFrames)).clone();
+  if (keep.size(2) < 2 && e.rep) return at::cat({at::zeros_like(keep), keep}, 2);
+  if (keep.size(2) < 2 && e.frames.defined()) return at::cat({e.frames.narrow(2, e.frames.size(2) - 1, 1), keep}, 2);
+  return keep;
+}
+
+// The release's latent mean and 1 / std on DEVICE, shaped to broadcast over [1, 16, T, h, w].
+std::pair<at::Tensor, at::Tensor> latent_stats(const at::Device& device) {
+  const auto mean = at::tensor(at::ArrayRef<float>(kWanVaeMean, 16)).to(device).view({1, 16, 1, 1, 1});
+  const auto inv_std = (1.0 / at::tensor(at::ArrayRef<float>(kWanVaeStd, 16))).to(device).view({1, 16, 1, 1, 1});
+  return {mean, inv_std};
+}
+
 // One pass of the encoder or decoder over a chunk of frames, reading and updating the cache.
 class Pass {
  public:
@@ -87,8 +104,7 @@ class Pass {
   // A causal convolution that remembers its input's last two frames for the next chunk.
   at::Tensor cached_conv(const at::Tensor& x, const std::string& p) {
     auto& e = next();
-    auto keep = x.narrow(2, std::max<int64_t>(0, x.size(2) - kCacheFrames), std::min(x.size(2), kCacheFrames)).clone();
-    if (keep.size(2) < 2 && e.frames.defined()) keep = at::cat({e.frames.narrow(2, e.frames.size(2) - 1, 1), keep}, 2);
+    auto keep = last_frames(x, e);
     auto y = conv(x, p, e.frames);
     e.frames = keep;
     return y;
@@ -131,9 +147,7 @@ class Pass {
         e.rep = true;  // the first chunk: its one frame stays one frame
       } else {
         const int64_t t = x.size(2);
-        auto keep = x.narrow(2, std::max<int64_t>(0, t - kCacheFrames), std::min(t, kCacheFrames)).clone();
-        if (keep.size(2) < 2)
-          keep = at::cat({e.rep ? at::zeros_like(keep) : e.frames.narrow(2, e.frames.size(2) - 1, 1), keep}, 2);
+        auto keep = last_frames(x, e);
         x = conv(x, p + ".time_conv", e.rep ? at::Tensor() : e.frames);
         e = {keep, false};
         // [b, 2c, t, h, w] -> each frame becomes two: [b, c, 2t, h, w].
@@ -233,6 +247,12 @@ void add_half(std::map<std::string, std::vector<int64_t>>& e, const std::string&
 
 }  // namespace
 
+std::string vae_tiling_error(const VaeTiling& t) {
+  if (t.tile < 0 || t.overlap < 0 || (t.tile > 0 && t.overlap >= t.tile))
+    return "VAE tiles of " + num(t.tile) + " latent pixels cannot overlap by " + num(t.overlap);
+  return {};
+}
+
 WanVaeConfig wan_vae_config_of(const std::map<std::string, at::Tensor>& weights, const std::string& source) {
   auto size = [&](const std::string& name, int64_t dim) {
     const auto it = weights.find(name);
@@ -293,8 +313,7 @@ WanVae::WanVae(const WanVaeConfig& config, const std::map<std::string, at::Tenso
 
 at::Tensor WanVae::decode_whole(const at::Tensor& latents) const {
   const auto& c = config_;
-  const auto mean = at::tensor(at::ArrayRef<float>(kWanVaeMean, 16)).to(device_).view({1, 16, 1, 1, 1});
-  const auto inv_std = (1.0 / at::tensor(at::ArrayRef<float>(kWanVaeStd, 16))).to(device_).view({1, 16, 1, 1, 1});
+  const auto [mean, inv_std] = latent_stats(device_);
   auto z = latents.to(device_, at::kFloat).unsqueeze(0) / inv_std + mean;  // as vae.py: z / (1 / std) + mean
   std::vector<CacheEntry> cache;
   const auto stages = decoder_stages(c);
@@ -316,10 +335,8 @@ at::Tensor WanVae::decode(const at::Tensor& latents, const VaeTiling& tiling) co
                                 c10::str(latents.sizes()));
   at::NoGradGuard no_grad;
   const int64_t h = latents.size(2), w = latents.size(3);
-  if (tiling.tile <= 0 || (h <= tiling.tile && w <= tiling.tile)) return decode_whole(latents);
-  if (tiling.overlap < 0 || tiling.overlap >= tiling.tile)
-    throw std::invalid_argument("VAE tiles of " + num(tiling.tile) + " latent pixels cannot overlap by " +
-                                num(tiling.overlap));
+  if (const auto why = vae_tiling_error(tiling); !why.empty()) throw std::invalid_argument(why);
+  if (tiling.tile == 0 || (h <= tiling.tile && w <= tiling.tile)) return decode_whole(latents);
   // Tile starts along one side: every `tile - overlap`, the last one flush with the edge.
   auto starts = [&](int64_t n) {
     std::vector<int64_t> s{0};
@@ -371,8 +388,7 @@ at::Tensor WanVae::encode(const at::Tensor& video) const {
     out.push_back(pass.head(y, "encoder."));
   }
   const auto mu = Pass(weights_, cache).conv(at::cat(out, 2), "conv1").narrow(1, 0, c.z_dim);
-  const auto mean = at::tensor(at::ArrayRef<float>(kWanVaeMean, 16)).to(device_).view({1, 16, 1, 1, 1});
-  const auto inv_std = (1.0 / at::tensor(at::ArrayRef<float>(kWanVaeStd, 16))).to(device_).view({1, 16, 1, 1, 1});
+  const auto [mean, inv_std] = latent_stats(device_);
   return ((mu - mean) * inv_std).squeeze(0).to(at::kCPU);
 }
 

@@ -40,6 +40,10 @@ struct VaeTiling {
   int64_t tile = 0, overlap = 8;
 };
 
+/// Why TILING cannot decode ("" when it can): a negative size, or tiles that overlap by their
+/// whole size or more.
+std::string vae_tiling_error(const VaeTiling& tiling);
+
 class WanVae {
  public:
   /// WEIGHTS by the official keys (encoder.*, decoder.*, conv1.*, conv2.*), any float dtype, kept
